@@ -1,0 +1,43 @@
+"""Shared fixtures: one MLflow store per test session (creating a sqlite store costs seconds), Hydra's compose
+API on the package's config tree, and the optional real benchmark data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data() -> Path:
+    """``../shared/data`` beside the checkout, or ``$TLRUN_SHARED_DATA``; tests skip when it is absent."""
+    return Path(os.environ.get("TLRUN_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A sqlite tracking URI shared by every test of the session."""
+    folder = tmp_path_factory.mktemp("mlflow")
+    return f"sqlite:///{folder / 'mlflow.db'}"
+
+
+@pytest.fixture
+def compose(mlflow_store: str, tmp_path: Path):
+    """Compose tlrun's config in-process, as ``tlrun <overrides>`` would, tracking into the session store."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from tlrun.config import config_dir, register_resolvers
+
+    register_resolvers()
+
+    def _compose(*overrides: str, experiment: str = "tests"):
+        base = [f"logger.tracking_uri={mlflow_store}", f"logger.experiment={experiment}", f"cache_dir={tmp_path / 'cache'}"]
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+            return hydra_compose("config", overrides=base + list(overrides))
+
+    return _compose

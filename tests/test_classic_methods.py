@@ -1,0 +1,161 @@
+"""The classic closed-form methods on small synthetic shifts with a known answer or property."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tlrun.classifiers import make_classifier
+from tlrun.methods.base import NullReporter, RunContext
+from tlrun.methods.coral import CORAL, covariance
+from tlrun.methods.jda import JDA
+from tlrun.methods.kmm import KMM, project_box_sum, solve_kmm
+from tlrun.methods.no_adaptation import NoAdaptation
+from tlrun.methods.subspace import rbf_kernel
+from tlrun.methods.tca import TCA
+from tlrun.scenarios import Labeled, TrainingData, Unlabeled
+
+
+class RecordingReporter(NullReporter):
+    def __init__(self) -> None:
+        self.metrics: list[tuple[int | None, dict[str, float]]] = []
+        self.predictions: list[tuple[int, np.ndarray]] = []
+
+    def log_metrics(self, metrics, step=None):
+        self.metrics.append((step, metrics))
+
+    def target_predictions(self, predictions, step):
+        self.predictions.append((step, np.asarray(predictions)))
+
+
+def shifted_task(seed: int = 0, shift: float = 6.0, n_source: int = 150, n_target: int = 120, d: int = 10):
+    """Three Gaussian classes; the target is rescaled per feature and moved by ``shift`` along a random direction."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(3, d)) * 1.5
+    source_labels, target_labels = rng.integers(0, 3, n_source), rng.integers(0, 3, n_target)
+    source = centers[source_labels] + rng.normal(size=(n_source, d))
+    direction = rng.normal(size=d)
+    target = (centers[target_labels] + rng.normal(size=(n_target, d))) * rng.uniform(0.5, 2, size=d)
+    target += shift * direction / np.linalg.norm(direction)
+    data = TrainingData(Labeled(source, source_labels), Unlabeled(target), 3, ("a", "b", "c"))
+    return data, target_labels
+
+
+def target_accuracy(method, data, target_labels) -> float:
+    method.fit(data, RunContext(reporter=NullReporter()))
+    return float(np.mean(method.predict(data.target.X) == target_labels))
+
+
+@pytest.mark.parametrize("make_method", [lambda: TCA(kernel="primal", dim=5), lambda: TCA(kernel="linear", dim=5),
+                                         lambda: JDA(kernel="primal", dim=5), lambda: JDA(kernel="rbf", dim=5)])
+def test_subspace_methods_improve_on_a_synthetic_shift(make_method):
+    data, target_labels = shifted_task(seed=1)
+    baseline = target_accuracy(NoAdaptation(), data, target_labels)
+    assert target_accuracy(make_method(), data, target_labels) >= baseline + 0.1
+
+
+@pytest.mark.parametrize("kernel", ["primal", "linear", "rbf"])
+def test_jda_predicts_out_of_sample_as_it_labels_transductively(kernel):
+    data, _ = shifted_task(seed=2, n_source=60, n_target=50)
+    reporter = RecordingReporter()
+    method = JDA(kernel=kernel, dim=4, iterations=5)
+    method.fit(data, RunContext(reporter=reporter, device="cpu"))
+    last_step, transductive = reporter.predictions[-1]
+    np.testing.assert_array_equal(method.predict(data.target.X), transductive)
+    assert method._projection.dtype == torch.float64 and method._projection.device.type == "cpu"
+    steps = [step for step, _ in reporter.predictions]
+    assert steps == list(range(last_step + 1)) and last_step <= 4
+    assert all(0.0 <= metrics.get("pseudo_label_change", 0.0) <= 1.0 for _, metrics in reporter.metrics)
+    # new samples go through the kernel against the training samples
+    assert method.predict(data.target.X[:7]).shape == (7,)
+
+
+def test_tca_is_one_marginal_only_jda_iteration():
+    data, _ = shifted_task(seed=3, n_source=50, n_target=40)
+    tca, jda = TCA(dim=3), JDA(dim=3, iterations=1)
+    for method in (tca, jda):
+        method.fit(data, RunContext(reporter=NullReporter()))
+    np.testing.assert_array_equal(tca.predict(data.target.X), jda.predict(data.target.X))
+
+
+def test_coral_maps_the_regularised_source_covariance_onto_the_targets():
+    data, _ = shifted_task(seed=4, n_source=80, n_target=70, d=6)
+    source, target = (torch.as_tensor(X) for X in (data.source.X, data.target.X))
+    A = CORAL().alignment(source, target)
+    identity = torch.eye(6, dtype=torch.float64)
+    np.testing.assert_allclose(
+        (A.T @ (covariance(source) + identity) @ A).numpy(), (covariance(target) + identity).numpy(), atol=1e-10
+    )
+    reporter = RecordingReporter()
+    CORAL(classifier="1nn").fit(data, RunContext(reporter=reporter))
+    (_, metrics), = reporter.metrics
+    assert metrics["coral_loss_after"] < 0.1 * metrics["coral_loss_before"]
+    assert [step for step, _ in reporter.predictions] == [0]
+
+
+def test_kmm_weights_follow_the_density_ratio():
+    rng = np.random.default_rng(0)
+    source = rng.normal(0.0, 1.0, size=(300, 1))
+    target = rng.normal(0.5, 0.6, size=(200, 1))
+    labels = (source[:, 0] > 0).astype(np.int64)
+    data = TrainingData(Labeled(source, labels), Unlabeled(target), 2, ("neg", "pos"))
+    reporter = RecordingReporter()
+    method = KMM(gamma=1.0)
+    method.fit(data, RunContext(reporter=reporter))
+    (_, metrics), = reporter.metrics
+    assert metrics["mmd_weighted"] < 0.1 * metrics["mmd_uniform"]
+    assert 0.0 < metrics["effective_sample_fraction"] <= 1.0
+    # p_t / p_s for N(0.5, 0.6²) over N(0, 1)
+    x = source[:, 0]
+    ratio = np.exp(-((x - 0.5) ** 2) / (2 * 0.36) + x**2 / 2) / 0.6
+    assert np.corrcoef(np.argsort(np.argsort(method.weights)), np.argsort(np.argsort(ratio)))[0, 1] > 0.9
+
+
+def test_kmm_solution_is_feasible_and_optimal():
+    rng = np.random.default_rng(1)
+    source, target = torch.as_tensor(rng.normal(size=(40, 2))), torch.as_tensor(rng.normal(1.0, 1.0, size=(30, 2)))
+    K = rbf_kernel(source, source, 0.5)
+    kappa = rbf_kernel(source, target, 0.5).sum(dim=1) * 40 / 30
+    beta, _ = solve_kmm(K, kappa, upper=5.0, epsilon=0.1, max_iter=20000, tol=1e-12)
+    assert float(beta.min()) >= 0 and float(beta.max()) <= 5.0 and abs(float(beta.sum()) - 40) <= 4.0 + 1e-9
+    # optimality: a projected gradient step does not move the solution
+    stepped = project_box_sum(beta - 0.01 * (K @ beta - kappa), 5.0, 36.0, 44.0)
+    assert float(torch.linalg.vector_norm(stepped - beta)) < 1e-6
+
+
+@pytest.mark.parametrize("low,high", [(0.0, 3.0), (9.0, 12.0), (0.0, 100.0)])
+def test_box_sum_projection_is_exact(low, high):
+    v = torch.as_tensor(np.random.default_rng(2).normal(1.0, 2.0, size=25))
+    projected = project_box_sum(v, 1.5, low, high)
+    total = float(projected.sum())
+    assert float(projected.min()) >= 0 and float(projected.max()) <= 1.5 and low - 1e-12 <= total <= high + 1e-12
+    # KKT: projected = clip(v − ν, 0, 1.5) for one ν, whose sign matches the active bound
+    free = (projected > 0) & (projected < 1.5)
+    nu = (v - projected)[free]
+    np.testing.assert_allclose(nu.numpy(), float(nu[0]), atol=1e-12)
+    if abs(total - high) < 1e-9:
+        assert float(nu[0]) > 0
+    elif abs(total - low) < 1e-9:
+        assert float(nu[0]) < 0
+    else:
+        assert float(nu[0]) == 0
+
+
+def test_nearest_neighbor_breaks_ties_towards_the_lowest_index():
+    train = np.array([[1.0, 0.0], [-1.0, 0.0], [1.0, 0.0]])
+    classifier = make_classifier("1nn").fit(train, np.array([2, 0, 1]))
+    np.testing.assert_array_equal(classifier.predict(np.array([[0.0, 0.0], [2.0, 0.0]])), [2, 2])
+
+
+def test_unknown_names_and_unweightable_classifiers_are_errors():
+    with pytest.raises(ValueError, match="1nn, logreg, linear_svm"):
+        make_classifier("random_forest")
+    with pytest.raises(ValueError, match="primal, linear, rbf"):
+        JDA(kernel="sigmoid")
+    with pytest.raises(ValueError, match="1nn, logreg, linear_svm"):
+        TCA(classifier="knn")
+    with pytest.raises(ValueError, match="cannot weight samples"):
+        KMM(classifier="1nn")
+    with pytest.raises(ValueError, match="weight"):
+        make_classifier("1nn").fit(np.zeros((2, 1)), np.array([0, 1]), sample_weight=np.ones(2))

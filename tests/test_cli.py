@@ -1,0 +1,97 @@
+"""The `tlrun` executable itself: help and config errors without heavy imports, a real run, a sweep, Ctrl-C.
+
+Each test here starts a process (imports cost seconds), so most end-to-end checks live in test_run.py instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+HEAVY = ("torch", "pytorch_lightning", "mlflow")
+# Runs the CLI and reports, at exit, which heavy modules the process imported.
+PROBE = (
+    "import atexit, sys; "
+    f"atexit.register(lambda: print('HEAVY=' + ','.join(m for m in {HEAVY!r} if m in sys.modules))); "
+    "sys.argv = ['tlrun'] + sys.argv[1:]; from tlrun.cli import main; main()"
+)
+
+
+def _env(store: str) -> dict[str, str]:
+    return {**os.environ, "MLFLOW_TRACKING_URI": store, "MLFLOW_DISABLE_TELEMETRY": "true", "PYTHONUNBUFFERED": "1"}
+
+
+def _probe(tmp_path: Path, store: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", PROBE, *args], cwd=tmp_path, env=_env(store),
+                          capture_output=True, text=True, timeout=120)
+
+
+def _tlrun() -> str:
+    return shutil.which("tlrun", path=str(Path(sys.executable).parent)) or "tlrun"
+
+
+def test_help_lists_groups_and_the_method_table_without_heavy_imports(tmp_path, mlflow_store):
+    result = _probe(tmp_path, mlflow_store, "--help")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for group in ("method", "dataset", "backbone", "scenario", "trainer", "logger", "experiment"):
+        assert f"{group}:" in out
+    assert "jda, kmm, no_adaptation, source_only, tca" in out.replace("coral, ", "")
+    assert "selftaught_clustering" in out and "closed_form" in out
+    assert out.strip().endswith("HEAVY=")
+
+
+def test_config_error_is_one_clear_line_without_heavy_imports(tmp_path, mlflow_store):
+    result = _probe(tmp_path, mlflow_store, "method=jda", "scenario=finetune")
+    assert result.returncode == 2
+    assert "tlrun: error: method 'jda' does not fit scenario 'finetune'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout.strip().endswith("HEAVY=")
+
+
+def test_default_run_and_a_sweep(tmp_path, mlflow_store):
+    result = subprocess.run([_tlrun(), f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, env=_env(mlflow_store),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert f"mlflow ui --backend-store-uri {mlflow_store}" in result.stdout
+    sweep = subprocess.run(
+        [_tlrun(), "--multirun", "method=no_adaptation,coral", "logger.experiment=cli-sweep",
+         f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+        cwd=tmp_path, env=_env(mlflow_store), capture_output=True, text=True, timeout=300,
+    )
+    assert sweep.returncode == 0, sweep.stderr
+    client = MlflowClient(tracking_uri=mlflow_store)
+    runs = client.search_runs([client.get_experiment_by_name("cli-sweep").experiment_id])
+    assert sorted(r.data.tags["method"] for r in runs) == ["coral", "no_adaptation"]
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    assert len({r.data.tags["sweep"] for r in runs}) == 1
+
+
+def test_ctrl_c_ends_the_run_killed_and_keeps_its_metrics(tmp_path, mlflow_store):
+    process = subprocess.Popen(
+        [_tlrun(), "method.iterations=100000", "logger.experiment=cli-sigint", f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=tmp_path, env=_env(mlflow_store), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    client = MlflowClient(tracking_uri=mlflow_store)
+    deadline, run_id = time.monotonic() + 120, None
+    while time.monotonic() < deadline and process.poll() is None:
+        experiment = client.get_experiment_by_name("cli-sigint")
+        runs = client.search_runs([experiment.experiment_id]) if experiment else []
+        if runs and len(client.get_metric_history(runs[0].info.run_id, "target_acc")) >= 3:
+            run_id = runs[0].info.run_id
+            break
+        time.sleep(0.5)
+    assert run_id is not None, process.communicate(timeout=10)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    record = client.get_run(run_id)
+    assert record.info.status == "KILLED"
+    assert len(client.get_metric_history(run_id, "target_acc")) >= 3

@@ -1,0 +1,173 @@
+"""Image-folder datasets: Office-31 layout, corrupt files, fingerprints, and the download path (file:// URLs)."""
+
+import hashlib
+import io
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tlrun.data.base import DataError
+from tlrun.data.images import OFFICE31_CLASSES, Office31, download_file, open_image
+
+
+def _jpeg(path: Path, colour=(200, 10, 10)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (6, 5), colour).save(path, format="JPEG")
+
+
+def _office_tree(root: Path, classes=OFFICE31_CLASSES[:3], domains=("amazon", "dslr", "webcam")) -> None:
+    for domain in domains:
+        for k, name in enumerate(classes):
+            for i in range(2):
+                _jpeg(root / domain / "images" / name / f"frame_{i:04d}.jpg", (k * 40, i * 100, 50))
+
+
+def test_office31_tree(tmp_path):
+    _office_tree(tmp_path)
+    (tmp_path / "amazon" / "images" / "bike" / "notes.txt").write_text("not an image")
+    (tmp_path / "amazon" / "images" / "bike" / ".DS_Store").write_bytes(b"\0")
+    (tmp_path / "amazon" / "images" / "bookcase").mkdir()  # empty class folder
+    ds = Office31(root=str(tmp_path), source="amazon", target="webcam")
+    ds.check()
+    s, t = ds.load_pair()
+    assert s.classes == OFFICE31_CLASSES and len(OFFICE31_CLASSES) == 31
+    assert list(OFFICE31_CLASSES) == sorted(OFFICE31_CLASSES)
+    assert len(s) == 6 and all(p.endswith(".jpg") for p in s.X)
+    np.testing.assert_array_equal(s.y, [0, 0, 1, 1, 2, 2])  # back_pack, bike, bike_helmet
+    assert s.is_images and s.image_shape is None
+    image = open_image(s.X[0])
+    assert image.mode == "RGB" and image.size == (6, 5)
+    (fingerprint,) = s.checksums.values()
+    assert len(fingerprint) == 64
+
+
+def test_fingerprint_tracks_file_list(tmp_path):
+    _office_tree(tmp_path)
+    ds = Office31(root=str(tmp_path), source="amazon", target="webcam")
+    before = ds.load("amazon").checksums
+    assert ds.load("amazon").checksums == before
+    _jpeg(tmp_path / "amazon" / "images" / "bike" / "frame_0009.jpg")
+    assert ds.load("amazon").checksums != before
+
+
+def test_missing_office31_message(tmp_path):
+    ds = Office31(root=str(tmp_path / "office31"), source="amazon", target="dslr")
+    with pytest.raises(DataError) as info:
+        ds.check()
+    message = str(info.value)
+    assert str(tmp_path / "office31" / "amazon" / "images") in message
+    assert "domain_adaptation_images" in message or "drive.google.com" in message
+    assert "dataset.download=true" in message
+
+
+def test_flat_layout_hint(tmp_path):
+    _jpeg(tmp_path / "amazon" / "back_pack" / "a.jpg")
+    with pytest.raises(DataError, match="images/ subfolder"):
+        Office31(root=str(tmp_path), source="amazon", target="webcam").check()
+
+
+def test_unknown_class_folder_and_empty_domain(tmp_path):
+    _office_tree(tmp_path)
+    _jpeg(tmp_path / "dslr" / "images" / "giraffe" / "a.jpg")
+    with pytest.raises(DataError, match="giraffe"):
+        Office31(root=str(tmp_path)).load("dslr")
+    (tmp_path / "empty" / "webcam" / "images" / "bike").mkdir(parents=True)
+    with pytest.raises(DataError) as info:
+        Office31(root=str(tmp_path / "empty")).load("webcam")
+    assert "no images in" in str(info.value) and str(tmp_path / "empty" / "webcam" / "images") in str(info.value)
+
+
+def test_class_difference_between_domains(tmp_path):
+    _office_tree(tmp_path, classes=OFFICE31_CLASSES[:3], domains=("amazon",))
+    _office_tree(tmp_path, classes=OFFICE31_CLASSES[1:4], domains=("webcam",))
+    with pytest.raises(DataError) as info:
+        Office31(root=str(tmp_path), source="amazon", target="webcam").load_pair()
+    assert "only in source: back_pack" in str(info.value) and "only in target: bookcase" in str(info.value)
+
+
+def test_corrupt_image(tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8 this is not really a jpeg")
+    with pytest.raises(DataError) as info:
+        open_image(bad)
+    assert str(bad) in str(info.value) and "corrupt" in str(info.value)
+
+
+# ------------------------------------------------------------------------------------------- download
+
+
+def _archive(tmp_path: Path, prefix: str = "") -> Path:
+    """A tiny tar.gz with the official layout (optionally under a top folder)."""
+    archive = tmp_path / "src" / "domain_adaptation_images.tar.gz"
+    archive.parent.mkdir()
+    with tarfile.open(archive, "w:gz") as tar:
+        for domain in ("amazon", "dslr", "webcam"):
+            for name in OFFICE31_CLASSES[:2]:
+                buffer = io.BytesIO()
+                Image.new("RGB", (4, 4), (9, 9, 9)).save(buffer, format="JPEG")
+                info = tarfile.TarInfo(f"{prefix}{domain}/images/{name}/frame_0001.jpg")
+                info.size = len(buffer.getvalue())
+                buffer.seek(0)
+                tar.addfile(info, buffer)
+    return archive
+
+
+@pytest.mark.parametrize("prefix", ["", "domain_adaptation_images/"])
+def test_download_verifies_and_extracts(tmp_path, prefix):
+    archive = _archive(tmp_path, prefix)
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    root = tmp_path / "office31"
+    ds = Office31(root=str(root), download=True, url=archive.as_uri(), checksum=f"sha256:{digest}")
+    ds.check()
+    s, t = ds.load_pair()
+    assert len(s) == 2 and len(t) == 2
+    assert sorted(p.name for p in root.iterdir()) == ["amazon", "dslr", "webcam"]  # archive and scratch removed
+
+
+def test_download_wrong_checksum_leaves_nothing(tmp_path):
+    archive = _archive(tmp_path)
+    root = tmp_path / "office31"
+    ds = Office31(root=str(root), download=True, url=archive.as_uri(), checksum="md5:" + "0" * 32)
+    with pytest.raises(DataError) as info:
+        ds.check()
+    message = str(info.value)
+    assert "expected " + "0" * 32 in message and "deleted" in message
+    assert not root.exists() or list(root.iterdir()) == []
+
+
+def test_download_resumes_partial_file(tmp_path):
+    source = tmp_path / "blob.bin"
+    source.write_bytes(b"0123456789" * 100)
+    destination = tmp_path / "out" / "blob.bin"
+    destination.parent.mkdir()
+    (destination.parent / "blob.bin.part").write_bytes(b"garbage")  # file:// cannot resume: restarts cleanly
+    md5 = hashlib.md5(source.read_bytes()).hexdigest()
+    download_file(source.as_uri(), destination, md5)
+    assert destination.read_bytes() == source.read_bytes()
+    assert not (destination.parent / "blob.bin.part").exists()
+
+
+def test_download_unreachable_url(tmp_path):
+    ds = Office31(root=str(tmp_path / "o"), download=True, url=(tmp_path / "missing.tar.gz").as_uri(), checksum=None)
+    with pytest.raises(DataError) as info:
+        ds.check()
+    assert "missing.tar.gz" in str(info.value) and "download it yourself" in str(info.value)
+
+
+def test_bad_checksum_syntax(tmp_path):
+    with pytest.raises(DataError, match="md5:<hex>"):
+        Office31(root=str(tmp_path), checksum="crc:1234").check()
+
+
+def test_archive_put_in_root_by_hand_is_extracted_and_kept(tmp_path):
+    archive = _archive(tmp_path)
+    root = tmp_path / "office31"
+    root.mkdir()
+    manual = root / "domain_adaptation_images.tar.gz"
+    manual.write_bytes(archive.read_bytes())
+    md5 = hashlib.md5(archive.read_bytes()).hexdigest()
+    Office31(root=str(root), download=True, url="https://unreachable.invalid/x", checksum=f"md5:{md5}").check()
+    assert manual.exists() and (root / "webcam" / "images" / OFFICE31_CLASSES[0]).is_dir()

@@ -1,0 +1,144 @@
+"""End-to-end runs composed in-process through Hydra's compose API, tracked in the session's MLflow store."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hydra.errors import MissingConfigException
+from mlflow.tracking import MlflowClient
+
+from tlrun.config import load_option
+from tlrun.data.base import DataError
+from tlrun.errors import TlrunError
+from tlrun.run import run
+from tlrun.scenarios import ScenarioError
+
+
+def _runs(store: str, experiment: str):
+    client = MlflowClient(tracking_uri=store)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return client, []
+    return client, client.search_runs([found.experiment_id], order_by=["attributes.start_time DESC"])
+
+
+def test_default_run_is_tracked(compose, mlflow_store, tmp_path):
+    target_acc = run(compose(experiment="e2e-default"))
+    client, runs = _runs(mlflow_store, "e2e-default")
+    assert len(runs) == 1
+    record = runs[0]
+    assert record.info.status == "FINISHED"
+    params, metrics, tags = record.data.params, record.data.metrics, record.data.tags
+    assert params["method.name"] == "jda" and params["dataset.name"] == "digits"
+    assert params["scenario.name"] == "da"  # scenario=auto resolved to the method's natural one
+    assert params["seed"] == "0" and params["method.dim"] == "100"
+    assert 0.0 <= metrics["target_acc"] <= 1.0 and metrics["target_acc"] == pytest.approx(target_acc)
+    assert 0.0 <= metrics["source_acc"] <= 1.0
+    assert tags["method"] == "jda" and tags["scenario"] == "da" and tags["dataset"] == "digits"
+    assert {"version.torch", "version.sklearn", "version.tlrun", "source", "target"} <= set(tags)
+    # JDA reports the target accuracy at every iteration.
+    history = client.get_metric_history(record.info.run_id, "target_acc")
+    assert len({m.step for m in history}) >= 10
+    artifacts = {a.path for a in client.list_artifacts(record.info.run_id)}
+    assert {"config.yaml", "confusion_matrix.png", "per_class_target_acc.csv"} <= artifacts
+
+
+def test_same_seed_same_metrics(compose):
+    overrides = ("method=source_only", "backbone=mlp", "method.epochs=2")
+    first = run(compose(*overrides, "seed=3", experiment="e2e-seed"))
+    second = run(compose(*overrides, "seed=3", experiment="e2e-seed"))
+    assert first == second
+
+
+def test_method_that_does_not_fit_fails_before_any_work(compose, mlflow_store):
+    _, before = _runs(mlflow_store, "e2e-errors")
+    with pytest.raises(ScenarioError, match="scenario=da"):
+        run(compose("method=jda", "scenario=finetune", experiment="e2e-errors"))
+    _, after = _runs(mlflow_store, "e2e-errors")
+    assert len(after) == len(before)  # no MLflow run was opened
+
+
+def test_unknown_method_lists_the_options(compose):
+    with pytest.raises(MissingConfigException) as error:
+        compose("method=nope")
+    assert "jda" in str(error.value) and "source_only" in str(error.value)
+
+
+def test_missing_dataset_says_where_to_put_it(compose, tmp_path):
+    with pytest.raises(DataError) as error:
+        run(compose("dataset=office_caltech10", f"dataset.root={tmp_path / 'absent'}", experiment="e2e-errors"))
+    assert str(tmp_path / "absent") in str(error.value)
+
+
+def test_corrupt_file_fails_the_run_with_the_error_logged(compose, mlflow_store, tmp_path):
+    root = tmp_path / "features"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    np.savez(root / "a.npz", X=rng.normal(size=(20, 5)), y=np.arange(20) % 2)
+    (root / "b.npz").write_bytes(b"this is not a zip archive")
+    with pytest.raises(DataError, match="b.npz"):
+        run(compose("dataset=features", f"dataset.root={root}", "dataset.source=a", "dataset.target=b",
+                    experiment="e2e-corrupt"))
+    _, runs = _runs(mlflow_store, "e2e-corrupt")
+    assert runs[0].info.status == "FAILED" and "b.npz" in runs[0].data.tags["error"]
+
+
+def test_recipe_composes_into_the_papers_twelve_tasks(compose):
+    cfg = compose("+experiment=jda_office_caltech_surf", "dataset.root=/data", "task=webcam-dslr")
+    assert cfg.dataset.source == "webcam" and cfg.dataset.target == "dslr"
+    assert cfg.method.name == "jda" and cfg.dataset.preprocess == "rowsum_zscore"
+    recipe = load_option("experiment", "jda_office_caltech_surf")
+    assert recipe.hydra.mode == "MULTIRUN"
+    tasks = [tuple(task.split("-")) for task in recipe.hydra.sweeper.params.task.split(",")]
+    domains = ("amazon", "caltech", "dslr", "webcam")
+    assert sorted(tasks) == sorted((s, t) for s in domains for t in domains if s != t)
+
+
+def _image_tree(root, classes=("back_pack", "bike", "mug"), per_class=4):
+    """A tiny Office-31 layout of generated JPEGs: a class is a colour, each domain a brightness."""
+    from PIL import Image
+
+    for d, domain in enumerate(("amazon", "dslr", "webcam")):
+        for c, name in enumerate(classes):
+            folder = root / domain / "images" / name
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                colour = [40 + 60 * d, 40 + 60 * d, 40 + 60 * d]
+                colour[c] = 250 - 10 * i
+                Image.new("RGB", (24, 24), tuple(colour)).save(folder / f"{i}.jpg")
+
+
+def test_closed_form_on_images_extracts_features_once(compose, mlflow_store, tmp_path):
+    _image_tree(tmp_path / "office31")
+    overrides = ("method=jda", "method.dim=4", "method.iterations=2", "dataset=office31",
+                 f"dataset.root={tmp_path / 'office31'}", "backbone=resnet18", "backbone.image_size=32")
+    run(compose(*overrides, experiment="e2e-images"))
+    cached = list((tmp_path / "cache" / "features").rglob("*"))
+    assert [p for p in cached if p.is_file()], "features were not cached"
+    run(compose(*overrides, experiment="e2e-images"))  # served from the cache
+    _, runs = _runs(mlflow_store, "e2e-images")
+    assert [r.info.status for r in runs] == ["FINISHED", "FINISHED"]
+    assert runs[0].data.tags["backbone"] == "resnet18"
+    assert any(key.startswith("data.sha256.") for key in runs[0].data.tags)
+
+
+def test_images_need_an_image_backbone(compose, tmp_path):
+    _image_tree(tmp_path / "office31")
+    with pytest.raises(TlrunError, match="backbone=resnet18"):
+        run(compose("dataset=office31", f"dataset.root={tmp_path / 'office31'}", experiment="e2e-errors"))
+
+
+def test_features_dataset_with_the_primal_form(compose, mlflow_store, tmp_path):
+    """The paper's setting for raw pixels / deep features: primal JDA, lambda = 0.1, l2 preprocessing."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 20)) * 3
+    for domain, offset in (("mnist", 0.0), ("usps", 1.5)):
+        y = np.repeat(np.arange(3), 30)
+        X = centres[y] + rng.normal(size=(90, 20)) + offset * rng.normal(size=20)
+        np.savez(tmp_path / f"{domain}.npz", X=X, y=y + 1)
+    target_acc = run(compose("method=jda", "dataset=features", f"dataset.root={tmp_path}", "dataset.source=mnist",
+                             "dataset.target=usps", "dataset.preprocess=l2", "method.kernel=primal",
+                             "method.lamb=0.1", "method.dim=10", experiment="e2e-features"))
+    _, runs = _runs(mlflow_store, "e2e-features")
+    assert runs[0].info.status == "FINISHED" and runs[0].data.params["method.kernel"] == "primal"
+    assert target_acc > 0.9

@@ -1,0 +1,47 @@
+"""The MLflow run life cycle: every run ends FINISHED, FAILED or KILLED, and keeps what it logged."""
+
+from __future__ import annotations
+
+import pytest
+
+from tlrun.tracking import TrackedRun, flatten
+
+
+def _ended(store: str, exception: BaseException | None) -> tuple[TrackedRun, object]:
+    run = TrackedRun(experiment="tracking-tests", tracking_uri=store, tags={"method": "x"})
+    try:
+        with run:
+            run.log_metrics({"target_acc": 0.5}, step=3)
+            if exception is not None:
+                raise exception
+    except BaseException:
+        pass
+    return run, run.client.get_run(run.run_id)
+
+
+def test_finished(mlflow_store):
+    run, record = _ended(mlflow_store, None)
+    assert record.info.status == "FINISHED"
+    assert record.data.metrics["target_acc"] == 0.5 and record.data.tags["method"] == "x"
+
+
+def test_failed_logs_the_error(mlflow_store, tmp_path):
+    run, record = _ended(mlflow_store, ValueError("loss is NaN"))
+    assert record.info.status == "FAILED"
+    assert record.data.tags["error"] == "ValueError: loss is NaN"
+    assert record.data.metrics["target_acc"] == 0.5
+    path = run.client.download_artifacts(run.run_id, "error.txt", str(tmp_path))
+    assert "loss is NaN" in open(path).read()
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt(), SystemExit(1)])
+def test_interrupted_runs_end_killed(mlflow_store, interrupt):
+    _, record = _ended(mlflow_store, interrupt)
+    assert record.info.status == "KILLED"
+    assert record.data.metrics["target_acc"] == 0.5
+
+
+def test_flatten_nested_config():
+    assert flatten({"method": {"name": "jda", "dim": 100}, "seed": 0, "dims": [1, 2]}) == {
+        "method.name": "jda", "method.dim": "100", "seed": "0", "dims": "[1, 2]",
+    }

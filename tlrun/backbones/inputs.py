@@ -1,0 +1,219 @@
+"""Samples → tensors for a backbone: a ``torch.utils.data.Dataset`` over an array or over image files.
+
+Three kinds of ``X`` (see :class:`~tlrun.data.base.Domain`):
+
+- feature rows (``image_shape`` is ``None``): float32 rows, as they are;
+- pixel rows (``image_shape = (C, H, W)``): float32 rows, which the backbone views as images. When the backbone
+  has an ``image_size`` (the ImageNet ResNets), each row is instead reshaped, grayscale repeated to the
+  backbone's channels, resized to ``image_size`` (bilinear) and normalised with the backbone's
+  ``normalization``; pixel values are expected in ``[0, 1]``;
+- image file paths: opened as RGB (or grayscale for a 1-channel backbone), resized so that the shorter side is
+  ``image_size / crop_fraction`` and center-cropped to ``image_size`` (224 from 256 for the ResNets, the usual
+  ImageNet evaluation transform), scaled to ``[0, 1]`` and normalised.
+
+Training-time augmentation is off (``augment=False``); it is not implemented yet.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+#: Bump when the transforms below change: part of the feature-cache key.
+INPUTS_VERSION = 1
+
+
+def _open_image(path: str):
+    """Open ``path`` as an RGB PIL image, with the data package's helper when there is one."""
+    try:
+        from tlrun.data.images import open_image
+    except ImportError:
+        open_image = None
+    if open_image is not None:
+        return open_image(path)
+    from PIL import Image
+
+    from tlrun.data.base import DataError
+
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (OSError, ValueError, SyntaxError) as error:
+        raise DataError(f"cannot read image {path}: {error}; replace or remove the file") from None
+
+
+def is_paths(X: Any) -> bool:
+    """True when ``X`` is a sequence of image file paths rather than an array."""
+    return not isinstance(X, (np.ndarray, torch.Tensor))
+
+
+def sample_shape(X: np.ndarray | Sequence[str], image_shape: tuple[int, ...] | None) -> tuple[int, ...] | None:
+    """The ``input_shape`` a backbone is built with for samples ``X``: ``image_shape`` for pixel rows, ``(d,)``
+    for feature rows, ``None`` for image files (the backbone then takes ``(3, image_size, image_size)``)."""
+    if is_paths(X):
+        return None
+    if image_shape is not None:
+        return tuple(int(s) for s in image_shape)
+    return (int(np.asarray(X).shape[1]),)
+
+
+def _file_size(backbone: Any) -> int:
+    size = getattr(backbone, "image_size", None)
+    if size:
+        return int(size)
+    shape = getattr(backbone, "input_shape", ())
+    if len(shape) == 3:
+        return int(shape[1])
+    raise ValueError(
+        f"{type(backbone).__name__} takes feature vectors (input_shape {shape}); image files need an image "
+        "backbone such as resnet50 or lenet"
+    )
+
+
+def describe(backbone: Any, X: Any, image_shape: tuple[int, ...] | None) -> dict[str, Any]:
+    """What the input pipeline does to ``X`` for ``backbone``: part of the feature-cache key."""
+    norm = getattr(backbone, "normalization", None)
+    info: dict[str, Any] = {"version": INPUTS_VERSION, "image_shape": list(image_shape) if image_shape else None}
+    if is_paths(X):
+        info.update(
+            kind="files",
+            image_size=_file_size(backbone),
+            crop_fraction=getattr(backbone, "crop_fraction", 1.0),
+            channels=getattr(backbone, "in_channels", 3),
+            normalization=[list(v) for v in norm] if norm else None,
+        )
+    elif image_shape is not None and getattr(backbone, "image_size", None):
+        info.update(
+            kind="pixels_resized",
+            image_size=int(backbone.image_size),
+            channels=backbone.in_channels,
+            normalization=[list(v) for v in norm] if norm else None,
+        )
+    else:
+        info.update(kind="rows")
+    return info
+
+
+class ArrayInputs(Dataset):
+    """Rows of an array (features, or flattened images for the backbone to view), with optional labels.
+
+    With ``resize_to`` set, each row is turned into a ``(channels, resize_to, resize_to)`` image here instead
+    (see the module docstring).
+    """
+
+    def __init__(
+        self,
+        X: np.ndarray,
+        y: np.ndarray | None = None,
+        *,
+        image_shape: tuple[int, ...] | None = None,
+        resize_to: int | None = None,
+        channels: int = 3,
+        normalization: tuple[Sequence[float], Sequence[float]] | None = None,
+    ) -> None:
+        self.X = torch.as_tensor(np.ascontiguousarray(X), dtype=torch.float32)
+        if self.X.dim() != 2:
+            raise ValueError(f"expected an (n, d) array of samples, got shape {tuple(self.X.shape)}")
+        self.y = None if y is None else torch.as_tensor(np.asarray(y), dtype=torch.int64)
+        if self.y is not None and len(self.y) != len(self.X):
+            raise ValueError(f"{len(self.X)} samples but {len(self.y)} labels")
+        self.image_shape = tuple(image_shape) if image_shape else None
+        self.resize_to = resize_to if (resize_to and self.image_shape) else None
+        self.channels = channels
+        if normalization is not None:
+            self.mean = torch.tensor(normalization[0], dtype=torch.float32).view(-1, 1, 1)
+            self.std = torch.tensor(normalization[1], dtype=torch.float32).view(-1, 1, 1)
+        else:
+            self.mean = self.std = None
+
+    def __len__(self) -> int:
+        return len(self.X)
+
+    def _image(self, row: torch.Tensor) -> torch.Tensor:
+        image = row.view(*self.image_shape)
+        if image.shape[0] == 1 and self.channels > 1:
+            image = image.expand(self.channels, -1, -1)
+        if tuple(image.shape[1:]) != (self.resize_to, self.resize_to):
+            image = torch.nn.functional.interpolate(
+                image.unsqueeze(0), size=(self.resize_to, self.resize_to), mode="bilinear",
+                align_corners=False, antialias=True,
+            ).squeeze(0)
+        if self.mean is not None:
+            image = (image - self.mean) / self.std
+        return image
+
+    def __getitem__(self, index: int):
+        x = self.X[index]
+        if self.resize_to:
+            x = self._image(x)
+        return x if self.y is None else (x, self.y[index])
+
+
+class ImageFiles(Dataset):
+    """Image files with optional labels, transformed for a backbone (see the module docstring)."""
+
+    def __init__(
+        self,
+        paths: Sequence[str],
+        y: np.ndarray | None = None,
+        *,
+        image_size: int,
+        channels: int = 3,
+        crop_fraction: float = 1.0,
+        normalization: tuple[Sequence[float], Sequence[float]] | None = None,
+    ) -> None:
+        from torchvision import transforms
+
+        self.paths = tuple(str(p) for p in paths)
+        self.y = None if y is None else torch.as_tensor(np.asarray(y), dtype=torch.int64)
+        if self.y is not None and len(self.y) != len(self.paths):
+            raise ValueError(f"{len(self.paths)} images but {len(self.y)} labels")
+        self.channels = channels
+        steps: list[Any] = [
+            transforms.Resize(int(round(image_size / crop_fraction))),
+            transforms.CenterCrop(image_size),
+            transforms.ToTensor(),
+        ]
+        if normalization is not None:
+            steps.append(transforms.Normalize(list(normalization[0]), list(normalization[1])))
+        self.transform = transforms.Compose(steps)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int):
+        image = _open_image(self.paths[index])
+        if self.channels == 1:
+            image = image.convert("L")
+        x = self.transform(image)
+        return x if self.y is None else (x, self.y[index])
+
+
+def make_dataset(
+    X: np.ndarray | Sequence[str],
+    y: np.ndarray | None = None,
+    *,
+    backbone: Any,
+    image_shape: tuple[int, ...] | None = None,
+    augment: bool = False,
+) -> Dataset:
+    """The dataset that feeds ``X`` (and labels ``y``, when given) to ``backbone``.
+
+    Items are ``x`` tensors, or ``(x, y)`` pairs when labels are given.
+    """
+    if augment:
+        raise NotImplementedError("training-time augmentation is not implemented yet; leave augment off")
+    norm = getattr(backbone, "normalization", None)
+    channels = int(getattr(backbone, "in_channels", 3))
+    if is_paths(X):
+        return ImageFiles(
+            X, y, image_size=_file_size(backbone), channels=channels,
+            crop_fraction=float(getattr(backbone, "crop_fraction", 1.0)), normalization=norm,
+        )
+    resize_to = getattr(backbone, "image_size", None) if image_shape is not None else None
+    return ArrayInputs(
+        np.asarray(X), y, image_shape=image_shape, resize_to=resize_to, channels=channels, normalization=norm
+    )

@@ -1,0 +1,133 @@
+"""The classifiers closed-form methods put on top of their adapted features.
+
+:func:`make_classifier` builds one by name:
+
+- ``1nn``: the nearest neighbour by Euclidean distance, in torch (float64, chunked over the queries). Ties go
+  to the lowest training index, as MATLAB's ``knnsearch``/``min`` resolve them, so that published 1-NN numbers
+  reproduce exactly. It cannot weight samples.
+- ``logreg``: multinomial logistic regression (scikit-learn), L2-penalised with inverse strength ``C``.
+- ``linear_svm``: a one-vs-rest linear SVM (scikit-learn's liblinear ``LinearSVC``, squared hinge), ``C``.
+
+Every classifier has ``fit(X, y, sample_weight=None)`` and ``predict(X) -> int64 labels``, and says through
+``supports_sample_weight`` whether ``fit`` honours weights (methods such as KMM check it at construction).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+
+class Classifier(Protocol):
+    """What a method needs of a classifier."""
+
+    supports_sample_weight: bool
+
+    def fit(self, X: np.ndarray | torch.Tensor, y: np.ndarray, sample_weight: np.ndarray | None = None) -> "Classifier":
+        """Train on ``X`` (n × d) with labels ``y`` (n,), optionally weighting each sample."""
+
+    def predict(self, X: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Labels (int64) for the rows of ``X``."""
+
+
+def _as_float64(X: np.ndarray | torch.Tensor, device: str | torch.device) -> torch.Tensor:
+    return torch.as_tensor(X, dtype=torch.float64).to(device)
+
+
+def _as_numpy(X: np.ndarray | torch.Tensor) -> np.ndarray:
+    return X.detach().cpu().numpy() if isinstance(X, torch.Tensor) else np.asarray(X, dtype=np.float64)
+
+
+class NearestNeighbor:
+    """1-nearest-neighbour classification by Euclidean distance.
+
+    The squared distance ``‖q − s‖² = ‖s‖² − 2 qᵀs + ‖q‖²`` is computed by matrix products in float64; the
+    ``‖q‖²`` term is constant per query and left out of the ``argmin``. Queries are processed in chunks so that
+    at most ``max_block`` distances are held at once. ``torch.argmin`` returns the first minimum, so ties go to
+    the lowest training index.
+    """
+
+    supports_sample_weight = False
+
+    def __init__(self, device: str | torch.device = "cpu", max_block: int = 1 << 24) -> None:
+        self.device = torch.device(device)
+        self.max_block = max_block
+
+    def fit(self, X: np.ndarray | torch.Tensor, y: np.ndarray, sample_weight: np.ndarray | None = None) -> "NearestNeighbor":
+        if sample_weight is not None:
+            raise ValueError("the 1nn classifier cannot weight samples; use classifier=logreg or linear_svm")
+        self._train = _as_float64(X, self.device)
+        self._train_sq_norms = (self._train * self._train).sum(dim=1)
+        self._labels = np.asarray(y, dtype=np.int64)
+        return self
+
+    def nearest(self, X: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Index of the nearest training sample of every row of ``X`` (ties: the lowest index)."""
+        queries = _as_float64(X, self.device)
+        chunk = max(1, self.max_block // max(1, len(self._train)))
+        nearest = [
+            (self._train_sq_norms[None, :] - 2.0 * block @ self._train.T).argmin(dim=1)
+            for block in queries.split(chunk)
+        ]
+        return torch.cat(nearest).cpu().numpy() if nearest else np.zeros(0, dtype=np.int64)
+
+    def predict(self, X: np.ndarray | torch.Tensor) -> np.ndarray:
+        return self._labels[self.nearest(X)]
+
+
+class SklearnClassifier:
+    """A scikit-learn estimator behind the :class:`Classifier` interface (inputs moved to CPU numpy)."""
+
+    supports_sample_weight = True
+
+    def __init__(self, estimator: Any) -> None:
+        self.estimator = estimator
+
+    def fit(self, X: np.ndarray | torch.Tensor, y: np.ndarray, sample_weight: np.ndarray | None = None) -> "SklearnClassifier":
+        self.estimator.fit(_as_numpy(X), np.asarray(y), sample_weight=sample_weight)
+        return self
+
+    def predict(self, X: np.ndarray | torch.Tensor) -> np.ndarray:
+        return self.estimator.predict(_as_numpy(X)).astype(np.int64)
+
+
+def _nearest_neighbor(device: str | torch.device, **options: Any) -> NearestNeighbor:
+    return NearestNeighbor(device=device, **options)
+
+
+def _logistic_regression(device: str | torch.device, C: float = 1.0, max_iter: int = 1000, seed: int = 0) -> SklearnClassifier:
+    from sklearn.linear_model import LogisticRegression
+
+    return SklearnClassifier(LogisticRegression(C=C, max_iter=max_iter, random_state=seed))
+
+
+def _linear_svm(device: str | torch.device, C: float = 1.0, max_iter: int = 10000, seed: int = 0) -> SklearnClassifier:
+    from sklearn.svm import LinearSVC
+
+    return SklearnClassifier(LinearSVC(C=C, max_iter=max_iter, random_state=seed))
+
+
+_BUILDERS = {
+    "1nn": _nearest_neighbor,
+    "logreg": _logistic_regression,
+    "linear_svm": _linear_svm,
+}
+CLASSIFIERS: tuple[str, ...] = tuple(_BUILDERS)
+
+
+def check_classifier(name: str) -> None:
+    """Raise ``ValueError`` listing the options unless ``name`` is a known classifier."""
+    if name not in _BUILDERS:
+        raise ValueError(f"unknown classifier {name!r}; choose one of: {', '.join(CLASSIFIERS)}")
+
+
+def make_classifier(name: str, device: str | torch.device = "cpu", **options: Any) -> Classifier:
+    """Build the classifier ``name`` (one of :data:`CLASSIFIERS`).
+
+    ``device`` is where ``1nn`` computes (the scikit-learn ones run on the CPU). ``options`` go to its
+    constructor: ``max_block`` for ``1nn``; ``C``, ``max_iter`` and ``seed`` for ``logreg`` and ``linear_svm``.
+    """
+    check_classifier(name)
+    return _BUILDERS[name](device, **options)

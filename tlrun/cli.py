@@ -1,0 +1,41 @@
+"""The ``tlrun`` command: a thin Hydra entry point.
+
+Only Hydra and OmegaConf are imported here, so ``tlrun --help`` and configuration errors answer in about a
+second; :mod:`tlrun.run` imports torch and MLflow only once the configuration has passed its checks.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from tlrun.config import config_dir, register_resolvers
+from tlrun.errors import TlrunError
+
+register_resolvers()
+
+
+@hydra.main(config_path=str(config_dir()), config_name="config", version_base="1.3")
+def _hydra_main(cfg: DictConfig) -> float | None:
+    from tlrun.run import run
+
+    try:
+        return run(cfg)
+    except TlrunError as error:
+        # A problem the user can fix: its message alone says what to do; a traceback would bury it.
+        print(f"tlrun: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("tlrun: interrupted; the MLflow run is marked KILLED and keeps what it logged", file=sys.stderr)
+        sys.exit(130)
+
+
+def main() -> None:
+    """Console-script entry point (``tlrun``)."""
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""The config tree: where it lives, what its groups hold, and how a group config becomes an object.
+
+Group configs carry a little metadata beside their constructor arguments (``name``, ``family``, ``scenarios``,
+``summary``); :func:`instantiate` strips it before Hydra's ``_target_`` instantiation. Everything here imports
+only OmegaConf and Hydra, so ``tlrun --help`` and configuration errors never pay for torch.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+#: Keys of a group config that describe it rather than configure its ``_target_``.
+META_KEYS = ("name", "family", "scenarios", "summary")
+
+#: The config groups a run composes, in the order ``tlrun --help`` lists them.
+GROUPS = ("method", "dataset", "backbone", "scenario", "trainer", "logger", "experiment")
+
+
+def config_dir() -> Path:
+    """The config tree: ``tlrun/conf`` inside an installed package, else ``conf/`` beside the package."""
+    package = Path(__file__).resolve().parent
+    for candidate in (package / "conf", package.parent / "conf"):
+        if (candidate / "config.yaml").is_file():
+            return candidate
+    raise FileNotFoundError(f"tlrun's config tree is missing: looked in {package / 'conf'} and {package.parent / 'conf'}")
+
+
+def group_options(group: str) -> list[str]:
+    """The option names of a config group (its yaml files), sorted."""
+    return sorted(path.stem for path in (config_dir() / group).glob("*.yaml"))
+
+
+@lru_cache(maxsize=None)
+def _load_option(group: str, option: str) -> DictConfig:
+    return OmegaConf.load(config_dir() / group / f"{option}.yaml")
+
+
+def load_option(group: str, option: str) -> DictConfig:
+    """One group option's yaml, as written (a copy: callers may change it)."""
+    return _load_option(group, option).copy()
+
+
+def method_scenarios() -> dict[str, list[str]]:
+    """Every method's declared scenarios, read from ``conf/method/*.yaml``: the registry of methods."""
+    return {name: list(_load_option("method", name).scenarios) for name in group_options("method")}
+
+
+def method_table() -> str:
+    """The method × scenario table (plain text), as ``tlrun --help`` and the README show it."""
+    from tlrun.scenarios import SCENARIOS
+
+    scenarios = list(SCENARIOS)
+    methods = method_scenarios()
+    width = max(len(name) for name in methods) + 2
+    columns = [max(len(s), 3) + 2 for s in scenarios]
+    lines = ["method".ljust(width) + "".join(s.ljust(c) for s, c in zip(scenarios, columns)) + "family"]
+    for name, supported in methods.items():
+        marks = "".join(("x" if s in supported else ".").ljust(c) for s, c in zip(scenarios, columns))
+        lines.append(name.ljust(width) + marks + str(_load_option("method", name).get("family", "")))
+    return "\n".join(lines)
+
+
+def instantiate(node: DictConfig, **kwargs: Any) -> Any:
+    """Build a group config's ``_target_`` with its metadata keys removed; ``kwargs`` are passed on."""
+    from hydra.utils import instantiate as hydra_instantiate
+
+    arguments = OmegaConf.to_container(node, resolve=True)
+    for key in META_KEYS:
+        arguments.pop(key, None)
+    return hydra_instantiate(arguments, **kwargs)
+
+
+def task_part(task: str, part: str) -> str:
+    """Resolver ``${tlrun.task:<source>-<target>,source|target}``: one side of a task written ``source-target``.
+
+    Recipes sweep over ``task`` to list exactly the source → target pairs of a paper (a cartesian sweep over
+    ``dataset.source`` and ``dataset.target`` would add the source == target diagonal).
+    """
+    pieces = str(task).split("-")
+    if len(pieces) != 2 or part not in ("source", "target"):
+        raise ValueError(f"task {task!r} is not written <source>-<target> (asked for {part!r})")
+    return pieces[0] if part == "source" else pieces[1]
+
+
+def register_resolvers() -> None:
+    """Register tlrun's OmegaConf resolvers (idempotent; every process that composes configs needs them)."""
+    if not OmegaConf.has_resolver("tlrun.task"):
+        OmegaConf.register_new_resolver("tlrun.task", task_part)
+    if not OmegaConf.has_resolver("tlrun.method_table"):
+        OmegaConf.register_new_resolver("tlrun.method_table", method_table)

@@ -1,0 +1,168 @@
+"""Containers shared by every dataset family.
+
+A dataset loads one *domain* at a time into a :class:`Domain`: the samples (a feature matrix, pixel rows, or
+image file paths) with their labels. What a method may see of those labels is decided later, by the scenario
+(:mod:`tlrun.scenarios`); datasets know nothing of scenarios beyond the list they can serve.
+
+This module imports numpy only, so that configuration errors (a missing file, an unknown domain) are raised
+before torch is imported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tlrun.errors import TlrunError
+
+class DataError(TlrunError):
+    """A dataset cannot be loaded: missing, corrupt, or inconsistent files. The message says what to do."""
+
+
+@dataclass(frozen=True)
+class Domain:
+    """All samples of one domain, as loaded from disk.
+
+    Attributes:
+        name: the domain's name (``amazon``, ``rotate``...).
+        X: the samples: an ``(n, d)`` array, or a tuple of ``n`` image paths. Feature data are float64 after
+            preprocessing (the closed-form methods compute in float64); pixel rows (``digits``) may be float32.
+        y: ``(n,)`` int64 labels in ``0..C-1``, consistent across the domains of a dataset.
+        classes: class names; ``classes[k]`` is the name of label ``k``.
+        image_shape: ``(C, H, W)`` when each row of an array ``X`` is a flattened image (so that a CNN backbone
+            can view it as one); ``None`` for plain features and for image paths.
+        checksums: sha256 of every file the domain was read from, by file name (logged as run tags).
+    """
+
+    name: str
+    X: np.ndarray | tuple[str, ...]
+    y: np.ndarray
+    classes: tuple[str, ...]
+    image_shape: tuple[int, int, int] | None = None
+    checksums: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if len(self.X) != len(self.y):
+            raise DataError(f"domain {self.name!r}: {len(self.X)} samples but {len(self.y)} labels")
+
+    @property
+    def is_images(self) -> bool:
+        """True when the samples are image files rather than arrays."""
+        return not isinstance(self.X, np.ndarray)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_domains(dataset: str, available: tuple[str, ...], *domains: str) -> None:
+    """Raise :class:`DataError` naming the available domains when one of ``domains`` is unknown."""
+    for domain in domains:
+        if domain not in available:
+            raise DataError(
+                f"dataset {dataset!r} has no domain {domain!r}; choose one of: {', '.join(available)}"
+            )
+
+
+def present_classes(domain: Domain) -> list[str]:
+    """Names of the classes that have at least one sample in ``domain``, in label order."""
+    return [domain.classes[label] for label in np.unique(domain.y)]
+
+
+def check_same_classes(source: Domain, target: Domain) -> None:
+    """Raise :class:`DataError` when the classes present in ``source`` and ``target`` differ.
+
+    The message lists the class names found only in the source and only in the target.
+    """
+    if source.classes != target.classes:
+        raise DataError(
+            f"source {source.name!r} and target {target.name!r} use different label spaces "
+            f"({len(source.classes)} and {len(target.classes)} classes); load both from one dataset"
+        )
+    in_source, in_target = present_classes(source), present_classes(target)
+    if in_source != in_target:
+        only_source = [name for name in in_source if name not in in_target]
+        only_target = [name for name in in_target if name not in in_source]
+        raise DataError(
+            f"source {source.name!r} and target {target.name!r} do not contain the same classes: "
+            f"only in source: {', '.join(only_source) or 'none'}; "
+            f"only in target: {', '.join(only_target) or 'none'}"
+        )
+
+
+class TransferDataset:
+    """Base of every dataset config's ``_target_``: a family of domains sharing one label space.
+
+    The constructor only records the configuration (no I/O, no torch), so that the runner can call
+    :meth:`check` and report a missing or misnamed dataset before anything heavy is imported.
+
+    Args:
+        root: folder holding the data files (``None`` for embedded data).
+        source: the source domain's name.
+        target: the target domain's name.
+        preprocess: per-domain preprocessing applied by :meth:`load` (see :mod:`tlrun.data.preprocess`).
+        source_val_fraction: fraction of the source held out for validation (``source_acc``); 0 trains on all
+            source samples, as the papers' protocols do.
+    """
+
+    #: The dataset's name as used on the command line (``dataset=<name>``).
+    name: str = ""
+    #: Domains that exist in this dataset.
+    domains: tuple[str, ...] = ()
+    #: True when samples are image files (they need a backbone that reads images).
+    holds_images: bool = False
+
+    def __init__(
+        self,
+        root: str | None = None,
+        source: str = "",
+        target: str = "",
+        preprocess: str = "none",
+        source_val_fraction: float = 0.0,
+    ) -> None:
+        self.root = Path(root).expanduser() if root else None
+        self.source = source
+        self.target = target
+        self.preprocess = preprocess
+        self.source_val_fraction = source_val_fraction
+
+    def check(self) -> None:
+        """Fail fast, without reading the data, when the domains or files are not there.
+
+        Raises :class:`DataError` with a message that says where to put the data and where to get it.
+        """
+        check_domains(self.name, self.domains, self.source, self.target)
+        from tlrun.data import preprocess  # numpy only; imported here because it imports this module
+
+        preprocess.get(self.preprocess)
+        if not 0.0 <= float(self.source_val_fraction) < 1.0:
+            raise DataError(
+                f"dataset.source_val_fraction must be in [0, 1), got {self.source_val_fraction!r}"
+            )
+
+    def load(self, domain: str) -> Domain:
+        """Read and preprocess one domain."""
+        raise NotImplementedError
+
+    def load_pair(self) -> tuple[Domain, Domain]:
+        """Load the source and the target domain, and check that they contain the same classes.
+
+        Both domains share the dataset's label space (``Domain.classes``), but a domain may lack some classes
+        (a partial file, or mismatched releases). When the classes *present* in the two domains differ, a
+        :class:`DataError` lists, by class name, those only in the source and those only in the target.
+        """
+        source = self.load(self.source)
+        target = self.load(self.target)
+        check_same_classes(source, target)
+        return source, target

@@ -1,0 +1,204 @@
+"""The embedded default dataset: scikit-learn's bundled 8×8 handwritten digits under synthetic domain shifts.
+
+No download: the 1,797 images ship with scikit-learn (``sklearn.datasets.load_digits``). The images are split once,
+by a fixed random draw stratified by class, into two disjoint halves: the *source* domain is built from the first
+half and every *target* domain from the second, so a target never holds transformed copies of source images.
+Each domain applies one deterministic transformation to its half; random transformations draw from a generator
+seeded by the domain's name, independent of the run's seed, so a domain is the same array on every run.
+
+=============  =====================================================================================
+domain         transformation (pixels in [0, 1])
+=============  =====================================================================================
+``original``   none
+``rotate``     rotation by an angle drawn per image uniformly in [25°, 35°] (counter-clockwise, bilinear)
+``thick``      stroke thickening: grey dilation with a 2 × 2 window (the default target)
+``thin``       stroke thinning: grey erosion with a 2 × 2 window
+``blur``       Gaussian blur, sigma = 1 pixel
+``noise``      additive Gaussian noise, sigma = 0.5, clipped to [0, 1]
+``shift``      translation by one pixel down and one right (zero fill)
+``shrink``     scaled by 0.75 about the centre (bilinear), zero padding
+``invert``     contrast inversion, ``1 - x`` (an extreme shift that no linear alignment recovers)
+=============  =====================================================================================
+
+``X`` is float32 ``(n, 64)``, row ``i`` the flattened 8 × 8 image, with ``image_shape = (1, 8, 8)``.
+Imports numpy only at module level (scikit-learn and scipy when loading).
+"""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from tlrun.data import preprocess as _preprocess
+from tlrun.data.base import DataError, Domain, TransferDataset, check_domains, check_same_classes, sha256_file
+
+DIGIT_CLASSES = tuple(str(k) for k in range(10))
+#: Seed of the draw that splits the images into the source half and the target half.
+HALVES_SEED = 20240601
+IMAGE_SHAPE = (1, 8, 8)
+
+
+def _rotate(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    from scipy import ndimage
+
+    angles = rng.uniform(25.0, 35.0, size=len(images))
+    return np.stack(
+        [ndimage.rotate(image, angle, reshape=False, order=1, mode="constant", cval=0.0) for image, angle in zip(images, angles)]
+    )
+
+
+def _thick(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    from scipy import ndimage
+
+    return ndimage.grey_dilation(images, size=(1, 2, 2))
+
+
+def _thin(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    from scipy import ndimage
+
+    return ndimage.grey_erosion(images, size=(1, 2, 2))
+
+
+def _blur(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    from scipy import ndimage
+
+    return ndimage.gaussian_filter(images, sigma=(0.0, 1.0, 1.0))
+
+
+def _noise(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return images + rng.normal(0.0, 0.5, size=images.shape)
+
+
+def _shift(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    out = np.zeros_like(images)
+    out[:, 1:, 1:] = images[:, :-1, :-1]
+    return out
+
+
+def _shrink(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    from scipy import ndimage
+
+    # Output pixel p samples the input at centre + (p - centre) / 0.75.
+    centre = (np.array(images.shape[1:]) - 1) / 2.0
+    scale = 1.0 / 0.75
+    offset = centre - scale * centre
+    return np.stack(
+        [ndimage.affine_transform(image, [scale, scale], offset=offset, order=1, mode="constant", cval=0.0) for image in images]
+    )
+
+
+def _invert(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return 1.0 - images
+
+
+SHIFTS: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]] = {
+    "original": lambda images, rng: images,
+    "rotate": _rotate,
+    "thick": _thick,
+    "thin": _thin,
+    "blur": _blur,
+    "noise": _noise,
+    "shift": _shift,
+    "shrink": _shrink,
+    "invert": _invert,
+}
+
+
+def domain_seed(domain: str) -> int:
+    """The fixed seed of a domain's random transformation (CRC-32 of its name)."""
+    return zlib.crc32(f"tlrun-digits:{domain}".encode())
+
+
+def halves(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Disjoint (source, target) index halves of the images, stratified by class, from a fixed draw."""
+    rng = np.random.default_rng(HALVES_SEED)
+    first, second = [], []
+    for label in np.unique(y):
+        members = rng.permutation(np.flatnonzero(y == label))
+        first.append(members[: len(members) // 2])
+        second.append(members[len(members) // 2 :])
+    return np.sort(np.concatenate(first)), np.sort(np.concatenate(second))
+
+
+def _digits_file() -> Path | None:
+    """scikit-learn's bundled ``digits.csv.gz``, when it can be located (for the checksum tag)."""
+    try:
+        import sklearn.datasets
+
+        path = Path(sklearn.datasets.__file__).parent / "data" / "digits.csv.gz"
+        return path if path.is_file() else None
+    except Exception:  # pragma: no cover - only the checksum tag is lost
+        return None
+
+
+class Digits(TransferDataset):
+    """scikit-learn's 8×8 digits (10 classes) under reproducible synthetic shifts; the default dataset.
+
+    The source domain is built from one half of the 1,797 images, every target domain from the other half (see
+    :func:`halves`). Source and target may name the same shift (``source=original target=original`` is a no-shift
+    control): they still hold different images.
+
+    Args:
+        root: unused (the data ship with scikit-learn); accepted so that configs stay uniform.
+        source: the source shift (default ``original``).
+        target: the target shift (default ``thick``); one of :data:`SHIFTS`.
+        preprocess: ``none`` by default (pixels in [0, 1]); others are applied per domain, result kept float32.
+        source_val_fraction: source fraction held out for ``source_acc`` (default 0.2).
+    """
+
+    name = "digits"
+    domains = tuple(SHIFTS)
+
+    def __init__(
+        self,
+        root: str | None = None,
+        source: str = "original",
+        target: str = "thick",
+        preprocess: str = "none",
+        source_val_fraction: float = 0.2,
+    ) -> None:
+        super().__init__(root, source, target, preprocess, source_val_fraction)
+
+    def _images(self) -> tuple[np.ndarray, np.ndarray]:
+        try:
+            from sklearn.datasets import load_digits
+        except ImportError as error:  # pragma: no cover - scikit-learn is a dependency
+            raise DataError(f"the digits dataset needs scikit-learn, which cannot be imported ({error})") from None
+        bunch = load_digits()
+        images = np.asarray(bunch.images, dtype=np.float64) / 16.0
+        return images, np.asarray(bunch.target, dtype=np.int64)
+
+    def load(self, domain: str, half: str | None = None) -> Domain:
+        """Load one domain; ``half`` is ``source`` or ``target`` (default: ``source`` iff ``domain`` is the source)."""
+        check_domains(self.name, self.domains, domain)
+        if half is None:
+            half = "source" if domain == self.source else "target"
+        if half not in ("source", "target"):
+            raise DataError(f"digits: half must be 'source' or 'target', got {half!r}")
+        images, y = self._images()
+        first, second = halves(y)
+        index = first if half == "source" else second
+        shifted = SHIFTS[domain](images[index].copy(), np.random.default_rng(domain_seed(domain)))
+        X = np.clip(shifted, 0.0, 1.0).reshape(len(index), -1)
+        X = _preprocess.apply(self.preprocess, X)
+        checksums = {}
+        data_file = _digits_file()
+        if data_file is not None:
+            checksums[data_file.name] = sha256_file(data_file)
+        return Domain(
+            name=domain,
+            X=np.ascontiguousarray(X, dtype=np.float32),
+            y=y[index],
+            classes=DIGIT_CLASSES,
+            image_shape=IMAGE_SHAPE,
+            checksums=checksums,
+        )
+
+    def load_pair(self) -> tuple[Domain, Domain]:
+        source = self.load(self.source, half="source")
+        target = self.load(self.target, half="target")
+        check_same_classes(source, target)
+        return source, target

@@ -1,0 +1,434 @@
+"""Image-folder datasets (Office-31, and later Office-Home): ``Domain.X`` is a tuple of image file paths.
+
+A :class:`ImageFolderDataset` knows where each domain's class folders lie (:meth:`~ImageFolderDataset.domain_dir`),
+its class names, and where its official archive can be downloaded. Images are decoded later, by the backbone's
+input pipeline, through :func:`open_image`.
+
+Checksums: hashing thousands of images on every run would be slow, so ``Domain.checksums`` holds a
+*fingerprint* of each domain folder instead: the sha256 of the sorted lines ``<relative path>\\t<size in
+bytes>`` of the images listed. It changes when an image is added, removed, renamed or replaced by one of another
+size; it does not depend on modification times, so copies of the same data on two machines match.
+
+Imports numpy only at module level (PIL when an image is opened); no torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sys
+import tarfile
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from tlrun.data.base import DataError, Domain, TransferDataset, check_domains
+
+#: File extensions read as images (lower case); other files in class folders are ignored.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
+_HASHES = ("md5", "sha1", "sha256")
+
+
+def open_image(path: str | Path):
+    """Open an image file as an RGB ``PIL.Image``, decoded now; :class:`DataError` naming a corrupt file."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.convert("RGB")
+    except FileNotFoundError:
+        raise DataError(f"image {path} not found: the dataset folder changed since it was listed") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+        raise DataError(
+            f"cannot read image {path}: corrupt or not an image ({error}); replace it from the original archive "
+            "or delete it"
+        ) from None
+
+
+# --------------------------------------------------------------------------------------------------- download
+
+
+def parse_checksum(checksum: str) -> tuple[str, str]:
+    """``"md5:<hex>"``, ``"sha1:<hex>"`` or ``"sha256:<hex>"`` (a bare hex digest: algorithm from its length)."""
+    text = str(checksum).strip().lower()
+    algorithm, _, digest = text.rpartition(":")
+    if not algorithm:
+        algorithm = {32: "md5", 40: "sha1", 64: "sha256"}.get(len(digest), "")
+    if algorithm not in _HASHES or not digest or any(c not in "0123456789abcdef" for c in digest):
+        raise DataError(
+            f"dataset.checksum {checksum!r} is not understood; write it as md5:<hex>, sha1:<hex> or sha256:<hex>"
+        )
+    return algorithm, digest
+
+
+def file_digest(path: Path, algorithm: str, chunk: int = 1 << 20) -> str:
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class _Progress:
+    """A download progress line on stderr, redrawn at most every half second."""
+
+    def __init__(self, label: str, total: int | None, done: int) -> None:
+        self.label, self.total, self.done = label, total, done
+        self.last = 0.0
+        self.tty = sys.stderr.isatty()
+
+    def update(self, count: int, final: bool = False) -> None:
+        self.done += count
+        now = time.monotonic()
+        if not final and now - self.last < (0.5 if self.tty else 10.0):
+            return
+        self.last = now
+        mib = self.done / 2**20
+        text = f"{self.label}: {mib:.1f} MiB"
+        if self.total:
+            text += f" / {self.total / 2**20:.1f} MiB ({100 * self.done / self.total:.0f}%)"
+        print(("\r" if self.tty else "") + text, end="\n" if final or not self.tty else "", file=sys.stderr, flush=True)
+
+
+def download_file(url: str, destination: Path, checksum: str | None, label: str = "download") -> Path:
+    """Download ``url`` to ``destination``, resuming a previous partial download, and verify ``checksum``.
+
+    Bytes go to ``<destination>.part`` first; an interrupted download leaves that file, and the next call asks
+    the server for the rest (HTTP range request; a server that ignores it sends everything again). The file is
+    renamed to ``destination`` only when complete and, if ``checksum`` is set, only when it matches: a mismatch
+    deletes the partial file and raises :class:`DataError`.
+    """
+    expected = parse_checksum(checksum) if checksum else None
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    part = destination.with_name(destination.name + ".part")
+    have = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"User-Agent": "tlrun"})
+    if have and not url.startswith("file:"):
+        request.add_header("Range", f"bytes={have}-")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            status = getattr(response, "status", None)
+            if (response.headers.get("Content-Type") or "").startswith("text/html"):
+                raise DataError(
+                    f"{url} answered with a web page instead of the archive (a download confirmation or login "
+                    f"page?); download it in a browser and put it at {destination}"
+                )
+            resumed = have > 0 and status == 206
+            length = response.headers.get("Content-Length")
+            total = (int(length) + (have if resumed else 0)) if length and length.isdigit() else None
+            progress = _Progress(label, total, have if resumed else 0)
+            with open(part, "ab" if resumed else "wb") as handle:
+                while block := response.read(1 << 20):
+                    handle.write(block)
+                    progress.update(len(block))
+            progress.update(0, final=True)
+    except DataError:
+        raise
+    except urllib.error.HTTPError as error:
+        if error.code != 416 or not have:  # 416: nothing left to send, the partial file is complete
+            raise DataError(
+                f"downloading {url} failed (HTTP {error.code} {error.reason}); download it yourself and put it at "
+                f"{destination}"
+            ) from None
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        raise DataError(
+            f"downloading {url} failed ({error}); run again to resume (partial file {part}), or download it "
+            f"yourself and put it at {destination}"
+        ) from None
+    if expected is not None:
+        algorithm, digest = expected
+        actual = file_digest(part, algorithm)
+        if actual != digest:
+            part.unlink(missing_ok=True)
+            raise DataError(
+                f"the file downloaded from {url} has {algorithm} {actual}, expected {digest}: it was deleted. The "
+                "download was corrupted or the server sent another file; retry, or download it yourself and put "
+                f"it at {destination} (set dataset.checksum=null to skip the check)"
+            )
+    os.replace(part, destination)
+    return destination
+
+
+def _safe_members(names: list[str], archive: Path) -> None:
+    for name in names:
+        parts = Path(name).parts
+        if Path(name).is_absolute() or ".." in parts:
+            raise DataError(f"{archive} holds an unsafe path {name!r}; refusing to extract it")
+
+
+def extract_archive(archive: Path, destination: Path) -> None:
+    """Extract a ``.tar(.gz|.bz2|.xz)`` or ``.zip`` archive into ``destination`` (no absolute or ``..`` paths)."""
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as handle:
+                _safe_members(handle.namelist(), archive)
+                handle.extractall(destination)
+        elif tarfile.is_tarfile(archive):
+            with tarfile.open(archive) as handle:
+                members = handle.getmembers()
+                _safe_members([m.name for m in members], archive)
+                files = [m for m in members if m.isdir() or m.isfile()]  # no links, devices
+                if hasattr(tarfile, "data_filter"):
+                    handle.extractall(destination, members=files, filter="data")
+                else:  # pragma: no cover - Python < 3.11.4
+                    handle.extractall(destination, members=files)
+        else:
+            raise DataError(f"{archive} is neither a tar nor a zip archive; download it again")
+    except DataError:
+        raise
+    except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError) as error:
+        raise DataError(f"cannot extract {archive}: {error}; delete it and download it again") from None
+
+
+# --------------------------------------------------------------------------------------------------- datasets
+
+
+class ImageFolderDataset(TransferDataset):
+    """Domains of images sorted into one folder per class: ``domain_dir(domain)/<class>/<image>``.
+
+    Subclasses set :attr:`domains`, :attr:`class_names` (``None``: the sorted class folders found in all
+    domains), :meth:`domain_dir` (the layout), and the official archive (:attr:`archive_url`,
+    :attr:`archive_name`, :attr:`homepage`). Hidden files and files that are not images are ignored; an empty
+    class folder is a class without samples in that domain; a domain with no image at all is an error.
+
+    Args:
+        download: when the data are missing, download the archive into ``root``, verify it against
+            ``checksum`` (when set) and extract it into the expected layout.
+        url: the archive's address (default: the official one).
+        checksum: ``md5:<hex>``, ``sha1:<hex>`` or ``sha256:<hex>`` of the archive; ``None`` skips the check.
+    """
+
+    holds_images = True
+    class_names: tuple[str, ...] | None = None
+    archive_url: str = ""
+    archive_name: str = ""
+    archive_checksum: str | None = None
+    homepage: str = ""
+
+    def __init__(
+        self,
+        root: str | None = None,
+        source: str = "",
+        target: str = "",
+        preprocess: str = "none",
+        source_val_fraction: float = 0.0,
+        download: bool = False,
+        url: str | None = None,
+        checksum: str | None = "default",
+    ) -> None:
+        super().__init__(root, source, target, preprocess, source_val_fraction)
+        self.download = bool(download)
+        self.url = url or self.archive_url
+        self.checksum = self.archive_checksum if checksum == "default" else checksum
+
+    # -- layout
+
+    def _root(self) -> Path:
+        if self.root is None:
+            raise DataError(
+                f"dataset.root is not set: give the folder that holds (or will hold) the {self.name} images, "
+                f"e.g. dataset.root=/data/{self.name}; {self._how_to_get()}"
+            )
+        return self.root
+
+    def domain_dir(self, domain: str) -> Path:
+        """The folder holding ``domain``'s class folders."""
+        return self._root() / domain
+
+    def _layout(self) -> str:
+        return "<root>/<domain>/<class>/<image>"
+
+    def _how_to_get(self) -> str:
+        text = f"get the archive {self.url or self.homepage}"
+        if self.homepage and self.url != self.homepage:
+            text += f" (see {self.homepage})"
+        text += f" and extract it into dataset.root, or set dataset.download=true to download it"
+        return text
+
+    def _missing(self) -> list[str]:
+        return [d for d in dict.fromkeys((self.source, self.target)) if not self.domain_dir(d).is_dir()]
+
+    def _missing_error(self, missing: list[str]) -> DataError:
+        folders = ", ".join(str(self.domain_dir(d)) for d in missing)
+        return DataError(
+            f"{self.name} images not found: expected the folder(s) {folders} (layout {self._layout()}). "
+            f"To fix: {self._how_to_get()}."
+        )
+
+    def check(self) -> None:
+        super().check()
+        self._root()
+        if self.checksum:
+            parse_checksum(self.checksum)
+        missing = self._missing()
+        if missing and self.download:
+            self.fetch()
+            missing = self._missing()
+        if missing:
+            raise self._missing_error(missing)
+
+    # -- download
+
+    def fetch(self) -> None:
+        """Download the archive into ``root``, verify it, and extract the missing domains into place."""
+        root = self._root()
+        if not self.url:
+            raise DataError(f"no download address for {self.name}; set dataset.url")
+        root.mkdir(parents=True, exist_ok=True)
+        name = self.archive_name or Path(self.url.split("?")[0]).name or f"{self.name}-archive"
+        archive = root / name
+        downloaded = not archive.exists()  # an archive the user put there is verified and kept
+        if downloaded:
+            download_file(self.url, archive, self.checksum, label=f"{self.name}: {name}")
+        elif self.checksum:
+            algorithm, digest = parse_checksum(self.checksum)
+            if file_digest(archive, algorithm) != digest:
+                raise DataError(
+                    f"{archive} does not match dataset.checksum ({self.checksum}); delete it and download again"
+                )
+        scratch = Path(tempfile.mkdtemp(prefix=f".{self.name}-extract-", dir=root))
+        try:
+            extract_archive(archive, scratch)
+            base = self._find_extracted(scratch)
+            for domain in self.domains:
+                extracted = base / domain
+                if extracted.is_dir() and not (root / domain).exists():
+                    shutil.move(str(extracted), str(root / domain))
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        if downloaded:
+            archive.unlink(missing_ok=True)
+
+    def _find_extracted(self, scratch: Path) -> Path:
+        """The folder of the extracted tree that holds the domain folders (the top, or one level down)."""
+        for base in [scratch, *sorted(p for p in scratch.iterdir() if p.is_dir())]:
+            if any((base / domain).is_dir() for domain in self.domains):
+                return base
+        raise DataError(
+            f"the {self.name} archive does not contain the expected domain folders ({', '.join(self.domains)}); "
+            f"extract it yourself into {self._root()} so that the layout is {self._layout()}"
+        )
+
+    # -- loading
+
+    def _class_folders(self, domain: str) -> list[str]:
+        folder = self.domain_dir(domain)
+        return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    def label_space(self) -> tuple[str, ...]:
+        """Class names, index = label: :attr:`class_names`, or the class folders found in any present domain."""
+        if self.class_names is not None:
+            return self.class_names
+        found: set[str] = set()
+        for domain in self.domains:
+            if self.domain_dir(domain).is_dir():
+                found.update(self._class_folders(domain))
+        return tuple(sorted(found))
+
+    def load(self, domain: str) -> Domain:
+        check_domains(self.name, self.domains, domain)
+        folder = self.domain_dir(domain)
+        if not folder.is_dir():
+            if self.download:
+                self.fetch()
+            if not folder.is_dir():
+                raise self._missing_error([domain])
+        classes = self.label_space()
+        index = {name: k for k, name in enumerate(classes)}
+        unknown = [name for name in self._class_folders(domain) if name not in index]
+        if unknown:
+            raise DataError(
+                f"{folder} has folders that are not {self.name} classes: {', '.join(unknown)}; move them out "
+                f"(the layout is {self._layout()})"
+            )
+        paths: list[str] = []
+        labels: list[int] = []
+        lines: list[str] = []
+        for name in classes:
+            class_dir = folder / name
+            if not class_dir.is_dir():
+                continue
+            for path in sorted(class_dir.iterdir()):
+                if path.name.startswith(".") or path.suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file():
+                    continue
+                paths.append(str(path.resolve()))
+                labels.append(index[name])
+                lines.append(f"{path.relative_to(folder).as_posix()}\t{path.stat().st_size}")
+        if not paths:
+            raise DataError(
+                f"no images in {folder}: expected class folders holding image files ({', '.join(IMAGE_EXTENSIONS)}) "
+                f"in the layout {self._layout()}"
+            )
+        fingerprint = hashlib.sha256("\n".join(lines).encode()).hexdigest()
+        return Domain(
+            name=domain,
+            X=tuple(paths),
+            y=np.asarray(labels, dtype=np.int64),
+            classes=classes,
+            checksums={f"{domain} (fingerprint of {len(paths)} images)": fingerprint},
+        )
+
+
+OFFICE31_CLASSES = (
+    "back_pack", "bike", "bike_helmet", "bookcase", "bottle", "calculator", "desk_chair", "desk_lamp",
+    "desktop_computer", "file_cabinet", "headphones", "keyboard", "laptop_computer", "letter_tray", "mobile_phone",
+    "monitor", "mouse", "mug", "paper_notebook", "pen", "phone", "printer", "projector", "punchers", "ring_binder",
+    "ruler", "scissors", "speaker", "stapler", "tape_dispenser", "trash_can",
+)  # fmt: skip
+
+
+class Office31(ImageFolderDataset):
+    """Office-31 (Saenko et al., ECCV 2010): 31 office object classes in 3 domains, 4,110 images.
+
+    Official layout, as the archive ``domain_adaptation_images.tar.gz`` extracts:
+    ``<root>/{amazon,dslr,webcam}/images/<class>/*.jpg``. Class names are sorted (label 0 = ``back_pack``).
+
+    The archive is hosted on Google Drive, which may answer a script with a confirmation page instead of the
+    file; then download it in a browser and put it in ``root`` (``download=true`` extracts an archive already
+    there). The default checksum is the md5 published in DeepMind's ``dm_nevis`` dataset registry for this
+    archive; set ``checksum`` to another digest, or to ``null`` to skip verification.
+    """
+
+    name = "office31"
+    domains = ("amazon", "dslr", "webcam")
+    class_names = OFFICE31_CLASSES
+    archive_url = "https://drive.google.com/uc?export=download&id=0B4IapRTv9pJ1WGZVd1VDMmhwdlE&confirm=t"
+    archive_name = "domain_adaptation_images.tar.gz"
+    archive_checksum = "md5:1b536d114869a5a8aa4580b89e9758fb"
+    homepage = "https://faculty.cc.gatech.edu/~judy/domainadapt/"
+
+    def __init__(
+        self,
+        root: str | None = None,
+        source: str = "amazon",
+        target: str = "webcam",
+        preprocess: str = "none",
+        source_val_fraction: float = 0.0,
+        download: bool = False,
+        url: str | None = None,
+        checksum: str | None = "default",
+    ) -> None:
+        super().__init__(root, source, target, preprocess, source_val_fraction, download, url, checksum)
+
+    def domain_dir(self, domain: str) -> Path:
+        return self._root() / domain / "images"
+
+    def _layout(self) -> str:
+        return "<root>/{amazon,dslr,webcam}/images/<class>/*.jpg"
+
+    def _missing_error(self, missing: list[str]) -> DataError:
+        error = super()._missing_error(missing)
+        flat = [d for d in missing if (self._root() / d / self.class_names[0]).is_dir()]
+        if flat:
+            return DataError(
+                f"{error} Found class folders directly under {', '.join(str(self._root() / d) for d in flat)}: "
+                "move them into an images/ subfolder"
+            )
+        return error

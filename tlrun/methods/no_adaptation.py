@@ -1,0 +1,71 @@
+"""No adaptation: the classifier trained on the source features alone, applied to the target (the papers'
+baseline row). It is also the base of the methods that only change what the classifier trains on (CORAL
+re-colours the source, KMM re-weights it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from tlrun.classifiers import check_classifier, make_classifier
+from tlrun.methods.base import Method, RunContext
+from tlrun.methods.subspace import as_float64
+from tlrun.scenarios import Labeled, TrainingData
+
+
+class SourceClassifier(Method):
+    """A classifier trained on the labeled source, as :meth:`training_set` prepares it, applied as is to any
+    sample.
+
+    Args:
+        classifier: the classifier's name (see :mod:`tlrun.classifiers`).
+        classifier_options: keyword arguments of that classifier (e.g. ``{"C": 1.0}``).
+
+    ``fit`` reports the target predictions once, at ``step=0``, and logs what :meth:`training_set` measured.
+    """
+
+    def __init__(self, classifier: str, classifier_options: dict[str, Any] | None = None) -> None:
+        check_classifier(classifier)
+        self.classifier = classifier
+        self.classifier_options = dict(classifier_options or {})
+
+    def training_set(
+        self, source: torch.Tensor, target: torch.Tensor
+    ) -> tuple[torch.Tensor, np.ndarray | None, dict[str, float]]:
+        """What the classifier trains on: the source samples as given, their weights (``None``: uniform), and
+        metrics worth logging. Subclasses adapt the source to the target here."""
+        return source, None, {}
+
+    def fit(self, data: TrainingData, context: RunContext) -> None:
+        if not isinstance(data.source, Labeled):
+            raise ValueError(f"{type(self).__name__} needs a labeled source")
+        self._device = torch.device(context.device)
+        source = as_float64(data.source.X, self._device)
+        target = as_float64(data.target.X, self._device)
+        samples, weights, metrics = self.training_set(source, target)
+        labels = np.asarray(data.source.y)
+        if isinstance(data.target, Labeled):  # finetune: the labeled target samples join the training set
+            samples = torch.cat([samples, target])
+            labels = np.concatenate([labels, np.asarray(data.target.y)])
+            weights = None if weights is None else np.concatenate([weights, np.ones(len(target))])
+        self._classifier = make_classifier(self.classifier, device=self._device, **self.classifier_options)
+        self._classifier.fit(samples, labels, sample_weight=weights)
+        if metrics:
+            context.reporter.log_metrics(metrics, step=0)
+        context.reporter.target_predictions(self._classifier.predict(target), step=0)
+
+    def predict(self, X: np.ndarray | tuple[str, ...]) -> np.ndarray:
+        return self._classifier.predict(as_float64(X, self._device))
+
+
+class NoAdaptation(SourceClassifier):
+    """The classifier on the source features, without adaptation (default: 1-NN, as in the JDA paper's table).
+
+    In ``finetune`` the labeled target samples are pooled with the source: the plain supervised baseline.
+    """
+
+    def __init__(self, classifier: str = "1nn", classifier_options: dict[str, Any] | None = None) -> None:
+        super().__init__(classifier=classifier, classifier_options=classifier_options)

@@ -1,0 +1,44 @@
+"""TCA: transfer component analysis (Pan, Tsang, Kwok & Yang, IEEE TNN 2011).
+
+TCA learns the embedding that brings the *marginal* distributions of source and target together in MMD while
+keeping the data's variance::
+
+    min_A  tr(Aᵀ K M_0 Kᵀ A) + λ ‖A‖²_F      s.t.   Aᵀ K H Kᵀ A = I
+
+with ``M_0 = e_0 e_0ᵀ`` (``e_0`` is ``1/n_s`` on the source, ``−1/n_t`` on the target). That is JDA without the
+class-conditional terms, i.e. a single JDA iteration (no pseudo-labels yet), with the same normalisations; the
+classifier then runs on the embedding.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tlrun.methods.jda import JDA
+
+
+class TCA(JDA):
+    """Transfer component analysis: :class:`~tlrun.methods.jda.JDA` restricted to its marginal-only iteration.
+
+    Args:
+        kernel, dim, lamb, gamma, classifier, classifier_options: as for :class:`~tlrun.methods.jda.JDA`.
+    """
+
+    def __init__(
+        self,
+        kernel: str = "linear",
+        dim: int = 100,
+        lamb: float = 1.0,
+        gamma: float = 1.0,
+        classifier: str = "1nn",
+        classifier_options: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(
+            kernel=kernel,
+            dim=dim,
+            lamb=lamb,
+            gamma=gamma,
+            iterations=1,
+            classifier=classifier,
+            classifier_options=classifier_options,
+        )

@@ -1,0 +1,240 @@
+"""One run, end to end: check the composition, open the MLflow run, load, split, fit, evaluate, report.
+
+:func:`preflight` does every check that needs no data and no heavy import (method × scenario × dataset, the
+dataset's files), so a bad command line fails in about a second and opens no MLflow run. :func:`run` then does
+the work inside a :class:`~tlrun.tracking.TrackedRun`, which ends FINISHED, FAILED or KILLED whatever happens.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import signal
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from tlrun.config import group_options, instantiate, load_option, method_scenarios
+from tlrun.data.base import Domain, TransferDataset
+from tlrun.errors import TlrunError
+from tlrun.scenarios import EvaluationData, check_fit, natural_scenario, split
+
+
+@dataclass
+class Plan:
+    """A composition that passed the pre-flight checks."""
+
+    cfg: DictConfig
+    dataset: TransferDataset
+
+
+def preflight(cfg: DictConfig) -> Plan:
+    """Resolve ``scenario=auto``, check that method, scenario and dataset fit, and that the data is there.
+
+    Raises :class:`~tlrun.errors.TlrunError` subclasses with a message naming what would fit. Imports no torch.
+    """
+    cfg = cfg.copy()
+    methods = method_scenarios()
+    method = cfg.method.get("name")
+    if method not in methods:
+        raise TlrunError(f"unknown method {method!r}; known methods: {', '.join(sorted(methods))}")
+    if cfg.scenario.name == "auto":
+        with open_dict(cfg):
+            cfg.scenario = load_option("scenario", natural_scenario(methods[method]))
+    check_fit(method, cfg.scenario.name, cfg.dataset.name, list(cfg.dataset.scenarios), methods)
+    dataset = instantiate(cfg.dataset)
+    if dataset.holds_images and "image_size" not in cfg.backbone:
+        image_backbones = [name for name in group_options("backbone") if "image_size" in load_option("backbone", name)]
+        raise TlrunError(
+            f"dataset {cfg.dataset.name!r} holds image files, which backbone {cfg.backbone.name!r} cannot read; "
+            f"choose one of: {', '.join('backbone=' + name for name in image_backbones)}"
+        )
+    dataset.check()
+    return Plan(cfg=cfg, dataset=dataset)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and CUDA)."""
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM like Ctrl-C for the duration, so a terminated run ends KILLED, not RUNNING."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class EvaluationReporter:
+    """The :class:`~tlrun.methods.base.Reporter` a method talks to: metrics into the run, predictions scored.
+
+    Predictions on the training target become ``target_acc`` only when the training target *is* the test
+    target (``da``); the labels stay here.
+    """
+
+    def __init__(self, tracked: Any, evaluation: EvaluationData) -> None:
+        self.tracked = tracked
+        self.evaluation = evaluation
+        self.last_step = 0
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        self.tracked.log_metrics(metrics, step)
+        self.last_step = max(self.last_step, step or 0)
+
+    def target_predictions(self, predictions: np.ndarray, step: int) -> None:
+        if self.evaluation.target_is_training_target:
+            labels = self.evaluation.target_test.y
+            self.log_metrics({"target_acc": float(np.mean(np.asarray(predictions) == labels))}, step)
+
+
+def _device(cfg: DictConfig) -> tuple[str, dict[str, Any]]:
+    """The closed-form device and the Lightning Trainer kwargs, falling back to the CPU when no GPU exists."""
+    import torch
+
+    trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
+    if trainer.get("accelerator") in ("gpu", "cuda"):
+        if torch.cuda.is_available():
+            return "cuda", trainer
+        print("tlrun: no GPU here; running on the CPU in 32-bit precision")
+        trainer.update(accelerator="cpu", precision="32-true")
+    return "cpu", trainer
+
+
+def _features(cfg: DictConfig, domain: Domain, device: str) -> Domain:
+    """A closed-form method's inputs: the domain as is, or features extracted by the frozen backbone (cached)."""
+    if cfg.backbone.name == "identity" and not domain.is_images:
+        return domain
+    from tlrun.backbones.extract import extract_features
+
+    features = extract_features(
+        backbone_cfg=cfg.backbone,
+        domain=domain,
+        dataset_name=cfg.dataset.name,
+        preprocess=str(cfg.dataset.get("preprocess", "none")),
+        cache_dir=Path(str(cfg.cache_dir)).expanduser() / "features",
+        device=device,
+    )
+    return dataclasses.replace(domain, X=features, image_shape=None)
+
+
+def _input_shape(domain: Domain) -> tuple[int, ...] | None:
+    """The per-sample shape a backbone receives (``None``: image files, whose shape the backbone sets)."""
+    if domain.is_images:
+        return None
+    return tuple(domain.image_shape) if domain.image_shape else (domain.X.shape[1],)
+
+
+def _build_method(cfg: DictConfig, source: Domain) -> Any:
+    if cfg.method.family == "deep":
+        backbone = instantiate(cfg.backbone, input_shape=_input_shape(source))
+        return instantiate(cfg.method, backbone=backbone)
+    return instantiate(cfg.method)
+
+
+def _tags(cfg: DictConfig) -> dict[str, str]:
+    import sklearn
+    import torch
+
+    import tlrun
+    from tlrun.tracking import git_commit
+
+    tags = {
+        "method": cfg.method.name,
+        "dataset": cfg.dataset.name,
+        "scenario": cfg.scenario.name,
+        "source": str(cfg.dataset.get("source", "")),
+        "target": str(cfg.dataset.get("target", "")),
+        "backbone": cfg.backbone.name,
+        "seed": str(cfg.seed),
+        "version.tlrun": tlrun.__version__,
+        "version.torch": torch.__version__,
+        "version.sklearn": sklearn.__version__,
+    }
+    commit = git_commit(Path(__file__).resolve().parent)
+    if commit:
+        tags["git_commit"] = commit
+    tags.update(_sweep_tags())
+    return tags
+
+
+def _sweep_tags() -> dict[str, str]:
+    """Tags that tie the runs of one ``--multirun`` together (empty for a single run)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return {}
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return {}
+    return {"sweep": str(Path(hydra_cfg.sweep.dir).resolve()), "sweep_job": str(hydra_cfg.job.num)}
+
+
+def run(cfg: DictConfig) -> float:
+    """Run one composed config; returns the target accuracy (a fraction)."""
+    plan = preflight(cfg)
+    cfg = plan.cfg
+    from tlrun.evaluation import evaluate, print_summary
+    from tlrun.tracking import TrackedRun, flatten
+
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    run_name = f"{cfg.method.name} {cfg.dataset.get('source', '')}->{cfg.dataset.get('target', '')}"
+    started = time.perf_counter()
+    with sigterm_as_interrupt(), TrackedRun(
+        experiment=cfg.logger.experiment, tracking_uri=cfg.logger.tracking_uri, run_name=run_name, tags=_tags(cfg)
+    ) as tracked:
+        tracked.log_params(flatten(resolved))
+        tracked.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+        seed_everything(int(cfg.seed))
+        device, trainer_kwargs = _device(cfg)
+
+        source, target = plan.dataset.load_pair()
+        tracked.set_tags({f"data.sha256.{name}": digest for d in (source, target) for name, digest in d.checksums.items()})
+        if cfg.method.family == "closed_form":
+            source, target = _features(cfg, source, device), _features(cfg, target, device)
+        scenario = cfg.scenario
+        training, evaluation = split(
+            source,
+            target,
+            scenario.name,
+            seed=int(cfg.seed),
+            source_val_fraction=float(cfg.dataset.get("source_val_fraction", 0.0)),
+            target_labels_per_class=scenario.get("target_labels_per_class"),
+            target_label_fraction=scenario.get("target_label_fraction"),
+        )
+        tracked.log_params({"data.n_source_train": str(len(training.source)), "data.n_target_train": str(len(training.target)),
+                            "data.n_target_test": str(len(evaluation.target_test))})
+
+        from tlrun.methods.base import RunContext
+
+        reporter = EvaluationReporter(tracked, evaluation)
+        context = RunContext(
+            reporter=reporter, device=device, seed=int(cfg.seed), trainer=trainer_kwargs,
+            lightning_logger=tracked.lightning_logger,
+        )
+        method = _build_method(cfg, source)
+        method.fit(training, context)
+        result = evaluate(method, evaluation, training.source, training.classes, tracked, step=reporter.last_step)
+        tracked.log_metrics({"duration_s": time.perf_counter() - started}, reporter.last_step)
+    print_summary(cfg, result, tracked)
+    return result.target_acc

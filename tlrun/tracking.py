@@ -1,0 +1,170 @@
+"""MLflow tracking: one MLflow run per tlrun run, always ended FINISHED, FAILED or KILLED.
+
+:class:`TrackedRun` owns the run's life cycle (a context manager). Everything is logged through an explicit
+``MlflowClient`` and run id, never the fluent API's process-global "active run", so several runs can share a
+process (tests, sweeps) and Lightning's logger can write into the same run.
+
+Default store: ``sqlite:///<cwd>/outputs/mlflow.db`` with artifacts in ``<cwd>/outputs/mlartifacts``, unless
+``logger.tracking_uri`` or ``MLFLOW_TRACKING_URI`` names another.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Iterable
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+from mlflow.entities import Metric, Param, RunStatus, RunTag  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+#: MLflow's limits (mlflow.utils.validation): values longer than this are cut, batches split.
+_MAX_PARAM_VALUE = 6000
+_MAX_BATCH = 100
+
+
+def default_tracking_uri(cwd: Path | None = None) -> str:
+    """The local store used when no URI is configured: ``outputs/mlflow.db`` under the working directory."""
+    outputs = (cwd or Path.cwd()) / "outputs"
+    outputs.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{outputs / 'mlflow.db'}"
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, str]:
+    """A nested dict/list config as ``{"a.b.c": "value"}`` (lists are kept whole, as their text)."""
+    if isinstance(tree, dict):
+        flat: dict[str, str] = {}
+        for key, value in tree.items():
+            flat.update(flatten(value, f"{prefix}{key}."))
+        return flat
+    return {prefix[:-1]: str(tree)[:_MAX_PARAM_VALUE]}
+
+
+def git_commit(path: Path) -> str | None:
+    """The commit of the git checkout holding ``path`` (with ``-dirty`` when it has changes), if any."""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(path), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("-dirty" if dirty else "")
+
+
+def safe_key(name: str) -> str:
+    """``name`` with the characters MLflow refuses in keys (all but ``\\w - . space : /``) replaced by ``_``."""
+    return re.sub(r"[^\w\-. :/]", "_", name)
+
+
+def _batched(items: list, size: int = _MAX_BATCH) -> Iterable[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class TrackedRun:
+    """An MLflow run that always ends with a final status.
+
+    ``with TrackedRun(...) as run:`` creates the run; leaving the block ends it FINISHED, FAILED (the error's
+    traceback is logged as ``error.txt`` and its message as the tag ``error``), or KILLED on
+    ``KeyboardInterrupt`` / ``SystemExit`` (Ctrl-C, SIGTERM, Lightning's graceful shutdown). What was logged
+    before the end stays.
+    """
+
+    def __init__(
+        self,
+        experiment: str,
+        tracking_uri: str | None = None,
+        run_name: str | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> None:
+        self.tracking_uri = tracking_uri or default_tracking_uri()
+        self.client = MlflowClient(tracking_uri=self.tracking_uri)
+        self.experiment_id = self._experiment_id(experiment)
+        self.run_id = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags or {}).info.run_id
+        self.status: str = "RUNNING"
+
+    def _experiment_id(self, name: str) -> str:
+        found = self.client.get_experiment_by_name(name)
+        if found is not None:
+            return found.experiment_id
+        artifact_location = None
+        if self.tracking_uri.startswith("sqlite:///") and self.tracking_uri.endswith("outputs/mlflow.db"):
+            artifact_location = Path(self.tracking_uri.removeprefix("sqlite:///")).parent.joinpath("mlartifacts").as_uri()
+        try:
+            return self.client.create_experiment(name, artifact_location=artifact_location)
+        except Exception:  # created meanwhile by a parallel job of the same sweep
+            found = self.client.get_experiment_by_name(name)
+            if found is None:
+                raise
+            return found.experiment_id
+
+    # -- logging -------------------------------------------------------------------------------------------
+    def log_params(self, params: dict[str, str]) -> None:
+        items = [Param(safe_key(key), value) for key, value in params.items()]
+        for batch in _batched(items):
+            self.client.log_batch(self.run_id, params=batch)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        items = [RunTag(safe_key(key), str(value)) for key, value in tags.items()]
+        for batch in _batched(items):
+            self.client.log_batch(self.run_id, tags=batch)
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        now = int(time.time() * 1000)
+        items = [Metric(key, float(value), now, step or 0) for key, value in metrics.items()]
+        for batch in _batched(items):
+            self.client.log_batch(self.run_id, metrics=batch)
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        self.client.log_text(self.run_id, text, artifact_file)
+
+    def log_figure(self, figure: Any, artifact_file: str) -> None:
+        self.client.log_figure(self.run_id, figure, artifact_file)
+
+    def lightning_logger(self) -> Any:
+        """A Lightning logger writing into this run (it never ends the run: :class:`TrackedRun` does)."""
+        from pytorch_lightning.loggers import MLFlowLogger
+
+        class _RunOwnedMLFlowLogger(MLFlowLogger):
+            def log_hyperparams(self, params: Any) -> None:  # the composed config is already the run's params
+                pass
+
+            def finalize(self, status: str = "success") -> None:  # the run's status is TrackedRun's to set
+                pass
+
+        return _RunOwnedMLFlowLogger(tracking_uri=self.tracking_uri, run_id=self.run_id)
+
+    # -- life cycle ----------------------------------------------------------------------------------------
+    def __enter__(self) -> "TrackedRun":
+        return self
+
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: Any) -> bool:
+        if exc_type is None or (exc_type is SystemExit and exc.code in (0, None)):
+            self.status = "FINISHED"
+        elif issubclass(exc_type, (KeyboardInterrupt, SystemExit)):
+            self.status = "KILLED"
+            self._record_error(f"interrupted ({exc_type.__name__})", exc_type, exc, tb)
+        else:
+            self.status = "FAILED"
+            self._record_error(f"{exc_type.__name__}: {exc}", exc_type, exc, tb)
+        self.client.set_terminated(self.run_id, RunStatus.to_string(getattr(RunStatus, self.status)))
+        return False
+
+    def _record_error(self, message: str, exc_type: type, exc: BaseException | None, tb: Any) -> None:
+        try:
+            self.set_tags({"error": message[:5000]})
+            self.log_text("".join(traceback.format_exception(exc_type, exc, tb)), "error.txt")
+        except Exception:  # the store itself failed: still try to set the final status
+            pass
