@@ -159,3 +159,11 @@ def test_unknown_names_and_unweightable_classifiers_are_errors():
         KMM(classifier="1nn")
     with pytest.raises(ValueError, match="weight"):
         make_classifier("1nn").fit(np.zeros((2, 1)), np.array([0, 1]), sample_weight=np.ones(2))
+
+
+def test_classifier_options_are_per_classifier():
+    options = {"linear_svm": {"C": 1e-4}, "logreg": {"C": 2.0}}
+    assert make_classifier("logreg", options=options).estimator.C == 2.0
+    assert make_classifier("linear_svm", options=options).estimator.C == 1e-4
+    with pytest.raises(ValueError, match="maps classifier names"):
+        make_classifier("logreg", options={"C": 1.0})

@@ -147,6 +147,50 @@ def test_dim_beyond_the_rank_is_an_error():
         solve_mmd_subspace(features, factor, lamb=1.0, dim=7)
 
 
+@pytest.mark.parametrize("dim", [7, 100])  # beyond the rank (6: 7 samples, centred), then beyond q = 7 too
+def test_dim_beyond_the_rank_at_most_uses_every_direction(dim):
+    X, source_labels, _ = shifted_domains(4, 3, 10)
+    features = make_feature_map("linear", X, gamma=1.0).transform(X)
+    factor = mmd_factor(source_labels, 3, NUM_CLASSES, None, "cpu")
+    clamped = solve_mmd_subspace(features, factor, lamb=1.0, dim=dim, at_most=True)
+    exact = solve_mmd_subspace(features, factor, lamb=1.0, dim=6)
+    np.testing.assert_allclose(clamped.eigenvalues.numpy(), exact.eigenvalues.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(clamped.coefficients.numpy(), exact.coefficients.numpy(), atol=1e-12)
+
+
+def test_jda_with_dim_beyond_the_features_says_so_and_logs_the_dim_it_uses(caplog):
+    from tlrun.methods.base import RunContext
+    from tlrun.methods.jda import JDA
+    from tlrun.scenarios import Labeled, TrainingData, Unlabeled
+
+    class Recorder:
+        def __init__(self):
+            self.metrics = []
+
+        def log_metrics(self, metrics, step=None):
+            self.metrics.append((step, metrics))
+
+        def target_predictions(self, predictions, step):
+            pass
+
+    X, source_labels, _ = shifted_domains(40, 30, 8, seed=2)
+    data = TrainingData(Labeled(X[:40].numpy(), source_labels), Unlabeled(X[40:].numpy()), NUM_CLASSES, ("a", "b", "c"))
+    reporter = Recorder()
+    with caplog.at_level("INFO", logger="tlrun.methods.jda"):
+        JDA(dim=100, iterations=3).fit(data, RunContext(reporter=reporter))
+    assert "method.dim=100 exceeds the 8 directions" in caplog.text and "using dim=8" in caplog.text
+    assert (0, {"effective_dim": 8}) in reporter.metrics
+
+
+def test_reduced_linear_centered_gram_is_diagonal_minus_rank_one():
+    X, _, _ = shifted_domains(30, 20, 8, seed=4)
+    feature_map = ReducedLinearKernelMap(X)
+    features = feature_map.transform(X)
+    np.testing.assert_allclose(
+        feature_map.centered_gram(features).numpy(), centered_gram(features).numpy(), atol=1e-12
+    )
+
+
 def test_unknown_kernel_is_an_error():
     with pytest.raises(ValueError, match="primal, linear, rbf"):
         make_feature_map("polynomial", torch.zeros(3, 2, dtype=torch.float64), gamma=1.0)

@@ -14,7 +14,7 @@ Every classifier has ``fit(X, y, sample_weight=None)`` and ``predict(X) -> int64
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Mapping, Protocol
 
 import numpy as np
 import torch
@@ -123,11 +123,22 @@ def check_classifier(name: str) -> None:
         raise ValueError(f"unknown classifier {name!r}; choose one of: {', '.join(CLASSIFIERS)}")
 
 
-def make_classifier(name: str, device: str | torch.device = "cpu", **options: Any) -> Classifier:
+def make_classifier(
+    name: str, device: str | torch.device = "cpu", options: Mapping[str, Mapping[str, Any]] | None = None
+) -> Classifier:
     """Build the classifier ``name`` (one of :data:`CLASSIFIERS`).
 
-    ``device`` is where ``1nn`` computes (the scikit-learn ones run on the CPU). ``options`` go to its
-    constructor: ``max_block`` for ``1nn``; ``C``, ``max_iter`` and ``seed`` for ``logreg`` and ``linear_svm``.
+    ``device`` is where ``1nn`` computes (the scikit-learn ones run on the CPU). ``options`` maps classifier
+    names to their constructor arguments (``max_block`` for ``1nn``; ``C``, ``max_iter`` and ``seed`` for
+    ``logreg`` and ``linear_svm``), e.g. ``{"linear_svm": {"C": 1e-4}}``; only the entry of ``name`` is used,
+    so switching ``method.classifier`` never carries another classifier's settings over.
     """
     check_classifier(name)
-    return _BUILDERS[name](device, **options)
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(CLASSIFIERS))
+    if unknown:
+        raise ValueError(
+            f"classifier_options maps classifier names to their options (e.g. {{linear_svm: {{C: 1.0e-4}}}}); "
+            f"{', '.join(map(repr, unknown))} is not one of: {', '.join(CLASSIFIERS)}"
+        )
+    return _BUILDERS[name](device, **dict(options.get(name) or {}))

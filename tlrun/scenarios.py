@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tlrun.data.base import DataError, Domain
+from tlrun.data.base import Domain, check_same_classes
 from tlrun.errors import TlrunError
 
 
@@ -183,13 +183,7 @@ def split(
     - ``finetune``: labeled source, a labeled sample of the target (per class or a fraction, drawn from
       ``seed``); evaluation on the rest of the target.
     """
-    if source.classes != target.classes:
-        only_source = sorted(set(source.classes) - set(target.classes))
-        only_target = sorted(set(target.classes) - set(source.classes))
-        raise DataError(
-            f"source {source.name!r} and target {target.name!r} have different class sets: "
-            f"only in source: {only_source or 'none'}; only in target: {only_target or 'none'}"
-        )
+    check_same_classes(source, target)
     rng = np.random.default_rng(seed)
     train_index, val_index = _holdout(len(source), source_val_fraction, rng)
     source_train = Labeled(_take(source.X, train_index), source.y[train_index])

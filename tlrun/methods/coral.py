@@ -45,7 +45,7 @@ class CORAL(SourceClassifier):
     Args:
         regularization: the multiple of ``I`` added to both covariances (the paper's ``+ I``).
         classifier: the classifier's name (see :mod:`tlrun.classifiers`); the paper uses a linear SVM.
-        classifier_options: keyword arguments of that classifier (e.g. ``{"C": 1e-4}``).
+        classifier_options: keyword arguments per classifier (e.g. ``{"linear_svm": {"C": 1e-4}}``).
 
     Logs ``coral_loss_before`` and ``coral_loss_after`` (``‖C_s − C_t‖²_F / 4d²`` of the source before and after
     the transform) at ``step=0``.

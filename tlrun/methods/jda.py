@@ -19,6 +19,7 @@ Office+Caltech10 it reproduces the paper's Table 2 to the sample.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -28,7 +29,6 @@ from tlrun.classifiers import check_classifier, make_classifier
 from tlrun.methods.base import Method, RunContext
 from tlrun.methods.subspace import (
     as_float64,
-    centered_gram,
     check_kernel,
     l2_normalize_rows,
     make_feature_map,
@@ -38,6 +38,8 @@ from tlrun.methods.subspace import (
 )
 from tlrun.scenarios import Labeled, TrainingData
 
+log = logging.getLogger(__name__)
+
 
 class JDA(Method):
     """Joint distribution adaptation, transductive, with out-of-sample prediction.
@@ -45,15 +47,17 @@ class JDA(Method):
     Args:
         kernel: ``linear`` (the ``n × n`` kernel form, solved exactly in its rank), ``primal`` (a projection of
             the inputs, ``d × d``) or ``rbf`` (``exp(−γ‖x − y‖²)``, ``n × n``).
-        dim: ``k``, the dimension of the embedding.
+        dim: ``k``, the dimension of the embedding. When the problem has fewer directions of non-zero centred
+            variance (e.g. ``dim=100`` on 64 features), ``fit`` uses all of them and says so (an INFO log line).
         lamb: ``λ``, the weight of the ``‖A‖²_F`` regulariser.
         gamma: ``γ`` of the ``rbf`` kernel (unused otherwise).
         iterations: ``T``, rounds of embedding and pseudo-labelling (1 = marginal only).
         classifier: the classifier on the embedding (see :mod:`tlrun.classifiers`); it also gives the
             pseudo-labels.
-        classifier_options: keyword arguments of that classifier (e.g. ``{"C": 1.0}``).
+        classifier_options: keyword arguments per classifier (e.g. ``{"logreg": {"C": 1.0}}``).
 
-    Monitoring, at every iteration ``t = 0 … T−1``: ``reporter.target_predictions(pseudo_labels, step=t)`` and
+    Monitoring: ``reporter.log_metrics({"effective_dim": k_used}, step=0)``, the dimension actually used; at
+    every iteration ``t = 0 … T−1``: ``reporter.target_predictions(pseudo_labels, step=t)`` and
     ``reporter.log_metrics`` with ``mmd_input`` (``tr(Xᵀ M X)`` of the normalised inputs), ``mmd_embedding``
     (``tr(Zᵀ M Z)`` of the embedding the classifier sees, same ``M``), ``objective`` (``Σ φ_j`` of the ``k``
     eigenvalues) and ``pseudo_label_change`` (the fraction of target pseudo-labels that changed, from ``t = 1``).
@@ -103,17 +107,26 @@ class JDA(Method):
         n_target = len(data.target)
         normalized = l2_normalize_rows(as_float64(np.concatenate([data.source.X, data.target.X]), self._device))
         self._map = make_feature_map(self.kernel, normalized, self.gamma)
-        source_features, target_features = self._features(data.source.X), self._features(data.target.X)
-        features = torch.cat([source_features, target_features])
-        centered = centered_gram(features)
+        features = self._map.transform(normalized)
+        source_features, target_features = features[: len(source_labels)], features[len(source_labels) :]
+        centered = self._map.centered_gram(features)
 
+        dim = self.dim
         pseudo_labels: np.ndarray | None = None
         for step in range(self.iterations):
             factor = mmd_factor(source_labels, n_target, data.num_classes, pseudo_labels, self._device)
-            solution = solve_mmd_subspace(features, factor, self.lamb, self.dim, centered)
+            solution = solve_mmd_subspace(features, factor, self.lamb, dim, centered, at_most=True)
+            if step == 0:
+                dim = solution.coefficients.shape[1]  # the rank of Fᵀ H F: the same at every iteration
+                if dim < self.dim:
+                    log.info(
+                        "method.dim=%d exceeds the %d directions in which the centred data vary; using dim=%d",
+                        self.dim, dim, dim,
+                    )
+                context.reporter.log_metrics({"effective_dim": dim}, step=0)
             self._projection = solution.unit_norm()
             source_embedding, target_embedding = self._embed(source_features), self._embed(target_features)
-            self._classifier = make_classifier(self.classifier, device=self._device, **self.classifier_options)
+            self._classifier = make_classifier(self.classifier, device=self._device, options=self.classifier_options)
             self._classifier.fit(source_embedding, source_labels)
             new_labels = self._classifier.predict(target_embedding)
 

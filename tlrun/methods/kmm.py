@@ -124,7 +124,7 @@ class KMM(SourceClassifier):
         epsilon: ``ε`` of the sum constraint; ``None`` takes ``(√n_s − 1)/√n_s`` (the paper's choice).
         max_iter, tol: of the QP solver.
         classifier: a classifier that accepts sample weights (``logreg`` or ``linear_svm``).
-        classifier_options: keyword arguments of that classifier.
+        classifier_options: keyword arguments per classifier (e.g. ``{"logreg": {"C": 1.0}}``).
 
     Logs at ``step=0``: ``mmd_uniform`` and ``mmd_weighted`` (the squared kernel MMD between source and target
     before and after the re-weighting), ``effective_sample_fraction`` (``(Σβ)² / (n_s Σβ²)`` in ``[0, 1]``),

@@ -22,7 +22,7 @@ class SourceClassifier(Method):
 
     Args:
         classifier: the classifier's name (see :mod:`tlrun.classifiers`).
-        classifier_options: keyword arguments of that classifier (e.g. ``{"C": 1.0}``).
+        classifier_options: keyword arguments per classifier (e.g. ``{"logreg": {"C": 1.0}}``).
 
     ``fit`` reports the target predictions once, at ``step=0``, and logs what :meth:`training_set` measured.
     """
@@ -51,7 +51,7 @@ class SourceClassifier(Method):
             samples = torch.cat([samples, target])
             labels = np.concatenate([labels, np.asarray(data.target.y)])
             weights = None if weights is None else np.concatenate([weights, np.ones(len(target))])
-        self._classifier = make_classifier(self.classifier, device=self._device, **self.classifier_options)
+        self._classifier = make_classifier(self.classifier, device=self._device, options=self.classifier_options)
         self._classifier.fit(samples, labels, sample_weight=weights)
         if metrics:
             context.reporter.log_metrics(metrics, step=0)
