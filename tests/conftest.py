@@ -41,3 +41,14 @@ def compose(mlflow_store: str, tmp_path: Path):
             return hydra_compose("config", overrides=base + list(overrides))
 
     return _compose
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Torch on one thread for the test: small networks run faster so, and do not fight a busy second core."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

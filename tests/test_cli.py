@@ -72,6 +72,11 @@ def test_default_run_and_a_sweep(tmp_path, mlflow_store):
     assert sorted(r.data.tags["method"] for r in runs) == ["coral", "no_adaptation"]
     assert {r.info.status for r in runs} == {"FINISHED"}
     assert len({r.data.tags["sweep"] for r in runs}) == 1
+    # The sweep ends with one methods x tasks table of the jobs' target accuracies, read back from MLflow.
+    summary = sweep.stdout[sweep.stdout.index("target accuracy (%) of the sweep"):]
+    for record in runs:
+        assert f"{100 * record.data.metrics['target_acc']:.2f}" in summary
+    assert "original→thick" in summary
 
 
 def test_ctrl_c_ends_the_run_killed_and_keeps_its_metrics(tmp_path, mlflow_store):

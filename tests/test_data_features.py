@@ -11,7 +11,9 @@ import scipy.io
 from tlrun.data.base import DataError, Domain, sha256_file
 from tlrun.data.features import Features, OfficeCaltech10, OFFICE_CALTECH10_CLASSES
 
-SHARED = Path("/work/shared/data/office_caltech10_surf")
+from .conftest import shared_data
+
+SHARED = shared_data() / "office_caltech10_surf"
 
 
 def _features(rng, n, d=4):

@@ -13,12 +13,7 @@ from tlrun.backbones.extract import extract_features
 from tlrun.data.base import Domain
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def counted(backbone: torch.nn.Module) -> list[int]:

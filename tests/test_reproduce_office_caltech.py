@@ -7,9 +7,7 @@ paper (Sun et al., AAAI 2016, Table 3, full protocol) for the CORAL average.
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,8 +18,9 @@ from tlrun.methods.jda import JDA
 from tlrun.methods.no_adaptation import NoAdaptation
 from tlrun.scenarios import Labeled, TrainingData, Unlabeled
 
-SHARED_DATA = Path(os.environ.get("TLRUN_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-SURF = SHARED_DATA / "office_caltech10_surf"
+from .conftest import shared_data
+
+SURF = shared_data() / "office_caltech10_surf"
 DOMAINS = {"A": "amazon", "C": "caltech", "D": "dslr", "W": "webcam"}
 TASKS = ("C->A", "C->W", "C->D", "A->C", "A->W", "A->D", "W->C", "W->A", "W->D", "D->C", "D->A", "D->W")
 PAPER_1NN = (23.70, 25.76, 25.48, 26.00, 29.83, 25.48, 19.86, 22.96, 59.24, 26.27, 28.50, 63.39)
