@@ -100,3 +100,16 @@ def test_ctrl_c_ends_the_run_killed_and_keeps_its_metrics(tmp_path, mlflow_store
     record = client.get_run(run_id)
     assert record.info.status == "KILLED"
     assert len(client.get_metric_history(run_id, "target_acc")) >= 3
+
+
+def test_a_failing_job_does_not_stop_the_rest_of_the_sweep(tmp_path, mlflow_store):
+    sweep = subprocess.run(
+        [_tlrun(), "--multirun", "method=no_adaptation", "dataset.target=nowhere,thick",
+         "logger.experiment=cli-sweep-error", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+        cwd=tmp_path, env=_env(mlflow_store), capture_output=True, text=True, timeout=300,
+    )
+    assert sweep.returncode != 0
+    assert "tlrun: error: dataset 'digits' has no domain 'nowhere'" in sweep.stderr
+    client = MlflowClient(tracking_uri=mlflow_store)
+    runs = client.search_runs([client.get_experiment_by_name("cli-sweep-error").experiment_id])
+    assert [(r.data.tags["target"], r.info.status) for r in runs] == [("thick", "FINISHED")]

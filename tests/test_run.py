@@ -142,3 +142,24 @@ def test_features_dataset_with_the_primal_form(compose, mlflow_store, tmp_path):
     _, runs = _runs(mlflow_store, "e2e-features")
     assert runs[0].info.status == "FINISHED" and runs[0].data.params["method.kernel"] == "primal"
     assert target_acc > 0.9
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (("method.dim=0",), "method: dim must be >= 1"),
+        (("method.kernel=foo",), "unknown kernel 'foo'"),
+        (("method=kmm", "method.classifier=1nn"), "cannot weight samples"),
+        (("seed=abc",), "seed must be an integer"),
+        (("dataset=features",), "set dataset.source, dataset.target"),
+        (("dataset=office_caltech10",), "dataset.root is not set"),
+        (("method=no_adaptation", "scenario=finetune", "scenario.target_label_fraction=0.1"), "exactly one of"),
+        (("backbone=resnet18", "backbone.weights=/no/such/file.pt"), "no such file"),
+    ],
+)
+def test_configuration_errors_open_no_run(compose, mlflow_store, overrides, message):
+    _, before = _runs(mlflow_store, "e2e-config-errors")
+    with pytest.raises(TlrunError, match=message):
+        run(compose(*overrides, experiment="e2e-config-errors"))
+    _, after = _runs(mlflow_store, "e2e-config-errors")
+    assert len(after) == len(before)

@@ -93,8 +93,8 @@ class SklearnClassifier:
         return self.estimator.predict(_as_numpy(X)).astype(np.int64)
 
 
-def _nearest_neighbor(device: str | torch.device, **options: Any) -> NearestNeighbor:
-    return NearestNeighbor(device=device, **options)
+def _nearest_neighbor(device: str | torch.device, seed: int = 0, **options: Any) -> NearestNeighbor:
+    return NearestNeighbor(device=device, **options)  # deterministic: the seed has nothing to set
 
 
 def _logistic_regression(device: str | torch.device, C: float = 1.0, max_iter: int = 1000, seed: int = 0) -> SklearnClassifier:
@@ -124,14 +124,18 @@ def check_classifier(name: str) -> None:
 
 
 def make_classifier(
-    name: str, device: str | torch.device = "cpu", options: Mapping[str, Mapping[str, Any]] | None = None
+    name: str,
+    device: str | torch.device = "cpu",
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    seed: int = 0,
 ) -> Classifier:
     """Build the classifier ``name`` (one of :data:`CLASSIFIERS`).
 
     ``device`` is where ``1nn`` computes (the scikit-learn ones run on the CPU). ``options`` maps classifier
     names to their constructor arguments (``max_block`` for ``1nn``; ``C``, ``max_iter`` and ``seed`` for
     ``logreg`` and ``linear_svm``), e.g. ``{"linear_svm": {"C": 1e-4}}``; only the entry of ``name`` is used,
-    so switching ``method.classifier`` never carries another classifier's settings over.
+    so switching ``method.classifier`` never carries another classifier's settings over. ``seed`` seeds the
+    scikit-learn solvers (the run's seed, unless the options set one).
     """
     check_classifier(name)
     options = dict(options or {})
@@ -141,4 +145,4 @@ def make_classifier(
             f"classifier_options maps classifier names to their options (e.g. {{linear_svm: {{C: 1.0e-4}}}}); "
             f"{', '.join(map(repr, unknown))} is not one of: {', '.join(CLASSIFIERS)}"
         )
-    return _BUILDERS[name](device, **dict(options.get(name) or {}))
+    return _BUILDERS[name](device, **{"seed": seed, **dict(options.get(name) or {})})

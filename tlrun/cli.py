@@ -9,6 +9,8 @@ from __future__ import annotations
 import sys
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from tlrun.config import config_dir, register_resolvers
@@ -26,6 +28,8 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     except TlrunError as error:
         # A problem the user can fix: its message alone says what to do; a traceback would bury it.
         print(f"tlrun: error: {error}", file=sys.stderr)
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # the sweep's other jobs still run; Hydra reports the failure when they are done
         sys.exit(2)
     except KeyboardInterrupt:
         print("tlrun: interrupted; the MLflow run is marked KILLED and keeps what it logged", file=sys.stderr)

@@ -14,15 +14,16 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from tlrun.config import group_options, instantiate, load_option, method_scenarios
 from tlrun.data.base import Domain, TransferDataset
 from tlrun.errors import TlrunError
-from tlrun.scenarios import EvaluationData, check_fit, natural_scenario, split
+from tlrun.scenarios import EvaluationData, check_fit, check_target_labels, natural_scenario, split
 
 
 @dataclass
@@ -39,6 +40,11 @@ def preflight(cfg: DictConfig) -> Plan:
     Raises :class:`~tlrun.errors.TlrunError` subclasses with a message naming what would fit. Imports no torch.
     """
     cfg = cfg.copy()
+    missing = sorted(key for key in OmegaConf.missing_keys(cfg) if not key.startswith("hydra"))
+    if missing:
+        raise TlrunError(f"set {', '.join(missing)} on the command line (e.g. {missing[0]}=...)")
+    if not isinstance(cfg.seed, int):
+        raise TlrunError(f"seed must be an integer, got {cfg.seed!r}")
     methods = method_scenarios()
     method = cfg.method.get("name")
     if method not in methods:
@@ -47,15 +53,34 @@ def preflight(cfg: DictConfig) -> Plan:
         with open_dict(cfg):
             cfg.scenario = load_option("scenario", natural_scenario(methods[method]))
     check_fit(method, cfg.scenario.name, cfg.dataset.name, list(cfg.dataset.scenarios), methods)
-    dataset = instantiate(cfg.dataset)
-    if dataset.holds_images and "image_size" not in cfg.backbone:
-        image_backbones = [name for name in group_options("backbone") if "image_size" in load_option("backbone", name)]
+    if cfg.scenario.name == "finetune":
+        check_target_labels(cfg.scenario.get("target_labels_per_class"), cfg.scenario.get("target_label_fraction"))
+    weights = str(cfg.backbone.get("weights", "none"))
+    if weights not in ("none", "imagenet") and not Path(weights).expanduser().is_file():
+        raise TlrunError(f"backbone.weights={weights}: no such file (use none, imagenet, or a state-dict file)")
+    dataset = construct(lambda: instantiate(cfg.dataset), "dataset")
+    if dataset.holds_images and cfg.backbone.get("image_size") is None:
+        image_backbones = [name for name in group_options("backbone") if load_option("backbone", name).get("image_size")]
         raise TlrunError(
             f"dataset {cfg.dataset.name!r} holds image files, which backbone {cfg.backbone.name!r} cannot read; "
             f"choose one of: {', '.join('backbone=' + name for name in image_backbones)}"
         )
     dataset.check()
     return Plan(cfg=cfg, dataset=dataset)
+
+
+def construct(build: Callable[[], Any], what: str) -> Any:
+    """``build()``, with a constructor's complaint about its arguments turned into a :class:`TlrunError`.
+
+    Hydra wraps what a ``_target_`` raises; a ``ValueError``/``TypeError`` there is a bad config value.
+    """
+    try:
+        return build()
+    except InstantiationException as error:
+        cause = error.__cause__
+        if isinstance(cause, (ValueError, TypeError, TlrunError)):
+            raise TlrunError(f"{what}: {cause}") from error
+        raise
 
 
 def seed_everything(seed: int) -> None:
@@ -121,10 +146,14 @@ def _device(cfg: DictConfig) -> tuple[str, dict[str, Any]]:
 
 
 def _features(cfg: DictConfig, domain: Domain, device: str) -> Domain:
-    """A closed-form method's inputs: the domain as is, or features extracted by the frozen backbone (cached)."""
+    """A closed-form method's inputs: the domain as is, or features extracted by the frozen backbone (cached).
+
+    Arrays were preprocessed when loaded; image files are, once the backbone has turned them into features.
+    """
     if cfg.backbone.name == "identity" and not domain.is_images:
         return domain
     from tlrun.backbones.extract import extract_features
+    from tlrun.data import preprocess
 
     features = extract_features(
         backbone_cfg=cfg.backbone,
@@ -134,6 +163,8 @@ def _features(cfg: DictConfig, domain: Domain, device: str) -> Domain:
         cache_dir=Path(str(cfg.cache_dir)).expanduser() / "features",
         device=device,
     )
+    if domain.is_images:
+        features = preprocess.apply(str(cfg.dataset.get("preprocess", "none")), features)
     return dataclasses.replace(domain, X=features, image_shape=None)
 
 
@@ -144,11 +175,10 @@ def _input_shape(domain: Domain) -> tuple[int, ...] | None:
     return tuple(domain.image_shape) if domain.image_shape else (domain.X.shape[1],)
 
 
-def _build_method(cfg: DictConfig, source: Domain) -> Any:
-    if cfg.method.family == "deep":
-        backbone = instantiate(cfg.backbone, input_shape=_input_shape(source))
-        return instantiate(cfg.method, backbone=backbone)
-    return instantiate(cfg.method)
+def _build_deep_method(cfg: DictConfig, source: Domain) -> Any:
+    """A deep method needs its backbone, sized by the loaded data."""
+    backbone = construct(lambda: instantiate(cfg.backbone, input_shape=_input_shape(source)), "backbone")
+    return construct(lambda: instantiate(cfg.method, backbone=backbone), "method")
 
 
 def _tags(cfg: DictConfig) -> dict[str, str]:
@@ -197,6 +227,8 @@ def run(cfg: DictConfig) -> float:
     from tlrun.evaluation import evaluate, print_summary
     from tlrun.tracking import TrackedRun, flatten
 
+    # Closed-form methods check their hyperparameters now, before a run is opened; deep ones need the data.
+    method = construct(lambda: instantiate(cfg.method), "method") if cfg.method.family != "deep" else None
     resolved = OmegaConf.to_container(cfg, resolve=True)
     run_name = f"{cfg.method.name} {cfg.dataset.get('source', '')}->{cfg.dataset.get('target', '')}"
     started = time.perf_counter()
@@ -232,7 +264,7 @@ def run(cfg: DictConfig) -> float:
             reporter=reporter, device=device, seed=int(cfg.seed), trainer=trainer_kwargs,
             lightning_logger=tracked.lightning_logger,
         )
-        method = _build_method(cfg, source)
+        method = method or _build_deep_method(cfg, source)
         method.fit(training, context)
         result = evaluate(method, evaluation, training.source, training.classes, tracked, step=reporter.last_step)
         tracked.log_metrics({"duration_s": time.perf_counter() - started}, reporter.last_step)

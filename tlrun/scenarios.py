@@ -147,12 +147,24 @@ def _take(X: np.ndarray | tuple[str, ...], index: np.ndarray) -> np.ndarray | tu
     return tuple(X[i] for i in index)
 
 
+def check_target_labels(per_class: int | None, fraction: float | None) -> None:
+    """``finetune`` needs exactly one of a count per class (≥ 1) and a fraction (in (0, 1))."""
+    if (per_class is None) == (fraction is None):
+        raise ScenarioError(
+            "finetune: set exactly one of scenario.target_labels_per_class, scenario.target_label_fraction "
+            "(the other =null)"
+        )
+    if per_class is not None and (not isinstance(per_class, int) or per_class < 1):
+        raise ScenarioError(f"finetune: scenario.target_labels_per_class must be an integer >= 1, got {per_class!r}")
+    if fraction is not None and not 0.0 < float(fraction) < 1.0:
+        raise ScenarioError(f"finetune: scenario.target_label_fraction must be in (0, 1), got {fraction!r}")
+
+
 def _labeled_target_index(
     y: np.ndarray, per_class: int | None, fraction: float | None, rng: np.random.Generator
 ) -> np.ndarray:
     """Indices of the labeled target samples: ``per_class`` of every class, or ``fraction`` of each class."""
-    if (per_class is None) == (fraction is None):
-        raise ScenarioError("finetune: set exactly one of scenario.target_labels_per_class, scenario.target_label_fraction")
+    check_target_labels(per_class, fraction)
     chosen = []
     for label in np.unique(y):
         members = rng.permutation(np.flatnonzero(y == label))

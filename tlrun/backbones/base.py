@@ -27,6 +27,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from tlrun.errors import TlrunError
+
 #: Per-channel mean and std of ImageNet (RGB, values in [0, 1]), used by networks pretrained on it.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -36,7 +38,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 KEY_PREFIXES = ("", "backbone.", "model.backbone.", "module.", "module.backbone.", "model.", "encoder.")
 
 
-class WeightsError(Exception):
+class WeightsError(TlrunError):
     """Backbone weights cannot be obtained or do not fit the network. The message says what to do."""
 
 

@@ -22,27 +22,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from tlrun.data.images import open_image
+
 #: Bump when the transforms below change: part of the feature-cache key.
 INPUTS_VERSION = 1
-
-
-def _open_image(path: str):
-    """Open ``path`` as an RGB PIL image, with the data package's helper when there is one."""
-    try:
-        from tlrun.data.images import open_image
-    except ImportError:
-        open_image = None
-    if open_image is not None:
-        return open_image(path)
-    from PIL import Image
-
-    from tlrun.data.base import DataError
-
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except (OSError, ValueError, SyntaxError) as error:
-        raise DataError(f"cannot read image {path}: {error}; replace or remove the file") from None
 
 
 def is_paths(X: Any) -> bool:
@@ -185,7 +168,7 @@ class ImageFiles(Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int):
-        image = _open_image(self.paths[index])
+        image = open_image(self.paths[index])
         if self.channels == 1:
             image = image.convert("L")
         x = self.transform(image)

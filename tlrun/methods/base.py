@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Protocol
 
 import numpy as np
@@ -52,7 +51,6 @@ class RunContext:
         seed: the run's seed (already applied to python, numpy and torch).
         trainer: keyword arguments for ``pytorch_lightning.Trainer`` (from ``conf/trainer``).
         lightning_logger: builds a Lightning logger that writes into the current MLflow run.
-        artifact_dir: a folder whose files are logged as run artifacts when the run ends.
     """
 
     reporter: Reporter
@@ -60,7 +58,6 @@ class RunContext:
     seed: int = 0
     trainer: dict[str, Any] = field(default_factory=dict)
     lightning_logger: Callable[[], Any] | None = None
-    artifact_dir: Path | None = None
 
 
 class Method(ABC):
