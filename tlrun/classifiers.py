@@ -32,7 +32,8 @@ class Classifier(Protocol):
         """Labels (int64) for the rows of ``X``."""
 
 
-def _as_float64(X: np.ndarray | torch.Tensor, device: str | torch.device) -> torch.Tensor:
+def as_float64(X: np.ndarray | torch.Tensor, device: str | torch.device) -> torch.Tensor:
+    """``X`` as a float64 tensor on ``device`` (where the closed-form methods compute)."""
     return torch.as_tensor(X, dtype=torch.float64).to(device)
 
 
@@ -58,14 +59,14 @@ class NearestNeighbor:
     def fit(self, X: np.ndarray | torch.Tensor, y: np.ndarray, sample_weight: np.ndarray | None = None) -> "NearestNeighbor":
         if sample_weight is not None:
             raise ValueError("the 1nn classifier cannot weight samples; use classifier=logreg or linear_svm")
-        self._train = _as_float64(X, self.device)
+        self._train = as_float64(X, self.device)
         self._train_sq_norms = (self._train * self._train).sum(dim=1)
         self._labels = np.asarray(y, dtype=np.int64)
         return self
 
     def nearest(self, X: np.ndarray | torch.Tensor) -> np.ndarray:
         """Index of the nearest training sample of every row of ``X`` (ties: the lowest index)."""
-        queries = _as_float64(X, self.device)
+        queries = as_float64(X, self.device)
         chunk = max(1, self.max_block // max(1, len(self._train)))
         nearest = [
             (self._train_sq_norms[None, :] - 2.0 * block @ self._train.T).argmin(dim=1)

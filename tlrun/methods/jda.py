@@ -30,10 +30,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from tlrun.classifiers import check_classifier, make_classifier
+from tlrun.classifiers import as_float64, check_classifier, make_classifier
 from tlrun.methods.base import Method, RunContext
 from tlrun.methods.subspace import (
-    as_float64,
     check_kernel,
     l2_normalize_rows,
     make_feature_map,

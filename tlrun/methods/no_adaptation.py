@@ -10,9 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from tlrun.classifiers import check_classifier, make_classifier
+from tlrun.classifiers import as_float64, check_classifier, make_classifier
 from tlrun.methods.base import Method, RunContext
-from tlrun.methods.subspace import as_float64
 from tlrun.scenarios import Labeled, TrainingData
 
 

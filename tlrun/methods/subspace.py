@@ -55,6 +55,8 @@ from typing import Callable, Protocol
 import numpy as np
 import torch
 
+from tlrun.classifiers import as_float64
+
 KERNELS: tuple[str, ...] = ("primal", "linear", "rbf")
 
 Kernel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -64,11 +66,6 @@ def check_kernel(kernel: str) -> None:
     """Raise ``ValueError`` naming the options unless ``kernel`` is one of :data:`KERNELS`."""
     if kernel not in KERNELS:
         raise ValueError(f"unknown kernel {kernel!r}; choose one of: {', '.join(KERNELS)}")
-
-
-def as_float64(X: np.ndarray | torch.Tensor, device: str | torch.device) -> torch.Tensor:
-    """``X`` as a float64 tensor on ``device``."""
-    return torch.as_tensor(X, dtype=torch.float64).to(device)
 
 
 def l2_normalize_rows(X: torch.Tensor) -> torch.Tensor:
