@@ -8,7 +8,8 @@ import torch
 
 from tlrun.classifiers import make_classifier
 from tlrun.methods.base import NullReporter, RunContext
-from tlrun.methods.coral import CORAL, covariance
+from tlrun.losses.discrepancy import covariance
+from tlrun.methods.coral import CORAL
 from tlrun.methods.jda import JDA
 from tlrun.methods.kmm import KMM, project_box_sum, solve_kmm
 from tlrun.methods.no_adaptation import NoAdaptation

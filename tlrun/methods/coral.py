@@ -18,25 +18,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from tlrun.losses.discrepancy import coral_loss, covariance
 from tlrun.methods.no_adaptation import SourceClassifier
-
-
-def covariance(X: torch.Tensor) -> torch.Tensor:
-    """The sample covariance of the rows of ``X`` (``n − 1`` denominator)."""
-    centered = X - X.mean(dim=0, keepdim=True)
-    return centered.T @ centered / (len(X) - 1)
 
 
 def symmetric_power(S: torch.Tensor, power: float) -> torch.Tensor:
     """``S^power`` of a symmetric positive-definite matrix: ``V diag(w^power) Vᵀ`` from ``eigh``."""
     eigenvalues, vectors = torch.linalg.eigh((S + S.T) / 2)
     return (vectors * eigenvalues**power) @ vectors.T
-
-
-def coral_loss(source_covariance: torch.Tensor, target_covariance: torch.Tensor) -> float:
-    """``‖C_s − C_t‖²_F / (4 d²)``: the distance between the covariances CORAL removes."""
-    d = source_covariance.shape[0]
-    return float(torch.linalg.matrix_norm(source_covariance - target_covariance) ** 2 / (4 * d * d))
 
 
 class CORAL(SourceClassifier):
@@ -73,9 +62,8 @@ class CORAL(SourceClassifier):
         self, source: torch.Tensor, target: torch.Tensor
     ) -> tuple[torch.Tensor, np.ndarray | None, dict[str, float]]:
         recolored = source @ self.alignment(source, target)
-        target_covariance = covariance(target)
         metrics = {
-            "coral_loss_before": coral_loss(covariance(source), target_covariance),
-            "coral_loss_after": coral_loss(covariance(recolored), target_covariance),
+            "coral_loss_before": float(coral_loss(source, target)),
+            "coral_loss_after": float(coral_loss(recolored, target)),
         }
         return recolored, None, metrics

@@ -23,7 +23,8 @@ import torch
 
 from tlrun.classifiers import make_classifier
 from tlrun.methods.no_adaptation import SourceClassifier
-from tlrun.methods.subspace import linear_kernel, rbf_kernel, squared_distances
+from tlrun.losses.discrepancy import squared_distances
+from tlrun.methods.subspace import linear_kernel, rbf_kernel
 
 KMM_KERNELS = ("rbf", "linear")
 

@@ -56,6 +56,7 @@ import numpy as np
 import torch
 
 from tlrun.classifiers import as_float64
+from tlrun.losses.discrepancy import squared_distances
 
 KERNELS: tuple[str, ...] = ("primal", "linear", "rbf")
 
@@ -77,12 +78,6 @@ def l2_normalize_rows(X: torch.Tensor) -> torch.Tensor:
 def linear_kernel(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     """``k(x, y) = xᵀy`` between the rows of ``X`` and ``Y``."""
     return X @ Y.T
-
-
-def squared_distances(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
-    """``‖x − y‖²`` between the rows of ``X`` and ``Y`` (clamped at 0 against rounding)."""
-    sq = (X * X).sum(dim=1)[:, None] + (Y * Y).sum(dim=1)[None, :] - 2.0 * X @ Y.T
-    return sq.clamp_min(0.0)
 
 
 def rbf_kernel(X: torch.Tensor, Y: torch.Tensor, gamma: float) -> torch.Tensor:

@@ -1,0 +1,117 @@
+"""Adversarial building blocks of DANN (Ganin et al. 2016): gradient reversal, a binary domain discriminator,
+the domain-adversarial loss and the warm-up schedule of its coefficient.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from tlrun.losses.discrepancy import check_pair
+
+
+class GradientReversalFunction(torch.autograd.Function):
+    """``R_λ(x) = x`` forward, ``∂R_λ/∂x = −λ I`` backward: the gradient flowing back is multiplied by ``−λ``."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, coefficient: float) -> torch.Tensor:
+        ctx.coefficient = coefficient
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return -ctx.coefficient * grad_output, None
+
+
+def gradient_reversal(x: torch.Tensor, coefficient: float = 1.0) -> torch.Tensor:
+    """``R_λ(x)``: identity forward, gradient × ``(−λ)`` backward (``λ`` = ``coefficient``)."""
+    return GradientReversalFunction.apply(x, float(coefficient))
+
+
+class GradientReversal(nn.Module):
+    """The gradient reversal layer ``R_λ`` as a module; set ``coefficient`` (``λ``) during training, e.g. from
+    :func:`dann_schedule`. Forward: ``R_λ(x) = x``; backward: ``∂L/∂x = −λ ∂L/∂R_λ(x)``.
+    """
+
+    def __init__(self, coefficient: float = 1.0) -> None:
+        super().__init__()
+        self.coefficient = float(coefficient)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return gradient_reversal(x, self.coefficient)
+
+    def extra_repr(self) -> str:
+        return f"coefficient={self.coefficient}"
+
+
+class DomainDiscriminator(nn.Module):
+    """A binary domain classifier ``D(f) = w₃ᵀ ReLU(W₂ ReLU(W₁ f + b₁) + b₂) + b₃`` (with batch norm after each
+    hidden layer), returning ONE logit per sample, of shape ``(n,)``: ``σ(D(f))`` is the probability that ``f``
+    comes from the source. Train it with binary cross-entropy on logits; there is no softmax, so the output can
+    never be a one-class softmax (constant 1) that passes no gradient.
+    """
+
+    def __init__(self, in_features: int, hidden: int = 1024) -> None:
+        super().__init__()
+        if in_features < 1 or hidden < 1:
+            raise ValueError(f"in_features and hidden must be positive, got {in_features} and {hidden}")
+        self.in_features = in_features
+        self.net = nn.Sequential(
+            nn.Linear(in_features, hidden),
+            nn.BatchNorm1d(hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden),
+            nn.BatchNorm1d(hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, 1),
+        )
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        if features.dim() != 2 or features.shape[1] != self.in_features:
+            raise ValueError(
+                f"the domain discriminator takes (samples × {self.in_features}) features, "
+                f"got shape {tuple(features.shape)}"
+            )
+        return self.net(features).squeeze(1)
+
+
+def domain_adversarial_loss(
+    discriminator: nn.Module,
+    source_features: torch.Tensor,
+    target_features: torch.Tensor,
+    grl: nn.Module | None = None,
+) -> torch.Tensor:
+    """The DANN domain loss: binary cross-entropy of the discriminator on reversed features::
+
+        L_d = −(1/(n_s+n_t)) [ Σ_i log σ(D(R_λ(f_i^s))) + Σ_j log(1 − σ(D(R_λ(f_j^t)))) ]
+
+    (source label 1, target label 0). Minimising it trains ``D`` to tell the domains apart while, through the
+    gradient reversal ``R_λ`` (``grl``), the feature extractor receives ``−λ`` times that gradient and learns to
+    confuse ``D``. ``grl=None`` means no reversal (a plain discriminator loss). Source and target are passed
+    through ``D`` together, as one batch (batch norm sees both domains).
+    """
+    check_pair(source_features, target_features)
+    features = torch.cat([source_features, target_features])
+    if grl is not None:
+        features = grl(features)
+    logits = discriminator(features)
+    if logits.dim() != 1 or logits.shape[0] != features.shape[0]:
+        raise ValueError(
+            f"the discriminator must return one logit per sample (shape ({features.shape[0]},)), "
+            f"got shape {tuple(logits.shape)}"
+        )
+    labels = torch.cat([logits.new_ones(source_features.shape[0]), logits.new_zeros(target_features.shape[0])])
+    return F.binary_cross_entropy_with_logits(logits, labels)
+
+
+def dann_schedule(progress: float, gamma: float = 10.0) -> float:
+    """DANN's warm-up of the adversarial coefficient: ``λ_p = 2 / (1 + exp(−γ p)) − 1``, with ``p ∈ [0, 1]`` the
+    training progress; 0 at ``p = 0``, rising monotonically towards 1.
+    """
+    if not 0.0 <= progress <= 1.0:
+        raise ValueError(f"progress must be in [0, 1], got {progress}")
+    return 2.0 / (1.0 + math.exp(-gamma * progress)) - 1.0
