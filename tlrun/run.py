@@ -227,8 +227,9 @@ def run(cfg: DictConfig) -> float:
     from tlrun.evaluation import evaluate, print_summary
     from tlrun.tracking import TrackedRun, flatten
 
+    deep = cfg.method.family == "deep"
     # Closed-form methods check their hyperparameters now, before a run is opened; deep ones need the data.
-    method = construct(lambda: instantiate(cfg.method), "method") if cfg.method.family != "deep" else None
+    method = None if deep else construct(lambda: instantiate(cfg.method), "method")
     resolved = OmegaConf.to_container(cfg, resolve=True)
     run_name = f"{cfg.method.name} {cfg.dataset.get('source', '')}->{cfg.dataset.get('target', '')}"
     started = time.perf_counter()
@@ -237,19 +238,19 @@ def run(cfg: DictConfig) -> float:
     ) as tracked:
         tracked.log_params(flatten(resolved))
         tracked.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
-        seed_everything(int(cfg.seed))
+        seed_everything(cfg.seed)
         device, trainer_kwargs = _device(cfg)
 
         source, target = plan.dataset.load_pair()
         tracked.set_tags({f"data.sha256.{name}": digest for d in (source, target) for name, digest in d.checksums.items()})
-        if cfg.method.family == "closed_form":
+        if not deep:
             source, target = _features(cfg, source, device), _features(cfg, target, device)
         scenario = cfg.scenario
         training, evaluation = split(
             source,
             target,
             scenario.name,
-            seed=int(cfg.seed),
+            seed=cfg.seed,
             source_val_fraction=float(cfg.dataset.get("source_val_fraction", 0.0)),
             target_labels_per_class=scenario.get("target_labels_per_class"),
             target_label_fraction=scenario.get("target_label_fraction"),
@@ -261,10 +262,11 @@ def run(cfg: DictConfig) -> float:
 
         reporter = EvaluationReporter(tracked, evaluation)
         context = RunContext(
-            reporter=reporter, device=device, seed=int(cfg.seed), trainer=trainer_kwargs,
+            reporter=reporter, device=device, seed=cfg.seed, trainer=trainer_kwargs,
             lightning_logger=tracked.lightning_logger,
         )
-        method = method or _build_deep_method(cfg, source)
+        if deep:
+            method = _build_deep_method(cfg, source)
         method.fit(training, context)
         result = evaluate(method, evaluation, training.source, training.classes, tracked, step=reporter.last_step)
         tracked.log_metrics({"duration_s": time.perf_counter() - started}, reporter.last_step)
