@@ -8,7 +8,6 @@ of the papers' tables. Imports MLflow and Rich only when the sweep ends.
 from __future__ import annotations
 
 import statistics
-from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
@@ -40,14 +39,14 @@ class SweepSummary(Callback):
         from rich.console import Console
         from rich.table import Table
 
-        from tlrun.tracking import default_tracking_uri
+        from tlrun.tracking import default_tracking_uri, sweep_tag
 
         uri = config.logger.tracking_uri or default_tracking_uri()
         client = MlflowClient(tracking_uri=uri)
         experiment = client.get_experiment_by_name(config.logger.experiment)
         if experiment is None:
             return
-        sweep = str(Path(config.hydra.sweep.dir).resolve())
+        sweep = sweep_tag(config.hydra.sweep.dir)
         runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.sweep = '{sweep}'", max_results=10000)
         tasks, table, unfinished = sweep_table(runs)
         if not table:

@@ -212,12 +212,14 @@ def _sweep_tags() -> dict[str, str]:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    from tlrun.tracking import sweep_tag
+
     if not HydraConfig.initialized():
         return {}
     hydra_cfg = HydraConfig.get()
     if hydra_cfg.mode != RunMode.MULTIRUN:
         return {}
-    return {"sweep": str(Path(hydra_cfg.sweep.dir).resolve()), "sweep_job": str(hydra_cfg.job.num)}
+    return {"sweep": sweep_tag(hydra_cfg.sweep.dir), "sweep_job": str(hydra_cfg.job.num)}
 
 
 def run(cfg: DictConfig) -> float:

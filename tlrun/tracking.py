@@ -60,6 +60,14 @@ def git_commit(path: Path) -> str | None:
     return commit + ("-dirty" if dirty else "")
 
 
+def sweep_tag(sweep_dir: str | Path) -> str:
+    """The ``sweep`` tag shared by the runs of one ``--multirun``: its sweep folder, made absolute.
+
+    Jobs write it and the end-of-sweep summary filters on it, so both must build it here.
+    """
+    return str(Path(sweep_dir).resolve())
+
+
 def safe_key(name: str) -> str:
     """``name`` with the characters MLflow refuses in keys (all but ``\\w - . space : /``) replaced by ``_``."""
     return re.sub(r"[^\w\-. :/]", "_", name)
