@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
-from tlrun.tracking import TrackedRun, flatten
+from tlrun.tracking import TrackedRun, flatten, interrupts_deferred
 
 
 def _ended(store: str, exception: BaseException | None) -> tuple[TrackedRun, object]:
@@ -65,3 +67,13 @@ def test_sweep_table_groups_runs_by_method_and_task():
     assert tasks == ["a→b", "a→c"]
     assert table == {"jda": {"a→b": [0.5, 0.7]}, "tca": {"a→c": [0.4]}}
     assert unfinished == 1
+
+
+def test_ctrl_c_during_a_store_write_is_delivered_after_the_write():
+    finished = []
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_deferred():
+            signal.raise_signal(signal.SIGINT)
+            finished.append("write")  # an interrupt inside the write would leave SQLite locked
+    assert finished == ["write"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
+import threading
 import time
 import traceback
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -73,6 +76,30 @@ def safe_key(name: str) -> str:
     return re.sub(r"[^\w\-. :/]", "_", name)
 
 
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) and SIGTERM while the block runs, and deliver them when it ends.
+
+    A ``KeyboardInterrupt`` raised inside an SQLite write leaves the store locked for the rest of the process,
+    so the run could no longer be ended KILLED. Every store write of this module runs inside this block; the
+    signal still takes effect, right after the write. Outside the main thread (where signals cannot be
+    handled) it does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    watched = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum)) for sig in watched}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        if received:
+            signal.raise_signal(received[0])
+
+
 def _batched(items: list, size: int = _MAX_BATCH) -> Iterable[list]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -96,8 +123,9 @@ class TrackedRun:
     ) -> None:
         self.tracking_uri = tracking_uri or default_tracking_uri()
         self.client = MlflowClient(tracking_uri=self.tracking_uri)
-        self.experiment_id = self._experiment_id(experiment)
-        self.run_id = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags or {}).info.run_id
+        with interrupts_deferred():
+            self.experiment_id = self._experiment_id(experiment)
+            self.run_id = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags or {}).info.run_id
         self.status: str = "RUNNING"
 
     def _experiment_id(self, name: str) -> str:
@@ -118,34 +146,44 @@ class TrackedRun:
     # -- logging -------------------------------------------------------------------------------------------
     def log_params(self, params: dict[str, str]) -> None:
         items = [Param(safe_key(key), value) for key, value in params.items()]
-        for batch in _batched(items):
-            self.client.log_batch(self.run_id, params=batch)
+        with interrupts_deferred():
+            for batch in _batched(items):
+                self.client.log_batch(self.run_id, params=batch)
 
     def set_tags(self, tags: dict[str, str]) -> None:
         items = [RunTag(safe_key(key), str(value)) for key, value in tags.items()]
-        for batch in _batched(items):
-            self.client.log_batch(self.run_id, tags=batch)
+        with interrupts_deferred():
+            for batch in _batched(items):
+                self.client.log_batch(self.run_id, tags=batch)
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         now = int(time.time() * 1000)
         items = [Metric(key, float(value), now, step or 0) for key, value in metrics.items()]
-        for batch in _batched(items):
-            self.client.log_batch(self.run_id, metrics=batch)
+        with interrupts_deferred():
+            for batch in _batched(items):
+                self.client.log_batch(self.run_id, metrics=batch)
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        self.client.log_artifact(self.run_id, str(path), artifact_path)
+        with interrupts_deferred():
+            self.client.log_artifact(self.run_id, str(path), artifact_path)
 
     def log_text(self, text: str, artifact_file: str) -> None:
-        self.client.log_text(self.run_id, text, artifact_file)
+        with interrupts_deferred():
+            self.client.log_text(self.run_id, text, artifact_file)
 
     def log_figure(self, figure: Any, artifact_file: str) -> None:
-        self.client.log_figure(self.run_id, figure, artifact_file)
+        with interrupts_deferred():
+            self.client.log_figure(self.run_id, figure, artifact_file)
 
     def lightning_logger(self) -> Any:
         """A Lightning logger writing into this run (it never ends the run: :class:`TrackedRun` does)."""
         from pytorch_lightning.loggers import MLFlowLogger
 
         class _RunOwnedMLFlowLogger(MLFlowLogger):
+            def log_metrics(self, metrics: Any, step: int | None = None) -> None:
+                with interrupts_deferred():
+                    super().log_metrics(metrics, step)
+
             def log_hyperparams(self, params: Any) -> None:  # the composed config is already the run's params
                 pass
 
@@ -159,6 +197,11 @@ class TrackedRun:
         return self
 
     def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: Any) -> bool:
+        with interrupts_deferred():  # a second Ctrl-C must not keep the run from ending
+            self._end(exc_type, exc, tb)
+        return False
+
+    def _end(self, exc_type: type | None, exc: BaseException | None, tb: Any) -> None:
         if exc_type is None or (exc_type is SystemExit and exc.code in (0, None)):
             self.status = "FINISHED"
         elif issubclass(exc_type, (KeyboardInterrupt, SystemExit)):
@@ -168,7 +211,6 @@ class TrackedRun:
             self.status = "FAILED"
             self._record_error(f"{exc_type.__name__}: {exc}", exc_type, exc, tb)
         self.client.set_terminated(self.run_id, RunStatus.to_string(getattr(RunStatus, self.status)))
-        return False
 
     def _record_error(self, message: str, exc_type: type, exc: BaseException | None, tb: Any) -> None:
         try:
