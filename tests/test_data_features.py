@@ -169,6 +169,35 @@ def test_bad_preprocess_and_val_fraction_fail_in_check(tmp_path):
         Features(root=str(tmp_path), source="a", target="a", source_val_fraction=1.5).check()
 
 
+def test_image_shape_makes_pixel_rows(tmp_path):
+    rng = np.random.default_rng(4)
+    X = rng.random((6, 256))
+    np.savez(tmp_path / "a.npz", X=X, y=np.arange(6) % 2)
+    ds = Features(root=str(tmp_path), source="a", target="a", image_shape=[1, 16, 16], augment="affine")
+    ds.check()
+    domain = ds.load("a")
+    assert domain.image_shape == (1, 16, 16)
+    np.testing.assert_array_equal(domain.X, X)
+    assert Features(root=str(tmp_path), source="a", target="a").load("a").image_shape is None
+
+
+def test_image_shape_must_match_the_feature_dimension(tmp_path):
+    np.savez(tmp_path / "a.npz", X=np.ones((2, 256)), y=np.array([0, 1]))
+    with pytest.raises(DataError) as info:
+        Features(root=str(tmp_path), source="a", target="a", image_shape=[3, 8, 8]).load("a")
+    message = str(info.value)
+    assert "a.npz" in message and "192" in message and "256" in message
+    with pytest.raises(DataError, match=r"\[C, H, W\]"):
+        Features(root=str(tmp_path), source="a", target="a", image_shape=[16, 16]).check()
+
+
+def test_augmenting_features_needs_an_image_shape(tmp_path):
+    np.savez(tmp_path / "a.npz", X=np.ones((2, 4)), y=np.array([0, 1]))
+    with pytest.raises(DataError) as info:
+        Features(root=str(tmp_path), source="a", target="a", augment="crop_flip").check()
+    assert "augment" in str(info.value) and "image shape" in str(info.value)
+
+
 # ------------------------------------------------------------------------------------------- Office+Caltech10
 
 
@@ -244,9 +273,14 @@ CHECK_SCRIPT = """
 import sys
 from tlrun.data.features import Features, OfficeCaltech10
 from tlrun.data.digits import Digits
-from tlrun.data.images import Office31
+from tlrun.data.images import Office31, OfficeHome
+from tlrun.data.torchvision_digits import DigitDomains
 from tlrun.data.base import DataError
-for ds in (OfficeCaltech10(root={root!r}), Features(root={root!r}, source='a', target='b'), Office31(root={root!r}), Digits()):
+datasets = (
+    OfficeCaltech10(root={root!r}), Features(root={root!r}, source='a', target='b'), Office31(root={root!r}),
+    OfficeHome(root={root!r}), DigitDomains(root={root!r}, target='svhn'), DigitDomains(), Digits(augment='affine'),
+)
+for ds in datasets:
     try:
         ds.check()
     except DataError:

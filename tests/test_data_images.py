@@ -1,8 +1,10 @@
-"""Image-folder datasets: Office-31 layout, corrupt files, fingerprints, and the download path (file:// URLs)."""
+"""Image-folder datasets: Office-31 and Office-Home layouts, corrupt files, fingerprints, and the download path
+(file:// URLs)."""
 
 import hashlib
 import io
 import tarfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +12,10 @@ import pytest
 from PIL import Image
 
 from tlrun.data.base import DataError
-from tlrun.data.images import OFFICE31_CLASSES, Office31, download_file, open_image
+from tlrun.config import instantiate, load_option
+from tlrun.data.images import (
+    OFFICE31_CLASSES, OFFICE_HOME_CLASSES, Office31, OfficeHome, download_file, open_image,
+)
 
 
 def _jpeg(path: Path, colour=(200, 10, 10)) -> None:
@@ -18,11 +23,12 @@ def _jpeg(path: Path, colour=(200, 10, 10)) -> None:
     Image.new("RGB", (6, 5), colour).save(path, format="JPEG")
 
 
-def _office_tree(root: Path, classes=OFFICE31_CLASSES[:3], domains=("amazon", "dslr", "webcam")) -> None:
+def _office_tree(root: Path, classes=OFFICE31_CLASSES[:3], domains=("amazon", "dslr", "webcam"), images="images"):
+    """Two tiny JPEGs per class and domain, in ``root/<domain>/<images>/<class>/`` (``images=""``: no subfolder)."""
     for domain in domains:
         for k, name in enumerate(classes):
             for i in range(2):
-                _jpeg(root / domain / "images" / name / f"frame_{i:04d}.jpg", (k * 40, i * 100, 50))
+                _jpeg(root / domain / images / name / f"frame_{i:04d}.jpg", (k * 40, i * 100, 50))
 
 
 def test_office31_tree(tmp_path):
@@ -171,3 +177,76 @@ def test_archive_put_in_root_by_hand_is_extracted_and_kept(tmp_path):
     md5 = hashlib.md5(archive.read_bytes()).hexdigest()
     Office31(root=str(root), download=True, url="https://unreachable.invalid/x", checksum=f"md5:{md5}").check()
     assert manual.exists() and (root / "webcam" / "images" / OFFICE31_CLASSES[0]).is_dir()
+
+
+# ------------------------------------------------------------------------------------------- Office-Home
+
+
+def test_office_home_classes():
+    assert len(OFFICE_HOME_CLASSES) == len(set(OFFICE_HOME_CLASSES)) == 65
+    assert list(OFFICE_HOME_CLASSES) == sorted(OFFICE_HOME_CLASSES)  # ImageFolder's order: "TV" before "Table"
+    assert OFFICE_HOME_CLASSES.index("TV") < OFFICE_HOME_CLASSES.index("Table")
+
+
+@pytest.mark.parametrize("real_world", ["Real World", "Real_World"])
+def test_office_home_tree_with_either_real_world_name(tmp_path, real_world):
+    classes = ("Alarm_Clock", "TV", "Table")
+    _office_tree(tmp_path, classes=classes, domains=("Art", "Clipart", real_world), images="")
+    ds = OfficeHome(root=str(tmp_path), source="Art", target="Real_World")
+    ds.check()
+    s, t = ds.load_pair()
+    assert s.classes == t.classes == OFFICE_HOME_CLASSES
+    np.testing.assert_array_equal(t.y, np.repeat([OFFICE_HOME_CLASSES.index(name) for name in classes], 2))
+    assert t.name == "Real_World" and all(f"/{real_world}/" in path for path in t.X)
+    assert s.is_images and len(s) == 6
+
+
+def test_office_home_defaults_and_config(tmp_path):
+    ds = OfficeHome(root=str(tmp_path))
+    assert (ds.source, ds.target, ds.url, ds.checksum) == ("Art", "Clipart", "", None)
+    configured = instantiate(load_option("dataset", "office_home"))
+    assert isinstance(configured, OfficeHome) and configured.augment == "crop_flip"
+    assert (configured.source, configured.target) == ("Art", "Clipart")
+
+
+def test_missing_office_home_message(tmp_path):
+    with pytest.raises(DataError) as info:
+        OfficeHome(root=str(tmp_path / "oh"), source="Product", target="Real_World").check()
+    message = str(info.value)
+    assert str(tmp_path / "oh" / "Product") in message and str(tmp_path / "oh" / "Real_World") in message
+    assert "Real World" in message and "https://www.hemanthdv.org/officeHomeDataset.html" in message
+    assert "OfficeHomeDataset_10072016.zip" in message and "dataset.download=true" in message
+    with pytest.raises(DataError, match="OfficeHomeDataset_10072016.zip"):  # download without url nor archive
+        OfficeHome(root=str(tmp_path / "oh"), download=True).check()
+
+
+def _office_home_zip(path: Path) -> Path:
+    """A tiny zip laid out as the release: ``OfficeHomeDataset_10072016/{Art,...,Real World}/<class>/*.jpg``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as archive:
+        for domain in ("Art", "Clipart", "Product", "Real World"):
+            for name in OFFICE_HOME_CLASSES[:2]:
+                buffer = io.BytesIO()
+                Image.new("RGB", (4, 4), (9, 9, 9)).save(buffer, format="JPEG")
+                archive.writestr(f"OfficeHomeDataset_10072016/{domain}/{name}/00001.jpg", buffer.getvalue())
+        archive.writestr("OfficeHomeDataset_10072016/ImageInfo.csv", "image,artist\n")
+    return path
+
+
+def test_office_home_download_from_url(tmp_path):
+    archive = _office_home_zip(tmp_path / "src" / "home.zip")
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    root = tmp_path / "office_home"
+    ds = OfficeHome(root=str(root), source="Real_World", target="Art", download=True, url=archive.as_uri(),
+                    checksum=f"sha256:{digest}")
+    ds.check()
+    s, t = ds.load_pair()
+    assert len(s) == 2 and len(t) == 2
+    assert sorted(p.name for p in root.iterdir()) == ["Art", "Clipart", "Product", "Real World"]
+
+
+def test_office_home_archive_put_in_root_by_hand(tmp_path):
+    root = tmp_path / "office_home"
+    manual = _office_home_zip(root / "OfficeHomeDataset_10072016.zip")
+    OfficeHome(root=str(root), source="Clipart", target="Real_World", download=True).check()  # no url, no checksum
+    assert manual.exists() and (root / "Real World" / OFFICE_HOME_CLASSES[0]).is_dir()

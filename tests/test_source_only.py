@@ -7,10 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from tlrun.backbones import Identity, LeNet
+from tlrun.config import instantiate
 from tlrun.methods.base import RunContext
 from tlrun.methods.source_only import SourceOnly
 from tlrun.scenarios import Labeled, TrainingData, Unlabeled
@@ -29,12 +28,16 @@ class Recorder:
     def __init__(self) -> None:
         self.metrics: list[tuple[int | None, dict]] = []
         self.predictions: list[tuple[int, np.ndarray]] = []
+        self.figures: list[str] = []
 
     def log_metrics(self, metrics, step=None):
         self.metrics.append((step, dict(metrics)))
 
     def target_predictions(self, predictions, step):
         self.predictions.append((step, np.asarray(predictions)))
+
+    def log_figure(self, figure, artifact_file):
+        self.figures.append(artifact_file)
 
 
 class TargetSamplesOnly:
@@ -60,20 +63,17 @@ def digits():
     return X[train], y[train], X[test], y[test]
 
 
-def source_only_from_config(backbone, **overrides):
-    cfg = OmegaConf.load(ROOT / "conf/method/source_only.yaml")
-    for key in ("name", "family", "scenarios", "summary"):
-        cfg.pop(key)
-    return instantiate(cfg, backbone=backbone, **overrides)
+def source_only_from_config(compose, backbone, **overrides):
+    return instantiate(compose("method=source_only").method, backbone=backbone, **overrides)
 
 
-def test_learns_digits_deterministically():
+def test_learns_digits_deterministically(compose):
     X, y, X_test, y_test = digits()
     data = TrainingData(Labeled(X, y), TargetSamplesOnly(X_test), 10, tuple("0123456789"), (1, 8, 8))
     runs = []
     for with_logger in (False, True):
         torch.manual_seed(0)
-        method = source_only_from_config(Identity(input_shape=(1, 8, 8)))
+        method = source_only_from_config(compose, Identity(input_shape=(1, 8, 8)))
         recorder = Recorder()
         logged: list[tuple[int, dict]] = []
 
@@ -105,7 +105,7 @@ def test_learns_digits_deterministically():
         # Epoch metrics go to the Lightning logger when there is one, else to the reporter.
         epoch_metrics = logged if with_logger else recorder.metrics
         assert [step for step, _ in epoch_metrics] == list(range(1, epochs + 1))
-        assert set(epoch_metrics[-1][1]) == {"train_loss", "source_train_acc"}
+        assert {"train_loss", "source_train_acc", "select.entropy", "select.snd"} <= set(epoch_metrics[-1][1])
         assert epoch_metrics[-1][1]["train_loss"] < epoch_metrics[0][1]["train_loss"]
         assert epoch_metrics[-1][1]["source_train_acc"] > 0.9
         assert with_logger or recorder.metrics

@@ -45,6 +45,7 @@ def preflight(cfg: DictConfig) -> Plan:
         raise TlrunError(f"set {', '.join(missing)} on the command line (e.g. {missing[0]}=...)")
     if not isinstance(cfg.seed, int):
         raise TlrunError(f"seed must be an integer, got {cfg.seed!r}")
+    _check_select(str(cfg.trainer.get("select", "last")), cfg.method.get("family"))
     methods = method_scenarios()
     method = cfg.method.get("name")
     if method not in methods:
@@ -67,6 +68,16 @@ def preflight(cfg: DictConfig) -> Plan:
         )
     dataset.check()
     return Plan(cfg=cfg, dataset=dataset)
+
+
+def _check_select(select: str, family: str | None) -> None:
+    """``trainer.select`` must name a known score, and only deep methods (which train in epochs) select."""
+    from tlrun.selection import SCORES
+
+    if select not in SCORES:
+        raise TlrunError(f"trainer.select={select}: unknown; choose one of {', '.join(SCORES)}")
+    if select != "last" and family != "deep":
+        raise TlrunError(f"trainer.select={select} chooses among the epochs of a deep method; use trainer.select=last")
 
 
 def construct(build: Callable[[], Any], what: str) -> Any:
@@ -126,17 +137,24 @@ class EvaluationReporter:
         self.tracked.log_metrics(metrics, step)
         self.last_step = max(self.last_step, step or 0)
 
-    def target_predictions(self, predictions: np.ndarray, step: int) -> None:
-        if self.evaluation.target_is_training_target:
-            labels = self.evaluation.target_test.y
-            self.log_metrics({"target_acc": float(np.mean(np.asarray(predictions) == labels))}, step)
+    def target_predictions(self, predictions: np.ndarray, step: int) -> float | None:
+        if not self.evaluation.target_is_training_target:
+            return None
+        accuracy = float(np.mean(np.asarray(predictions) == self.evaluation.target_test.y))
+        self.log_metrics({"target_acc": accuracy}, step)
+        return accuracy
+
+    def log_figure(self, figure: Any, artifact_file: str) -> None:
+        self.tracked.log_figure(figure, artifact_file)
 
 
 def _device(cfg: DictConfig) -> tuple[str, dict[str, Any]]:
-    """The closed-form device and the Lightning Trainer kwargs, falling back to the CPU when no GPU exists."""
+    """The closed-form device and the Lightning Trainer kwargs (less tlrun's own ``select``), falling back to
+    the CPU when no GPU exists."""
     import torch
 
     trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
+    trainer.pop("select", None)
     if trainer.get("accelerator") in ("gpu", "cuda"):
         if torch.cuda.is_available():
             return "cuda", trainer
@@ -182,6 +200,7 @@ def _build_deep_method(cfg: DictConfig, source: Domain) -> Any:
 
 
 def _tags(cfg: DictConfig) -> dict[str, str]:
+    """The run's tags; model selection by target accuracy is marked ``selection.oracle=true``."""
     import sklearn
     import torch
 
@@ -196,10 +215,13 @@ def _tags(cfg: DictConfig) -> dict[str, str]:
         "target": str(cfg.dataset.get("target", "")),
         "backbone": cfg.backbone.name,
         "seed": str(cfg.seed),
+        "selection": str(cfg.trainer.get("select", "last")),
         "version.tlrun": tlrun.__version__,
         "version.torch": torch.__version__,
         "version.sklearn": sklearn.__version__,
     }
+    if tags["selection"] == "oracle":
+        tags["selection.oracle"] = "true"
     commit = git_commit(Path(__file__).resolve().parent)
     if commit:
         tags["git_commit"] = commit
@@ -256,6 +278,7 @@ def run(cfg: DictConfig) -> float:
             source_val_fraction=float(cfg.dataset.get("source_val_fraction", 0.0)),
             target_labels_per_class=scenario.get("target_labels_per_class"),
             target_label_fraction=scenario.get("target_label_fraction"),
+            augment=str(getattr(plan.dataset, "augment", "none")),
         )
         tracked.log_params({"data.n_source_train": str(len(training.source)), "data.n_target_train": str(len(training.target)),
                             "data.n_target_test": str(len(evaluation.target_test))})
@@ -263,9 +286,10 @@ def run(cfg: DictConfig) -> float:
         from tlrun.methods.base import RunContext
 
         reporter = EvaluationReporter(tracked, evaluation)
+        select = str(cfg.trainer.get("select", "last"))
         context = RunContext(
             reporter=reporter, device=device, seed=cfg.seed, trainer=trainer_kwargs,
-            lightning_logger=tracked.lightning_logger,
+            lightning_logger=tracked.lightning_logger, select=select, diagnostics=bool(cfg.get("diagnostics", False)),
         )
         if deep:
             method = _build_deep_method(cfg, source)

@@ -75,13 +75,19 @@ class Unlabeled:
 
 @dataclass(frozen=True)
 class TrainingData:
-    """Everything a method may train on."""
+    """Everything a method may train on.
+
+    ``source_val`` is the held-out labeled part of the source (for label-free model selection), or ``None``;
+    ``augment`` names the dataset's training-time augmentation policy (see :mod:`tlrun.backbones.inputs`).
+    """
 
     source: Labeled | Unlabeled
     target: Labeled | Unlabeled
     num_classes: int
     classes: tuple[str, ...]
     image_shape: tuple[int, int, int] | None = None
+    source_val: Labeled | None = None
+    augment: str = "none"
 
 
 @dataclass(frozen=True)
@@ -141,7 +147,7 @@ def _holdout(n: int, fraction: float, rng: np.random.Generator) -> tuple[np.ndar
     return np.sort(order[n_out:]), np.sort(order[:n_out])
 
 
-def _take(X: np.ndarray | tuple[str, ...], index: np.ndarray) -> np.ndarray | tuple[str, ...]:
+def take(X: np.ndarray | tuple[str, ...], index: np.ndarray) -> np.ndarray | tuple[str, ...]:
     if isinstance(X, np.ndarray):
         return X[index]
     return tuple(X[i] for i in index)
@@ -187,6 +193,7 @@ def split(
     source_val_fraction: float = 0.0,
     target_labels_per_class: int | None = None,
     target_label_fraction: float | None = None,
+    augment: str = "none",
 ) -> tuple[TrainingData, EvaluationData]:
     """Split two loaded domains into training and evaluation data for ``scenario``.
 
@@ -198,8 +205,8 @@ def split(
     check_same_classes(source, target)
     rng = np.random.default_rng(seed)
     train_index, val_index = _holdout(len(source), source_val_fraction, rng)
-    source_train = Labeled(_take(source.X, train_index), source.y[train_index])
-    source_val = Labeled(_take(source.X, val_index), source.y[val_index]) if len(val_index) else None
+    source_train = Labeled(take(source.X, train_index), source.y[train_index])
+    source_val = Labeled(take(source.X, val_index), source.y[val_index]) if len(val_index) else None
 
     if scenario == "da":
         training_target: Labeled | Unlabeled = Unlabeled(target.X)
@@ -208,8 +215,8 @@ def split(
     elif scenario == "finetune":
         labeled = _labeled_target_index(target.y, target_labels_per_class, target_label_fraction, rng)
         rest = np.setdiff1d(np.arange(len(target)), labeled)
-        training_target = Labeled(_take(target.X, labeled), target.y[labeled])
-        target_test = Labeled(_take(target.X, rest), target.y[rest])
+        training_target = Labeled(take(target.X, labeled), target.y[labeled])
+        target_test = Labeled(take(target.X, rest), target.y[rest])
         aligned = False
     else:
         raise ScenarioError(f"scenario {scenario!r} has no data split yet; available: da, finetune")
@@ -220,5 +227,7 @@ def split(
         num_classes=len(source.classes),
         classes=source.classes,
         image_shape=source.image_shape,
+        source_val=source_val,
+        augment=augment,
     )
     return training, EvaluationData(target_test=target_test, source_val=source_val, target_is_training_target=aligned)

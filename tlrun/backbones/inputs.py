@@ -11,17 +11,32 @@ Three kinds of ``X`` (see :class:`~tlrun.data.base.Domain`):
   ``image_size / crop_fraction`` and center-cropped to ``image_size`` (224 from 256 for the ResNets, the usual
   ImageNet evaluation transform), scaled to ``[0, 1]`` and normalised.
 
-Training-time augmentation is off (``augment=False``); it is not implemented yet.
+Training-time augmentation (``augment``, one of :data:`~tlrun.data.base.AUGMENTATIONS`), drawn anew at every
+access from torch's random generator (so reproducible under ``torch.manual_seed``, and seeded per worker by the
+DataLoader):
+
+- ``none``: the transforms above;
+- ``crop_flip`` (the usual Office-31 / Office-Home training transform): image files get
+  ``RandomResizedCrop(image_size)`` (scale 0.08–1, aspect 3/4–4/3) and a horizontal flip with probability 1/2
+  instead of the resize and center crop; pixel rows ``(C, H, W)`` are zero-padded by ``⌊H/8⌋`` and ``⌊W/8⌋``
+  pixels (at least 1), randomly cropped back to ``H × W``, and flipped with probability 1/2;
+- ``affine`` (for digits): a random affine map, rotation uniform in ±10°, translation up to ±10 % of each side,
+  scale uniform in [0.9, 1.1], bilinear, zero fill, no flip; after the center crop for image files, on the
+  ``(C, H, W)`` view of pixel rows.
+
+Pixel rows are augmented at their own size, then returned as the non-augmented path returns them (a flat row, or
+resized and normalised for a backbone with an ``image_size``). Feature rows cannot be augmented.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from tlrun.data.base import AUGMENTATIONS
 from tlrun.data.images import open_image
 
 #: Bump when the transforms below change: part of the feature-cache key.
@@ -56,6 +71,50 @@ def _file_size(backbone: Any) -> int:
     )
 
 
+def check_augment(augment: str) -> None:
+    """Raise ``ValueError`` listing the policies when ``augment`` is not one of :data:`AUGMENTATIONS`."""
+    if augment not in AUGMENTATIONS:
+        raise ValueError(f"unknown augmentation {augment!r}; choose one of: {', '.join(AUGMENTATIONS)}")
+
+
+def _random_affine() -> Any:
+    """The ``affine`` policy's transform (PIL images and ``(C, H, W)`` tensors alike)."""
+    from torchvision import transforms
+
+    return transforms.RandomAffine(
+        degrees=10, translate=(0.1, 0.1), scale=(0.9, 1.1), interpolation=transforms.InterpolationMode.BILINEAR
+    )
+
+
+def pixel_augmentation(augment: str, image_shape: tuple[int, ...]) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The random transform of a ``(C, H, W)`` pixel tensor for policy ``augment`` (``None`` for ``none``)."""
+    from torchvision import transforms
+
+    check_augment(augment)
+    _, height, width = image_shape
+    if augment == "crop_flip":
+        padding = (max(1, width // 8), max(1, height // 8))
+        return transforms.Compose(
+            [transforms.RandomCrop((height, width), padding=padding), transforms.RandomHorizontalFlip()]
+        )
+    if augment == "affine":
+        return _random_affine()
+    return None
+
+
+def file_steps(augment: str, image_size: int, crop_fraction: float) -> list[Any]:
+    """The geometric transforms of an image file (a PIL image) for policy ``augment``, before ``ToTensor``."""
+    from torchvision import transforms
+
+    check_augment(augment)
+    if augment == "crop_flip":
+        return [transforms.RandomResizedCrop(image_size), transforms.RandomHorizontalFlip()]
+    steps = [transforms.Resize(int(round(image_size / crop_fraction))), transforms.CenterCrop(image_size)]
+    if augment == "affine":
+        steps.append(_random_affine())
+    return steps
+
+
 def describe(backbone: Any, X: Any, image_shape: tuple[int, ...] | None) -> dict[str, Any]:
     """What the input pipeline does to ``X`` for ``backbone``: part of the feature-cache key."""
     norm = getattr(backbone, "normalization", None)
@@ -83,8 +142,8 @@ def describe(backbone: Any, X: Any, image_shape: tuple[int, ...] | None) -> dict
 class ArrayInputs(Dataset):
     """Rows of an array (features, or flattened images for the backbone to view), with optional labels.
 
-    With ``resize_to`` set, each row is turned into a ``(channels, resize_to, resize_to)`` image here instead
-    (see the module docstring).
+    With ``resize_to`` set, each row is turned into a ``(channels, resize_to, resize_to)`` image here instead;
+    ``augment`` applies to the ``image_shape`` view of each row (see the module docstring).
     """
 
     def __init__(
@@ -96,7 +155,14 @@ class ArrayInputs(Dataset):
         resize_to: int | None = None,
         channels: int = 3,
         normalization: tuple[Sequence[float], Sequence[float]] | None = None,
+        augment: str = "none",
     ) -> None:
+        check_augment(augment)
+        if augment != "none" and not image_shape:
+            raise ValueError(
+                f"augmentation {augment!r} needs images, but these samples are feature vectors (no image_shape); "
+                "use augment='none', or give the image shape of the rows"
+            )
         self.X = torch.as_tensor(np.ascontiguousarray(X), dtype=torch.float32)
         if self.X.dim() != 2:
             raise ValueError(f"expected an (n, d) array of samples, got shape {tuple(self.X.shape)}")
@@ -106,6 +172,7 @@ class ArrayInputs(Dataset):
         self.image_shape = tuple(image_shape) if image_shape else None
         self.resize_to = resize_to if (resize_to and self.image_shape) else None
         self.channels = channels
+        self.augmentation = pixel_augmentation(augment, self.image_shape) if self.image_shape else None
         if normalization is not None:
             self.mean = torch.tensor(normalization[0], dtype=torch.float32).view(-1, 1, 1)
             self.std = torch.tensor(normalization[1], dtype=torch.float32).view(-1, 1, 1)
@@ -116,7 +183,7 @@ class ArrayInputs(Dataset):
         return len(self.X)
 
     def _image(self, row: torch.Tensor) -> torch.Tensor:
-        image = row.view(*self.image_shape)
+        image = row.reshape(self.image_shape)
         if image.shape[0] == 1 and self.channels > 1:
             image = image.expand(self.channels, -1, -1)
         if tuple(image.shape[1:]) != (self.resize_to, self.resize_to):
@@ -130,6 +197,10 @@ class ArrayInputs(Dataset):
 
     def __getitem__(self, index: int):
         x = self.X[index]
+        if self.augmentation is not None:
+            x = self.augmentation(x.view(self.image_shape))
+            if not self.resize_to:
+                x = x.reshape(-1)
         if self.resize_to:
             x = self._image(x)
         return x if self.y is None else (x, self.y[index])
@@ -147,6 +218,7 @@ class ImageFiles(Dataset):
         channels: int = 3,
         crop_fraction: float = 1.0,
         normalization: tuple[Sequence[float], Sequence[float]] | None = None,
+        augment: str = "none",
     ) -> None:
         from torchvision import transforms
 
@@ -155,11 +227,7 @@ class ImageFiles(Dataset):
         if self.y is not None and len(self.y) != len(self.paths):
             raise ValueError(f"{len(self.paths)} images but {len(self.y)} labels")
         self.channels = channels
-        steps: list[Any] = [
-            transforms.Resize(int(round(image_size / crop_fraction))),
-            transforms.CenterCrop(image_size),
-            transforms.ToTensor(),
-        ]
+        steps = [*file_steps(augment, image_size, crop_fraction), transforms.ToTensor()]
         if normalization is not None:
             steps.append(transforms.Normalize(list(normalization[0]), list(normalization[1])))
         self.transform = transforms.Compose(steps)
@@ -181,22 +249,22 @@ def make_dataset(
     *,
     backbone: Any,
     image_shape: tuple[int, ...] | None = None,
-    augment: bool = False,
+    augment: str = "none",
 ) -> Dataset:
-    """The dataset that feeds ``X`` (and labels ``y``, when given) to ``backbone``.
+    """The dataset that feeds ``X`` (and labels ``y``, when given) to ``backbone``, augmented by policy ``augment``.
 
-    Items are ``x`` tensors, or ``(x, y)`` pairs when labels are given.
+    Items are ``x`` tensors, or ``(x, y)`` pairs when labels are given. Raises ``ValueError`` for an unknown
+    policy, or for a policy other than ``none`` on feature rows.
     """
-    if augment:
-        raise NotImplementedError("training-time augmentation is not implemented yet; leave augment off")
     norm = getattr(backbone, "normalization", None)
     channels = int(getattr(backbone, "in_channels", 3))
     if is_paths(X):
         return ImageFiles(
             X, y, image_size=_file_size(backbone), channels=channels,
-            crop_fraction=float(getattr(backbone, "crop_fraction", 1.0)), normalization=norm,
+            crop_fraction=float(getattr(backbone, "crop_fraction", 1.0)), normalization=norm, augment=augment,
         )
     resize_to = getattr(backbone, "image_size", None) if image_shape is not None else None
     return ArrayInputs(
-        np.asarray(X), y, image_shape=image_shape, resize_to=resize_to, channels=channels, normalization=norm
+        np.asarray(X), y, image_shape=image_shape, resize_to=resize_to, channels=channels, normalization=norm,
+        augment=augment,
     )

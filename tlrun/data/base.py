@@ -13,10 +13,17 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from tlrun.errors import TlrunError
+
+#: Training-time augmentation policies (``dataset.augment``), applied by :mod:`tlrun.backbones.inputs`:
+#: ``none``; ``crop_flip`` (random crop + horizontal flip, for object photos); ``affine`` (small random rotation,
+#: translation and scale, no flip, for digits).
+AUGMENTATIONS = ("none", "crop_flip", "affine")
+
 
 class DataError(TlrunError):
     """A dataset cannot be loaded: missing, corrupt, or inconsistent files. The message says what to do."""
@@ -64,6 +71,18 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def image_shape_option(value: Any) -> tuple[int, int, int]:
+    """``dataset.image_shape`` as ``(C, H, W)``: three positive integers, else :class:`DataError`."""
+    try:
+        shape = tuple(int(size) for size in value)
+        valid = len(shape) == 3 and all(size > 0 and size == given for size, given in zip(shape, value))
+    except (TypeError, ValueError):
+        valid = False
+    if not valid:
+        raise DataError(f"dataset.image_shape must be three positive integers [C, H, W], got {value!r}")
+    return shape
 
 
 def check_domains(dataset: str, available: tuple[str, ...], *domains: str) -> None:
@@ -114,6 +133,8 @@ class TransferDataset:
         preprocess: per-domain preprocessing applied by :meth:`load` (see :mod:`tlrun.data.preprocess`).
         source_val_fraction: fraction of the source held out for validation (``source_acc``); 0 trains on all
             source samples, as the papers' protocols do.
+        augment: the training-time augmentation policy, one of :data:`AUGMENTATIONS`; it needs images (pixel rows
+            or image files), see :meth:`augmentable`.
     """
 
     #: The dataset's name as used on the command line (``dataset=<name>``).
@@ -130,12 +151,18 @@ class TransferDataset:
         target: str = "",
         preprocess: str = "none",
         source_val_fraction: float = 0.0,
+        augment: str = "none",
     ) -> None:
         self.root = Path(root).expanduser() if root else None
         self.source = source
         self.target = target
         self.preprocess = preprocess
         self.source_val_fraction = source_val_fraction
+        self.augment = augment
+
+    def augmentable(self) -> bool:
+        """True when the samples are images (pixel rows or files), so that ``augment`` can apply to them."""
+        return True
 
     def check(self) -> None:
         """Fail fast, without reading the data, when the domains or files are not there.
@@ -149,6 +176,13 @@ class TransferDataset:
         if not 0.0 <= float(self.source_val_fraction) < 1.0:
             raise DataError(
                 f"dataset.source_val_fraction must be in [0, 1), got {self.source_val_fraction!r}"
+            )
+        if self.augment not in AUGMENTATIONS:
+            raise DataError(f"unknown dataset.augment {self.augment!r}; choose one of: {', '.join(AUGMENTATIONS)}")
+        if self.augment != "none" and not self.augmentable():
+            raise DataError(
+                f"dataset.augment={self.augment} needs images, but dataset {self.name!r} holds feature vectors "
+                "without an image shape; set dataset.augment=none"
             )
 
     def load(self, domain: str) -> Domain:

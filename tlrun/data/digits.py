@@ -147,6 +147,7 @@ class Digits(TransferDataset):
         target: the target shift (default ``thick``); one of :data:`SHIFTS`.
         preprocess: ``none`` by default (pixels in [0, 1]); others are applied per domain, result kept float32.
         source_val_fraction: source fraction held out for ``source_acc`` (default 0.2).
+        augment: training-time augmentation policy (see :data:`~tlrun.data.base.AUGMENTATIONS`).
     """
 
     name = "digits"
@@ -159,8 +160,9 @@ class Digits(TransferDataset):
         target: str = "thick",
         preprocess: str = "none",
         source_val_fraction: float = 0.2,
+        augment: str = "none",
     ) -> None:
-        super().__init__(root, source, target, preprocess, source_val_fraction)
+        super().__init__(root, source, target, preprocess, source_val_fraction, augment)
 
     def _images(self) -> tuple[np.ndarray, np.ndarray]:
         try:

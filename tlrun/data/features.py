@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from tlrun.data import preprocess as _preprocess
-from tlrun.data.base import DataError, Domain, TransferDataset, check_domains, sha256_file
+from tlrun.data.base import DataError, Domain, TransferDataset, check_domains, image_shape_option, sha256_file
 
 #: Keys tried, in this order, for the samples and for the labels of a ``.mat`` (or ``.npz``) file.
 X_KEYS = ("X", "fts", "feas", "features", "data")
@@ -220,6 +220,10 @@ class Features(TransferDataset):
         samples: ``rows``, ``columns``, or ``auto``: the axis whose length equals the number of labels.
         x_key, y_key: variable names in ``.mat``/``.npz`` files, when not one of the usual ones.
         csv_header: ``auto``, ``true`` or ``false``.
+        image_shape: ``(C, H, W)`` when every row is a flattened image (``C·H·W`` must equal the feature
+            dimension): the domains then carry it, so that a CNN backbone views the rows as images and ``augment``
+            applies; ``None``: plain features.
+        augment: training-time augmentation policy; anything but ``none`` needs ``image_shape``.
     """
 
     name = "features"
@@ -235,12 +239,15 @@ class Features(TransferDataset):
         x_key: str | None = None,
         y_key: str | None = None,
         csv_header: str | bool = "auto",
+        image_shape: list[int] | tuple[int, ...] | None = None,
+        augment: str = "none",
     ) -> None:
-        super().__init__(root, source, target, preprocess, source_val_fraction)
+        super().__init__(root, source, target, preprocess, source_val_fraction, augment)
         self.samples = samples
         self.x_key = x_key
         self.y_key = y_key
         self.csv_header = csv_header
+        self.image_shape = image_shape
         self._raw: dict[str, tuple[np.ndarray, np.ndarray, str, Path]] = {}
 
     # -- discovery
@@ -291,7 +298,12 @@ class Features(TransferDataset):
                     f"{domain}.csv); domains found there: {', '.join(files)}"
                 )
         check_domains(self.name, tuple(files), self.source, self.target)
+        if self.image_shape is not None:
+            image_shape_option(self.image_shape)
         super().check()
+
+    def augmentable(self) -> bool:
+        return self.image_shape is not None
 
     # -- reading
 
@@ -334,12 +346,23 @@ class Features(TransferDataset):
         labels = self._label_space(self.source, self.target, domain)
         index = {label: k for k, label in enumerate(labels)}
         y = np.array([index[label] for label in y_raw.tolist()], dtype=np.int64)
+        image_shape = None
+        if self.image_shape is not None:
+            image_shape = image_shape_option(self.image_shape)
+            pixels = int(np.prod(image_shape))
+            if pixels != X.shape[1]:
+                raise DataError(
+                    f"{path}: dataset.image_shape={list(image_shape)} makes {pixels} pixels per sample, but the "
+                    f"samples have {X.shape[1]} features; give the shape of the flattened images (C x H x W = "
+                    f"{X.shape[1]}), or dataset.image_shape=null for plain features"
+                )
         Xp = _preprocess.apply(self.preprocess, X)
         return Domain(
             name=domain,
             X=np.asarray(Xp, dtype=np.float64),
             y=y,
             classes=tuple(str(label) for label in labels),
+            image_shape=image_shape,
             checksums={path.name: digest},
         )
 
@@ -397,7 +420,8 @@ class OfficeCaltech10(TransferDataset):
       (variables ``feas``: n × 4096, ``labels``: 1..10).
 
     Labels 1..10 become 0..9 in the order of :data:`OFFICE_CALTECH10_CLASSES`. The default preprocessing,
-    ``rowsum_zscore``, is the protocol of the JDA release.
+    ``rowsum_zscore``, is the protocol of the JDA release. Feature vectors cannot be augmented (``augment`` must
+    be ``none``).
     """
 
     name = "office_caltech10"
@@ -411,9 +435,13 @@ class OfficeCaltech10(TransferDataset):
         features: str = "surf",
         preprocess: str = "rowsum_zscore",
         source_val_fraction: float = 0.0,
+        augment: str = "none",
     ) -> None:
-        super().__init__(root, source, target, preprocess, source_val_fraction)
+        super().__init__(root, source, target, preprocess, source_val_fraction, augment)
         self.features = features
+
+    def augmentable(self) -> bool:
+        return False
 
     def _release(self) -> tuple[dict[str, str], str, int]:
         try:

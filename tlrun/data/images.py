@@ -1,4 +1,4 @@
-"""Image-folder datasets (Office-31, and later Office-Home): ``Domain.X`` is a tuple of image file paths.
+"""Image-folder datasets (Office-31, Office-Home): ``Domain.X`` is a tuple of image file paths.
 
 A :class:`ImageFolderDataset` knows where each domain's class folders lie (:meth:`~ImageFolderDataset.domain_dir`),
 its class names, and where its official archive can be downloaded. Images are decoded later, by the backbone's
@@ -193,20 +193,27 @@ def extract_archive(archive: Path, destination: Path) -> None:
 class ImageFolderDataset(TransferDataset):
     """Domains of images sorted into one folder per class: ``domain_dir(domain)/<class>/<image>``.
 
-    Subclasses set :attr:`domains`, :attr:`class_names` (``None``: the sorted class folders found in all
-    domains), :meth:`domain_dir` (the layout), and the official archive (:attr:`archive_url`,
-    :attr:`archive_name`, :attr:`homepage`). Hidden files and files that are not images are ignored; an empty
-    class folder is a class without samples in that domain; a domain with no image at all is an error.
+    Subclasses set :attr:`domains`, :attr:`default_source`/:attr:`default_target`, :attr:`class_names` (``None``:
+    the sorted class folders found in all domains), :attr:`folder_aliases`, :meth:`domain_dir` (the layout), and
+    the official archive (:attr:`archive_url`, :attr:`archive_name`, :attr:`homepage`). Hidden files and files
+    that are not images are ignored; an empty class folder is a class without samples in that domain; a domain
+    with no image at all is an error.
 
     Args:
+        source, target: domain names (``None``: :attr:`default_source`, :attr:`default_target`).
         download: when the data are missing, download the archive into ``root``, verify it against
             ``checksum`` (when set) and extract it into the expected layout.
         url: the archive's address (default: the official one).
         checksum: ``md5:<hex>``, ``sha1:<hex>`` or ``sha256:<hex>`` of the archive; ``None`` skips the check.
+        augment: training-time augmentation policy (see :data:`~tlrun.data.base.AUGMENTATIONS`).
     """
 
     holds_images = True
+    default_source: str = ""
+    default_target: str = ""
     class_names: tuple[str, ...] | None = None
+    #: Other names a domain's folder may have on disk (in some releases), by domain.
+    folder_aliases: dict[str, tuple[str, ...]] = {}
     archive_url: str = ""
     archive_name: str = ""
     archive_checksum: str | None = None
@@ -215,15 +222,19 @@ class ImageFolderDataset(TransferDataset):
     def __init__(
         self,
         root: str | None = None,
-        source: str = "",
-        target: str = "",
+        source: str | None = None,
+        target: str | None = None,
         preprocess: str = "none",
         source_val_fraction: float = 0.0,
         download: bool = False,
         url: str | None = None,
         checksum: str | None = "default",
+        augment: str = "none",
     ) -> None:
-        super().__init__(root, source, target, preprocess, source_val_fraction)
+        super().__init__(
+            root, source or self.default_source, target or self.default_target, preprocess, source_val_fraction,
+            augment,
+        )
         self.download = bool(download)
         self.url = url or self.archive_url
         self.checksum = self.archive_checksum if checksum == "default" else checksum
@@ -238,9 +249,17 @@ class ImageFolderDataset(TransferDataset):
             )
         return self.root
 
+    def _domain_folder(self, base: Path, domain: str) -> Path:
+        """``base/<domain>``, or ``base/<alias>`` when only a folder with one of the domain's aliases is there."""
+        if not (base / domain).is_dir():
+            for name in self.folder_aliases.get(domain, ()):
+                if (base / name).is_dir():
+                    return base / name
+        return base / domain
+
     def domain_dir(self, domain: str) -> Path:
         """The folder holding ``domain``'s class folders."""
-        return self._root() / domain
+        return self._domain_folder(self._root(), domain)
 
     def _layout(self) -> str:
         return "<root>/<domain>/<class>/<image>"
@@ -277,14 +296,15 @@ class ImageFolderDataset(TransferDataset):
     # -- download
 
     def fetch(self) -> None:
-        """Download the archive into ``root``, verify it, and extract the missing domains into place."""
+        """Download the archive into ``root`` (unless it is there already), verify it, and extract the missing
+        domains into place."""
         root = self._root()
-        if not self.url:
-            raise DataError(f"no download address for {self.name}; set dataset.url")
-        root.mkdir(parents=True, exist_ok=True)
         name = self.archive_name or Path(self.url.split("?")[0]).name or f"{self.name}-archive"
         archive = root / name
         downloaded = not archive.exists()  # an archive the user put there is verified and kept
+        if downloaded and not self.url:
+            raise DataError(f"no download address for {self.name} and no archive {archive}: {self._how_to_get()}")
+        root.mkdir(parents=True, exist_ok=True)
         if downloaded:
             download_file(self.url, archive, self.checksum, label=f"{self.name}: {name}")
         elif self.checksum:
@@ -298,9 +318,9 @@ class ImageFolderDataset(TransferDataset):
             extract_archive(archive, scratch)
             base = self._find_extracted(scratch)
             for domain in self.domains:
-                extracted = base / domain
-                if extracted.is_dir() and not (root / domain).exists():
-                    shutil.move(str(extracted), str(root / domain))
+                extracted = self._domain_folder(base, domain)
+                if extracted.is_dir() and not self._domain_folder(root, domain).exists():
+                    shutil.move(str(extracted), str(root / extracted.name))
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         if downloaded:
@@ -309,7 +329,7 @@ class ImageFolderDataset(TransferDataset):
     def _find_extracted(self, scratch: Path) -> Path:
         """The folder of the extracted tree that holds the domain folders (the top, or one level down)."""
         for base in [scratch, *sorted(p for p in scratch.iterdir() if p.is_dir())]:
-            if any((base / domain).is_dir() for domain in self.domains):
+            if any(self._domain_folder(base, domain).is_dir() for domain in self.domains):
                 return base
         raise DataError(
             f"the {self.name} archive does not contain the expected domain folders ({', '.join(self.domains)}); "
@@ -398,24 +418,12 @@ class Office31(ImageFolderDataset):
 
     name = "office31"
     domains = ("amazon", "dslr", "webcam")
+    default_source, default_target = "amazon", "webcam"
     class_names = OFFICE31_CLASSES
     archive_url = "https://drive.google.com/uc?export=download&id=0B4IapRTv9pJ1WGZVd1VDMmhwdlE&confirm=t"
     archive_name = "domain_adaptation_images.tar.gz"
     archive_checksum = "md5:1b536d114869a5a8aa4580b89e9758fb"
     homepage = "https://faculty.cc.gatech.edu/~judy/domainadapt/"
-
-    def __init__(
-        self,
-        root: str | None = None,
-        source: str = "amazon",
-        target: str = "webcam",
-        preprocess: str = "none",
-        source_val_fraction: float = 0.0,
-        download: bool = False,
-        url: str | None = None,
-        checksum: str | None = "default",
-    ) -> None:
-        super().__init__(root, source, target, preprocess, source_val_fraction, download, url, checksum)
 
     def domain_dir(self, domain: str) -> Path:
         return self._root() / domain / "images"
@@ -432,3 +440,48 @@ class Office31(ImageFolderDataset):
                 "move them into an images/ subfolder"
             )
         return error
+
+
+OFFICE_HOME_CLASSES = (
+    "Alarm_Clock", "Backpack", "Batteries", "Bed", "Bike", "Bottle", "Bucket", "Calculator", "Calendar", "Candles",
+    "Chair", "Clipboards", "Computer", "Couch", "Curtains", "Desk_Lamp", "Drill", "Eraser", "Exit_Sign", "Fan",
+    "File_Cabinet", "Flipflops", "Flowers", "Folder", "Fork", "Glasses", "Hammer", "Helmet", "Kettle", "Keyboard",
+    "Knives", "Lamp_Shade", "Laptop", "Marker", "Monitor", "Mop", "Mouse", "Mug", "Notebook", "Oven", "Pan",
+    "Paper_Clip", "Pen", "Pencil", "Postit_Notes", "Printer", "Push_Pin", "Radio", "Refrigerator", "Ruler",
+    "Scissors", "Screwdriver", "Shelf", "Sink", "Sneakers", "Soda", "Speaker", "Spoon", "TV", "Table", "Telephone",
+    "ToothBrush", "Toys", "Trash_Can", "Webcam",
+)  # fmt: skip
+
+
+class OfficeHome(ImageFolderDataset):
+    """Office-Home (Venkateswara et al., CVPR 2017): 65 object classes in 4 domains, 15,588 images.
+
+    Layout, as the release ``OfficeHomeDataset_10072016.zip`` extracts: ``<root>/{Art,Clipart,Product,Real_World}
+    /<class>/*.jpg``. Some releases name the last folder ``Real World`` (with a space); both names are read, and
+    the domain is called ``Real_World`` either way. Class names are the folder names, sorted by code point as
+    ``sorted()`` and torchvision's ``ImageFolder`` sort them (label 0 = ``Alarm_Clock``; ``TV`` before ``Table``).
+
+    The archive is behind a form on the official page, so there is no default download address: download it
+    there and extract it into ``root``, or put the archive in ``root`` and set ``download=true`` to extract it; with
+    ``url`` set, ``download=true`` downloads it from there. ``checksum`` is optional (the authors publish none).
+    """
+
+    name = "office_home"
+    domains = ("Art", "Clipart", "Product", "Real_World")
+    default_source, default_target = "Art", "Clipart"
+    class_names = OFFICE_HOME_CLASSES
+    folder_aliases = {"Real_World": ("Real World",)}
+    archive_name = "OfficeHomeDataset_10072016.zip"
+    homepage = "https://www.hemanthdv.org/officeHomeDataset.html"
+
+    def _layout(self) -> str:
+        return "<root>/{Art,Clipart,Product,Real_World}/<class>/*.jpg, where Real_World may be named 'Real World'"
+
+    def _how_to_get(self) -> str:
+        if self.url:
+            return super()._how_to_get()
+        return (
+            f"download {self.archive_name} from {self.homepage} (behind a form) and extract it into dataset.root, "
+            "or put the archive in dataset.root and set dataset.download=true (dataset.url=<address> downloads it "
+            "from there)"
+        )

@@ -9,6 +9,20 @@ from tlrun.losses.adversarial import (
     domain_adversarial_loss,
     gradient_reversal,
 )
+from tlrun.losses.conditional import (
+    RandomizedMultilinearMap,
+    conditional_adversarial_loss,
+    entropy,
+    entropy_weights,
+    minimum_class_confusion,
+    multilinear_map,
+)
+from tlrun.losses.confusion import (
+    SoftLabelBank,
+    class_soft_labels,
+    domain_confusion_loss,
+    soft_label_loss,
+)
 from tlrun.losses.discrepancy import (
     cmd,
     coral_loss,
@@ -17,18 +31,44 @@ from tlrun.losses.discrepancy import (
     mmd_multi_kernel,
     mmd_multi_layer,
 )
+from tlrun.losses.pixel import (
+    PixelDiscriminator,
+    PixelGenerator,
+    discriminator_loss,
+    generator_loss,
+)
+from tlrun.losses.separation import (
+    difference_loss,
+    scale_invariant_mse,
+)
 
 __all__ = [
     "DomainDiscriminator",
     "GradientReversal",
     "GradientReversalFunction",
+    "PixelDiscriminator",
+    "PixelGenerator",
+    "RandomizedMultilinearMap",
+    "SoftLabelBank",
+    "class_soft_labels",
     "cmd",
+    "conditional_adversarial_loss",
     "coral_loss",
     "dann_schedule",
+    "difference_loss",
+    "discriminator_loss",
     "domain_adversarial_loss",
+    "domain_confusion_loss",
+    "entropy",
+    "entropy_weights",
     "gaussian_kernel_matrix",
+    "generator_loss",
     "gradient_reversal",
+    "minimum_class_confusion",
     "mmd_linear",
     "mmd_multi_kernel",
     "mmd_multi_layer",
+    "multilinear_map",
+    "scale_invariant_mse",
+    "soft_label_loss",
 ]

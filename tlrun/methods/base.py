@@ -33,12 +33,16 @@ class Reporter(Protocol):
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         """Log scalar metrics, optionally at a step (an iteration or epoch)."""
 
-    def target_predictions(self, predictions: np.ndarray, step: int) -> None:
+    def target_predictions(self, predictions: np.ndarray, step: int) -> float | None:
         """Report current predictions for ``TrainingData.target``, in its order.
 
         The runner turns them into ``target_acc`` at ``step`` when it can match them to evaluation labels (in
-        ``da`` the training target *is* the test target); the method never sees those labels.
+        ``da`` the training target *is* the test target) and returns that accuracy, which only oracle model
+        selection may use; otherwise it returns ``None``. The method never sees the labels themselves.
         """
+
+    def log_figure(self, figure: Any, artifact_file: str) -> None:
+        """Store a matplotlib figure as an artifact of the run."""
 
 
 @dataclass
@@ -51,6 +55,9 @@ class RunContext:
         seed: the run's seed (already applied to python, numpy and torch).
         trainer: keyword arguments for ``pytorch_lightning.Trainer`` (from ``conf/trainer``).
         lightning_logger: builds a Lightning logger that writes into the current MLflow run.
+        select: how a deep method chooses the epoch whose weights it keeps (``trainer.select``; see
+            :mod:`tlrun.selection`): ``last`` keeps the final weights.
+        diagnostics: whether deep methods log the before/after proxy A-distance and t-SNE figure.
     """
 
     reporter: Reporter
@@ -58,6 +65,8 @@ class RunContext:
     seed: int = 0
     trainer: dict[str, Any] = field(default_factory=dict)
     lightning_logger: Callable[[], Any] | None = None
+    select: str = "last"
+    diagnostics: bool = False
 
 
 class Method(ABC):
@@ -79,4 +88,7 @@ class NullReporter:
         pass
 
     def target_predictions(self, predictions: np.ndarray, step: int) -> None:
+        return None
+
+    def log_figure(self, figure: Any, artifact_file: str) -> None:
         pass

@@ -1,56 +1,99 @@
-"""The base of deep methods: a backbone and a classifier head trained by a Lightning ``Trainer``.
+"""The base of deep methods: backbone → bottleneck → classifier, trained by a Lightning ``Trainer``.
 
 :class:`DeepMethod` is both a ``pytorch_lightning.LightningModule`` and a :class:`~tlrun.methods.base.Method`.
 The runner builds it with the backbone network (``instantiate(cfg.method, backbone=<module>)``) and calls
 ``fit(data, context)``, which
 
-1. seeds torch with ``context.seed`` and builds the classifier head (:meth:`DeepMethod.build_head`) for
-   ``data.num_classes``;
+1. seeds torch with ``context.seed`` and builds the head for ``data.num_classes``: a bottleneck
+   ``f = ReLU(BN(W_b h))`` of ``bottleneck_dim`` units on the backbone's output ``h`` (none when 0), then a
+   linear classifier ``z = W_c f`` (:meth:`DeepMethod.build_head`), and any networks the method adds
+   (:meth:`DeepMethod.build_extra`);
 2. builds the training DataLoaders (:meth:`DeepMethod.train_dataloaders`; shuffled with a generator seeded
-   from ``context.seed``, ``num_workers=0`` by default);
+   from ``context.seed``, ``num_workers=0`` by default, training-time augmentation ``data.augment``);
 3. trains with ``pl.Trainer(max_epochs=epochs, logger=context.lightning_logger() or False,
-   enable_checkpointing=False, **context.trainer)``.
+   enable_checkpointing=False, **context.trainer)``;
+4. restores the weights of the epoch chosen by ``context.select`` (label-free model selection, see below).
 
-Subclasses implement ``training_step`` (returning the loss) and, for methods that also train on the target,
-override :meth:`~DeepMethod.train_dataloaders`. The base provides, for every subclass:
+Subclasses implement ``training_step`` (returning the loss). The base provides, for every subclass:
 
 - the optimizer (``sgd`` with momentum or ``adam``; the backbone's learning rate scaled by
   ``backbone_lr_mult``) and the learning-rate schedule (``none``, ``cosine``, or ``inv``:
   ``lr · (1 + 10 p)^-0.75`` over the training progress ``p``, as in DANN);
 - a check that stops training with :class:`FloatingPointError` when a loss is NaN or infinite;
-- per-epoch metrics ``train_loss`` and ``source_train_acc`` (from :meth:`~DeepMethod.record`), logged at
-  ``step = epoch`` (1-based, epochs completed) to the Lightning logger, or to ``context.reporter`` when
-  there is none;
-- at the end of every ``report_every``-th epoch, predictions for the training target sent to
-  ``context.reporter.target_predictions(pred, step=epoch)`` (the runner scores them; the method never sees
-  target labels);
+- per-epoch means of every term passed to :meth:`~DeepMethod.record` (``train_loss``, ``transfer_loss``...)
+  and ``source_train_acc``, logged at ``step = epoch`` (1-based, epochs completed);
+- at the end of every ``report_every``-th epoch (and the last): predictions for the training target sent to
+  ``context.reporter.target_predictions`` (the runner scores them; the method never sees target labels), and
+  the label-free model-selection scores of :mod:`tlrun.selection` logged as ``select.<score>``:
+  ``source_val`` (accuracy on the held-out source split), ``dev`` (importance-weighted validation),
+  ``snd`` (soft neighbourhood density) and ``entropy`` (minus the target prediction entropy);
+- checkpoint selection: with ``context.select`` other than ``last`` the weights of the epoch with the best
+  score are kept and restored after training (``selected_epoch`` is logged); ``oracle`` selects by target
+  accuracy, which reads target labels through the runner, and the run is tagged ``selection.oracle=true``;
+- diagnostics (``context.diagnostics``): the proxy A-distance between source and target features before
+  training (backbone output) and after (the representation the classifier reads), ``pad_before`` /
+  ``pad_after``, and a t-SNE figure of both, ``diagnostics/embedding.png``;
 - :meth:`~DeepMethod.predict` in batches, in eval mode, without gradients.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
 from tlrun.backbones import inputs as _inputs
 from tlrun.methods.base import Method, RunContext
-from tlrun.scenarios import Labeled, TrainingData
+from tlrun.scenarios import Labeled, TrainingData, take
 
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("none", "cosine", "inv")
 #: ``Trainer`` arguments the method sets itself; ``context.trainer`` must not hold them.
 RESERVED_TRAINER_KEYS = ("max_epochs", "logger", "enable_checkpointing")
+#: Samples per domain used for the label-free scores that need features, and for the diagnostics.
+SCORE_SAMPLES = 1000
+DIAGNOSTIC_SAMPLES = 500
+
+
+def _subsample(n: int, size: int, seed: int) -> np.ndarray:
+    """At most ``size`` sorted indices of ``range(n)``, drawn with ``seed``."""
+    if n <= size:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
+
+
+class Cycle:
+    """``length`` batches drawn from ``loader``, starting it over (a new shuffle) whenever it runs out."""
+
+    def __init__(self, loader: Iterable, length: int) -> None:
+        self.loader, self.length = loader, int(length)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self) -> Iterator:
+        drawn = 0
+        while drawn < self.length:
+            before = drawn
+            for batch in self.loader:
+                yield batch
+                drawn += 1
+                if drawn == self.length:
+                    return
+            if drawn == before:
+                raise ValueError("the training data gives no batch (fewer samples than batch_size?)")
 
 
 class DeepMethod(pl.LightningModule, Method):
-    """Backbone → linear classifier, trained with Lightning. Subclasses define ``training_step``.
+    """Backbone → bottleneck → linear classifier, trained with Lightning. Subclasses define ``training_step``.
 
     Args:
         backbone: the feature network (``out_features`` is read to size the head).
@@ -61,13 +104,21 @@ class DeepMethod(pl.LightningModule, Method):
         momentum: SGD momentum (ignored by Adam).
         nesterov: Nesterov momentum for SGD.
         weight_decay: L2 penalty on all parameters.
-        backbone_lr_mult: the backbone's learning rate relative to ``lr`` (0.1 is usual for pretrained
-            backbones; 0 freezes it in effect, though its batch-norm statistics still update).
+        backbone_lr_mult: the backbone's learning rate relative to ``lr``; ``auto``: 0.1 when its weights are
+            pretrained (ImageNet, a file), 1 when randomly initialised. 0 freezes it in effect, though its
+            batch-norm statistics still update.
         lr_schedule: ``none``, ``cosine`` (to 0 over training) or ``inv`` (DANN's annealing).
+        bottleneck_dim: units of the bottleneck layer between backbone and classifier (0: none).
+        iterations_per_epoch: optimizer steps per epoch, the training data cycling (reshuffled at each pass);
+            ``None``: one pass over the training data (over the larger domain, for methods that draw from two).
         eval_batch_size: samples per batch in :meth:`predict`.
         num_workers: DataLoader worker processes (0 loads in the main process: deterministic, no fork).
-        report_every: predict the training target every this many epochs (0: never during training).
+        report_every: predict the training target and score the model every this many epochs (0: only at
+            the end).
     """
+
+    #: The bottleneck's non-linearity (CMD needs bounded features and uses a sigmoid).
+    bottleneck_activation: type[nn.Module] = nn.ReLU
 
     def __init__(
         self,
@@ -79,25 +130,31 @@ class DeepMethod(pl.LightningModule, Method):
         momentum: float = 0.9,
         nesterov: bool = False,
         weight_decay: float = 5e-4,
-        backbone_lr_mult: float = 1.0,
+        backbone_lr_mult: float | str = "auto",
         lr_schedule: str = "none",
+        bottleneck_dim: int = 256,
+        iterations_per_epoch: int | None = None,
         eval_batch_size: int = 256,
         num_workers: int = 0,
         report_every: int = 1,
     ) -> None:
         super().__init__()
+        name = type(self).__name__
         if optimizer not in OPTIMIZERS:
-            raise ValueError(f"{type(self).__name__}: optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
+            raise ValueError(f"{name}: optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
         if lr_schedule not in LR_SCHEDULES:
-            raise ValueError(
-                f"{type(self).__name__}: lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {lr_schedule!r}"
-            )
+            raise ValueError(f"{name}: lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {lr_schedule!r}")
         if int(epochs) < 1 or int(batch_size) < 1 or not lr > 0:
-            raise ValueError(f"{type(self).__name__}: epochs, batch_size and lr must be positive")
+            raise ValueError(f"{name}: epochs, batch_size and lr must be positive")
+        if int(bottleneck_dim) < 0:
+            raise ValueError(f"{name}: bottleneck_dim must be 0 (none) or positive, got {bottleneck_dim}")
+        if iterations_per_epoch is not None and int(iterations_per_epoch) < 1:
+            raise ValueError(f"{name}: iterations_per_epoch must be positive or null, got {iterations_per_epoch}")
         if not hasattr(backbone, "out_features"):
-            raise TypeError(f"{type(self).__name__}: the backbone must expose out_features")
+            raise TypeError(f"{name}: the backbone must expose out_features")
         self.backbone = backbone
-        self.head: nn.Module | None = None
+        self.bottleneck: nn.Module | None = None
+        self.classifier: nn.Module | None = None
         self.epochs = int(epochs)
         self.batch_size = int(batch_size)
         self.optimizer_name = optimizer
@@ -105,27 +162,57 @@ class DeepMethod(pl.LightningModule, Method):
         self.momentum = float(momentum)
         self.nesterov = bool(nesterov)
         self.weight_decay = float(weight_decay)
-        self.backbone_lr_mult = float(backbone_lr_mult)
+        if backbone_lr_mult == "auto":
+            pretrained = getattr(backbone, "weights_id", lambda: "none")() != "none"
+            backbone_lr_mult = 0.1 if pretrained else 1.0
+        try:
+            self.backbone_lr_mult = float(backbone_lr_mult)
+        except ValueError:
+            raise ValueError(f"{name}: backbone_lr_mult must be a number or auto, got {backbone_lr_mult!r}") from None
         self.lr_schedule = lr_schedule
+        self.bottleneck_dim = int(bottleneck_dim)
+        self.iterations_per_epoch = None if iterations_per_epoch is None else int(iterations_per_epoch)
         self.eval_batch_size = int(eval_batch_size)
         self.num_workers = int(num_workers)
         self.report_every = int(report_every)
         self.num_classes: int | None = None
         self._image_shape: tuple[int, ...] | None = None
+        self._augment = "none"
         self._data: TrainingData | None = None
         self._context: RunContext | None = None
         self._predict_device = torch.device("cpu")
-        self._epoch_stats: torch.Tensor | None = None  # loss sum, loss count, correct, labeled count
+        self._epoch_sums: dict[str, torch.Tensor] = {}
+        self._best: tuple[float, int, dict[str, torch.Tensor]] | None = None
 
     # ---------------------------------------------------------------------------------------- network
 
-    def build_head(self, num_classes: int) -> nn.Module:
-        """The classifier on top of the backbone's features (a linear layer); override for a bottleneck."""
-        return nn.Linear(int(self.backbone.out_features), num_classes)
+    @property
+    def feature_dim(self) -> int:
+        """Size of the representation the classifier reads (the bottleneck's, or the backbone's output)."""
+        return self.bottleneck_dim or int(self.backbone.out_features)
+
+    def build_head(self, num_classes: int) -> tuple[nn.Module, nn.Module]:
+        """The bottleneck ``ReLU(BN(W_b h))`` (identity when ``bottleneck_dim`` is 0) and the linear classifier."""
+        if self.bottleneck_dim:
+            bottleneck: nn.Module = nn.Sequential(
+                nn.Linear(int(self.backbone.out_features), self.bottleneck_dim),
+                nn.BatchNorm1d(self.bottleneck_dim),
+                self.bottleneck_activation(),
+            )
+        else:
+            bottleneck = nn.Identity()
+        return bottleneck, nn.Linear(self.feature_dim, num_classes)
+
+    def build_extra(self, data: TrainingData) -> None:
+        """Build the networks the method adds (discriminators, decoders...): called in ``fit``, after the head."""
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The representation the classifier reads: bottleneck(backbone(x))."""
+        return self.bottleneck(self.backbone(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Class logits of a batch."""
-        return self.head(self.backbone(x))
+        return self.classifier(self.features(x))
 
     # ------------------------------------------------------------------------------------------- data
 
@@ -137,13 +224,20 @@ class DeepMethod(pl.LightningModule, Method):
         shuffle: bool,
         batch_size: int | None = None,
         drop_last: bool = False,
+        seed_offset: int = 0,
     ) -> DataLoader:
-        """A DataLoader over samples (and labels) for this method's backbone; shuffled with a seeded generator."""
-        dataset = _inputs.make_dataset(X, y, backbone=self.backbone, image_shape=self._image_shape)
+        """A DataLoader over samples (and labels) for this method's backbone.
+
+        Shuffled loaders are training loaders: seeded from the run's seed (plus ``seed_offset``, so that two
+        loaders of one run draw different orders) and augmented with the dataset's ``augment`` policy.
+        """
+        dataset = _inputs.make_dataset(
+            X, y, backbone=self.backbone, image_shape=self._image_shape, augment=self._augment if shuffle else "none"
+        )
         generator = None
         if shuffle:
             seed = self._context.seed if self._context is not None else 0
-            generator = torch.Generator().manual_seed(int(seed))
+            generator = torch.Generator().manual_seed(int(seed) + seed_offset)
         size = batch_size or self.batch_size
         return DataLoader(
             dataset,
@@ -163,27 +257,36 @@ class DeepMethod(pl.LightningModule, Method):
         return data.source
 
     def train_dataloaders(self, data: TrainingData) -> Any:
-        """What ``Trainer.fit`` iterates over: by default the labeled source, shuffled, in ``(x, y)`` batches.
-
-        Methods that also draw target batches return e.g. a
-        ``pytorch_lightning.utilities.combined_loader.CombinedLoader`` of both.
-        """
+        """What ``Trainer.fit`` iterates over: by default the labeled source, shuffled, in ``(x, y)`` batches."""
         source = self.labeled_source(data)
-        return self.make_loader(source.X, source.y, shuffle=True, drop_last=True)
+        return self.epoch_of(self.make_loader(source.X, source.y, shuffle=True, drop_last=True))
+
+    def epoch_of(self, loader: DataLoader) -> Any:
+        """What one epoch iterates: the loader once, or ``iterations_per_epoch`` batches of it, cycling."""
+        return loader if self.iterations_per_epoch is None else Cycle(loader, self.iterations_per_epoch)
 
     # ------------------------------------------------------------------------------------ training aid
 
-    def record(self, loss: torch.Tensor, logits: torch.Tensor | None = None, y: torch.Tensor | None = None) -> None:
-        """Add a batch to the epoch's ``train_loss`` and ``source_train_acc`` (logits and labels of the source)."""
-        count = len(y) if y is not None else 1
-        batch = torch.zeros(4, dtype=torch.float64, device=loss.device)  # summed on the device: no sync per step
-        batch[0] = loss.detach().double() * count
-        batch[1] = count
+    def record(
+        self, loss: torch.Tensor, logits: torch.Tensor | None = None, y: torch.Tensor | None = None, **terms: torch.Tensor
+    ) -> None:
+        """Add a batch to the epoch's means: ``train_loss``, each named loss term, and ``source_train_acc``
+        (from the source logits and labels)."""
+        sums = {"train_loss": loss, **terms}
+        for name, value in sums.items():
+            value = value.detach().double().reshape(())
+            total = torch.stack([value, torch.ones_like(value)])  # summed on the device: no sync per step
+            self._epoch_sums[name] = self._epoch_sums[name] + total if name in self._epoch_sums else total
         if logits is not None and y is not None:
-            batch[2] = (logits.detach().argmax(dim=1) == y).sum()
-            batch[3] = len(y)
-        self._epoch_stats = batch if self._epoch_stats is None else self._epoch_stats + batch.to(self._epoch_stats.device)
+            correct = torch.stack([(logits.detach().argmax(dim=1) == y).sum().double(), y.new_tensor(len(y)).double()])
+            key = "source_train_acc"
+            self._epoch_sums[key] = self._epoch_sums[key] + correct if key in self._epoch_sums else correct
         self.log("train_loss", loss.detach(), prog_bar=True, logger=False, on_step=True, on_epoch=False)
+
+    def progress(self) -> float:
+        """Training progress ``p ∈ [0, 1]``: optimizer steps taken over the steps of the whole run."""
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        return min(1.0, self.global_step / total)
 
     def on_before_backward(self, loss: torch.Tensor) -> None:
         if not torch.isfinite(loss).all():
@@ -194,27 +297,96 @@ class DeepMethod(pl.LightningModule, Method):
             )
 
     def on_train_epoch_start(self) -> None:
-        self._epoch_stats = None
+        self._epoch_sums = {}
+
+    def _log_epoch(self, metrics: dict[str, float], epoch: int) -> None:
+        if not metrics:
+            return
+        if self.loggers:
+            for logger in self.loggers:
+                logger.log_metrics(metrics, step=epoch)
+        elif self._context is not None:
+            self._context.reporter.log_metrics(metrics, step=epoch)
 
     def on_train_epoch_end(self) -> None:
         epoch = self.current_epoch + 1
-        stats = self._epoch_stats.tolist() if self._epoch_stats is not None else [0.0] * 4
-        loss_sum, loss_count, correct, labeled = stats
-        metrics: dict[str, float] = {}
-        if loss_count:
-            metrics["train_loss"] = loss_sum / loss_count
-        if labeled:
-            metrics["source_train_acc"] = correct / labeled
-        if metrics:
-            if self.loggers:
-                for logger in self.loggers:
-                    logger.log_metrics(metrics, step=epoch)
-            elif self._context is not None:
-                self._context.reporter.log_metrics(metrics, step=epoch)
-        if self._context is not None and self._data is not None and self.report_every > 0:
-            if epoch % self.report_every == 0 or epoch == self.epochs:
-                predictions = self._predict(self._data.target.X, self.device)
-                self._context.reporter.target_predictions(predictions, step=epoch)
+        metrics = {}
+        for name, sums in self._epoch_sums.items():
+            total, count = sums.tolist()
+            if count:
+                metrics[name] = total / count
+        every = self.report_every
+        if self._context is not None and self._data is not None and (
+            epoch == self.epochs or (every > 0 and epoch % every == 0)
+        ):
+            metrics.update(self._score_epoch(epoch))
+        self._log_epoch(metrics, epoch)
+
+    # ----------------------------------------------------------------------------------- model selection
+
+    def _score_epoch(self, epoch: int) -> dict[str, float]:
+        """Report target predictions, keep the weights if they score best; the ``select.*`` metrics."""
+        from tlrun import selection
+
+        data, context = self._data, self._context
+        target_probs, _ = self._outputs(data.target.X)
+        oracle = context.reporter.target_predictions(target_probs.argmax(axis=1), step=epoch)
+        scores = {"entropy": selection.neg_entropy(target_probs),
+                  "snd": selection.soft_neighborhood_density(target_probs, seed=context.seed)}
+        if data.source_val is not None and len(data.source_val):
+            val_probs, val_features = self._outputs(data.source_val.X)
+            val_losses = -np.log(np.clip(val_probs[np.arange(len(val_probs)), data.source_val.y], 1e-12, None))
+            source = self.labeled_source(data)
+            _, source_features = self._outputs(take(source.X, _subsample(len(source), SCORE_SAMPLES, context.seed)))
+            _, target_features = self._outputs(take(data.target.X, _subsample(len(data.target), SCORE_SAMPLES, context.seed)))
+            scores["source_val"] = selection.source_val_accuracy(val_probs, data.source_val.y)
+            scores["dev"] = selection.deep_embedded_validation(
+                source_features, target_features, val_features, val_losses, seed=context.seed
+            )
+        logged = {f"select.{name}": value for name, value in scores.items()}
+        if oracle is not None:
+            scores["oracle"] = float(oracle)
+        if context.select == "last":
+            return logged
+        if context.select not in scores:
+            raise ValueError(
+                f"trainer.select={context.select} needs "
+                + ("a held-out source split: set dataset.source_val_fraction > 0" if context.select in ("source_val", "dev")
+                   else "target labels at training time, which this scenario does not give")
+            )
+        score = scores[context.select]
+        if self._best is None or score > self._best[0]:
+            state = {key: value.detach().to("cpu", copy=True) for key, value in self.state_dict().items()}
+            self._best = (score, epoch, state)
+        return logged
+
+    def _restore_selected(self) -> None:
+        context = self._context
+        if context is None or context.select == "last" or self._best is None:
+            return
+        score, epoch, state = self._best
+        self.load_state_dict(state)
+        context.reporter.log_metrics({"selected_epoch": float(epoch), f"selected.{context.select}": score}, step=self.epochs)
+
+    # -------------------------------------------------------------------------------------- diagnostics
+
+    def _diagnostic_samples(self, data: TrainingData, seed: int) -> tuple[Any, Any]:
+        source = self.labeled_source(data)
+        return (take(source.X, _subsample(len(source), DIAGNOSTIC_SAMPLES, seed)),
+                take(data.target.X, _subsample(len(data.target), DIAGNOSTIC_SAMPLES, seed)))
+
+    def _log_diagnostics(self, before: tuple[np.ndarray, np.ndarray], after: tuple[np.ndarray, np.ndarray]) -> None:
+        from tlrun.diagnostics import embedding_figure, proxy_a_distance
+
+        context = self._context
+        seed = context.seed
+        context.reporter.log_metrics(
+            {"pad_before": proxy_a_distance(*before, seed=seed), "pad_after": proxy_a_distance(*after, seed=seed)},
+            step=self.epochs,
+        )
+        context.reporter.log_figure(embedding_figure(after, before, seed=seed), "diagnostics/embedding.png")
+
+    # ----------------------------------------------------------------------------------------- optimizer
 
     def configure_optimizers(self) -> Any:
         backbone_params = [p for p in self.backbone.parameters() if p.requires_grad]
@@ -249,13 +421,18 @@ class DeepMethod(pl.LightningModule, Method):
                 f"trainer settings {', '.join(reserved)} are set by the method (method.epochs, the run's logger, "
                 "no checkpoints); remove them from the trainer config"
             )
-        self._data, self._context = data, context
+        self._data, self._context, self._best = data, context, None
         self._image_shape = tuple(data.image_shape) if data.image_shape else None
+        self._augment = data.augment
         self._predict_device = torch.device(context.device)
         self.num_classes = int(data.num_classes)
         torch.manual_seed(int(context.seed))
-        self.head = self.build_head(self.num_classes)
-        loaders = self.train_dataloaders(data)
+        self.bottleneck, self.classifier = self.build_head(self.num_classes)
+        self.build_extra(data)
+        if context.diagnostics:
+            diagnostic_samples = self._diagnostic_samples(data, context.seed)
+            self.to(self._predict_device)
+            before = tuple(self._outputs(X, layer=self.backbone)[1] for X in diagnostic_samples)
         logger = context.lightning_logger() if context.lightning_logger is not None else None
         trainer = pl.Trainer(
             max_epochs=self.epochs, logger=logger or False, enable_checkpointing=False, **context.trainer
@@ -267,25 +444,39 @@ class DeepMethod(pl.LightningModule, Method):
                 warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
                 # Emitted inside Lightning 2.6 under torch 2.14 (its own pytree helper); nothing to act on here.
                 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
-                trainer.fit(self, train_dataloaders=loaders)
+                trainer.fit(self, train_dataloaders=self.train_dataloaders(data))
+            self.to(self._predict_device)
+            self._restore_selected()
+            if context.diagnostics:
+                self._log_diagnostics(before, tuple(self._outputs(X)[1] for X in diagnostic_samples))
         finally:
-            self._data = None
-        self.to(self._predict_device)
+            self._data, self._best = None, None
 
     @torch.no_grad()
-    def _predict(self, X: np.ndarray | tuple[str, ...], device: torch.device) -> np.ndarray:
+    def _outputs(self, X: np.ndarray | tuple[str, ...], layer: nn.Module | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Class probabilities and features of ``X`` (in eval mode, in batches). ``layer`` replaces
+        :meth:`features` as the feature map (the probabilities are then not computed: an empty array)."""
         loader = self.make_loader(X, shuffle=False, batch_size=self.eval_batch_size)
         was_training = self.training
         self.eval()
+        probabilities, features = [], []
         try:
-            labels = [self(batch.to(device)).argmax(dim=1).cpu() for batch in loader]
+            for batch in loader:
+                batch = batch.to(self.device)
+                feature = layer(batch) if layer is not None else self.features(batch)
+                features.append(feature.float().cpu())
+                if layer is None:
+                    probabilities.append(F.softmax(self.classifier(feature).float(), dim=1).cpu())
         finally:
             self.train(was_training)
-        if not labels:
-            return np.zeros(0, dtype=np.int64)
-        return torch.cat(labels).numpy().astype(np.int64)
+        num_classes = self.num_classes or 0
+        return (
+            torch.cat(probabilities).numpy() if probabilities else np.zeros((0, num_classes), dtype=np.float32),
+            torch.cat(features).numpy() if features else np.zeros((0, self.feature_dim), dtype=np.float32),
+        )
 
     def predict(self, X: np.ndarray | tuple[str, ...]) -> np.ndarray:
-        if self.head is None:
+        if self.classifier is None:
             raise RuntimeError(f"{type(self).__name__}.predict called before fit")
-        return self._predict(X, self.device)
+        probabilities, _ = self._outputs(X)
+        return probabilities.argmax(axis=1).astype(np.int64)

@@ -1,0 +1,178 @@
+"""The deep domain-adaptation methods: none silently degrades to source-only, every one trains end to end on
+the embedded digits through the runner, and model selection / diagnostics reach MLflow."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from tlrun.backbones import MLP
+from tlrun.config import instantiate, method_scenarios
+from tlrun.errors import TlrunError
+from tlrun.methods.adaptation import DomainAdaptation, DomainBatch, frozen_call
+from tlrun.run import run
+from tlrun.scenarios import Labeled, TrainingData, Unlabeled
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+DA_METHODS = sorted(name for name, scenarios in method_scenarios().items() if "da" in scenarios)
+ADAPTATION_METHODS = [
+    "ddc", "dan", "deep_coral", "cmd", "dann", "cdan", "mcc", "sdt", "dsn", "pixelda",
+]
+QUICK = ["method.epochs=1", "+trainer.limit_train_batches=3", "trainer.enable_progress_bar=false", "diagnostics=false"]
+
+
+def test_every_deep_da_method_of_the_issue_is_registered():
+    assert set(ADAPTATION_METHODS) <= set(DA_METHODS)
+
+
+def _shifted_batches(n: int = 16, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Source and target 8×8 "images" from different distributions, and source labels."""
+    generator = torch.Generator().manual_seed(seed)
+    source = torch.rand(n, 64, generator=generator)
+    target = torch.rand(n, 64, generator=generator) * 0.5 + 0.4
+    labels = torch.arange(n) % 4
+    return source, target, labels
+
+
+def _built(compose, name: str) -> DomainAdaptation:
+    """The method as its config builds it, on an MLP backbone (parameters to receive gradient), head built."""
+    torch.manual_seed(0)
+    backbone = MLP(input_shape=(1, 8, 8), hidden=[32])
+    method = instantiate(compose(f"method={name}").method, backbone=backbone)
+    X = np.random.default_rng(0).random((8, 64)).astype(np.float32)
+    data = TrainingData(Labeled(X, np.arange(8) % 4), Unlabeled(X), 4, tuple("abcd"), (1, 8, 8))
+    method._image_shape = data.image_shape
+    method.num_classes = 4
+    method.bottleneck, method.classifier = method.build_head(4)
+    method.build_extra(data)
+    return method
+
+
+@pytest.mark.parametrize("name", ADAPTATION_METHODS)
+def test_transfer_term_is_nonzero_and_reaches_the_feature_extractor(compose, name):
+    method = _built(compose, name)
+    method.train()
+    source, target, labels = _shifted_batches()
+    batch = method.forward_domains(source, labels, target)
+    transfer = method.transfer_loss(batch)
+    assert transfer.dim() == 0 and torch.isfinite(transfer)
+    assert transfer.item() != 0.0, f"{name}: the transfer term is zero at the start"
+    method.zero_grad()
+    transfer.backward()
+    extractor = list(method.backbone.parameters()) + list(method.bottleneck.parameters())
+    gradient = sum(float(p.grad.abs().sum()) for p in extractor if p.grad is not None)
+    assert gradient > 0, f"{name}: the transfer term sends no gradient into the feature extractor"
+
+
+def test_domain_batch_layers_and_unknown_layer():
+    source, target, labels = _shifted_batches(4)
+    logits = torch.randn(8, 3)
+    batch = DomainBatch(source, target, labels, source, target, source, target, logits[:4], logits[4:])
+    s, t = batch.layer("probabilities")
+    assert torch.allclose(s.sum(dim=1), torch.ones(4)) and t.shape == (4, 3)
+    with pytest.raises(ValueError, match="unknown layer 'featurs'"):
+        batch.layer("featurs")
+
+
+def test_frozen_call_passes_gradient_to_inputs_only():
+    module = torch.nn.Linear(3, 1)
+    x = torch.randn(5, 3, requires_grad=True)
+    frozen_call(module, x).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert module.weight.grad is None and module.bias.grad is None
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("method.layers=[featurs]", "layers must be one or more of"),
+        ("method.warmup=slow", "warmup must be one of"),
+        ("method.transfer_weight=-1", "transfer_weight must be a number"),
+    ],
+)
+def test_misspelt_options_are_errors_not_a_zero_transfer_term(compose, override, message):
+    with pytest.raises(TlrunError, match=message):
+        run(compose("method=ddc", override, *QUICK))
+
+
+def test_unknown_method_and_selection_score_fail_before_a_run(compose):
+    with pytest.raises(TlrunError, match="unknown method 'danm'"):
+        run(compose("method=source_only", "method.name=danm"))
+    with pytest.raises(TlrunError, match="trainer.select=best: unknown; choose one of last, source_val"):
+        run(compose("method=dann", "trainer.select=best"))
+    with pytest.raises(TlrunError, match="chooses among the epochs of a deep method"):
+        run(compose("method=jda", "trainer.select=dev"))
+
+
+def test_warmup_schedule_drives_the_reversal_coefficient(compose, monkeypatch):
+    method = _built(compose, "dann")
+    monkeypatch.setattr(type(method), "progress", lambda self: 0.0)
+    assert method.warmup_factor() == 0.0
+    monkeypatch.setattr(type(method), "progress", lambda self: 1.0)
+    assert method.warmup_factor() == pytest.approx(2 / (1 + np.exp(-10)) - 1)
+    assert _built(compose, "ddc").warmup_factor() == 1.0  # no warm-up: constant weight
+
+
+@pytest.mark.parametrize("name", ["source_only"] + ADAPTATION_METHODS)
+def test_trains_end_to_end_on_digits(compose, mlflow_store, name):
+    accuracy = run(compose(f"method={name}", *QUICK, experiment="deep-da"))
+    assert 0.0 <= accuracy <= 1.0
+    client = MlflowClient(tracking_uri=mlflow_store)
+    experiment = client.get_experiment_by_name("deep-da")
+    record = client.search_runs([experiment.experiment_id], f"tags.method = '{name}'", max_results=1)[0]
+    assert record.info.status == "FINISHED"
+    metrics = record.data.metrics
+    for key in ("target_acc", "source_acc", "train_loss", "select.source_val", "select.dev", "select.snd", "select.entropy"):
+        assert key in metrics and np.isfinite(metrics[key]), key
+    if name != "source_only":
+        assert "transfer_loss" in metrics and np.isfinite(metrics["transfer_loss"])
+    artifacts = {item.path for item in client.list_artifacts(record.info.run_id)}
+    assert {"config.yaml", "confusion_matrix.png", "per_class_target_acc.csv"} <= artifacts
+
+
+def test_selection_restores_the_chosen_epoch_and_oracle_is_tagged(compose, mlflow_store):
+    client = MlflowClient(tracking_uri=mlflow_store)
+    common = ["method=dann", "method.epochs=3", "+trainer.limit_train_batches=2", "trainer.enable_progress_bar=false"]
+    run(compose(*common, "trainer.select=source_val", "diagnostics=true", experiment="selection"))
+    run(compose(*common, "trainer.select=oracle", "diagnostics=false", experiment="selection"))
+    experiment = client.get_experiment_by_name("selection")
+    by_selection = {
+        r.data.tags["selection"]: r for r in client.search_runs([experiment.experiment_id])
+    }
+    chosen = by_selection["source_val"]
+    history = client.get_metric_history(chosen.info.run_id, "select.source_val")
+    best_epoch = max(history, key=lambda m: (m.value, -m.step)).step
+    assert chosen.data.metrics["selected_epoch"] == best_epoch
+    assert "selection.oracle" not in chosen.data.tags
+    # Diagnostics: proxy A-distance before/after and the t-SNE figure.
+    assert 0.0 <= chosen.data.metrics["pad_before"] <= 2.0 and 0.0 <= chosen.data.metrics["pad_after"] <= 2.0
+    assert "diagnostics/embedding.png" in {a.path for a in client.list_artifacts(chosen.info.run_id, "diagnostics")}
+
+    oracle = by_selection["oracle"]
+    assert oracle.data.tags["selection.oracle"] == "true"
+    accuracies = [m.value for m in client.get_metric_history(oracle.info.run_id, "target_acc")]
+    assert oracle.data.metrics["selected.oracle"] == pytest.approx(max(accuracies))
+
+
+@pytest.mark.parametrize("recipe", ["office31_resnet50"])
+def test_recipes_compose_for_every_swept_method(compose, recipe):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from tlrun.config import config_dir
+
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        hydra_cfg = hydra_compose("config", overrides=[f"+experiment={recipe}"], return_hydra_config=True)
+    swept = hydra_cfg.hydra.sweeper.params
+    methods, tasks = str(swept.method).split(","), str(swept.task).split(",")
+    assert methods and len(tasks) == 6
+    for method in methods:
+        cfg = compose(f"+experiment={recipe}", f"method={method}", "dataset.root=/data/office31", f"task={tasks[-1]}")
+        assert cfg.method.name == method and cfg.method.iterations_per_epoch == 1000
+        assert (cfg.dataset.source, cfg.dataset.target) == tuple(tasks[-1].split("-"))
+        assert cfg.backbone.weights == "imagenet" and cfg.trainer.accelerator == "gpu"
+        # The method's arguments are valid (built here on a small stand-in backbone).
+        instantiate(cfg.method, backbone=MLP(input_shape=(12,), hidden=[8]))

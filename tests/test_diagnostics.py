@@ -1,0 +1,91 @@
+"""The domain-gap diagnostics of tlrun.diagnostics: the proxy A-distance and the t-SNE embedding figure."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+
+from tlrun.diagnostics import embedding_figure, proxy_a_distance
+
+
+@pytest.fixture(autouse=True)
+def one_openmp_thread():
+    """t-SNE's OpenMP threads spin against each other on a small shared machine, where one thread is faster."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1, user_api="openmp"):
+        yield
+
+
+def gaussian(n: int, d: int, seed: int, shift: float = 0.0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(n, d)) + shift
+
+
+def points_per_domain(axis) -> list[int]:
+    return [len(collection.get_offsets()) for collection in axis.collections]
+
+
+# --- proxy A-distance --------------------------------------------------------------------------------------------
+
+
+def test_pad_is_near_0_for_one_distribution_and_near_2_for_separated_ones():
+    assert proxy_a_distance(gaussian(200, 5, 0), gaussian(200, 5, 1)) < 0.3
+    assert proxy_a_distance(gaussian(200, 5, 0), gaussian(150, 5, 1, shift=3.0)) > 1.9
+
+
+def test_pad_is_deterministic_under_a_seed_and_caps_the_samples():
+    source, target = gaussian(120, 4, 0), gaussian(90, 4, 1, shift=0.4)
+    assert proxy_a_distance(source, target, seed=3) == proxy_a_distance(source, target, seed=3)
+    assert proxy_a_distance(source, target, seed=3, max_samples=30) == proxy_a_distance(
+        source, target, seed=3, max_samples=30
+    )
+
+
+def test_pad_works_on_tiny_inputs_and_checks_them():
+    assert 0.0 <= proxy_a_distance(gaussian(5, 3, 0), gaussian(5, 3, 1, shift=2.0)) <= 2.0
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        proxy_a_distance(gaussian(1, 3, 0), gaussian(5, 3, 1))
+    with pytest.raises(ValueError, match="differ in size"):
+        proxy_a_distance(gaussian(5, 3, 0), gaussian(5, 4, 1))
+
+
+# --- embedding figure --------------------------------------------------------------------------------------------
+
+
+def test_embedding_figure_has_one_panel_per_pair_and_every_point():
+    after = (gaussian(30, 6, 0), gaussian(20, 6, 1, shift=1.0))
+    figure = embedding_figure(after)
+    assert isinstance(figure, Figure)
+    assert len(figure.axes) == 1
+    assert points_per_domain(figure.axes[0]) == [30, 20]
+    assert figure.axes[0].get_title() == "after adaptation"
+    assert [text.get_text() for text in figure.axes[0].get_legend().get_texts()] == ["source (30)", "target (20)"]
+
+    before = (gaussian(25, 6, 2), gaussian(25, 6, 3, shift=3.0))
+    figure = embedding_figure(after, before, titles=("raw", "adapted"))
+    assert [axis.get_title() for axis in figure.axes] == ["raw", "adapted"]
+    assert [points_per_domain(axis) for axis in figure.axes] == [[25, 25], [30, 20]]
+    colors = [tuple(collection.get_facecolor()[0][:3]) for collection in figure.axes[0].collections]
+    assert colors[0] != colors[1]
+
+
+def test_embedding_figure_subsamples_to_max_points():
+    figure = embedding_figure((gaussian(40, 5, 0), gaussian(8, 5, 1)), max_points=15, seed=1)
+    assert points_per_domain(figure.axes[0]) == [15, 8]
+
+
+@pytest.mark.parametrize("d", [1, 2])
+def test_embedding_figure_plots_low_dimensional_features_directly(d):
+    source, target = gaussian(5, d, 0), gaussian(5, d, 1, shift=2.0)
+    axis = embedding_figure((source, target)).axes[0]
+    heights = target[:, 1] if d == 2 else np.zeros(5)
+    np.testing.assert_allclose(axis.collections[0].get_offsets()[:, 0], source[:, 0])
+    np.testing.assert_allclose(axis.collections[1].get_offsets(), np.column_stack([target[:, 0], heights]))
+
+
+def test_embedding_figure_works_on_tiny_inputs(tmp_path):
+    figure = embedding_figure((gaussian(5, 4, 0), gaussian(5, 4, 1)), (gaussian(2, 4, 2), gaussian(1, 4, 3)))
+    assert [points_per_domain(axis) for axis in figure.axes] == [[2, 1], [5, 5]]
+    figure.savefig(tmp_path / "embedding.png")
+    assert (tmp_path / "embedding.png").stat().st_size > 0

@@ -1,0 +1,203 @@
+"""The base of deep domain adaptation: one source batch and one target batch per step, and a transfer term.
+
+Every deep DA method minimises, over the network ``G`` = classifier ∘ bottleneck ∘ backbone (and its own extra
+networks),
+
+    L = (1/n_s) Σ_i CE(G(x_i^s), y_i^s) + λ · w(p) · L_transfer(batch)
+
+where ``L_transfer`` is what the method defines (:meth:`DomainAdaptation.transfer_loss`), ``λ`` is
+``transfer_weight`` and ``w(p)`` the warm-up schedule over the training progress ``p ∈ [0, 1]``: ``none``
+(w = 1) or ``dann`` (w = 2 / (1 + exp(−γ p)) − 1). Adversarial methods own a gradient reversal layer
+(``self.reversal``); for them the warm-up drives its coefficient instead, so the discriminator always learns at
+full strength while the features receive ``−λ w(p)`` times its gradient, as in DANN.
+
+Source and target batches go through the backbone together (batch norm sees both domains), and the method
+receives all intermediate outputs in a :class:`DomainBatch`. An epoch is one pass over the larger of the two
+domains (the smaller one cycles), or ``iterations_per_epoch`` steps when that is set (both domains cycle, as
+in the usual Office-31 protocol of a fixed number of iterations).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.func import functional_call
+from torch.nn import functional as F
+
+from tlrun.losses import GradientReversal, dann_schedule
+from tlrun.methods.deep import DeepMethod
+from tlrun.scenarios import TrainingData
+
+WARMUPS = ("none", "dann")
+#: Representations a method can align, from the input to the output (see :meth:`DomainBatch.layer`).
+LAYERS = ("backbone", "features", "logits", "probabilities")
+
+
+@dataclass
+class DomainBatch:
+    """One training step's data and network outputs, for a source batch (labeled) and a target batch.
+
+    ``*_inputs`` are the batches as loaded, ``*_hidden`` the backbone's outputs, ``*_features`` the bottleneck's
+    (the representation the classifier reads), ``*_logits`` the classifier's.
+    """
+
+    source_inputs: torch.Tensor
+    target_inputs: torch.Tensor
+    source_labels: torch.Tensor
+    source_hidden: torch.Tensor
+    target_hidden: torch.Tensor
+    source_features: torch.Tensor
+    target_features: torch.Tensor
+    source_logits: torch.Tensor
+    target_logits: torch.Tensor
+
+    def layer(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (source, target) pair of one representation: ``backbone``, ``features``, ``logits`` or
+        ``probabilities`` (softmax of the logits)."""
+        if name == "backbone":
+            return self.source_hidden, self.target_hidden
+        if name == "features":
+            return self.source_features, self.target_features
+        if name == "logits":
+            return self.source_logits, self.target_logits
+        if name == "probabilities":
+            return F.softmax(self.source_logits, dim=1), F.softmax(self.target_logits, dim=1)
+        raise ValueError(f"unknown layer {name!r}; choose from {', '.join(LAYERS)}")
+
+
+def check_layers(method: str, layers: Any) -> tuple[str, ...]:
+    """``layers`` as a tuple of known layer names (one name or a list), else a ValueError naming the options."""
+    names = (layers,) if isinstance(layers, str) else tuple(layers)
+    unknown = [name for name in names if name not in LAYERS]
+    if not names or unknown:
+        raise ValueError(f"{method}: layers must be one or more of {', '.join(LAYERS)}, got {list(names)}")
+    return names
+
+
+def frozen_call(module: nn.Module, *inputs: torch.Tensor) -> torch.Tensor:
+    """``module(*inputs)`` with its parameters detached: gradients reach the inputs but not the module.
+
+    For two-player losses in one backward pass (a domain classifier that the features must confuse, a
+    discriminator that the generator must fool): the player's own loss trains it on detached inputs, and the
+    opponent's loss goes through this call.
+    """
+    parameters = {name: value.detach() for name, value in module.named_parameters()}
+    return functional_call(module, parameters, inputs)
+
+
+class DomainAdaptation(DeepMethod):
+    """Deep DA: cross-entropy on the labeled source plus ``λ · w(p) · L_transfer`` (see the module docstring).
+
+    Args:
+        backbone: the feature network.
+        transfer_weight: ``λ``, the trade-off of the transfer term.
+        warmup: ``none`` or ``dann`` (``w(p) = 2 / (1 + exp(−γ p)) − 1``).
+        warmup_gamma: ``γ`` of the ``dann`` warm-up.
+        **kwargs: those of :class:`~tlrun.methods.deep.DeepMethod`.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        transfer_weight: float = 1.0,
+        warmup: str = "none",
+        warmup_gamma: float = 10.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(backbone, **kwargs)
+        if warmup not in WARMUPS:
+            raise ValueError(f"{type(self).__name__}: warmup must be one of {', '.join(WARMUPS)}, got {warmup!r}")
+        if not (math.isfinite(float(transfer_weight)) and float(transfer_weight) >= 0):
+            raise ValueError(f"{type(self).__name__}: transfer_weight must be a number ≥ 0, got {transfer_weight!r}")
+        self.transfer_weight = float(transfer_weight)
+        self.warmup = warmup
+        self.warmup_gamma = float(warmup_gamma)
+        self.reversal: GradientReversal | None = None
+        self._step_terms: dict[str, torch.Tensor] = {}
+
+    # ------------------------------------------------------------------------------------- the objective
+
+    @abstractmethod
+    def transfer_loss(self, batch: DomainBatch) -> torch.Tensor:
+        """``L_transfer`` of this method on one step's outputs (a scalar tensor)."""
+
+    def note(self, **terms: torch.Tensor) -> None:
+        """Record components of the transfer term (logged as per-epoch means beside ``transfer_loss``)."""
+        self._step_terms.update(terms)
+
+    def warmup_factor(self) -> float:
+        """``w(p)`` at the current training progress."""
+        return dann_schedule(self.progress(), self.warmup_gamma) if self.warmup == "dann" else 1.0
+
+    def forward_domains(self, source_inputs: torch.Tensor, source_labels: torch.Tensor, target_inputs: torch.Tensor) -> DomainBatch:
+        """Both batches through the network at once; the outputs split back by domain."""
+        n = source_inputs.shape[0]
+        hidden = self.backbone(torch.cat([source_inputs, target_inputs]))
+        features = self.bottleneck(hidden)
+        logits = self.classifier(features)
+        return DomainBatch(
+            source_inputs, target_inputs, source_labels,
+            hidden[:n], hidden[n:], features[:n], features[n:], logits[:n], logits[n:],
+        )
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        (source_inputs, source_labels), target_inputs = batch["source"], batch["target"]
+        if isinstance(target_inputs, (list, tuple)):  # a labeled target (finetune): its labels are not used here
+            target_inputs = target_inputs[0]
+        outputs = self.forward_domains(source_inputs, source_labels, target_inputs)
+        classification = F.cross_entropy(outputs.source_logits, source_labels)
+        factor = self.warmup_factor()
+        if self.reversal is not None:
+            self.reversal.coefficient = factor
+            weight = self.transfer_weight
+        else:
+            weight = self.transfer_weight * factor
+        self._step_terms = {}
+        transfer = self.transfer_loss(outputs)
+        loss = classification + weight * transfer
+        self.record(
+            loss, outputs.source_logits, source_labels,
+            classification_loss=classification, transfer_loss=transfer, **self._step_terms,
+        )
+        return loss
+
+    # ------------------------------------------------------------------------------------------- data
+
+    def train_dataloaders(self, data: TrainingData) -> Any:
+        """Source ``(x, y)`` and target ``x`` batches, drawn together (see the module docstring for the epoch)."""
+        from pytorch_lightning.utilities.combined_loader import CombinedLoader
+
+        source = self.labeled_source(data)
+        loaders: dict[str, Any] = {
+            "source": self.make_loader(source.X, source.y, shuffle=True, drop_last=True),
+            "target": self.make_loader(data.target.X, shuffle=True, drop_last=True, seed_offset=1),
+        }
+        if self.iterations_per_epoch is None:
+            return CombinedLoader(loaders, mode="max_size_cycle")
+        return CombinedLoader({name: self.epoch_of(loader) for name, loader in loaders.items()}, mode="min_size")
+
+
+class DiscrepancyAlignment(DomainAdaptation):
+    """Alignment by a discrepancy between the domains' representations, summed over the chosen layers::
+
+        L_transfer = Σ_{l ∈ layers} D(h_l^s, h_l^t)
+
+    Subclasses define the discrepancy ``D`` (:meth:`discrepancy`). ``layers`` names representations of
+    :data:`LAYERS` (``features``: the bottleneck; ``logits``; ``probabilities``; ``backbone``).
+    """
+
+    def __init__(self, backbone: nn.Module, layers: Any = ("features",), **kwargs: Any) -> None:
+        super().__init__(backbone, **kwargs)
+        self.layers = check_layers(type(self).__name__, layers)
+
+    @abstractmethod
+    def discrepancy(self, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """``D(h^s, h^t)`` for one layer's source and target batches."""
+
+    def transfer_loss(self, batch: DomainBatch) -> torch.Tensor:
+        return torch.stack([self.discrepancy(*batch.layer(name)) for name in self.layers]).sum()

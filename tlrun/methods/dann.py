@@ -1,0 +1,43 @@
+"""Domain-Adversarial Neural Network (DANN, Ganin et al. 2016): features that a domain discriminator cannot
+tell apart, learned through a gradient reversal layer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from tlrun.losses import DomainDiscriminator, GradientReversal, domain_adversarial_loss
+from tlrun.methods.adaptation import DomainAdaptation, DomainBatch
+from tlrun.scenarios import TrainingData
+
+
+class DANN(DomainAdaptation):
+    """The saddle point ``min_{G} max_{D} CE(G) − λ L_d(D, G)``, found in one backward pass: the discriminator
+    ``D`` minimises the domain cross-entropy ``L_d`` (:func:`tlrun.losses.domain_adversarial_loss`) of the
+    features ``f`` seen through the gradient reversal layer ``R``, so the features receive ``−w(p)`` times
+    its gradient (``w`` the ``dann`` warm-up, by default).
+
+    Args:
+        discriminator_hidden: width of the discriminator's two hidden layers (1024 in the paper).
+        **kwargs: those of :class:`~tlrun.methods.adaptation.DomainAdaptation`.
+    """
+
+    def __init__(self, backbone: nn.Module, discriminator_hidden: int = 1024, warmup: str = "dann", **kwargs: Any) -> None:
+        super().__init__(backbone, warmup=warmup, **kwargs)
+        if int(discriminator_hidden) < 1:
+            raise ValueError(f"{type(self).__name__}: discriminator_hidden must be positive, got {discriminator_hidden}")
+        self.discriminator_hidden = int(discriminator_hidden)
+        self.reversal = GradientReversal()
+        self.discriminator: nn.Module | None = None
+
+    def discriminator_input_dim(self, data: TrainingData) -> int:
+        """Size of what the discriminator reads: the features."""
+        return self.feature_dim
+
+    def build_extra(self, data: TrainingData) -> None:
+        self.discriminator = DomainDiscriminator(self.discriminator_input_dim(data), self.discriminator_hidden)
+
+    def transfer_loss(self, batch: DomainBatch) -> torch.Tensor:
+        return domain_adversarial_loss(self.discriminator, batch.source_features, batch.target_features, grl=self.reversal)

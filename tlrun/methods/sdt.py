@@ -1,0 +1,80 @@
+"""Simultaneous Deep Transfer across domains and tasks (SDT, Tzeng et al. 2015): domain confusion towards a
+uniform domain classifier, plus the transfer of class correlations through soft labels."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from tlrun.losses import DomainDiscriminator, SoftLabelBank, domain_adversarial_loss, domain_confusion_loss, soft_label_loss
+from tlrun.methods.adaptation import DomainAdaptation, DomainBatch, frozen_call
+from tlrun.scenarios import TrainingData
+
+
+class SDT(DomainAdaptation):
+    """Two players and a soft-label term, trained in one backward pass::
+
+        L_transfer = L_D(θ_D; f.detach()) + L_conf(f; θ_D frozen) + ν L_soft
+
+    - ``L_D``: the domain classifier's cross-entropy (source 1, target 0) on detached features: it learns to
+      tell the domains apart, and only it;
+    - ``L_conf = −(1/n) Σ_i ½ [log q_i + log(1 − q_i)]``: the cross-entropy of its prediction ``q`` against the
+      uniform domain distribution, minimised by the features only (the classifier's parameters are frozen in
+      this term): the features make the domains indistinguishable;
+    - ``L_soft = −(1/m) Σ_i Σ_k l^{(ŷ_i)}_k log softmax(z_i^t / τ)_k``: target predictions at temperature
+      ``τ`` pulled towards the per-class mean soft label ``l^{(y)}`` of the source (an exponential moving
+      average over source batches). The paper uses a few labeled target samples here; with an unlabeled
+      target (``da``), ``ŷ_i`` are the pseudo-labels of target samples predicted with probability at least
+      ``pseudo_label_threshold``.
+
+    Args:
+        discriminator_hidden: width of the domain classifier's hidden layers.
+        temperature: ``τ`` of the soft labels.
+        soft_label_weight: ``ν``.
+        pseudo_label_threshold: confidence needed for a target sample to enter ``L_soft``.
+        **kwargs: those of :class:`~tlrun.methods.adaptation.DomainAdaptation`.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        discriminator_hidden: int = 1024,
+        temperature: float = 2.0,
+        soft_label_weight: float = 0.1,
+        pseudo_label_threshold: float = 0.9,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(backbone, **kwargs)
+        if int(discriminator_hidden) < 1 or not temperature > 0 or soft_label_weight < 0:
+            raise ValueError("SDT: discriminator_hidden and temperature must be positive, soft_label_weight ≥ 0")
+        if not 0.0 <= pseudo_label_threshold <= 1.0:
+            raise ValueError(f"SDT: pseudo_label_threshold must be in [0, 1], got {pseudo_label_threshold}")
+        self.discriminator_hidden = int(discriminator_hidden)
+        self.temperature = float(temperature)
+        self.soft_label_weight = float(soft_label_weight)
+        self.pseudo_label_threshold = float(pseudo_label_threshold)
+        self.discriminator: nn.Module | None = None
+        self.soft_labels: SoftLabelBank | None = None
+
+    def build_extra(self, data: TrainingData) -> None:
+        self.discriminator = DomainDiscriminator(self.feature_dim, self.discriminator_hidden)
+        self.soft_labels = SoftLabelBank(data.num_classes, temperature=self.temperature)
+
+    def transfer_loss(self, batch: DomainBatch) -> torch.Tensor:
+        source, target = batch.source_features, batch.target_features
+        discriminator = domain_adversarial_loss(self.discriminator, source.detach(), target.detach())
+        confusion = domain_confusion_loss(frozen_call(self.discriminator, torch.cat([source, target])))
+        self.soft_labels.update(batch.source_logits.detach(), batch.source_labels)
+        confidence, pseudo_labels = F.softmax(batch.target_logits.detach(), dim=1).max(dim=1)
+        confident = confidence >= self.pseudo_label_threshold
+        if confident.any():
+            soft = soft_label_loss(
+                batch.target_logits[confident], pseudo_labels[confident], self.soft_labels.soft_labels, self.temperature
+            )
+        else:
+            soft = batch.target_logits.new_zeros(())
+        self.note(discriminator_loss=discriminator, confusion_loss=confusion, soft_label_loss=soft)
+        return discriminator + confusion + self.soft_label_weight * soft
