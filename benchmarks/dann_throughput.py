@@ -147,10 +147,12 @@ def run_plain(data: TrainingData, args: argparse.Namespace) -> float:
     head = [p for name in ("bottleneck", "classifier", "discriminator") for p in model[name].parameters()]
     lr = METHOD["lr"]
     optimizer = torch.optim.SGD(
-        [{"params": head, "lr": lr}, {"params": list(backbone.parameters()), "lr": lr}],  # backbone_lr_mult 1: no weights
+        # DeepMethod.configure_optimizers' groups; backbone_lr_mult is 1 (auto, random weights).
+        [{"params": head, "lr": lr}, {"params": list(backbone.parameters()), "lr": lr}],
         lr=lr, momentum=METHOD["momentum"], weight_decay=METHOD["weight_decay"],
     )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: (1.0 + 10.0 * min(step, total) / total) ** -0.75)
+    inv = lambda step: (1.0 + 10.0 * min(step, total) / total) ** -0.75  # noqa: E731
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, inv)
     autocast_dtype = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}.get(args.precision)
     scaler = torch.amp.GradScaler(device.type) if args.precision == "16-mixed" else None
 
@@ -229,13 +231,13 @@ def main() -> None:
     text = "\n".join([
         "# DANN training throughput: our Lightning module vs a plain PyTorch loop",
         "",
-        f"ResNet-18 backbone (random init), 3×96×96 inputs (random float32 pixel rows), batch {BATCH} source + {BATCH} "
-        f"target per step, 31 classes, SGD + inv schedule, DANN warm-up; precision {args.precision}.",
+        f"ResNet-18 backbone (random init), 3×96×96 inputs (random float32 pixel rows), batch {BATCH} source + "
+        f"{BATCH} target per step, 31 classes, SGD + inv schedule, DANN warm-up; precision {args.precision}.",
         f"Device: {args.device} ({device_name(args.device, torch.get_num_threads())}); torch {torch.__version__}, "
         f"Lightning {pl.__version__}, Python {platform.python_version()}.",
-        f"W = {args.warmup} warm-up steps discarded, N = {args.steps} steps timed, R = {args.repeats} alternating repeats "
-        "(timestamps at each step's end; ours through a Lightning callback, so the fit's set-up and end-of-training "
-        "scoring are excluded).",
+        f"W = {args.warmup} warm-up steps discarded, N = {args.steps} steps timed, R = {args.repeats} alternating "
+        "repeats (timestamps at each step's end; ours through a Lightning callback, so the fit's set-up and "
+        "end-of-training scoring are excluded).",
         f"Made by `python benchmarks/dann_throughput.py --steps {args.steps} --warmup {args.warmup} "
         f"--repeats {args.repeats} --device {args.device} --precision {args.precision} --threads {args.threads}`.",
         "",
