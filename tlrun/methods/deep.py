@@ -250,6 +250,11 @@ class DeepMethod(pl.LightningModule, Method):
             persistent_workers=self.num_workers > 0,
         )
 
+    def example_batch(self, X: np.ndarray | tuple[str, ...], size: int = 2) -> torch.Tensor:
+        """The first ``size`` samples of ``X`` as the (non-augmented) loader gives them: their shape sizes the
+        networks a method adds."""
+        return next(iter(self.make_loader(X[:size], shuffle=False, batch_size=size)))
+
     def labeled_source(self, data: TrainingData) -> Labeled:
         """``data.source``, which must be labeled."""
         if not isinstance(data.source, Labeled):

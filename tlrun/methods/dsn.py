@@ -80,8 +80,7 @@ class DSN(DomainAdaptation):
         return x.flatten(1)
 
     def build_extra(self, data: TrainingData) -> None:
-        sample = next(iter(self.make_loader(data.target.X[:2], shuffle=False, batch_size=2)))
-        reconstruction_dim = self.reconstruction_target(sample).shape[1]
+        reconstruction_dim = self.reconstruction_target(self.example_batch(data.target.X)).shape[1]
         self.private_source = self._private_encoder()
         self.private_target = self._private_encoder()
         self.decoder = nn.Sequential(

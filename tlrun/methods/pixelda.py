@@ -51,7 +51,7 @@ class PixelDA(DomainAdaptation):
 
     def image_shape(self, data: TrainingData) -> tuple[int, int, int]:
         """The (C, H, W) of the images the training loader yields (pixel rows are viewed as their images)."""
-        sample = next(iter(self.make_loader(data.target.X[:1], shuffle=False, batch_size=1)))
+        sample = self.example_batch(data.target.X, size=1)
         if sample.dim() == 4:
             return tuple(sample.shape[1:])
         shape = tuple(getattr(self.backbone, "input_shape", ()))
