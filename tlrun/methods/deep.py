@@ -334,7 +334,7 @@ class DeepMethod(pl.LightningModule, Method):
         from tlrun import selection
 
         data, context = self._data, self._context
-        target_probs, _ = self._outputs(data.target.X)
+        target_probs, target_features = self._outputs(data.target.X)
         oracle = context.reporter.target_predictions(target_probs.argmax(axis=1), step=epoch)
         scores = {"entropy": selection.neg_entropy(target_probs),
                   "snd": selection.soft_neighborhood_density(target_probs, seed=context.seed)}
@@ -343,7 +343,7 @@ class DeepMethod(pl.LightningModule, Method):
             val_losses = -np.log(np.clip(val_probs[np.arange(len(val_probs)), data.source_val.y], 1e-12, None))
             source = self.labeled_source(data)
             _, source_features = self._outputs(take(source.X, _subsample(len(source), SCORE_SAMPLES, context.seed)))
-            _, target_features = self._outputs(take(data.target.X, _subsample(len(data.target), SCORE_SAMPLES, context.seed)))
+            target_features = target_features[_subsample(len(target_features), SCORE_SAMPLES, context.seed)]
             scores["source_val"] = selection.source_val_accuracy(val_probs, data.source_val.y)
             scores["dev"] = selection.deep_embedded_validation(
                 source_features, target_features, val_features, val_losses, seed=context.seed
