@@ -6,7 +6,9 @@ import signal
 
 import pytest
 
-from tlrun.tracking import TrackedRun, flatten, interrupts_deferred
+from mlflow.tracking import MlflowClient
+
+from tlrun.tracking import TrackedRun, flatten, interrupts_deferred, interrupts_stop_the_run
 
 
 def _ended(store: str, exception: BaseException | None) -> tuple[TrackedRun, object]:
@@ -76,4 +78,29 @@ def test_ctrl_c_during_a_store_write_is_delivered_after_the_write():
             signal.raise_signal(signal.SIGINT)
             finished.append("write")  # an interrupt inside the write would leave SQLite locked
     assert finished == ["write"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_ctrl_c_whose_keyboard_interrupt_python_swallowed_still_ends_the_run_killed(mlflow_store):
+    """Python ignores exceptions raised in garbage-collection callbacks; the signal must not be lost with it."""
+
+    class RaisesInFinalizer:
+        def __del__(self):
+            signal.raise_signal(signal.SIGINT)  # its KeyboardInterrupt is printed as "Exception ignored" and lost
+
+    with interrupts_stop_the_run():
+        with pytest.raises(KeyboardInterrupt):
+            with TrackedRun("swallowed", tracking_uri=mlflow_store) as run:
+                run.log_metrics({"loss": 1.0}, step=0)
+                RaisesInFinalizer()
+                # the interrupt was swallowed; the run's end still sees it
+        assert MlflowClient(tracking_uri=mlflow_store).get_run(run.run_id).info.status == "KILLED"
+
+        with pytest.raises(KeyboardInterrupt):
+            with TrackedRun("swallowed", tracking_uri=mlflow_store) as run:
+                RaisesInFinalizer()
+                run.log_metrics({"loss": 1.0}, step=0)  # the next store write raises it
+                pytest.fail("the write after a swallowed Ctrl-C must raise")
+        assert MlflowClient(tracking_uri=mlflow_store).get_run(run.run_id).info.status == "KILLED"
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import random
-import signal
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 from hydra.errors import InstantiationException
@@ -101,24 +99,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-@contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM like Ctrl-C for the duration, so a terminated run ends KILLED, not RUNNING."""
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 class EvaluationReporter:
@@ -249,7 +229,7 @@ def run(cfg: DictConfig) -> float:
     plan = preflight(cfg)
     cfg = plan.cfg
     from tlrun.evaluation import evaluate, print_summary
-    from tlrun.tracking import TrackedRun, flatten
+    from tlrun.tracking import TrackedRun, flatten, interrupts_stop_the_run
 
     deep = cfg.method.family == "deep"
     # Closed-form methods check their hyperparameters now, before a run is opened; deep ones need the data.
@@ -257,7 +237,7 @@ def run(cfg: DictConfig) -> float:
     resolved = OmegaConf.to_container(cfg, resolve=True)
     run_name = f"{cfg.method.name} {cfg.dataset.get('source', '')}->{cfg.dataset.get('target', '')}"
     started = time.perf_counter()
-    with sigterm_as_interrupt(), TrackedRun(
+    with interrupts_stop_the_run(), TrackedRun(
         experiment=cfg.logger.experiment, tracking_uri=cfg.logger.tracking_uri, run_name=run_name, tags=_tags(cfg)
     ) as tracked:
         tracked.log_params(flatten(resolved))

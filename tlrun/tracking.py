@@ -76,14 +76,58 @@ def safe_key(name: str) -> str:
     return re.sub(r"[^\w\-. :/]", "_", name)
 
 
+#: Signals received while :func:`interrupts_stop_the_run` is active and not yet accounted for by a run's end.
+_pending_signals: list[int] = []
+
+
+def _remember_and_interrupt(signum: int, frame: Any) -> None:
+    _pending_signals.append(signum)
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _take_pending_signal() -> int | None:
+    """The first signal received and not yet acted on (and forget them all), or ``None``."""
+    first = _pending_signals[0] if _pending_signals else None
+    _pending_signals.clear()
+    return first
+
+
+def _raise_if_interrupted() -> None:
+    signum = _take_pending_signal()
+    if signum is not None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+
+@contextmanager
+def interrupts_stop_the_run() -> Iterator[None]:
+    """Within the block, Ctrl-C (SIGINT) and SIGTERM raise ``KeyboardInterrupt`` and are remembered.
+
+    Python ignores an exception raised inside a garbage-collection callback or ``__del__`` (it prints
+    "Exception ignored in ..." and goes on), so a Ctrl-C that lands there would be lost and the run would go on
+    to end FINISHED. Remembering the signal lets the next store write (every metric, every epoch) and the
+    run's end raise it again, so the run still stops and ends KILLED. Outside the main thread it does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    watched = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, _remember_and_interrupt) for sig in watched}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        _pending_signals.clear()
+
+
 @contextmanager
 def interrupts_deferred() -> Iterator[None]:
     """Hold Ctrl-C (SIGINT) and SIGTERM while the block runs, and deliver them when it ends.
 
     A ``KeyboardInterrupt`` raised inside an SQLite write leaves the store locked for the rest of the process,
     so the run could no longer be ended KILLED. Every store write of this module runs inside this block; the
-    signal still takes effect, right after the write. Outside the main thread (where signals cannot be
-    handled) it does nothing.
+    signal still takes effect, right after the write, as does one received earlier whose ``KeyboardInterrupt``
+    Python swallowed (see :func:`interrupts_stop_the_run`). Outside the main thread it does nothing.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -98,6 +142,7 @@ def interrupts_deferred() -> Iterator[None]:
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
         if received:
             signal.raise_signal(received[0])
+    _raise_if_interrupted()
 
 
 def _batched(items: list, size: int = _MAX_BATCH) -> Iterable[list]:
@@ -198,6 +243,11 @@ class TrackedRun:
 
     def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: Any) -> bool:
         with interrupts_deferred():  # a second Ctrl-C must not keep the run from ending
+            swallowed = _take_pending_signal()
+            if exc_type is None and swallowed is not None:  # its KeyboardInterrupt was lost on the way
+                interrupt = KeyboardInterrupt(f"signal {swallowed}")
+                self._end(KeyboardInterrupt, interrupt, None)
+                raise interrupt
             self._end(exc_type, exc, tb)
         return False
 
