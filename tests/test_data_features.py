@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.io
 
-from tlrun.data.base import DataError, Domain, sha256_file
+from tlrun.data.base import DataError, sha256_file
 from tlrun.data.features import Features, OfficeCaltech10, OFFICE_CALTECH10_CLASSES
 
 from .conftest import shared_data

@@ -101,3 +101,19 @@ def test_check_fit_names_what_would_fit():
         check_fit("finetune", "finetune", "office31", ["da"], METHODS)
     with pytest.raises(ScenarioError, match="unknown method 'nope'.*jda"):
         check_fit("nope", "da", "digits", ["da"], METHODS)
+
+
+def test_finetune_validation_split_is_per_class_and_disjoint_from_training_and_test():
+    source, target = _domain("s", 30, 0), _domain("t", 60, 1)
+    training, evaluation = split(source, target, "finetune", seed=2, target_labels_per_class=5, target_val_fraction=0.4)
+    assert np.bincount(training.target.y).tolist() == [3, 3, 3]
+    assert np.bincount(training.target_val.y).tolist() == [2, 2, 2]
+    train_rows = {tuple(r) for r in training.target.X}
+    val_rows = {tuple(r) for r in training.target_val.X}
+    test_rows = {tuple(r) for r in evaluation.target_test.X}
+    assert not train_rows & val_rows and not (train_rows | val_rows) & test_rows
+    assert len(test_rows) == 60 - 15
+    none, _ = split(source, target, "finetune", seed=2, target_labels_per_class=1, target_val_fraction=0.4)
+    assert none.target_val is None  # floor(0.4 * 1) = 0 per class
+    with pytest.raises(ScenarioError, match="target_val_fraction must be in"):
+        split(source, target, "finetune", seed=2, target_labels_per_class=5, target_val_fraction=1.0)

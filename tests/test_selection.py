@@ -162,5 +162,5 @@ def test_scores_have_help_and_the_oracle_says_so():
 
 
 def test_check_score_names_the_options():
-    with pytest.raises(TlrunError, match="unknown selection score 'accuracy'.*last, source_val, dev, snd"):
+    with pytest.raises(TlrunError, match="unknown selection score 'accuracy'.*last, source_val, target_val, dev, snd"):
         check_score("accuracy")

@@ -15,6 +15,8 @@ from omegaconf import DictConfig, OmegaConf
 
 #: Keys of a group config that describe it rather than configure its ``_target_``.
 META_KEYS = ("name", "family", "scenarios", "summary")
+#: ``backbone.weights=runs:/<run_id>/model``: the weights an earlier run logged (see :mod:`tlrun.tracking`).
+RUN_URI_PREFIX = "runs:/"
 
 #: The config groups a run composes, in the order ``tlrun --help`` lists them.
 GROUPS = ("method", "dataset", "backbone", "scenario", "trainer", "logger", "experiment")

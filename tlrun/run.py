@@ -18,7 +18,7 @@ import numpy as np
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from tlrun.config import group_options, instantiate, load_option, method_scenarios
+from tlrun.config import RUN_URI_PREFIX, group_options, instantiate, load_option, method_scenarios
 from tlrun.data.base import Domain, TransferDataset
 from tlrun.errors import TlrunError
 from tlrun.scenarios import EvaluationData, check_fit, check_target_labels, natural_scenario, split
@@ -30,6 +30,10 @@ class Plan:
 
     cfg: DictConfig
     dataset: TransferDataset
+    #: ``cfg.backbone`` as the backbone is built: ``runs:/`` weights replaced by the downloaded file.
+    backbone_cfg: DictConfig
+    #: The run whose logged weights the backbone starts from (``backbone.weights=runs:/...``), if any.
+    weights_run: str | None = None
 
 
 def preflight(cfg: DictConfig) -> Plan:
@@ -50,13 +54,38 @@ def preflight(cfg: DictConfig) -> Plan:
         raise TlrunError(f"unknown method {method!r}; known methods: {', '.join(sorted(methods))}")
     if cfg.scenario.name == "auto":
         with open_dict(cfg):
-            cfg.scenario = load_option("scenario", natural_scenario(methods[method]))
+            resolved = load_option("scenario", natural_scenario(methods[method]))
+            for key in resolved:  # settings given on the command line as scenario.<key> carry over
+                if key != "name" and key in cfg.scenario:
+                    resolved[key] = cfg.scenario[key]
+            cfg.scenario = resolved
     check_fit(method, cfg.scenario.name, cfg.dataset.name, list(cfg.dataset.scenarios), methods)
+    if str(cfg.trainer.get("select", "last")) == "target_val" and not (
+        cfg.scenario.name == "finetune" and float(cfg.scenario.get("target_val_fraction", 0.0)) > 0
+    ):
+        raise TlrunError(
+            "trainer.select=target_val needs a held-out part of the labeled target: scenario=finetune with "
+            "scenario.target_val_fraction > 0 (e.g. 0.2)"
+        )
     if cfg.scenario.name == "finetune":
-        check_target_labels(cfg.scenario.get("target_labels_per_class"), cfg.scenario.get("target_label_fraction"))
+        check_target_labels(
+            cfg.scenario.get("target_labels_per_class"), cfg.scenario.get("target_label_fraction"),
+            float(cfg.scenario.get("target_val_fraction", 0.0)), bool(cfg.dataset.get("target_test")),
+        )
     weights = str(cfg.backbone.get("weights", "none"))
-    if weights not in ("none", "imagenet") and not Path(weights).expanduser().is_file():
-        raise TlrunError(f"backbone.weights={weights}: no such file (use none, imagenet, or a state-dict file)")
+    backbone_cfg, weights_run = cfg.backbone, None
+    if weights.startswith(RUN_URI_PREFIX):
+        from tlrun.tracking import default_tracking_uri, fetch_run_weights
+
+        tracking_uri = cfg.logger.get("tracking_uri") or default_tracking_uri()
+        weights_run, file = fetch_run_weights(weights, tracking_uri, Path(str(cfg.cache_dir)).expanduser() / "runs")
+        backbone_cfg = cfg.backbone.copy()
+        backbone_cfg.weights = str(file)
+    elif weights not in ("none", "imagenet") and not Path(weights).expanduser().is_file():
+        raise TlrunError(
+            f"backbone.weights={weights}: no such file (use none, imagenet, a state-dict file, or "
+            f"{RUN_URI_PREFIX}<run_id>/model for the weights an earlier run logged)"
+        )
     dataset = construct(lambda: instantiate(cfg.dataset), "dataset")
     if dataset.holds_images and cfg.backbone.get("image_size") is None:
         image_backbones = [name for name in group_options("backbone") if load_option("backbone", name).get("image_size")]
@@ -65,7 +94,7 @@ def preflight(cfg: DictConfig) -> Plan:
             f"choose one of: {', '.join('backbone=' + name for name in image_backbones)}"
         )
     dataset.check()
-    return Plan(cfg=cfg, dataset=dataset)
+    return Plan(cfg=cfg, dataset=dataset, backbone_cfg=backbone_cfg, weights_run=weights_run)
 
 
 def _check_select(select: str, family: str | None) -> None:
@@ -143,18 +172,19 @@ def _device(cfg: DictConfig) -> tuple[str, dict[str, Any]]:
     return "cpu", trainer
 
 
-def _features(cfg: DictConfig, domain: Domain, device: str) -> Domain:
+def _features(plan: Plan, domain: Domain, device: str) -> Domain:
     """A closed-form method's inputs: the domain as is, or features extracted by the frozen backbone (cached).
 
     Arrays were preprocessed when loaded; image files are, once the backbone has turned them into features.
     """
+    cfg = plan.cfg
     if cfg.backbone.name == "identity" and not domain.is_images:
         return domain
     from tlrun.backbones.extract import extract_features
     from tlrun.data import preprocess
 
     features = extract_features(
-        backbone_cfg=cfg.backbone,
+        backbone_cfg=plan.backbone_cfg,
         domain=domain,
         dataset_name=cfg.dataset.name,
         preprocess=str(cfg.dataset.get("preprocess", "none")),
@@ -173,14 +203,15 @@ def _input_shape(domain: Domain) -> tuple[int, ...] | None:
     return tuple(domain.image_shape) if domain.image_shape else (domain.X.shape[1],)
 
 
-def _build_deep_method(cfg: DictConfig, source: Domain) -> Any:
+def _build_deep_method(plan: Plan, source: Domain) -> Any:
     """A deep method needs its backbone, sized by the loaded data."""
-    backbone = construct(lambda: instantiate(cfg.backbone, input_shape=_input_shape(source)), "backbone")
-    return construct(lambda: instantiate(cfg.method, backbone=backbone), "method")
+    backbone = construct(lambda: instantiate(plan.backbone_cfg, input_shape=_input_shape(source)), "backbone")
+    return construct(lambda: instantiate(plan.cfg.method, backbone=backbone), "method")
 
 
-def _tags(cfg: DictConfig) -> dict[str, str]:
-    """The run's tags; model selection by target accuracy is marked ``selection.oracle=true``."""
+def _tags(cfg: DictConfig, weights_run: str | None = None) -> dict[str, str]:
+    """The run's tags; model selection by target accuracy is marked ``selection.oracle=true``; a backbone that
+    starts from an earlier run's weights names that run (``lineage.weights_run``)."""
     import sklearn
     import torch
 
@@ -202,6 +233,8 @@ def _tags(cfg: DictConfig) -> dict[str, str]:
     }
     if tags["selection"] == "oracle":
         tags["selection.oracle"] = "true"
+    if weights_run:
+        tags["lineage.weights_run"] = weights_run
     commit = git_commit(Path(__file__).resolve().parent)
     if commit:
         tags["git_commit"] = commit
@@ -238,9 +271,9 @@ def run(cfg: DictConfig) -> float:
     run_name = f"{cfg.method.name} {cfg.dataset.get('source', '')}->{cfg.dataset.get('target', '')}"
     started = time.perf_counter()
     with interrupts_stop_the_run(), TrackedRun(
-        experiment=cfg.logger.experiment, tracking_uri=cfg.logger.tracking_uri, run_name=run_name, tags=_tags(cfg)
+        experiment=cfg.logger.experiment, tracking_uri=cfg.logger.tracking_uri, run_name=run_name, tags=_tags(cfg, plan.weights_run)
     ) as tracked:
-        tracked.log_params(flatten(resolved))
+        tracked.log_params(flatten(resolved) | ({"lineage.weights_run": plan.weights_run} if plan.weights_run else {}))
         tracked.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
         seed_everything(cfg.seed)
         device, trainer_kwargs = _device(cfg)
@@ -248,7 +281,7 @@ def run(cfg: DictConfig) -> float:
         source, target = plan.dataset.load_pair()
         tracked.set_tags({f"data.sha256.{name}": digest for d in (source, target) for name, digest in d.checksums.items()})
         if not deep:
-            source, target = _features(cfg, source, device), _features(cfg, target, device)
+            source, target = _features(plan, source, device), _features(plan, target, device)
         scenario = cfg.scenario
         training, evaluation = split(
             source,
@@ -258,9 +291,12 @@ def run(cfg: DictConfig) -> float:
             source_val_fraction=float(cfg.dataset.get("source_val_fraction", 0.0)),
             target_labels_per_class=scenario.get("target_labels_per_class"),
             target_label_fraction=scenario.get("target_label_fraction"),
+            target_val_fraction=float(scenario.get("target_val_fraction", 0.0)),
+            target_test=plan.dataset.load_target_test() if scenario.name == "finetune" else None,
             augment=str(getattr(plan.dataset, "augment", "none")),
         )
         tracked.log_params({"data.n_source_train": str(len(training.source)), "data.n_target_train": str(len(training.target)),
+                            "data.n_target_val": str(len(training.target_val) if training.target_val else 0),
                             "data.n_target_test": str(len(evaluation.target_test))})
 
         from tlrun.methods.base import RunContext
@@ -272,8 +308,12 @@ def run(cfg: DictConfig) -> float:
             lightning_logger=tracked.lightning_logger, select=select, diagnostics=bool(cfg.get("diagnostics", False)),
         )
         if deep:
-            method = _build_deep_method(cfg, source)
+            method = _build_deep_method(plan, source)
         method.fit(training, context)
+        import torch
+
+        if cfg.get("save_model", True) and isinstance(method, torch.nn.Module):
+            tracked.log_model(method)
         result = evaluate(method, evaluation, training.source, training.classes, tracked, step=reporter.last_step)
         tracked.log_metrics({"duration_s": time.perf_counter() - started}, reporter.last_step)
     print_summary(cfg, result, tracked)

@@ -78,7 +78,9 @@ class TrainingData:
     """Everything a method may train on.
 
     ``source_val`` is the held-out labeled part of the source (for label-free model selection), or ``None``;
-    ``augment`` names the dataset's training-time augmentation policy (see :mod:`tlrun.backbones.inputs`).
+    ``target_val`` (``finetune`` only) is the part of the labeled target pool held out for early stopping and
+    checkpoint selection, or ``None``; ``augment`` names the dataset's training-time augmentation policy (see
+    :mod:`tlrun.backbones.inputs`).
     """
 
     source: Labeled | Unlabeled
@@ -88,6 +90,7 @@ class TrainingData:
     image_shape: tuple[int, int, int] | None = None
     source_val: Labeled | None = None
     augment: str = "none"
+    target_val: Labeled | None = None
 
 
 @dataclass(frozen=True)
@@ -153,8 +156,11 @@ def take(X: np.ndarray | tuple[str, ...], index: np.ndarray) -> np.ndarray | tup
     return tuple(X[i] for i in index)
 
 
-def check_target_labels(per_class: int | None, fraction: float | None) -> None:
-    """``finetune`` needs exactly one of a count per class (≥ 1) and a fraction (in (0, 1))."""
+def check_target_labels(
+    per_class: int | None, fraction: float | None, val_fraction: float = 0.0, separate_test: bool = False
+) -> None:
+    """``finetune`` needs exactly one of a count per class (≥ 1) and a fraction (in (0, 1); up to 1 when the
+    test set is a separate domain), and a validation fraction in [0, 1)."""
     if (per_class is None) == (fraction is None):
         raise ScenarioError(
             "finetune: set exactly one of scenario.target_labels_per_class, scenario.target_label_fraction "
@@ -162,26 +168,39 @@ def check_target_labels(per_class: int | None, fraction: float | None) -> None:
         )
     if per_class is not None and (not isinstance(per_class, int) or per_class < 1):
         raise ScenarioError(f"finetune: scenario.target_labels_per_class must be an integer >= 1, got {per_class!r}")
-    if fraction is not None and not 0.0 < float(fraction) < 1.0:
-        raise ScenarioError(f"finetune: scenario.target_label_fraction must be in (0, 1), got {fraction!r}")
+    if fraction is not None and not (0.0 < float(fraction) <= 1.0 if separate_test else 0.0 < float(fraction) < 1.0):
+        raise ScenarioError(
+            f"finetune: scenario.target_label_fraction must be in (0, {'1]' if separate_test else '1)'}, got {fraction!r}"
+            + ("" if separate_test else " (1 needs a separate test domain, dataset.target_test)")
+        )
+    if not 0.0 <= float(val_fraction) < 1.0:
+        raise ScenarioError(f"finetune: scenario.target_val_fraction must be in [0, 1), got {val_fraction!r}")
 
 
 def _labeled_target_index(
-    y: np.ndarray, per_class: int | None, fraction: float | None, rng: np.random.Generator
-) -> np.ndarray:
-    """Indices of the labeled target samples: ``per_class`` of every class, or ``fraction`` of each class."""
-    check_target_labels(per_class, fraction)
-    chosen = []
+    y: np.ndarray,
+    per_class: int | None,
+    fraction: float | None,
+    val_fraction: float,
+    rng: np.random.Generator,
+    separate_test: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the labeled target pool, split into (training, validation): ``per_class`` samples of every
+    class, or ``fraction`` of each class; ``floor(val_fraction · count)`` of each class's pool validate."""
+    check_target_labels(per_class, fraction, val_fraction, separate_test)
+    train, val = [], []
     for label in np.unique(y):
         members = rng.permutation(np.flatnonzero(y == label))
         count = per_class if per_class is not None else max(1, int(round(fraction * len(members))))
-        if count >= len(members):
+        if count > len(members) or (count == len(members) and not separate_test):
             raise ScenarioError(
                 f"finetune: class {label} has {len(members)} target samples, so {count} labeled ones leave none "
                 "to test on; lower scenario.target_labels_per_class or scenario.target_label_fraction"
             )
-        chosen.append(members[:count])
-    return np.sort(np.concatenate(chosen))
+        n_val = int(np.floor(val_fraction * count))
+        val.append(members[:n_val])
+        train.append(members[n_val:count])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
 
 
 def split(
@@ -193,30 +212,44 @@ def split(
     source_val_fraction: float = 0.0,
     target_labels_per_class: int | None = None,
     target_label_fraction: float | None = None,
+    target_val_fraction: float = 0.0,
+    target_test: Domain | None = None,
     augment: str = "none",
 ) -> tuple[TrainingData, EvaluationData]:
     """Split two loaded domains into training and evaluation data for ``scenario``.
 
     - ``da``: labeled source (less ``source_val_fraction`` held out), the whole target *without* labels;
       evaluation on the whole target.
-    - ``finetune``: labeled source, a labeled sample of the target (per class or a fraction, drawn from
-      ``seed``); evaluation on the rest of the target.
+    - ``finetune``: labeled source, a labeled pool of the target (per class or a fraction of each class, drawn
+      from ``seed``) of which ``target_val_fraction`` of each class is held out as ``target_val`` (early
+      stopping, checkpoint selection); evaluation on the rest of the target, or on ``target_test`` when the
+      dataset has a separate test domain (then the pool may be the whole target). No choice reads the test set.
     """
     check_same_classes(source, target)
+    if target_test is not None:
+        check_same_classes(target, target_test)
     rng = np.random.default_rng(seed)
     train_index, val_index = _holdout(len(source), source_val_fraction, rng)
     source_train = Labeled(take(source.X, train_index), source.y[train_index])
     source_val = Labeled(take(source.X, val_index), source.y[val_index]) if len(val_index) else None
 
+    target_val: Labeled | None = None
     if scenario == "da":
         training_target: Labeled | Unlabeled = Unlabeled(target.X)
-        target_test = Labeled(target.X, target.y)
+        test = Labeled(target.X, target.y)
         aligned = True
     elif scenario == "finetune":
-        labeled = _labeled_target_index(target.y, target_labels_per_class, target_label_fraction, rng)
-        rest = np.setdiff1d(np.arange(len(target)), labeled)
+        labeled, validating = _labeled_target_index(
+            target.y, target_labels_per_class, target_label_fraction, target_val_fraction, rng, target_test is not None
+        )
         training_target = Labeled(take(target.X, labeled), target.y[labeled])
-        target_test = Labeled(take(target.X, rest), target.y[rest])
+        if len(validating):
+            target_val = Labeled(take(target.X, validating), target.y[validating])
+        if target_test is None:
+            rest = np.setdiff1d(np.arange(len(target)), np.concatenate([labeled, validating]))
+            test = Labeled(take(target.X, rest), target.y[rest])
+        else:
+            test = Labeled(target_test.X, target_test.y)
         aligned = False
     else:
         raise ScenarioError(f"scenario {scenario!r} has no data split yet; available: da, finetune")
@@ -229,5 +262,6 @@ def split(
         image_shape=source.image_shape,
         source_val=source_val,
         augment=augment,
+        target_val=target_val,
     )
-    return training, EvaluationData(target_test=target_test, source_val=source_val, target_is_training_target=aligned)
+    return training, EvaluationData(target_test=test, source_val=source_val, target_is_training_target=aligned)

@@ -26,6 +26,8 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 from mlflow.entities import Metric, Param, RunStatus, RunTag  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
+from tlrun.config import RUN_URI_PREFIX  # noqa: E402
+
 #: MLflow's limits (mlflow.utils.validation): values longer than this are cut, batches split.
 _MAX_PARAM_VALUE = 6000
 _MAX_BATCH = 100
@@ -145,6 +147,47 @@ def interrupts_deferred() -> Iterator[None]:
     _raise_if_interrupted()
 
 
+#: Where a run's trained weights are logged: ``<artifacts>/model/state_dict.pt``.
+MODEL_ARTIFACT = "model"
+MODEL_FILE = "state_dict.pt"
+
+
+def fetch_run_weights(uri: str, tracking_uri: str, destination: Path) -> tuple[str, Path]:
+    """Download the weights an earlier run logged: ``runs:/<run_id>/model`` (the folder) or
+    ``runs:/<run_id>/model/state_dict.pt`` (the file). Returns ``(run_id, local state-dict file)``.
+
+    Raises :class:`~tlrun.errors.TlrunError` naming the store when the run or its artifact does not exist.
+    """
+    from mlflow.artifacts import download_artifacts
+    from mlflow.exceptions import MlflowException
+
+    from tlrun.errors import TlrunError
+
+    run_id, _, artifact_path = uri.removeprefix(RUN_URI_PREFIX).strip("/").partition("/")
+    if not run_id or not artifact_path:
+        raise TlrunError(f"backbone.weights={uri}: expected runs:/<run_id>/{MODEL_ARTIFACT} (or .../{MODEL_ARTIFACT}/{MODEL_FILE})")
+    client = MlflowClient(tracking_uri=tracking_uri)
+    try:
+        client.get_run(run_id)
+    except MlflowException:
+        raise TlrunError(
+            f"backbone.weights={uri}: the MLflow store {tracking_uri} has no run {run_id}. Copy the run id from the "
+            "MLflow UI or from the end of the earlier run's output, and track into the same store (logger.tracking_uri)."
+        ) from None
+    try:
+        local = Path(download_artifacts(run_id=run_id, artifact_path=artifact_path, tracking_uri=tracking_uri,
+                                        dst_path=str(destination)))
+    except (MlflowException, OSError):
+        raise TlrunError(
+            f"backbone.weights={uri}: run {run_id} has no artifact {artifact_path!r}. Runs of deep methods log their "
+            f"weights as {MODEL_ARTIFACT}/{MODEL_FILE} (unless save_model=false); closed-form methods have none."
+        ) from None
+    files = sorted(local.rglob("*.pt")) if local.is_dir() else [local]
+    if len(files) != 1:
+        raise TlrunError(f"backbone.weights={uri}: expected one .pt file in the artifact, found {len(files)}")
+    return run_id, files[0]
+
+
 def _batched(items: list, size: int = _MAX_BATCH) -> Iterable[list]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -219,6 +262,18 @@ class TrackedRun:
     def log_figure(self, figure: Any, artifact_file: str) -> None:
         with interrupts_deferred():
             self.client.log_figure(self.run_id, figure, artifact_file)
+
+    def log_model(self, module: Any) -> None:
+        """Log ``module.state_dict()`` as the artifact ``model/state_dict.pt`` (a plain file ``torch.load`` reads;
+        a later run starts from it with ``backbone.weights=runs:/<run_id>/model``)."""
+        import tempfile
+
+        import torch
+
+        with tempfile.TemporaryDirectory() as scratch:
+            file = Path(scratch) / MODEL_FILE
+            torch.save({key: value.detach().cpu() for key, value in module.state_dict().items()}, file)
+            self.log_artifact(file, MODEL_ARTIFACT)
 
     def lightning_logger(self) -> Any:
         """A Lightning logger writing into this run (it never ends the run: :class:`TrackedRun` does)."""

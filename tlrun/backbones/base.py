@@ -115,9 +115,24 @@ class Backbone(nn.Module):
 
     def stages(self) -> list[tuple[str, nn.Module]]:
         """The network's parts from input to output, as ``(name, module)``: the units that layer-wise
-        fine-tuning freezes, unfreezes or gives their own learning rate. Empty for a network without
-        parameters."""
+        fine-tuning freezes, unfreezes or gives their own learning rate, and that multi-task and progressive
+        networks split or copy. They hold every parameter of the network; empty for a network without any."""
         raise NotImplementedError
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """The input batch as the first stage takes it (images ``(n, C, H, W)`` by default)."""
+        return self.as_images(x)
+
+    def finish(self, h: torch.Tensor) -> torch.Tensor:
+        """The last stage's output as the ``(n, out_features)`` features (parameter-free: pooling, flattening)."""
+        return h
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``finish(stage_S(... stage_1(prepare(x))))``."""
+        h = self.prepare(x)
+        for _, stage in self.stages():
+            h = stage(h)
+        return self.finish(h)
 
     def weights_id(self) -> str:
         """What the weights are, for cache keys: ``none`` (random), ``imagenet:<url>``, ``sha256:<hex>``."""

@@ -128,11 +128,8 @@ class ResNet(Backbone):
             return f"imagenet:{imagenet_weights(self.arch).url}"
         return super().weights_id()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.as_images(x)
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return torch.flatten(self.avgpool(x), 1)
+    def finish(self, h: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(self.avgpool(h), 1)
 
     def stages(self) -> list[tuple[str, nn.Module]]:
         stem = nn.Sequential(self.conv1, self.bn1, self.relu, self.maxpool)

@@ -21,7 +21,7 @@ class Identity(Backbone):
         super().__init__(input_shape)
         self.out_features = self.in_features
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
         return self.as_rows(x)
 
     def stages(self) -> list[tuple[str, nn.Module]]:
@@ -66,11 +66,8 @@ class MLP(Backbone):
         if weights != "none":
             load_weights_file(self, weights)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.as_rows(x)
-        for block in self.blocks:
-            x = block(x)
-        return x
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        return self.as_rows(x)
 
     def stages(self) -> list[tuple[str, nn.Module]]:
         return [(f"block{index}", block) for index, block in enumerate(self.blocks, start=1)]
@@ -136,9 +133,6 @@ class LeNet(Backbone):
         self.out_features = int(features)
         if weights != "none":
             load_weights_file(self, weights)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.conv2(self.conv1(self.as_images(x))))
 
     def stages(self) -> list[tuple[str, nn.Module]]:
         return [("conv1", self.conv1), ("conv2", self.conv2), ("fc", self.fc)]

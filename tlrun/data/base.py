@@ -143,6 +143,9 @@ class TransferDataset:
     domains: tuple[str, ...] = ()
     #: True when samples are image files (they need a backbone that reads images).
     holds_images: bool = False
+    #: A domain whose samples are the ``finetune`` test set (instead of the target's unlabeled rest), or
+    #: ``None``; datasets with official train/test splits let their config set it.
+    target_test: str | None = None
 
     def __init__(
         self,
@@ -200,3 +203,7 @@ class TransferDataset:
         target = self.load(self.target)
         check_same_classes(source, target)
         return source, target
+
+    def load_target_test(self) -> Domain | None:
+        """The :attr:`target_test` domain, or ``None`` when the dataset has none."""
+        return self.load(self.target_test) if self.target_test else None

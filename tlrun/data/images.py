@@ -268,7 +268,7 @@ class ImageFolderDataset(TransferDataset):
         text = f"get the archive {self.url or self.homepage}"
         if self.homepage and self.url != self.homepage:
             text += f" (see {self.homepage})"
-        text += f" and extract it into dataset.root, or set dataset.download=true to download it"
+        text += " and extract it into dataset.root, or set dataset.download=true to download it"
         return text
 
     def _missing(self) -> list[str]:
@@ -485,3 +485,58 @@ class OfficeHome(ImageFolderDataset):
             "or put the archive in dataset.root and set dataset.download=true (dataset.url=<address> downloads it "
             "from there)"
         )
+
+
+class ImageFolder(ImageFolderDataset):
+    """Any images in the ImageFolder layout, one folder per domain: ``<root>/<domain>/<class>/<image>``.
+
+    The domains are the sub-folders of ``root`` (for example ``train`` and ``test`` of a fine-grained data set,
+    or one folder per domain); the classes are the class folders found in any of them, sorted. ``target_test``
+    names a domain whose images are the ``finetune`` test set (a data set's official test split): the labeled
+    pool is then drawn from the whole ``target`` domain, up to ``scenario.target_label_fraction=1``.
+    Nothing is downloaded: arrange the images yourself.
+    """
+
+    name = "image_folder"
+
+    def __init__(
+        self,
+        root: str | None = None,
+        source: str | None = None,
+        target: str | None = None,
+        target_test: str | None = None,
+        preprocess: str = "none",
+        source_val_fraction: float = 0.0,
+        augment: str = "none",
+    ) -> None:
+        super().__init__(root, source, target, preprocess, source_val_fraction, download=False, checksum=None,
+                         augment=augment)
+        self.target_test = target_test or None
+
+    @property
+    def domains(self) -> tuple[str, ...]:  # type: ignore[override]
+        """The sub-folders of ``root`` (none when it does not exist)."""
+        root = self.root
+        if root is None or not root.is_dir():
+            return ()
+        return tuple(sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")))
+
+    def _how_to_get(self) -> str:
+        return (
+            "arrange the images as <root>/<domain>/<class>/<image> (one folder per domain, e.g. train/ and test/, "
+            "each holding one folder per class)"
+        )
+
+    def _missing(self) -> list[str]:
+        wanted = (self.source, self.target) + ((self.target_test,) if self.target_test else ())
+        return [d for d in dict.fromkeys(wanted) if not self.domain_dir(d).is_dir()]
+
+    def check(self) -> None:
+        root = self._root()
+        if not root.is_dir():
+            raise DataError(f"dataset.root={root} does not exist; {self._how_to_get()}")
+        if not self.source or not self.target:
+            raise DataError(f"set dataset.source and dataset.target to folders of {root}: {', '.join(self.domains)}")
+        super().check()
+        if self.target_test:
+            check_domains(self.name, self.domains, self.target_test)

@@ -17,6 +17,12 @@ from tlrun.losses.conditional import (
     minimum_class_confusion,
     multilinear_map,
 )
+from tlrun.losses.conservative import (
+    distillation_loss,
+    feature_distillation_loss,
+    l2_penalty,
+    l2sp_penalty,
+)
 from tlrun.losses.confusion import (
     SoftLabelBank,
     class_soft_labels,
@@ -57,13 +63,17 @@ __all__ = [
     "dann_schedule",
     "difference_loss",
     "discriminator_loss",
+    "distillation_loss",
     "domain_adversarial_loss",
     "domain_confusion_loss",
     "entropy",
     "entropy_weights",
+    "feature_distillation_loss",
     "gaussian_kernel_matrix",
     "generator_loss",
     "gradient_reversal",
+    "l2_penalty",
+    "l2sp_penalty",
     "minimum_class_confusion",
     "mmd_linear",
     "mmd_multi_kernel",

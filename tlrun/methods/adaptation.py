@@ -170,16 +170,11 @@ class DomainAdaptation(DeepMethod):
 
     def train_dataloaders(self, data: TrainingData) -> Any:
         """Source ``(x, y)`` and target ``x`` batches, drawn together (see the module docstring for the epoch)."""
-        from pytorch_lightning.utilities.combined_loader import CombinedLoader
-
         source = self.labeled_source(data)
-        loaders: dict[str, Any] = {
-            "source": self.make_loader(source.X, source.y, shuffle=True, drop_last=True),
-            "target": self.make_loader(data.target.X, shuffle=True, drop_last=True, seed_offset=1),
-        }
-        if self.iterations_per_epoch is None:
-            return CombinedLoader(loaders, mode="max_size_cycle")
-        return CombinedLoader({name: self.epoch_of(loader) for name, loader in loaders.items()}, mode="min_size")
+        return self.paired_loaders(
+            self.make_loader(source.X, source.y, shuffle=True, drop_last=True),
+            self.make_loader(data.target.X, shuffle=True, drop_last=True, seed_offset=1),
+        )
 
 
 class DiscrepancyAlignment(DomainAdaptation):

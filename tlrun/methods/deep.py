@@ -38,7 +38,6 @@ Subclasses implement ``training_step`` (returning the loss). The base provides, 
 
 from __future__ import annotations
 
-import copy
 import math
 import warnings
 from typing import Any, Iterable, Iterator
@@ -57,7 +56,7 @@ from tlrun.scenarios import Labeled, TrainingData, take
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("none", "cosine", "inv")
 #: ``Trainer`` arguments the method sets itself; ``context.trainer`` must not hold them.
-RESERVED_TRAINER_KEYS = ("max_epochs", "logger", "enable_checkpointing")
+RESERVED_TRAINER_KEYS = ("max_epochs", "logger", "enable_checkpointing", "callbacks")
 #: Samples per domain used for the label-free scores that need features, and for the diagnostics.
 SCORE_SAMPLES = 1000
 DIAGNOSTIC_SAMPLES = 500
@@ -115,10 +114,14 @@ class DeepMethod(pl.LightningModule, Method):
         num_workers: DataLoader worker processes (0 loads in the main process: deterministic, no fork).
         report_every: predict the training target and score the model every this many epochs (0: only at
             the end).
+        patience: early stopping: end training when the ``trainer.select`` score has not improved for this many
+            scored epochs (``None``: train all epochs; needs a selection score other than ``last``).
     """
 
     #: The bottleneck's non-linearity (CMD needs bounded features and uses a sigmoid).
     bottleneck_activation: type[nn.Module] = nn.ReLU
+    #: The metric :meth:`record` logs the training batches' accuracy as.
+    train_accuracy_name = "source_train_acc"
 
     def __init__(
         self,
@@ -137,6 +140,7 @@ class DeepMethod(pl.LightningModule, Method):
         eval_batch_size: int = 256,
         num_workers: int = 0,
         report_every: int = 1,
+        patience: int | None = None,
     ) -> None:
         super().__init__()
         name = type(self).__name__
@@ -150,6 +154,8 @@ class DeepMethod(pl.LightningModule, Method):
             raise ValueError(f"{name}: bottleneck_dim must be 0 (none) or positive, got {bottleneck_dim}")
         if iterations_per_epoch is not None and int(iterations_per_epoch) < 1:
             raise ValueError(f"{name}: iterations_per_epoch must be positive or null, got {iterations_per_epoch}")
+        if patience is not None and int(patience) < 1:
+            raise ValueError(f"{name}: patience must be a positive number of scored epochs or null, got {patience}")
         if not hasattr(backbone, "out_features"):
             raise TypeError(f"{name}: the backbone must expose out_features")
         self.backbone = backbone
@@ -175,6 +181,7 @@ class DeepMethod(pl.LightningModule, Method):
         self.eval_batch_size = int(eval_batch_size)
         self.num_workers = int(num_workers)
         self.report_every = int(report_every)
+        self.patience = None if patience is None else int(patience)
         self.num_classes: int | None = None
         self._image_shape: tuple[int, ...] | None = None
         self._augment = "none"
@@ -183,6 +190,7 @@ class DeepMethod(pl.LightningModule, Method):
         self._predict_device = torch.device("cpu")
         self._epoch_sums: dict[str, torch.Tensor] = {}
         self._best: tuple[float, int, dict[str, torch.Tensor]] | None = None
+        self._scored_since_best = 0
 
     # ---------------------------------------------------------------------------------------- network
 
@@ -205,6 +213,10 @@ class DeepMethod(pl.LightningModule, Method):
 
     def build_extra(self, data: TrainingData) -> None:
         """Build the networks the method adds (discriminators, decoders...): called in ``fit``, after the head."""
+
+    def callbacks(self) -> list[pl.Callback]:
+        """Lightning callbacks the method trains with (none by default)."""
+        return []
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The representation the classifier reads: bottleneck(backbone(x))."""
@@ -266,6 +278,16 @@ class DeepMethod(pl.LightningModule, Method):
         source = self.labeled_source(data)
         return self.epoch_of(self.make_loader(source.X, source.y, shuffle=True, drop_last=True))
 
+    def paired_loaders(self, source: DataLoader, target: DataLoader) -> Any:
+        """Source and target batches drawn together, as ``{"source": ..., "target": ...}``: an epoch is one pass
+        over the larger domain (the smaller cycling), or ``iterations_per_epoch`` steps with both cycling."""
+        from pytorch_lightning.utilities.combined_loader import CombinedLoader
+
+        loaders = {"source": source, "target": target}
+        if self.iterations_per_epoch is None:
+            return CombinedLoader(loaders, mode="max_size_cycle")
+        return CombinedLoader({name: self.epoch_of(loader) for name, loader in loaders.items()}, mode="min_size")
+
     def epoch_of(self, loader: DataLoader) -> Any:
         """What one epoch iterates: the loader once, or ``iterations_per_epoch`` batches of it, cycling."""
         return loader if self.iterations_per_epoch is None else Cycle(loader, self.iterations_per_epoch)
@@ -275,8 +297,8 @@ class DeepMethod(pl.LightningModule, Method):
     def record(
         self, loss: torch.Tensor, logits: torch.Tensor | None = None, y: torch.Tensor | None = None, **terms: torch.Tensor
     ) -> None:
-        """Add a batch to the epoch's means: ``train_loss``, each named loss term, and ``source_train_acc``
-        (from the source logits and labels)."""
+        """Add a batch to the epoch's means: ``train_loss``, each named loss term, and the training accuracy
+        (``source_train_acc``, from the labeled batch's logits and labels; see :attr:`train_accuracy_name`)."""
         sums = {"train_loss": loss, **terms}
         for name, value in sums.items():
             value = value.detach().double().reshape(())
@@ -284,7 +306,7 @@ class DeepMethod(pl.LightningModule, Method):
             self._epoch_sums[name] = self._epoch_sums[name] + total if name in self._epoch_sums else total
         if logits is not None and y is not None:
             correct = torch.stack([(logits.detach().argmax(dim=1) == y).sum().double(), y.new_tensor(len(y)).double()])
-            key = "source_train_acc"
+            key = self.train_accuracy_name
             self._epoch_sums[key] = self._epoch_sums[key] + correct if key in self._epoch_sums else correct
         self.log("train_loss", loss.detach(), prog_bar=True, logger=False, on_step=True, on_epoch=False)
 
@@ -338,7 +360,9 @@ class DeepMethod(pl.LightningModule, Method):
         oracle = context.reporter.target_predictions(target_probs.argmax(axis=1), step=epoch)
         scores = {"entropy": selection.neg_entropy(target_probs),
                   "snd": selection.soft_neighborhood_density(target_probs, seed=context.seed)}
-        if data.source_val is not None and len(data.source_val):
+        if data.target_val is not None and len(data.target_val):
+            scores["target_val"] = float(np.mean(self._outputs(data.target_val.X)[0].argmax(axis=1) == data.target_val.y))
+        if data.source_val is not None and len(data.source_val) and isinstance(data.source, Labeled):
             val_probs, val_features = self._outputs(data.source_val.X)
             val_losses = -np.log(np.clip(val_probs[np.arange(len(val_probs)), data.source_val.y], 1e-12, None))
             source = self.labeled_source(data)
@@ -357,12 +381,18 @@ class DeepMethod(pl.LightningModule, Method):
             raise ValueError(
                 f"trainer.select={context.select} needs "
                 + ("a held-out source split: set dataset.source_val_fraction > 0" if context.select in ("source_val", "dev")
+                   else "a held-out labeled target split: set scenario.target_val_fraction > 0" if context.select == "target_val"
                    else "target labels at training time, which this scenario does not give")
             )
         score = scores[context.select]
         if self._best is None or score > self._best[0]:
             state = {key: value.detach().to("cpu", copy=True) for key, value in self.state_dict().items()}
-            self._best = (score, epoch, state)
+            self._best, self._scored_since_best = (score, epoch, state), 0
+        else:
+            self._scored_since_best += 1
+            if self.patience is not None and self._scored_since_best >= self.patience:
+                self.trainer.should_stop = True
+                logged["stopped_epoch"] = float(epoch)
         return logged
 
     def _restore_selected(self) -> None:
@@ -393,13 +423,29 @@ class DeepMethod(pl.LightningModule, Method):
 
     # ----------------------------------------------------------------------------------------- optimizer
 
-    def configure_optimizers(self) -> Any:
+    def param_groups(self) -> list[dict[str, Any]]:
+        """The optimizer's parameter groups, each ``{"name", "params", "lr"}``: the head (bottleneck,
+        classifier, any added network) at ``lr`` and the backbone at ``lr · backbone_lr_mult``."""
         backbone_params = [p for p in self.backbone.parameters() if p.requires_grad]
         backbone_ids = {id(p) for p in backbone_params}
         other_params = [p for p in self.parameters() if p.requires_grad and id(p) not in backbone_ids]
-        groups = [{"params": other_params, "lr": self.lr}]
+        groups = [{"name": "head", "params": other_params, "lr": self.lr}]
         if backbone_params:
-            groups.append({"params": backbone_params, "lr": self.lr * self.backbone_lr_mult})
+            groups.append({"name": "backbone", "params": backbone_params, "lr": self.lr * self.backbone_lr_mult})
+        return groups
+
+    def lr_factor(self, step: int, total: int, group: dict[str, Any]) -> float:
+        """The multiplier of ``group``'s learning rate at optimizer step ``step`` of ``total``: the
+        ``lr_schedule`` (1, cosine to 0, or ``(1 + 10 p)^-0.75`` with ``p = step / total``)."""
+        p = min(step, total) / total
+        if self.lr_schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * p))
+        if self.lr_schedule == "inv":
+            return (1.0 + 10.0 * p) ** -0.75
+        return 1.0
+
+    def configure_optimizers(self) -> Any:
+        groups = self.param_groups()
         if self.optimizer_name == "sgd":
             optimizer = torch.optim.SGD(
                 groups, lr=self.lr, momentum=self.momentum, nesterov=self.nesterov and self.momentum > 0,
@@ -407,14 +453,9 @@ class DeepMethod(pl.LightningModule, Method):
             )
         else:
             optimizer = torch.optim.Adam(groups, lr=self.lr, weight_decay=self.weight_decay)
-        if self.lr_schedule == "none":
-            return optimizer
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        if self.lr_schedule == "cosine":
-            factor = lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))  # noqa: E731
-        else:
-            factor = lambda step: (1.0 + 10.0 * min(step, total) / total) ** -0.75  # noqa: E731
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        factors = [lambda step, group=group: self.lr_factor(step, total, group) for group in optimizer.param_groups]
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factors)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # --------------------------------------------------------------------------------- Method interface
@@ -426,7 +467,12 @@ class DeepMethod(pl.LightningModule, Method):
                 f"trainer settings {', '.join(reserved)} are set by the method (method.epochs, the run's logger, "
                 "no checkpoints); remove them from the trainer config"
             )
-        self._data, self._context, self._best = data, context, None
+        if self.patience is not None and context.select == "last":
+            raise ValueError(
+                f"{type(self).__name__}: patience (early stopping) watches the trainer.select score; set trainer.select "
+                "to a score (e.g. target_val in finetune, source_val in da)"
+            )
+        self._data, self._context, self._best, self._scored_since_best = data, context, None, 0
         self._image_shape = tuple(data.image_shape) if data.image_shape else None
         self._augment = data.augment
         self._predict_device = torch.device(context.device)
@@ -440,7 +486,8 @@ class DeepMethod(pl.LightningModule, Method):
             before = tuple(self._outputs(X, layer=self.backbone)[1] for X in diagnostic_samples)
         logger = context.lightning_logger() if context.lightning_logger is not None else None
         trainer = pl.Trainer(
-            max_epochs=self.epochs, logger=logger or False, enable_checkpointing=False, **context.trainer
+            max_epochs=self.epochs, logger=logger or False, enable_checkpointing=False, callbacks=self.callbacks(),
+            **context.trainer,
         )
         try:
             with warnings.catch_warnings():
@@ -449,6 +496,8 @@ class DeepMethod(pl.LightningModule, Method):
                 warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
                 # Emitted inside Lightning 2.6 under torch 2.14 (its own pytree helper); nothing to act on here.
                 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+                # Frozen copies (teachers, a progressive net's source column) stay in eval mode on purpose.
+                warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
                 trainer.fit(self, train_dataloaders=self.train_dataloaders(data))
             self.to(self._predict_device)
             self._restore_selected()
