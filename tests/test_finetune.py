@@ -65,8 +65,10 @@ def test_the_fine_tuning_family_is_registered_for_finetune():
 
 def test_frozen_stages_do_not_move_while_the_others_do(compose):
     data, _ = _data()
-    method = _method(compose, "finetune", freeze="first_k", freeze_k=1, pretrain_epochs=0, epochs=1,
-                     iterations_per_epoch=5, report_every=0)
+    backbone = _mlp()
+    backbone.weights_sha256 = "given"  # as if loaded from a file: no source phase, so stages change only here
+    method = _method(compose, "finetune", backbone, freeze="first_k", freeze_k=1, epochs=1, iterations_per_epoch=5,
+                     report_every=0)
     before = {name: _snapshot(stage) for name, stage in method.backbone.stages()}
     _fit(method, data)
     after = {name: _snapshot(stage) for name, stage in method.backbone.stages()}
@@ -126,6 +128,8 @@ def test_gradual_unfreezing_adds_one_stage_from_the_top_every_n_epochs(compose):
     _fit(method, data)
     assert seen == {0: [], 1: [], 2: ["block3"], 3: ["block3"], 4: ["block2", "block3"]}
     assert [(start, name) for start, name, _ in method.unfreezing_schedule()] == [(2, "block3"), (4, "block2"), (6, "block1")]
+    with pytest.warns(UserWarning, match="the stages block1 are never unfrozen"):
+        method.callbacks()
 
 
 def test_frozen_batch_norm_statistics_stay_when_asked(compose):
@@ -134,6 +138,7 @@ def test_frozen_batch_norm_statistics_stay_when_asked(compose):
     from tlrun.backbones import ResNet
 
     backbone = ResNet(input_shape=(1, 8, 8), arch="resnet18", image_size=None)
+    backbone.weights_sha256 = "given"  # as if loaded: freezing needs pre-trained stages
     stem_bn = backbone.bn1
     for freeze_bn, should_change in ((True, False), (False, True)):
         method = _method(compose, "finetune", backbone, freeze="first_k", freeze_k=1, freeze_bn=freeze_bn,
@@ -151,6 +156,10 @@ def test_identity_backbone_and_weights_for_target_only_are_refused(compose):
         _method(compose, "finetune", freeze="first_k", freeze_k=3)
     with pytest.raises(Exception, match="freeze must be one of"):
         _method(compose, "finetune", freeze="first_two")
+    with pytest.raises(Exception, match="would keep randomly initialised stages"):
+        _method(compose, "finetune", freeze="all_but_head", pretrain_epochs=0)
+    with pytest.raises(Exception, match="would keep randomly initialised stages"):
+        _method(compose, "target_only", freeze="first_k")
     backbone = _mlp()
     backbone.weights_sha256 = "abc"  # as if loaded from a file
     with pytest.raises(Exception, match="TargetOnly trains from scratch"):
@@ -209,6 +218,8 @@ def test_distill_finetune_starts_at_zero_and_uses_the_source_classifier_when_the
     _fit(method2, data)
     assert all(p.requires_grad is False for p in method2.teacher_backbone.parameters())
     assert teacher.keys() == _snapshot(method2.teacher_backbone).keys()
+    saved = method2.saved_state()  # the logged model leaves the frozen teacher out
+    assert not any(key.startswith("teacher_") for key in saved) and any(key.startswith("backbone.") for key in saved)
 
 
 def test_target_val_selects_and_stops_early(compose):

@@ -69,6 +69,8 @@ def test_finetune_with_a_separate_test_domain_may_label_the_whole_target(tmp_pat
     assert np.bincount(half.target.y).tolist() == [3, 3, 3]
     with pytest.raises(ScenarioError, match="1 needs a separate test domain"):
         split(source, target, "finetune", seed=0, target_label_fraction=1.0)
+    with pytest.raises(ScenarioError, match="is the target domain itself"):
+        split(source, target, "finetune", seed=0, target_label_fraction=0.5, target_test=target)
 
 
 def test_the_task_adaptation_recipe_composes_for_every_swept_setting(compose):

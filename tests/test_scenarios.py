@@ -113,7 +113,7 @@ def test_finetune_validation_split_is_per_class_and_disjoint_from_training_and_t
     test_rows = {tuple(r) for r in evaluation.target_test.X}
     assert not train_rows & val_rows and not (train_rows | val_rows) & test_rows
     assert len(test_rows) == 60 - 15
-    none, _ = split(source, target, "finetune", seed=2, target_labels_per_class=1, target_val_fraction=0.4)
-    assert none.target_val is None  # floor(0.4 * 1) = 0 per class
+    with pytest.raises(ScenarioError, match="holds out none"):  # floor(0.4 * 1) = 0 per class
+        split(source, target, "finetune", seed=2, target_labels_per_class=1, target_val_fraction=0.4)
     with pytest.raises(ScenarioError, match="target_val_fraction must be in"):
         split(source, target, "finetune", seed=2, target_labels_per_class=5, target_val_fraction=1.0)

@@ -314,7 +314,9 @@ def run(cfg: DictConfig) -> float:
 
         if cfg.get("save_model", True) and isinstance(method, torch.nn.Module):
             tracked.log_model(method)
-        result = evaluate(method, evaluation, training.source, training.classes, tracked, step=reporter.last_step)
-        tracked.log_metrics({"duration_s": time.perf_counter() - started}, reporter.last_step)
+        # Deep methods log their epochs through Lightning's logger, which the reporter does not see.
+        final_step = max(reporter.last_step, int(getattr(method, "epochs", 0)))
+        result = evaluate(method, evaluation, training.source, training.classes, tracked, step=final_step)
+        tracked.log_metrics({"duration_s": time.perf_counter() - started}, final_step)
     print_summary(cfg, result, tracked)
     return result.target_acc

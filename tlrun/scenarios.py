@@ -198,6 +198,11 @@ def _labeled_target_index(
                 "to test on; lower scenario.target_labels_per_class or scenario.target_label_fraction"
             )
         n_val = int(np.floor(val_fraction * count))
+        if val_fraction > 0 and n_val == 0:
+            raise ScenarioError(
+                f"finetune: scenario.target_val_fraction={val_fraction} of {count} labeled samples of class {label} "
+                "holds out none; raise the fraction or the labels per class (or set it to 0: no validation split)"
+            )
         val.append(members[:n_val])
         train.append(members[n_val:count])
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
@@ -227,6 +232,11 @@ def split(
     """
     check_same_classes(source, target)
     if target_test is not None:
+        if target_test.name == target.name:
+            raise ScenarioError(
+                f"finetune: the test domain {target_test.name!r} is the target domain itself, so the labeled pool "
+                "would be drawn from the test set; set dataset.target_test to another folder, or to null"
+            )
         check_same_classes(target, target_test)
     rng = np.random.default_rng(seed)
     train_index, val_index = _holdout(len(source), source_val_fraction, rng)

@@ -175,8 +175,10 @@ def fetch_run_weights(uri: str, tracking_uri: str, destination: Path) -> tuple[s
             "MLflow UI or from the end of the earlier run's output, and track into the same store (logger.tracking_uri)."
         ) from None
     try:
+        folder = destination / run_id  # one folder per run: parallel jobs chaining from different runs
+        folder.mkdir(parents=True, exist_ok=True)
         local = Path(download_artifacts(run_id=run_id, artifact_path=artifact_path, tracking_uri=tracking_uri,
-                                        dst_path=str(destination)))
+                                        dst_path=str(folder)))
     except (MlflowException, OSError):
         raise TlrunError(
             f"backbone.weights={uri}: run {run_id} has no artifact {artifact_path!r}. Runs of deep methods log their "
@@ -264,15 +266,17 @@ class TrackedRun:
             self.client.log_figure(self.run_id, figure, artifact_file)
 
     def log_model(self, module: Any) -> None:
-        """Log ``module.state_dict()`` as the artifact ``model/state_dict.pt`` (a plain file ``torch.load`` reads;
-        a later run starts from it with ``backbone.weights=runs:/<run_id>/model``)."""
+        """Log the module's weights as the artifact ``model/state_dict.pt`` (a plain file ``torch.load`` reads;
+        a later run starts from it with ``backbone.weights=runs:/<run_id>/model``): ``module.saved_state()`` when
+        it has one (deep methods leave out frozen copies), else its ``state_dict()``."""
         import tempfile
 
         import torch
 
         with tempfile.TemporaryDirectory() as scratch:
             file = Path(scratch) / MODEL_FILE
-            torch.save({key: value.detach().cpu() for key, value in module.state_dict().items()}, file)
+            state = module.saved_state() if hasattr(module, "saved_state") else module.state_dict()
+            torch.save({key: value.detach().cpu() for key, value in state.items()}, file)
             self.log_artifact(file, MODEL_ARTIFACT)
 
     def lightning_logger(self) -> Any:

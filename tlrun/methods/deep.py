@@ -122,6 +122,8 @@ class DeepMethod(pl.LightningModule, Method):
     bottleneck_activation: type[nn.Module] = nn.ReLU
     #: The metric :meth:`record` logs the training batches' accuracy as.
     train_accuracy_name = "source_train_acc"
+    #: Submodules left out of the logged weights (frozen copies: a teacher, a progressive net's source column).
+    unsaved_modules: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -528,6 +530,11 @@ class DeepMethod(pl.LightningModule, Method):
             torch.cat(probabilities).numpy() if probabilities else np.zeros((0, num_classes), dtype=np.float32),
             torch.cat(features).numpy() if features else np.zeros((0, self.feature_dim), dtype=np.float32),
         )
+
+    def saved_state(self) -> dict[str, torch.Tensor]:
+        """The weights a run logs as its model (``state_dict`` less :attr:`unsaved_modules`)."""
+        prefixes = tuple(f"{name}." for name in self.unsaved_modules)
+        return {key: value for key, value in self.state_dict().items() if not prefixes or not key.startswith(prefixes)}
 
     def predict(self, X: np.ndarray | tuple[str, ...]) -> np.ndarray:
         if self.classifier is None:

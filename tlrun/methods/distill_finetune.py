@@ -31,6 +31,8 @@ class DistillFinetune(FineTuning):
         temperature: ``τ``.
     """
 
+    unsaved_modules = ("teacher_backbone", "teacher_head")
+
     def __init__(self, backbone: nn.Module, distill_weight: float = 1.0, temperature: float = 2.0, **kwargs: Any) -> None:
         super().__init__(backbone, **kwargs)
         if distill_weight < 0 or temperature <= 0:

@@ -32,6 +32,7 @@ stem, layer1…layer4; LeNet: conv1, conv2, fc; MLP: block1…):
 from __future__ import annotations
 
 import copy
+import warnings
 from types import SimpleNamespace
 from typing import Any
 
@@ -98,8 +99,9 @@ class FineTuning(DeepMethod):
         head_lr: the new head's learning rate (``None``: ``lr``).
         unfreeze_every: gradual unfreezing: one more stage from the top every this many epochs (0: off).
         warmup_epochs: linear learning-rate warm-up of each group from the epoch it starts training.
-        backbone_lr_mult: ``auto`` is 0.1 when the backbone starts pre-trained (always, unless the method trains
-            from scratch: ``starts_pretrained`` false and no weights given), else 1.
+        backbone_lr_mult: ``auto`` is 0.1 when the backbone starts pre-trained (weights given, or a source phase
+            of ``pretrain_epochs > 0``), else 1.
+    Freezing needs pre-trained stages: ``freeze`` other than ``none`` on random weights is an error.
     """
 
     train_accuracy_name = "target_train_acc"
@@ -121,11 +123,17 @@ class FineTuning(DeepMethod):
         backbone_lr_mult: float | str = "auto",
         **kwargs: Any,
     ) -> None:
+        given = getattr(backbone, "weights_id", lambda: "none")() != "none"
+        pretrained = given or (self.starts_pretrained and int(pretrain_epochs) > 0)
         if backbone_lr_mult == "auto":
-            pretrained = self.starts_pretrained or getattr(backbone, "weights_id", lambda: "none")() != "none"
             backbone_lr_mult = 0.1 if pretrained else 1.0
         super().__init__(backbone, backbone_lr_mult=backbone_lr_mult, **kwargs)
         name = type(self).__name__
+        if freeze != "none" and not pretrained:
+            raise ValueError(
+                f"{name}: freeze={freeze} would keep randomly initialised stages as they are (no backbone.weights"
+                + (" and pretrain_epochs=0" if self.starts_pretrained else "") + "); use freeze=none"
+            )
         if freeze not in FREEZE_POLICIES:
             raise ValueError(f"{name}: freeze must be one of {', '.join(FREEZE_POLICIES)}, got {freeze!r}")
         if int(pretrain_epochs) < 0 or int(unfreeze_every) < 0 or int(warmup_epochs) < 0:
@@ -208,7 +216,15 @@ class FineTuning(DeepMethod):
         return factor
 
     def callbacks(self) -> list[Any]:
-        return [GradualUnfreezing(self.unfreezing_schedule())] if self.unfreeze_every else []
+        if not self.unfreeze_every:
+            return []
+        late = [name for start, name, _ in self.unfreezing_schedule() if start >= self.epochs]
+        if late:
+            warnings.warn(
+                f"{type(self).__name__}: with unfreeze_every={self.unfreeze_every} and epochs={self.epochs} the stages "
+                f"{', '.join(late)} are never unfrozen; raise epochs or lower unfreeze_every", stacklevel=2,
+            )
+        return [GradualUnfreezing(self.unfreezing_schedule())]
 
     def train(self, mode: bool = True) -> "FineTuning":
         super().train(mode)

@@ -80,6 +80,8 @@ class Progressive(FineTuning):
         lateral_scale: initial ``α_i`` of every adapter (>= 0).
     """
 
+    unsaved_modules = ("column1",)
+
     def __init__(
         self,
         backbone: nn.Module,
