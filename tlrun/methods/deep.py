@@ -38,6 +38,7 @@ Subclasses implement ``training_step`` (returning the loss). The base provides, 
 
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 from typing import Any, Iterable, Iterator
@@ -52,6 +53,15 @@ from torch.utils.data import DataLoader
 from tlrun.backbones import inputs as _inputs
 from tlrun.methods.base import Method, RunContext
 from tlrun.scenarios import Labeled, TrainingData, take
+
+class _WithoutAdvertising(logging.Filter):
+    """Drops Lightning's tip advertising its cloud logger, printed at every ``Trainer`` construction."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_WithoutAdvertising())
 
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("none", "cosine", "inv")
