@@ -1,4 +1,4 @@
-"""Loss building blocks for deep domain adaptation: small functions of tensors (and tiny modules where there are
+"""Loss building blocks for deep domain adaptation, fine-tuning and zero-shot learning: small functions of tensors (and tiny modules where there are
 parameters), each with its formula in its docstring."""
 
 from tlrun.losses.adversarial import (
@@ -43,6 +43,11 @@ from tlrun.losses.pixel import (
     discriminator_loss,
     generator_loss,
 )
+from tlrun.losses.ranking import (
+    compatibility,
+    eszsl_weights,
+    hinge_ranking_loss,
+)
 from tlrun.losses.separation import (
     difference_loss,
     scale_invariant_mse,
@@ -58,6 +63,7 @@ __all__ = [
     "SoftLabelBank",
     "class_soft_labels",
     "cmd",
+    "compatibility",
     "conditional_adversarial_loss",
     "coral_loss",
     "dann_schedule",
@@ -68,10 +74,12 @@ __all__ = [
     "domain_confusion_loss",
     "entropy",
     "entropy_weights",
+    "eszsl_weights",
     "feature_distillation_loss",
     "gaussian_kernel_matrix",
     "generator_loss",
     "gradient_reversal",
+    "hinge_ranking_loss",
     "l2_penalty",
     "l2sp_penalty",
     "minimum_class_confusion",
