@@ -101,6 +101,21 @@ def _raise_if_interrupted() -> None:
 
 
 @contextmanager
+def _signals_handled_by(handler: Any) -> Iterator[bool]:
+    """Within the block, Ctrl-C (SIGINT) and SIGTERM call ``handler``; the previous handlers come back after.
+    Yields whether it took effect: signals can only be handled in the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield False
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield True
+    finally:
+        for sig, earlier in previous.items():
+            signal.signal(sig, earlier if earlier is not None else signal.SIG_DFL)
+
+
+@contextmanager
 def interrupts_stop_the_run() -> Iterator[None]:
     """Within the block, Ctrl-C (SIGINT) and SIGTERM raise ``KeyboardInterrupt`` and are remembered.
 
@@ -109,16 +124,10 @@ def interrupts_stop_the_run() -> Iterator[None]:
     to end FINISHED. Remembering the signal lets the next store write (every metric, every epoch) and the
     run's end raise it again, so the run still stops and ends KILLED. Outside the main thread it does nothing.
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    watched = (signal.SIGINT, signal.SIGTERM)
-    previous = {sig: signal.signal(sig, _remember_and_interrupt) for sig in watched}
     try:
-        yield
+        with _signals_handled_by(_remember_and_interrupt):
+            yield
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
         _pending_signals.clear()
 
 
@@ -131,20 +140,15 @@ def interrupts_deferred() -> Iterator[None]:
     signal still takes effect, right after the write, as does one received earlier whose ``KeyboardInterrupt``
     Python swallowed (see :func:`interrupts_stop_the_run`). Outside the main thread it does nothing.
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
     received: list[int] = []
-    watched = (signal.SIGINT, signal.SIGTERM)
-    previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum)) for sig in watched}
     try:
-        yield
+        with _signals_handled_by(lambda signum, frame: received.append(signum)) as handled:
+            yield
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
         if received:
             signal.raise_signal(received[0])
-    _raise_if_interrupted()
+    if handled:
+        _raise_if_interrupted()
 
 
 #: Where a run's trained weights are logged: ``<artifacts>/model/state_dict.pt``.

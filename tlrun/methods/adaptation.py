@@ -170,7 +170,7 @@ class DomainAdaptation(DeepMethod):
 
     def train_dataloaders(self, data: TrainingData) -> Any:
         """Source ``(x, y)`` and target ``x`` batches, drawn together (see the module docstring for the epoch)."""
-        source = self.labeled_source(data)
+        source = self.labeled(data, "source")
         return self.paired_loaders(
             self.make_loader(source.X, source.y, shuffle=True, drop_last=True),
             self.make_loader(data.target.X, shuffle=True, drop_last=True, seed_offset=1),

@@ -130,8 +130,9 @@ class DeepMethod(pl.LightningModule, Method):
 
     #: The bottleneck's non-linearity (CMD needs bounded features and uses a sigmoid).
     bottleneck_activation: type[nn.Module] = nn.ReLU
-    #: The metric :meth:`record` logs the training batches' accuracy as.
-    train_accuracy_name = "source_train_acc"
+    #: The side whose labeled samples :meth:`train_dataloaders` draws (``source``; fine-tuning: ``target``); the
+    #: training batches' accuracy is logged as ``<side>_train_acc``.
+    trains_on = "source"
     #: Submodules left out of the logged weights (frozen copies: a teacher, a progressive net's source column).
     unsaved_modules: tuple[str, ...] = ()
 
@@ -279,16 +280,17 @@ class DeepMethod(pl.LightningModule, Method):
         networks a method adds."""
         return next(iter(self.make_loader(X[:size], shuffle=False, batch_size=size)))
 
-    def labeled_source(self, data: TrainingData) -> Labeled:
-        """``data.source``, which must be labeled."""
-        if not isinstance(data.source, Labeled):
-            raise TypeError(f"{type(self).__name__} trains on a labeled source; this scenario's source is unlabeled")
-        return data.source
+    def labeled(self, data: TrainingData, side: str) -> Labeled:
+        """``data.source`` or ``data.target`` (``side``), which must be labeled."""
+        part = getattr(data, side)
+        if not isinstance(part, Labeled):
+            raise TypeError(f"{type(self).__name__} trains on a labeled {side}; this scenario's {side} is unlabeled")
+        return part
 
     def train_dataloaders(self, data: TrainingData) -> Any:
-        """What ``Trainer.fit`` iterates over: by default the labeled source, shuffled, in ``(x, y)`` batches."""
-        source = self.labeled_source(data)
-        return self.epoch_of(self.make_loader(source.X, source.y, shuffle=True, drop_last=True))
+        """What ``Trainer.fit`` iterates over: the labeled :attr:`trains_on` side, shuffled, in ``(x, y)`` batches."""
+        labeled = self.labeled(data, self.trains_on)
+        return self.epoch_of(self.make_loader(labeled.X, labeled.y, shuffle=True, drop_last=True))
 
     def paired_loaders(self, source: DataLoader, target: DataLoader) -> Any:
         """Source and target batches drawn together, as ``{"source": ..., "target": ...}``: an epoch is one pass
@@ -310,7 +312,7 @@ class DeepMethod(pl.LightningModule, Method):
         self, loss: torch.Tensor, logits: torch.Tensor | None = None, y: torch.Tensor | None = None, **terms: torch.Tensor
     ) -> None:
         """Add a batch to the epoch's means: ``train_loss``, each named loss term, and the training accuracy
-        (``source_train_acc``, from the labeled batch's logits and labels; see :attr:`train_accuracy_name`)."""
+        (``<side>_train_acc``, from the labeled batch's logits and labels; see :attr:`trains_on`)."""
         sums = {"train_loss": loss, **terms}
         for name, value in sums.items():
             value = value.detach().double().reshape(())
@@ -318,7 +320,7 @@ class DeepMethod(pl.LightningModule, Method):
             self._epoch_sums[name] = self._epoch_sums[name] + total if name in self._epoch_sums else total
         if logits is not None and y is not None:
             correct = torch.stack([(logits.detach().argmax(dim=1) == y).sum().double(), y.new_tensor(len(y)).double()])
-            key = self.train_accuracy_name
+            key = f"{self.trains_on}_train_acc"
             self._epoch_sums[key] = self._epoch_sums[key] + correct if key in self._epoch_sums else correct
         self.log("train_loss", loss.detach(), prog_bar=True, logger=False, on_step=True, on_epoch=False)
 
@@ -377,7 +379,7 @@ class DeepMethod(pl.LightningModule, Method):
         if data.source_val is not None and len(data.source_val) and isinstance(data.source, Labeled):
             val_probs, val_features = self._outputs(data.source_val.X)
             val_losses = -np.log(np.clip(val_probs[np.arange(len(val_probs)), data.source_val.y], 1e-12, None))
-            source = self.labeled_source(data)
+            source = self.labeled(data, "source")
             _, source_features = self._outputs(take(source.X, _subsample(len(source), SCORE_SAMPLES, context.seed)))
             target_features = target_features[_subsample(len(target_features), SCORE_SAMPLES, context.seed)]
             scores["source_val"] = selection.source_val_accuracy(val_probs, data.source_val.y)
@@ -418,7 +420,7 @@ class DeepMethod(pl.LightningModule, Method):
     # -------------------------------------------------------------------------------------- diagnostics
 
     def _diagnostic_samples(self, data: TrainingData, seed: int) -> tuple[Any, Any]:
-        source = self.labeled_source(data)
+        source = self.labeled(data, "source")
         return (take(source.X, _subsample(len(source), DIAGNOSTIC_SAMPLES, seed)),
                 take(data.target.X, _subsample(len(data.target), DIAGNOSTIC_SAMPLES, seed)))
 

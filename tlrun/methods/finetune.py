@@ -43,7 +43,7 @@ from torch.nn import functional as F
 
 from tlrun.methods.base import RunContext
 from tlrun.methods.deep import DeepMethod
-from tlrun.scenarios import Labeled, TrainingData
+from tlrun.scenarios import TrainingData
 
 FREEZE_POLICIES = ("none", "all_but_head", "first_k", "last_k")
 
@@ -104,7 +104,7 @@ class FineTuning(DeepMethod):
     Freezing needs pre-trained stages: ``freeze`` other than ``none`` on random weights is an error.
     """
 
-    train_accuracy_name = "target_train_acc"
+    trains_on = "target"
     #: Whether the backbone starts from pre-trained weights (given, or from the source phase).
     starts_pretrained = True
 
@@ -129,13 +129,13 @@ class FineTuning(DeepMethod):
             backbone_lr_mult = 0.1 if pretrained else 1.0
         super().__init__(backbone, backbone_lr_mult=backbone_lr_mult, **kwargs)
         name = type(self).__name__
+        if freeze not in FREEZE_POLICIES:
+            raise ValueError(f"{name}: freeze must be one of {', '.join(FREEZE_POLICIES)}, got {freeze!r}")
         if freeze != "none" and not pretrained:
             raise ValueError(
                 f"{name}: freeze={freeze} would keep randomly initialised stages as they are (no backbone.weights"
                 + (" and pretrain_epochs=0" if self.starts_pretrained else "") + "); use freeze=none"
             )
-        if freeze not in FREEZE_POLICIES:
-            raise ValueError(f"{name}: freeze must be one of {', '.join(FREEZE_POLICIES)}, got {freeze!r}")
         if int(pretrain_epochs) < 0 or int(unfreeze_every) < 0 or int(warmup_epochs) < 0:
             raise ValueError(f"{name}: pretrain_epochs, unfreeze_every and warmup_epochs must be >= 0")
         if not 0.0 < float(layer_decay) <= 1.0:
@@ -249,18 +249,6 @@ class FineTuning(DeepMethod):
     def on_train_epoch_start(self) -> None:
         super().on_train_epoch_start()
         self.train()  # Lightning keeps the modules' modes as it found them: set them (and frozen statistics) here
-
-    # ------------------------------------------------------------------------------------------- data
-
-    def labeled_target(self, data: TrainingData) -> Labeled:
-        if not isinstance(data.target, Labeled):
-            raise TypeError(f"{type(self).__name__} trains on target labels; this scenario's target is unlabeled")
-        return data.target
-
-    def train_dataloaders(self, data: TrainingData) -> Any:
-        """The labeled target pool, shuffled, in ``(x, y)`` batches."""
-        target = self.labeled_target(data)
-        return self.epoch_of(self.make_loader(target.X, target.y, shuffle=True, drop_last=True))
 
     # --------------------------------------------------------------------------------------- training
 

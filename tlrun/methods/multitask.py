@@ -182,7 +182,7 @@ class MultiTask(FineTuning):
 
     def train_dataloaders(self, data: TrainingData) -> Any:
         """Labeled source and labeled target ``(x, y)`` batches, drawn together (:meth:`paired_loaders`)."""
-        source, target = self.labeled_source(data), self.labeled_target(data)
+        source, target = self.labeled(data, "source"), self.labeled(data, "target")
         return self.paired_loaders(
             self.make_loader(source.X, source.y, shuffle=True, drop_last=True),
             self.make_loader(target.X, target.y, shuffle=True, drop_last=True, seed_offset=1),
