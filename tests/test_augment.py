@@ -130,7 +130,7 @@ def test_dataset_check_validates_augment(tmp_path):
 def test_every_dataset_config_names_its_policy():
     expected = {
         "digits": "none", "features": "none", "mnist_usps_svhn": "none", "office_caltech10": "none",
-        "office31": "crop_flip", "office_home": "crop_flip", "image_folder": "crop_flip",
+        "office31": "crop_flip", "office_home": "crop_flip", "image_folder": "crop_flip", "zsl_xlsa": "none",
     }
     assert set(group_options("dataset")) == set(expected)
     for name, policy in expected.items():
@@ -138,6 +138,6 @@ def test_every_dataset_config_names_its_policy():
         assert config.augment == policy, name
         if name in ("features", "image_folder"):
             config.source, config.target = "a", "b"  # required on the command line
-        if name == "image_folder":
+        if name in ("image_folder", "zsl_xlsa"):
             config.root = "/data/images"
         assert instantiate(config).augment == policy, name

@@ -117,3 +117,38 @@ def test_finetune_validation_split_is_per_class_and_disjoint_from_training_and_t
         split(source, target, "finetune", seed=2, target_labels_per_class=1, target_val_fraction=0.4)
     with pytest.raises(ScenarioError, match="target_val_fraction must be in"):
         split(source, target, "finetune", seed=2, target_labels_per_class=5, target_val_fraction=1.0)
+
+
+def test_selftaught_source_has_no_labels_and_target_is_a_labeled_pool():
+    source, target = _domain("s", 30, 0), _domain("t", 30, 1)
+    training, evaluation = split(source, target, "selftaught", seed=0, target_labels_per_class=2)
+    assert isinstance(training.source, Unlabeled) and not hasattr(training.source, "y")
+    assert not any(array is source.y or np.shares_memory(array, source.y) for array in _arrays(training))
+    assert np.bincount(training.target.y).tolist() == [2, 2, 2]
+    assert evaluation.source_val is None and len(evaluation.target_test) == 24
+    training_rows = {row.tobytes() for row in training.target.X}
+    assert not any(row.tobytes() in training_rows for row in evaluation.target_test.X)
+    with pytest.raises(ScenarioError, match="selftaught: set exactly one"):
+        split(source, target, "selftaught", seed=0, target_labels_per_class=None)
+
+
+def test_selftaught_source_may_hold_other_classes():
+    source = Domain("s", np.ones((6, 4)), np.zeros(6, dtype=np.int64), CLASSES)  # one class only
+    training, _ = split(source, _domain("t", 30, 1), "selftaught", seed=0, target_labels_per_class=1)
+    assert len(training.source) == 6 and training.num_classes == 3
+
+
+def test_selftaught_clustering_holds_no_label_on_either_side():
+    source, target = _domain("s", 12, 0), _domain("t", 9, 1)
+    training, evaluation = split(source, target, "selftaught_clustering", seed=0)
+    assert isinstance(training.source, Unlabeled) and isinstance(training.target, Unlabeled)
+    labels = [array for array in _arrays(training) if array.dtype.kind == "i"]
+    assert labels == []  # no integer array (label) anywhere in the training data
+    assert evaluation.target_is_training_target and evaluation.scenario == "selftaught_clustering"
+    np.testing.assert_array_equal(evaluation.target_test.y, target.y)
+    assert training.num_classes == 3
+
+
+def test_zeroshot_needs_its_own_split():
+    with pytest.raises(ScenarioError, match="split_zeroshot"):
+        split(_domain("s", 12, 0), _domain("t", 12, 1), "zeroshot", seed=0)

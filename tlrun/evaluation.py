@@ -1,26 +1,33 @@
 """Scoring a fitted method on data it never saw labels of, and reporting the result.
 
-``target_acc`` is measured on the scenario's target test set, ``source_acc`` on the held-out source split
-(or, when the whole source trained, on the training source, tagged ``source_acc_split=train``). Both are
-fractions in [0, 1]. The per-class target accuracy and the confusion matrix are logged as artifacts.
+``target_acc`` is every run's headline number, measured on the scenario's target test set: the accuracy
+(``da``, ``finetune``, ``selftaught``); the mean per-class accuracy on the unseen classes (``zeroshot``, which
+also logs GZSL's ``gzsl_seen_acc``, ``gzsl_unseen_acc`` and their harmonic mean ``gzsl_h``); the clustering
+accuracy (``selftaught_clustering``, with ``nmi`` and ``ari``). ``source_acc`` is measured on the held-out
+source split (or, when the whole source trained, on the training source, tagged ``source_acc_split=train``);
+an unlabeled source has none. All are fractions in [0, 1]. The per-class target accuracy and the confusion
+matrix are logged as artifacts (after matching clusters to classes, for clustering).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from tlrun.scenarios import EvaluationData, Labeled
+from tlrun import metrics
+from tlrun.scenarios import EvaluationData, Labeled, Unlabeled
 
 
 @dataclass(frozen=True)
 class Result:
     target_acc: float
-    source_acc: float
+    source_acc: float | None
     source_acc_split: str
     per_class_acc: dict[str, float]
+    #: The scenario's own metrics (``gzsl_h``, ``nmi``...), logged beside ``target_acc``.
+    extra: dict[str, float] = field(default_factory=dict)
 
 
 def per_class_accuracy(labels: np.ndarray, predictions: np.ndarray, classes: tuple[str, ...]) -> dict[str, float]:
@@ -61,30 +68,86 @@ def confusion_figure(labels: np.ndarray, predictions: np.ndarray, classes: tuple
     return figure
 
 
+def _source_accuracy(method: Any, evaluation: EvaluationData, source_train: Labeled | Unlabeled) -> tuple[float | None, str]:
+    """``source_acc`` on the held-out source split, else on the training source; ``None`` when unlabeled."""
+    if evaluation.source_val is not None:
+        source, split = evaluation.source_val, "validation"
+    elif isinstance(source_train, Labeled):
+        source, split = source_train, "train"
+    else:
+        return None, "none"
+    return float(np.mean(np.asarray(method.predict(source.X)) == source.y)), split
+
+
+def _zeroshot_predictions(method: Any, evaluation: EvaluationData) -> tuple[np.ndarray, dict[str, float]]:
+    """ZSL predictions of the unseen test samples (among the unseen classes) and the GZSL metrics (among every
+    class, the seen classes' scores lowered by ``method.calibration``)."""
+    classes, unseen_test = evaluation.classes, evaluation.target_test
+    unseen = np.array(evaluation.unseen)
+    zsl_scores = method.class_scores(unseen_test.X, classes.subset(unseen.tolist()))
+    zsl_predictions = unseen[np.asarray(zsl_scores).argmax(axis=1)]
+    seen_mask = ~np.isin(np.asarray(classes.labels), unseen)
+    calibration = float(getattr(method, "calibration", 0.0))
+
+    def gzsl_predictions(X: Any) -> np.ndarray:
+        scores = np.asarray(method.class_scores(X, classes), dtype=np.float64) - calibration * seen_mask
+        return np.asarray(classes.labels)[scores.argmax(axis=1)]
+
+    extra = {"gzsl_unseen_acc": metrics.mean_per_class_accuracy(unseen_test.y, gzsl_predictions(unseen_test.X))}
+    if evaluation.seen_test is not None:
+        seen_test = evaluation.seen_test
+        extra["gzsl_seen_acc"] = metrics.mean_per_class_accuracy(seen_test.y, gzsl_predictions(seen_test.X))
+        extra["gzsl_h"] = metrics.harmonic_mean(extra["gzsl_seen_acc"], extra["gzsl_unseen_acc"])
+    return zsl_predictions, extra
+
+
 def evaluate(
-    method: Any, evaluation: EvaluationData, source_train: Labeled, classes: tuple[str, ...], tracked: Any, step: int
+    method: Any, evaluation: EvaluationData, source_train: Labeled | Unlabeled, classes: tuple[str, ...], tracked: Any,
+    step: int,
 ) -> Result:
     """Score ``method`` on the evaluation data and log metrics and artifacts to ``tracked``."""
     import matplotlib.pyplot as plt
 
     test = evaluation.target_test
-    target_pred = np.asarray(method.predict(test.X))
-    target_acc = float(np.mean(target_pred == test.y))
-    source, source_split = (
-        (evaluation.source_val, "validation") if evaluation.source_val is not None else (source_train, "train")
-    )
-    source_acc = float(np.mean(np.asarray(method.predict(source.X)) == source.y))
+    extra: dict[str, float] = {}
+    if evaluation.scenario == "zeroshot":
+        target_pred, extra = _zeroshot_predictions(method, evaluation)
+        classes = evaluation.classes.names
+        target_acc = metrics.mean_per_class_accuracy(test.y, target_pred)
+        what = "unseen classes, mean per-class acc"
+    elif evaluation.scenario == "selftaught_clustering":
+        # The test set is the clustered target itself: score the clusters the method found (``target_assignment``,
+        # when it keeps them) rather than a re-assignment by ``predict``.
+        fitted = getattr(method, "target_assignment", None)
+        clusters = np.asarray(fitted if fitted is not None else method.predict(test.X))
+        extra = metrics.clustering_scores(test.y, clusters)
+        target_acc = extra.pop("target_acc")
+        target_pred = metrics.match_clusters(test.y, clusters)  # clusters renamed to their matched classes
+        what = "clusters matched to classes"
+    else:
+        target_pred = np.asarray(method.predict(test.X))
+        target_acc = float(np.mean(target_pred == test.y))
+        what = "acc"
+    source_acc, source_split = _source_accuracy(method, evaluation, source_train)
     per_class = per_class_accuracy(test.y, target_pred, classes)
 
-    tracked.log_metrics({"target_acc": target_acc, "source_acc": source_acc}, step)
+    tracked.log_metrics({"target_acc": target_acc, **extra} | ({} if source_acc is None else {"source_acc": source_acc}), step)
     tracked.set_tags({"source_acc_split": source_split})
     tracked.log_text("class,target_acc,n\n" + "".join(
         f"{name},{acc:.6f},{int(np.sum(test.y == classes.index(name)))}\n" for name, acc in per_class.items()
     ), "per_class_target_acc.csv")
-    figure = confusion_figure(test.y, target_pred, classes, f"target confusion (acc {100 * target_acc:.1f}%)")
+    # Zero-shot plots the unseen classes only; a prediction outside the plotted classes (an unmatched cluster)
+    # goes to a last column.
+    shown = np.unique(test.y) if evaluation.scenario == "zeroshot" else np.arange(len(classes))
+    column = np.full(len(classes) + 1, len(shown), dtype=np.int64)  # index -1: an unmatched cluster
+    column[shown] = np.arange(len(shown))
+    names = tuple(classes[k] for k in shown)
+    if np.any(column[target_pred] == len(shown)):
+        names += ("other",)
+    figure = confusion_figure(column[test.y], column[target_pred], names, f"target confusion ({what} {100 * target_acc:.1f}%)")
     tracked.log_figure(figure, "confusion_matrix.png")
     plt.close(figure)
-    return Result(target_acc, source_acc, source_split, per_class)
+    return Result(target_acc, source_acc, source_split, per_class, extra)
 
 
 def print_summary(cfg: Any, result: Result, tracked: Any) -> None:
@@ -93,9 +156,14 @@ def print_summary(cfg: Any, result: Result, tracked: Any) -> None:
     from rich.table import Table
 
     table = Table(title=f"tlrun: {cfg.method.name} on {cfg.dataset.name}", show_header=False)
-    table.add_row("task", f"{cfg.dataset.get('source', '')} → {cfg.dataset.get('target', '')} ({cfg.scenario.name})")
+    from tlrun.run import task_name
+
+    table.add_row("task", f"{task_name(cfg).replace('->', ' → ')} ({cfg.scenario.name})")
     table.add_row("target_acc", f"{100 * result.target_acc:.2f} %")
-    table.add_row(f"source_acc ({result.source_acc_split})", f"{100 * result.source_acc:.2f} %")
+    for name, value in result.extra.items():
+        table.add_row(name, f"{100 * value:.2f} %")
+    if result.source_acc is not None:
+        table.add_row(f"source_acc ({result.source_acc_split})", f"{100 * result.source_acc:.2f} %")
     table.add_row("MLflow run", f"{tracked.run_id} ({tracked.status})")
     console = Console()
     console.print(table)

@@ -21,7 +21,16 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from tlrun.config import RUN_URI_PREFIX, group_options, instantiate, load_option, method_scenarios
 from tlrun.data.base import Domain, TransferDataset
 from tlrun.errors import TlrunError
-from tlrun.scenarios import EvaluationData, check_fit, check_target_labels, natural_scenario, split
+from tlrun.scenarios import (
+    LABELED_TARGET_SCENARIOS,
+    EvaluationData,
+    TrainingData,
+    check_fit,
+    check_target_labels,
+    natural_scenario,
+    split,
+    split_zeroshot,
+)
 
 
 @dataclass
@@ -60,6 +69,15 @@ def preflight(cfg: DictConfig) -> Plan:
                     resolved[key] = cfg.scenario[key]
             cfg.scenario = resolved
     check_fit(method, cfg.scenario.name, cfg.dataset.name, list(cfg.dataset.scenarios), methods)
+    if cfg.scenario.name == "zeroshot":
+        from tlrun.data.preprocess import check_row_wise
+
+        check_row_wise(str(cfg.dataset.get("preprocess", "none")), "in zeroshot would mix unseen-class samples into training")
+        if str(cfg.trainer.get("select", "last")) not in ("last", "source_val"):
+            raise TlrunError(
+                f"trainer.select={cfg.trainer.select}: zeroshot trains without target samples, so only source_val (the "
+                "held-out seen-class samples, dataset.source_val_fraction > 0) or last can choose the epoch"
+            )
     if str(cfg.trainer.get("select", "last")) == "target_val" and not (
         cfg.scenario.name == "finetune" and float(cfg.scenario.get("target_val_fraction", 0.0)) > 0
     ):
@@ -67,10 +85,11 @@ def preflight(cfg: DictConfig) -> Plan:
             "trainer.select=target_val needs a held-out part of the labeled target: scenario=finetune with "
             "scenario.target_val_fraction > 0 (e.g. 0.2)"
         )
-    if cfg.scenario.name == "finetune":
+    if cfg.scenario.name in LABELED_TARGET_SCENARIOS:
         check_target_labels(
             cfg.scenario.get("target_labels_per_class"), cfg.scenario.get("target_label_fraction"),
             float(cfg.scenario.get("target_val_fraction", 0.0)), bool(cfg.dataset.get("target_test")),
+            cfg.scenario.name,
         )
     weights = str(cfg.backbone.get("weights", "none"))
     backbone_cfg, weights_run = cfg.backbone, None
@@ -149,7 +168,13 @@ class EvaluationReporter:
     def target_predictions(self, predictions: np.ndarray, step: int) -> float | None:
         if not self.evaluation.target_is_training_target:
             return None
-        accuracy = float(np.mean(np.asarray(predictions) == self.evaluation.target_test.y))
+        labels = self.evaluation.target_test.y
+        if self.evaluation.scenario == "selftaught_clustering":  # predictions are cluster ids
+            from tlrun.metrics import clustering_accuracy
+
+            accuracy = clustering_accuracy(labels, np.asarray(predictions))
+        else:
+            accuracy = float(np.mean(np.asarray(predictions) == labels))
         self.log_metrics({"target_acc": accuracy}, step)
         return accuracy
 
@@ -209,6 +234,12 @@ def _build_deep_method(plan: Plan, source: Domain) -> Any:
     return construct(lambda: instantiate(plan.cfg.method, backbone=backbone), "method")
 
 
+def task_name(cfg: DictConfig) -> str:
+    """``source->target``, or ``source->unseen`` in ``zeroshot`` (whose target is the unseen classes)."""
+    target = "unseen" if cfg.scenario.name == "zeroshot" else cfg.dataset.get("target", "")
+    return f"{cfg.dataset.get('source', '')}->{target}"
+
+
 def _tags(cfg: DictConfig, weights_run: str | None = None) -> dict[str, str]:
     """The run's tags; model selection by target accuracy is marked ``selection.oracle=true``; a backbone that
     starts from an earlier run's weights names that run (``lineage.weights_run``)."""
@@ -257,6 +288,45 @@ def _sweep_tags() -> dict[str, str]:
     return {"sweep": sweep_tag(hydra_cfg.sweep.dir), "sweep_job": str(hydra_cfg.job.num)}
 
 
+def _load_and_split(plan: Plan, tracked: Any, feature_device: str | None) -> tuple[TrainingData, EvaluationData, Domain]:
+    """Load the data the scenario needs and split it; closed-form methods (``feature_device`` set) get features.
+
+    Returns the training and evaluation data and a domain whose samples are of the training kind (it sizes a
+    deep method's backbone). The data files' checksums become run tags.
+    """
+    cfg, scenario = plan.cfg, plan.cfg.scenario
+    as_features = (lambda domain: _features(plan, domain, feature_device)) if feature_device else (lambda domain: domain)
+    augment = str(getattr(plan.dataset, "augment", "none"))
+    source_val_fraction = float(cfg.dataset.get("source_val_fraction", 0.0))
+    if scenario.name == "zeroshot":
+        domains = plan.dataset.load_zeroshot()
+        loaded = domains.domains()
+        domains = dataclasses.replace(
+            domains, **{key: as_features(domain) for key, domain in zip(("train", "test_seen", "test_unseen"), loaded)}
+        )
+        # The zero-shot target is the unseen classes (digits: under the source's shift), whatever dataset.target says.
+        tracked.set_tags({"target": domains.test_unseen.name, "unseen": ",".join(domains.classes[k] for k in domains.unseen)})
+        training, evaluation = split_zeroshot(domains, seed=cfg.seed, source_val_fraction=source_val_fraction, augment=augment)
+        source = domains.train
+    else:
+        loaded = plan.dataset.load_pair()
+        source, target = (as_features(domain) for domain in loaded)
+        training, evaluation = split(
+            source,
+            target,
+            scenario.name,
+            seed=cfg.seed,
+            source_val_fraction=source_val_fraction,
+            target_labels_per_class=scenario.get("target_labels_per_class"),
+            target_label_fraction=scenario.get("target_label_fraction"),
+            target_val_fraction=float(scenario.get("target_val_fraction", 0.0)),
+            target_test=plan.dataset.load_target_test() if scenario.name in LABELED_TARGET_SCENARIOS else None,
+            augment=augment,
+        )
+    tracked.set_tags({f"data.sha256.{name}": digest for d in loaded for name, digest in d.checksums.items()})
+    return training, evaluation, source
+
+
 def run(cfg: DictConfig) -> float:
     """Run one composed config; returns the target accuracy (a fraction)."""
     plan = preflight(cfg)
@@ -268,7 +338,7 @@ def run(cfg: DictConfig) -> float:
     # Closed-form methods check their hyperparameters now, before a run is opened; deep ones need the data.
     method = None if deep else construct(lambda: instantiate(cfg.method), "method")
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    run_name = f"{cfg.method.name} {cfg.dataset.get('source', '')}->{cfg.dataset.get('target', '')}"
+    run_name = f"{cfg.method.name} {task_name(cfg)}"
     started = time.perf_counter()
     with interrupts_stop_the_run(), TrackedRun(
         experiment=cfg.logger.experiment, tracking_uri=cfg.logger.tracking_uri, run_name=run_name, tags=_tags(cfg, plan.weights_run)
@@ -278,23 +348,7 @@ def run(cfg: DictConfig) -> float:
         seed_everything(cfg.seed)
         device, trainer_kwargs = _device(cfg)
 
-        source, target = plan.dataset.load_pair()
-        tracked.set_tags({f"data.sha256.{name}": digest for d in (source, target) for name, digest in d.checksums.items()})
-        if not deep:
-            source, target = _features(plan, source, device), _features(plan, target, device)
-        scenario = cfg.scenario
-        training, evaluation = split(
-            source,
-            target,
-            scenario.name,
-            seed=cfg.seed,
-            source_val_fraction=float(cfg.dataset.get("source_val_fraction", 0.0)),
-            target_labels_per_class=scenario.get("target_labels_per_class"),
-            target_label_fraction=scenario.get("target_label_fraction"),
-            target_val_fraction=float(scenario.get("target_val_fraction", 0.0)),
-            target_test=plan.dataset.load_target_test() if scenario.name == "finetune" else None,
-            augment=str(getattr(plan.dataset, "augment", "none")),
-        )
+        training, evaluation, source = _load_and_split(plan, tracked, None if deep else device)
         tracked.log_params({"data.n_source_train": str(len(training.source)), "data.n_target_train": str(len(training.target)),
                             "data.n_target_val": str(len(training.target_val) if training.target_val else 0),
                             "data.n_target_test": str(len(evaluation.target_test))})

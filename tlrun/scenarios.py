@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tlrun.data.base import Domain, check_same_classes
+from tlrun.data.base import Domain, ZeroShotDomains, check_same_classes
 from tlrun.errors import TlrunError
 
 
@@ -74,13 +74,43 @@ class Unlabeled:
 
 
 @dataclass(frozen=True)
+class ClassDescriptions:
+    """Side information of some classes (``zeroshot``): which classes, their names and attribute vectors.
+
+    ``labels[k]`` is the dataset's label id of row ``k``; ``attributes`` is ``(len(labels), a)`` or ``None`` when
+    the dataset has no attributes (label-embedding methods embed ``names`` instead).
+    """
+
+    labels: tuple[int, ...]
+    names: tuple[str, ...]
+    attributes: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, labels: tuple[int, ...] | list[int]) -> "ClassDescriptions":
+        """The descriptions of ``labels`` (dataset label ids), in that order."""
+        rows = [self.labels.index(label) for label in labels]
+        return ClassDescriptions(
+            labels=tuple(int(label) for label in labels),
+            names=tuple(self.names[row] for row in rows),
+            attributes=None if self.attributes is None else self.attributes[rows],
+        )
+
+
+@dataclass(frozen=True)
 class TrainingData:
     """Everything a method may train on.
 
     ``source_val`` is the held-out labeled part of the source (for label-free model selection), or ``None``;
-    ``target_val`` (``finetune`` only) is the part of the labeled target pool held out for early stopping and
-    checkpoint selection, or ``None``; ``augment`` names the dataset's training-time augmentation policy (see
-    :mod:`tlrun.backbones.inputs`).
+    ``target_val`` (``finetune``, ``selftaught``) is the part of the labeled target pool held out for early
+    stopping and checkpoint selection, or ``None``; ``augment`` names the dataset's training-time augmentation
+    policy (see :mod:`tlrun.backbones.inputs`).
+
+    In ``zeroshot`` the training world holds the seen classes only: ``num_classes``, ``classes`` and the labels
+    count the seen classes (label ``k`` is the class ``seen_classes.labels[k]`` of the dataset),
+    ``seen_classes`` describes them, and ``target`` is empty (inductive zero-shot learning: no unseen sample,
+    label or description reaches training).
     """
 
     source: Labeled | Unlabeled
@@ -91,6 +121,7 @@ class TrainingData:
     source_val: Labeled | None = None
     augment: str = "none"
     target_val: Labeled | None = None
+    seen_classes: ClassDescriptions | None = None
 
 
 @dataclass(frozen=True)
@@ -100,11 +131,20 @@ class EvaluationData:
     ``target_test`` is what ``target_acc`` is measured on. In ``da`` it is the whole target domain, the same
     samples as the unlabeled training target in the same order (the transductive protocol of the papers).
     ``source_val`` is a held-out part of the source, or ``None`` when the whole source trains.
+
+    ``zeroshot``: ``target_test`` holds the unseen classes' test samples, ``seen_test`` the held-out samples of
+    the seen classes (GZSL), ``classes`` describes every class and ``unseen`` lists the unseen ones (the ZSL
+    candidates, whether or not each has test samples); labels are the dataset's ids. In
+    ``selftaught_clustering`` the predictions are cluster ids, scored after matching clusters to classes.
     """
 
     target_test: Labeled
     source_val: Labeled | None
     target_is_training_target: bool
+    scenario: str = "da"
+    seen_test: Labeled | None = None
+    classes: ClassDescriptions | None = None
+    unseen: tuple[int, ...] = ()
 
 
 def natural_scenario(method_scenarios: list[str]) -> str:
@@ -156,25 +196,33 @@ def take(X: np.ndarray | tuple[str, ...], index: np.ndarray) -> np.ndarray | tup
     return tuple(X[i] for i in index)
 
 
+#: Scenarios whose target is a labeled pool drawn from the target domain (``scenario.target_labels_per_class``...).
+LABELED_TARGET_SCENARIOS = ("finetune", "selftaught")
+
+
 def check_target_labels(
-    per_class: int | None, fraction: float | None, val_fraction: float = 0.0, separate_test: bool = False
+    per_class: int | None,
+    fraction: float | None,
+    val_fraction: float = 0.0,
+    separate_test: bool = False,
+    scenario: str = "finetune",
 ) -> None:
-    """``finetune`` needs exactly one of a count per class (≥ 1) and a fraction (in (0, 1); up to 1 when the
-    test set is a separate domain), and a validation fraction in [0, 1)."""
+    """A labeled target pool needs exactly one of a count per class (≥ 1) and a fraction (in (0, 1); up to 1
+    when the test set is a separate domain), and a validation fraction in [0, 1)."""
     if (per_class is None) == (fraction is None):
         raise ScenarioError(
-            "finetune: set exactly one of scenario.target_labels_per_class, scenario.target_label_fraction "
+            f"{scenario}: set exactly one of scenario.target_labels_per_class, scenario.target_label_fraction "
             "(the other =null)"
         )
     if per_class is not None and (not isinstance(per_class, int) or per_class < 1):
-        raise ScenarioError(f"finetune: scenario.target_labels_per_class must be an integer >= 1, got {per_class!r}")
+        raise ScenarioError(f"{scenario}: scenario.target_labels_per_class must be an integer >= 1, got {per_class!r}")
     if fraction is not None and not (0.0 < float(fraction) <= 1.0 if separate_test else 0.0 < float(fraction) < 1.0):
         raise ScenarioError(
-            f"finetune: scenario.target_label_fraction must be in (0, {'1]' if separate_test else '1)'}, got {fraction!r}"
+            f"{scenario}: scenario.target_label_fraction must be in (0, {'1]' if separate_test else '1)'}, got {fraction!r}"
             + ("" if separate_test else " (1 needs a separate test domain, dataset.target_test)")
         )
     if not 0.0 <= float(val_fraction) < 1.0:
-        raise ScenarioError(f"finetune: scenario.target_val_fraction must be in [0, 1), got {val_fraction!r}")
+        raise ScenarioError(f"{scenario}: scenario.target_val_fraction must be in [0, 1), got {val_fraction!r}")
 
 
 def _labeled_target_index(
@@ -184,23 +232,24 @@ def _labeled_target_index(
     val_fraction: float,
     rng: np.random.Generator,
     separate_test: bool,
+    scenario: str,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Indices of the labeled target pool, split into (training, validation): ``per_class`` samples of every
     class, or ``fraction`` of each class; ``floor(val_fraction · count)`` of each class's pool validate."""
-    check_target_labels(per_class, fraction, val_fraction, separate_test)
+    check_target_labels(per_class, fraction, val_fraction, separate_test, scenario)
     train, val = [], []
     for label in np.unique(y):
         members = rng.permutation(np.flatnonzero(y == label))
         count = per_class if per_class is not None else max(1, int(round(fraction * len(members))))
         if count > len(members) or (count == len(members) and not separate_test):
             raise ScenarioError(
-                f"finetune: class {label} has {len(members)} target samples, so {count} labeled ones leave none "
+                f"{scenario}: class {label} has {len(members)} target samples, so {count} labeled ones leave none "
                 "to test on; lower scenario.target_labels_per_class or scenario.target_label_fraction"
             )
         n_val = int(np.floor(val_fraction * count))
         if val_fraction > 0 and n_val == 0:
             raise ScenarioError(
-                f"finetune: scenario.target_val_fraction={val_fraction} of {count} labeled samples of class {label} "
+                f"{scenario}: scenario.target_val_fraction={val_fraction} of {count} labeled samples of class {label} "
                 "holds out none; raise the fraction or the labels per class (or set it to 0: no validation split)"
             )
         val.append(members[:n_val])
@@ -221,7 +270,8 @@ def split(
     target_test: Domain | None = None,
     augment: str = "none",
 ) -> tuple[TrainingData, EvaluationData]:
-    """Split two loaded domains into training and evaluation data for ``scenario``.
+    """Split two loaded domains into training and evaluation data for ``scenario`` (``zeroshot``: see
+    :func:`split_zeroshot`).
 
     - ``da``: labeled source (less ``source_val_fraction`` held out), the whole target *without* labels;
       evaluation on the whole target.
@@ -229,30 +279,42 @@ def split(
       from ``seed``) of which ``target_val_fraction`` of each class is held out as ``target_val`` (early
       stopping, checkpoint selection); evaluation on the rest of the target, or on ``target_test`` when the
       dataset has a separate test domain (then the pool may be the whole target). No choice reads the test set.
+    - ``selftaught``: the target as in ``finetune``, but the source *without* labels (its classes need not be
+      the target's).
+    - ``selftaught_clustering``: source and target without labels; evaluation clusters the whole target.
     """
-    check_same_classes(source, target)
+    if scenario not in ("da", "finetune", "selftaught", "selftaught_clustering"):
+        raise ScenarioError(
+            f"scenario {scenario!r} has no two-domain split"
+            + ("; zeroshot data are split by split_zeroshot" if scenario == "zeroshot" else "")
+        )
+    labeled_source = scenario in ("da", "finetune")
+    if labeled_source:
+        check_same_classes(source, target)
     if target_test is not None:
         if target_test.name == target.name:
             raise ScenarioError(
-                f"finetune: the test domain {target_test.name!r} is the target domain itself, so the labeled pool "
+                f"{scenario}: the test domain {target_test.name!r} is the target domain itself, so the labeled pool "
                 "would be drawn from the test set; set dataset.target_test to another folder, or to null"
             )
         check_same_classes(target, target_test)
     rng = np.random.default_rng(seed)
-    train_index, val_index = _holdout(len(source), source_val_fraction, rng)
-    source_train = Labeled(take(source.X, train_index), source.y[train_index])
-    source_val = Labeled(take(source.X, val_index), source.y[val_index]) if len(val_index) else None
+    source_val: Labeled | None = None
+    if labeled_source:
+        train_index, val_index = _holdout(len(source), source_val_fraction, rng)
+        training_source: Labeled | Unlabeled = Labeled(take(source.X, train_index), source.y[train_index])
+        if len(val_index):
+            source_val = Labeled(take(source.X, val_index), source.y[val_index])
+    else:
+        training_source = Unlabeled(source.X)
 
     target_val: Labeled | None = None
-    if scenario == "da":
-        training_target: Labeled | Unlabeled = Unlabeled(target.X)
-        test = Labeled(target.X, target.y)
-        aligned = True
-    elif scenario == "finetune":
+    if scenario in LABELED_TARGET_SCENARIOS:
         labeled, validating = _labeled_target_index(
-            target.y, target_labels_per_class, target_label_fraction, target_val_fraction, rng, target_test is not None
+            target.y, target_labels_per_class, target_label_fraction, target_val_fraction, rng,
+            target_test is not None, scenario,
         )
-        training_target = Labeled(take(target.X, labeled), target.y[labeled])
+        training_target: Labeled | Unlabeled = Labeled(take(target.X, labeled), target.y[labeled])
         if len(validating):
             target_val = Labeled(take(target.X, validating), target.y[validating])
         if target_test is None:
@@ -261,17 +323,83 @@ def split(
         else:
             test = Labeled(target_test.X, target_test.y)
         aligned = False
-    else:
-        raise ScenarioError(f"scenario {scenario!r} has no data split yet; available: da, finetune")
+    else:  # da, selftaught_clustering: the whole target, unlabeled, is also the test set
+        training_target = Unlabeled(target.X)
+        test = Labeled(target.X, target.y)
+        aligned = True
 
     training = TrainingData(
-        source=source_train,
+        source=training_source,
         target=training_target,
-        num_classes=len(source.classes),
-        classes=source.classes,
-        image_shape=source.image_shape,
+        num_classes=len(target.classes),
+        classes=target.classes,
+        image_shape=target.image_shape,
         source_val=source_val,
         augment=augment,
         target_val=target_val,
     )
-    return training, EvaluationData(target_test=test, source_val=source_val, target_is_training_target=aligned)
+    evaluation = EvaluationData(
+        target_test=test, source_val=source_val, target_is_training_target=aligned, scenario=scenario
+    )
+    return training, evaluation
+
+
+def split_zeroshot(
+    domains: ZeroShotDomains, *, seed: int, source_val_fraction: float = 0.0, augment: str = "none"
+) -> tuple[TrainingData, EvaluationData]:
+    """Split a dataset's zero-shot domains into a training world of seen classes and the GZSL evaluation.
+
+    Training holds the seen classes' samples (less ``source_val_fraction`` held out for ``source_acc``), relabeled
+    ``0..S-1`` in the order of ``seen_classes``, and the descriptions of those classes only; its target is
+    empty. Evaluation holds the unseen test samples (``target_test``), the held-out seen samples
+    (``seen_test``), and the descriptions of every class, with the dataset's label ids.
+    """
+    train, names = domains.train, domains.classes
+    unseen = tuple(sorted(int(label) for label in domains.unseen))
+    if not unseen:
+        raise ScenarioError(f"zeroshot: dataset domain {train.name!r} declares no unseen class")
+    leaked = sorted(set(np.unique(train.y).tolist()) & set(unseen))
+    if leaked:
+        raise ScenarioError(
+            f"zeroshot: the training samples contain unseen classes {', '.join(names[k] for k in leaked)}; "
+            "a zero-shot split must keep every unseen class out of training"
+        )
+    outside = sorted(set(np.unique(domains.test_unseen.y).tolist()) - set(unseen))
+    if outside:
+        raise ScenarioError(
+            f"zeroshot: the unseen test set holds seen classes {', '.join(names[k] for k in outside)}"
+        )
+    attributes = None if domains.attributes is None else np.asarray(domains.attributes, dtype=np.float64)
+    if attributes is not None and attributes.shape[0] != len(names):
+        raise ScenarioError(
+            f"zeroshot: {attributes.shape[0]} attribute rows for {len(names)} classes; one row per class expected"
+        )
+    every_class = ClassDescriptions(labels=tuple(range(len(names))), names=names, attributes=attributes)
+    seen = tuple(sorted(np.unique(train.y).tolist()))
+    local = np.full(len(names), -1, dtype=np.int64)
+    local[list(seen)] = np.arange(len(seen))
+    rng = np.random.default_rng(seed)
+    train_index, val_index = _holdout(len(train), source_val_fraction, rng)
+    source = Labeled(take(train.X, train_index), local[train.y[train_index]])
+    source_val = Labeled(take(train.X, val_index), local[train.y[val_index]]) if len(val_index) else None
+    seen_classes = every_class.subset(seen)
+    training = TrainingData(
+        source=source,
+        target=Unlabeled(take(train.X, np.arange(0))),
+        num_classes=len(seen),
+        classes=seen_classes.names,
+        image_shape=train.image_shape,
+        source_val=source_val,
+        augment=augment,
+        seen_classes=seen_classes,
+    )
+    evaluation = EvaluationData(
+        target_test=Labeled(domains.test_unseen.X, domains.test_unseen.y),
+        source_val=source_val,
+        target_is_training_target=False,
+        scenario="zeroshot",
+        seen_test=Labeled(domains.test_seen.X, domains.test_seen.y) if len(domains.test_seen) else None,
+        classes=every_class,
+        unseen=unseen,
+    )
+    return training, evaluation

@@ -120,6 +120,35 @@ def check_same_classes(source: Domain, target: Domain) -> None:
         )
 
 
+@dataclass(frozen=True)
+class ZeroShotDomains:
+    """What a dataset serving ``zeroshot`` loads: seen classes to train on, and the two GZSL test sets.
+
+    All three domains share one label space (``classes``: every class, seen and unseen, in label order).
+
+    Attributes:
+        train: samples of the seen classes that may train (the "trainval" part).
+        test_seen: held-out samples of the seen classes (GZSL's seen test set); may be empty.
+        test_unseen: samples of the unseen classes (the ZSL test set, and GZSL's unseen test set).
+        unseen: label ids of the unseen classes; no sample of ``train`` carries one.
+        attributes: ``(C, a)`` side information, row ``k`` describing class ``k`` (attribute vectors), or
+            ``None`` when the dataset has none (label-embedding methods embed ``classes`` names instead).
+    """
+
+    train: Domain
+    test_seen: Domain
+    test_unseen: Domain
+    unseen: tuple[int, ...]
+    attributes: np.ndarray | None = None
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.train.classes
+
+    def domains(self) -> tuple[Domain, Domain, Domain]:
+        return self.train, self.test_seen, self.test_unseen
+
+
 class TransferDataset:
     """Base of every dataset config's ``_target_``: a family of domains sharing one label space.
 
@@ -203,6 +232,11 @@ class TransferDataset:
         target = self.load(self.target)
         check_same_classes(source, target)
         return source, target
+
+    def load_zeroshot(self) -> ZeroShotDomains:
+        """The seen-class training samples, the seen and unseen test samples, and the class side information
+        (scenario ``zeroshot``). Datasets that serve ``zeroshot`` override it."""
+        raise DataError(f"dataset {self.name!r} has no zero-shot split (no seen/unseen classes, no class side information)")
 
     def load_target_test(self) -> Domain | None:
         """The :attr:`target_test` domain, or ``None`` when the dataset has none."""

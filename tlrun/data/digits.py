@@ -21,6 +21,14 @@ domain         transformation (pixels in [0, 1])
 =============  =====================================================================================
 
 ``X`` is float32 ``(n, 64)``, row ``i`` the flattened 8 × 8 image, with ``image_shape = (1, 8, 8)``.
+
+Every scenario is served from the two halves: ``da`` and ``finetune`` (source half labeled, target half
+unlabeled or partly labeled), ``selftaught`` and ``selftaught_clustering`` (the source half without labels), and
+``zeroshot``: the digits of ``unseen`` are held out, the seen digits of the source half train, and the target
+half, under the *source's* shift (``dataset.target`` is not used: the unseen classes are the target), gives the
+seen and unseen test sets. The classes are linked by an attribute table written for this project:
+each digit's glyph on a 5 × 3 grid (:data:`DIGIT_GLYPHS`, :data:`DIGIT_ATTRIBUTES`).
+
 Imports numpy only at module level (scikit-learn and scipy when loading).
 """
 
@@ -33,9 +41,39 @@ from typing import Callable
 import numpy as np
 
 from tlrun.data import preprocess as _preprocess
-from tlrun.data.base import DataError, Domain, TransferDataset, check_domains, check_same_classes, sha256_file
+from tlrun.data.base import (
+    DataError,
+    Domain,
+    TransferDataset,
+    ZeroShotDomains,
+    check_domains,
+    check_same_classes,
+    sha256_file,
+)
 
 DIGIT_CLASSES = tuple(str(k) for k in range(10))
+#: Each digit drawn as a person would write it on a 5 × 3 grid (rows top to bottom, ``#``: ink), the way pocket
+#: calculators and pixel fonts draw digits. Written for this project without looking at the data set.
+DIGIT_GLYPHS = {
+    0: ("###", "#.#", "#.#", "#.#", "###"),
+    1: (".#.", "##.", ".#.", ".#.", "###"),
+    2: ("###", "..#", "###", "#..", "###"),
+    3: ("###", "..#", "###", "..#", "###"),
+    4: ("#.#", "#.#", "###", "..#", "..#"),
+    5: ("###", "#..", "###", "..#", "###"),
+    6: ("###", "#..", "###", "#.#", "###"),
+    7: ("###", "..#", ".#.", ".#.", ".#."),
+    8: ("###", "#.#", "###", "#.#", "###"),
+    9: ("###", "#.#", "###", "..#", "###"),
+}
+#: The attributes: "ink in cell (row, column) of the glyph", 15 per digit.
+ATTRIBUTE_NAMES = tuple(f"ink_r{row}c{column}" for row in range(5) for column in range(3))
+#: The per-class attribute table of ``zeroshot`` (10 × 15, 0/1): row ``k`` is digit ``k``'s glyph, flattened.
+DIGIT_ATTRIBUTES = np.array(
+    [[1.0 if cell == "#" else 0.0 for line in DIGIT_GLYPHS[digit] for cell in line] for digit in range(10)]
+)
+#: The digits held out as unseen classes in ``zeroshot`` unless ``dataset.unseen`` says otherwise.
+DEFAULT_UNSEEN = (0, 2, 6, 7)
 #: Seed of the draw that splits the images into the source half and the target half.
 HALVES_SEED = 20240601
 IMAGE_SHAPE = (1, 8, 8)
@@ -148,6 +186,8 @@ class Digits(TransferDataset):
         preprocess: ``none`` by default (pixels in [0, 1]); others are applied per domain, result kept float32.
         source_val_fraction: source fraction held out for ``source_acc`` (default 0.2).
         augment: training-time augmentation policy (see :data:`~tlrun.data.base.AUGMENTATIONS`).
+        unseen: the digits held out as unseen classes in ``zeroshot`` (default :data:`DEFAULT_UNSEEN`); at least
+            one, and at least two digits must stay seen.
     """
 
     name = "digits"
@@ -161,8 +201,18 @@ class Digits(TransferDataset):
         preprocess: str = "none",
         source_val_fraction: float = 0.2,
         augment: str = "none",
+        unseen: int | tuple[int, ...] | list[int] = DEFAULT_UNSEEN,
     ) -> None:
         super().__init__(root, source, target, preprocess, source_val_fraction, augment)
+        self.unseen = (unseen,) if isinstance(unseen, int) else tuple(unseen)
+
+    def check(self) -> None:
+        super().check()
+        valid = all(isinstance(digit, int) and 0 <= digit <= 9 for digit in self.unseen)
+        if not valid or len(set(self.unseen)) != len(self.unseen) or not 1 <= len(self.unseen) <= 8:
+            raise DataError(
+                f"dataset.unseen must list 1 to 8 distinct digits in 0..9 (at least two stay seen), got {list(self.unseen)}"
+            )
 
     def _images(self) -> tuple[np.ndarray, np.ndarray]:
         try:
@@ -197,6 +247,29 @@ class Digits(TransferDataset):
             classes=DIGIT_CLASSES,
             image_shape=IMAGE_SHAPE,
             checksums=checksums,
+        )
+
+    def load_zeroshot(self) -> ZeroShotDomains:
+        """Seen digits of the source half train; the other half's seen and unseen digits test (GZSL). Both halves
+        are under the source's shift: zero-shot transfer here is across classes, not domains."""
+        self.check()
+        _preprocess.check_row_wise(self.preprocess, "would mix the unseen digits into the training samples")
+        unseen = np.array(sorted(self.unseen))
+        source = self.load(self.source, half="source")
+        target = self.load(self.source, half="target")
+
+        def part(domain: Domain, keep: np.ndarray, suffix: str) -> Domain:
+            return Domain(f"{domain.name}-{suffix}", domain.X[keep], domain.y[keep], domain.classes,
+                          domain.image_shape, domain.checksums)
+
+        seen_in_source = ~np.isin(source.y, unseen)
+        seen_in_target = ~np.isin(target.y, unseen)
+        return ZeroShotDomains(
+            train=part(source, seen_in_source, "seen"),
+            test_seen=part(target, seen_in_target, "seen-test"),
+            test_unseen=part(target, ~seen_in_target, "unseen"),
+            unseen=tuple(int(digit) for digit in unseen),
+            attributes=DIGIT_ATTRIBUTES.copy(),
         )
 
     def load_pair(self) -> tuple[Domain, Domain]:

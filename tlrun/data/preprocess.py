@@ -86,6 +86,17 @@ PREPROCESSORS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 }
 
 
+#: Preprocessings that transform each sample on its own (no statistics shared across samples).
+ROW_WISE = ("none", "l2")
+
+
+def check_row_wise(name: str, why: str) -> None:
+    """:class:`DataError` unless ``name`` is a per-sample preprocessing (:data:`ROW_WISE`); ``why`` says what a
+    statistic over samples would leak."""
+    if name not in ROW_WISE:
+        raise DataError(f"dataset.preprocess={name} computes statistics over samples, which {why}; use one of: {', '.join(ROW_WISE)}")
+
+
 def get(name: str) -> Callable[[np.ndarray], np.ndarray]:
     """The preprocessing function called ``name``; :class:`DataError` listing the options when unknown."""
     try:

@@ -21,13 +21,18 @@ def compatibility(embedded_inputs: torch.Tensor, class_embeddings: torch.Tensor)
     return embedded_inputs @ class_embeddings.T
 
 
-def hinge_ranking_loss(scores: torch.Tensor, labels: torch.Tensor, margin: float = 1.0) -> torch.Tensor:
+def hinge_ranking_loss(
+    scores: torch.Tensor, labels: torch.Tensor, margin: float = 1.0, violations: str = "max"
+) -> torch.Tensor:
     """The ranking hinge of the notes: the true class must beat the best other class by the margin ``k``::
 
-        L = (1/n) Σ_n max(0, k − S[n, y_n] + max_{m ≠ y_n} S[n, m])
+        L = (1/n) Σ_n max(0, k − S[n, y_n] + max_{m ≠ y_n} S[n, m])            (violations="max")
 
     with ``S[n, m] = f(x_n) · g(y_m)`` (:func:`compatibility`). It is 0 exactly when every sample's margin is
     met; otherwise its gradient raises the true class's score and lowers the most-violating other one's.
+    ``violations="sum"`` is DeViSE's form (Frome et al., 2013), every violating class contributing::
+
+        L = (1/n) Σ_n Σ_{m ≠ y_n} max(0, k − S[n, y_n] + S[n, m])
     """
     if scores.dim() != 2 or scores.shape[1] < 2:
         raise ValueError(f"hinge_ranking_loss: scores must be (n, C) with C >= 2 classes, got {tuple(scores.shape)}")
@@ -35,9 +40,13 @@ def hinge_ranking_loss(scores: torch.Tensor, labels: torch.Tensor, margin: float
         raise ValueError(f"hinge_ranking_loss: labels must be ({scores.shape[0]},) class indices")
     if margin < 0:
         raise ValueError(f"hinge_ranking_loss: the margin must be >= 0, got {margin}")
+    if violations not in ("max", "sum"):
+        raise ValueError(f"hinge_ranking_loss: violations must be max or sum, got {violations!r}")
     true = scores.gather(1, labels[:, None]).squeeze(1)
     others = scores.scatter(1, labels[:, None], float("-inf"))
-    return torch.clamp(margin - true + others.max(dim=1).values, min=0.0).mean()
+    if violations == "max":
+        return torch.clamp(margin - true + others.max(dim=1).values, min=0.0).mean()
+    return torch.clamp(margin - true[:, None] + others, min=0.0).sum(dim=1).mean()  # the true class's -inf clamps to 0
 
 
 def eszsl_weights(

@@ -24,7 +24,8 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from tlrun.scenarios import TrainingData
+from tlrun.errors import TlrunError
+from tlrun.scenarios import ClassDescriptions, TrainingData
 
 
 class Reporter(Protocol):
@@ -79,6 +80,51 @@ class Method(ABC):
     @abstractmethod
     def predict(self, X: np.ndarray | tuple[str, ...]) -> np.ndarray:
         """Predicted labels (int64, ``0..C-1``) for samples of the kind the method was trained on."""
+
+
+class ZeroShotMethod(Method):
+    """A zero-shot method scores samples against classes it may never have seen, through their descriptions.
+
+    Each class ``y`` is represented by a signature vector ``s_y``: by default its attribute vector, minus the
+    seen classes' mean signature when ``center_signatures`` (set from the training classes in ``fit``), scaled to
+    unit length (label-embedding methods override :meth:`signatures`). ``predict`` labels among the seen
+    (training) classes; the evaluation calls :meth:`class_scores` with the descriptions of the unseen classes
+    (ZSL) or of every class (GZSL), and subtracts :attr:`calibration` from the seen classes' scores (calibrated
+    stacking, Chao et al., 2016).
+    """
+
+    #: GZSL calibrated stacking: the constant subtracted from the seen classes' scores.
+    calibration: float = 0.0
+    #: The seen classes' mean raw signature, subtracted from every signature (``None``: no centering).
+    signature_mean: np.ndarray | None = None
+
+    def class_vectors(self, classes: ClassDescriptions) -> np.ndarray:
+        """The raw side information of ``classes``, ``(len(classes), a)``: their attribute vectors."""
+        if classes.attributes is None:
+            raise TlrunError(
+                f"{type(self).__name__} describes classes by their attributes, and this dataset has none; use a "
+                "label-embedding method (method=devise), which embeds the class names"
+            )
+        return np.asarray(classes.attributes, dtype=np.float64)
+
+    def remember_seen(self, seen: ClassDescriptions | None, center: bool) -> np.ndarray:
+        """Called by ``fit``: checks that the scenario described the seen classes, sets :attr:`signature_mean`
+        when ``center``, and returns the seen classes' signatures."""
+        if seen is None:
+            raise ValueError(f"{type(self).__name__} needs class descriptions: run it in scenario zeroshot")
+        self.signature_mean = self.class_vectors(seen).mean(axis=0) if center else None
+        return self.signatures(seen)
+
+    def signatures(self, classes: ClassDescriptions) -> np.ndarray:
+        """``s_y = (v_y − mean) / ‖v_y − mean‖`` for the raw vectors ``v_y`` of :meth:`class_vectors`."""
+        vectors = self.class_vectors(classes)
+        if self.signature_mean is not None:
+            vectors = vectors - self.signature_mean
+        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+    @abstractmethod
+    def class_scores(self, X: np.ndarray | tuple[str, ...], classes: ClassDescriptions) -> np.ndarray:
+        """Compatibility scores ``F(x, y)``, ``(n, len(classes))``: higher means more likely."""
 
 
 class NullReporter:

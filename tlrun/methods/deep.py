@@ -212,17 +212,19 @@ class DeepMethod(pl.LightningModule, Method):
         """Size of the representation the classifier reads (the bottleneck's, or the backbone's output)."""
         return self.bottleneck_dim or int(self.backbone.out_features)
 
+    def build_bottleneck(self) -> nn.Module:
+        """The bottleneck ``ReLU(BN(W_b h))`` on the backbone's output (identity when ``bottleneck_dim`` is 0)."""
+        if not self.bottleneck_dim:
+            return nn.Identity()
+        return nn.Sequential(
+            nn.Linear(int(self.backbone.out_features), self.bottleneck_dim),
+            nn.BatchNorm1d(self.bottleneck_dim),
+            self.bottleneck_activation(),
+        )
+
     def build_head(self, num_classes: int) -> tuple[nn.Module, nn.Module]:
-        """The bottleneck ``ReLU(BN(W_b h))`` (identity when ``bottleneck_dim`` is 0) and the linear classifier."""
-        if self.bottleneck_dim:
-            bottleneck: nn.Module = nn.Sequential(
-                nn.Linear(int(self.backbone.out_features), self.bottleneck_dim),
-                nn.BatchNorm1d(self.bottleneck_dim),
-                self.bottleneck_activation(),
-            )
-        else:
-            bottleneck = nn.Identity()
-        return bottleneck, nn.Linear(self.feature_dim, num_classes)
+        """The bottleneck (:meth:`build_bottleneck`) and the linear classifier."""
+        return self.build_bottleneck(), nn.Linear(self.feature_dim, num_classes)
 
     def build_extra(self, data: TrainingData) -> None:
         """Build the networks the method adds (discriminators, decoders...): called in ``fit``, after the head."""
@@ -370,22 +372,26 @@ class DeepMethod(pl.LightningModule, Method):
         from tlrun import selection
 
         data, context = self._data, self._context
-        target_probs, target_features = self._outputs(data.target.X)
-        oracle = context.reporter.target_predictions(target_probs.argmax(axis=1), step=epoch)
-        scores = {"entropy": selection.neg_entropy(target_probs),
-                  "snd": selection.soft_neighborhood_density(target_probs, seed=context.seed)}
+        scores, oracle = {}, None
+        has_target = len(data.target) > 0  # zeroshot trains without target samples
+        if has_target:
+            target_probs, target_features = self._outputs(data.target.X)
+            oracle = context.reporter.target_predictions(target_probs.argmax(axis=1), step=epoch)
+            scores = {"entropy": selection.neg_entropy(target_probs),
+                      "snd": selection.soft_neighborhood_density(target_probs, seed=context.seed)}
         if data.target_val is not None and len(data.target_val):
             scores["target_val"] = float(np.mean(self._outputs(data.target_val.X)[0].argmax(axis=1) == data.target_val.y))
         if data.source_val is not None and len(data.source_val) and isinstance(data.source, Labeled):
             val_probs, val_features = self._outputs(data.source_val.X)
-            val_losses = -np.log(np.clip(val_probs[np.arange(len(val_probs)), data.source_val.y], 1e-12, None))
-            source = self.labeled(data, "source")
-            _, source_features = self._outputs(take(source.X, _subsample(len(source), SCORE_SAMPLES, context.seed)))
-            target_features = target_features[_subsample(len(target_features), SCORE_SAMPLES, context.seed)]
             scores["source_val"] = selection.source_val_accuracy(val_probs, data.source_val.y)
-            scores["dev"] = selection.deep_embedded_validation(
-                source_features, target_features, val_features, val_losses, seed=context.seed
-            )
+            if has_target:
+                val_losses = -np.log(np.clip(val_probs[np.arange(len(val_probs)), data.source_val.y], 1e-12, None))
+                source = self.labeled(data, "source")
+                _, source_features = self._outputs(take(source.X, _subsample(len(source), SCORE_SAMPLES, context.seed)))
+                target_features = target_features[_subsample(len(target_features), SCORE_SAMPLES, context.seed)]
+                scores["dev"] = selection.deep_embedded_validation(
+                    source_features, target_features, val_features, val_losses, seed=context.seed
+                )
         logged = {f"select.{name}": value for name, value in scores.items()}
         if oracle is not None:
             scores["oracle"] = float(oracle)
@@ -494,7 +500,8 @@ class DeepMethod(pl.LightningModule, Method):
         torch.manual_seed(int(context.seed))
         self.bottleneck, self.classifier = self.build_head(self.num_classes)
         self.build_extra(data)
-        if context.diagnostics:
+        diagnostics = context.diagnostics and len(data.target) > 0  # source vs. target: needs target samples
+        if diagnostics:
             diagnostic_samples = self._diagnostic_samples(data, context.seed)
             self.to(self._predict_device)
             before = tuple(self._outputs(X, layer=self.backbone)[1] for X in diagnostic_samples)
@@ -515,7 +522,7 @@ class DeepMethod(pl.LightningModule, Method):
                 trainer.fit(self, train_dataloaders=self.train_dataloaders(data))
             self.to(self._predict_device)
             self._restore_selected()
-            if context.diagnostics:
+            if diagnostics:
                 self._log_diagnostics(before, tuple(self._outputs(X)[1] for X in diagnostic_samples))
         finally:
             self._data, self._best = None, None

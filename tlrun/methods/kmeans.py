@@ -1,0 +1,87 @@
+"""k-means baselines of self-taught clustering: k-means on the unlabeled target, in its raw features
+(``representation=none``) or in a representation learned from unlabeled data (the source by default).
+
+With codes ``z_i = φ(x_i)`` of the target samples, k-means minimises ``Σ_i min_k ‖z_i − μ_k‖²`` over the
+centroids ``μ_1..μ_K`` (Lloyd's algorithm from k-means++ seeds, ``n_init`` restarts, scikit-learn, seeded by the
+run's seed); a sample's cluster is its nearest centroid, ``c(x) = argmin_k ‖φ(x) − μ_k‖``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from tlrun.methods.base import Method, RunContext
+from tlrun.methods.selftaught import learn_encoder, log_encoder_losses
+from tlrun.representations import encoding_metrics, make_encoder, options_for
+from tlrun.scenarios import TrainingData
+
+#: What the representation may be learned on.
+REPRESENTATION_DATA = ("source", "source_and_target")
+
+
+class KMeansClustering(Method):
+    """k-means on the target's codes under a representation learned from unlabeled data.
+
+    Args:
+        representation: an encoder of :mod:`tlrun.representations` (``none``: k-means on the raw target).
+        representation_options: keyword arguments per encoder (e.g. ``{"pca": {"dim": 20}}``).
+        learn_representation_on: ``source`` (the self-taught baseline: the representation never sees the
+            target) or ``source_and_target`` (both unlabeled sets pooled).
+        n_clusters: the number of clusters; ``None``: the number of classes.
+        n_init: k-means restarts (the lowest objective is kept).
+        max_iter: Lloyd iterations per restart.
+
+    ``fit`` reports the target's cluster ids through ``context.reporter.target_predictions`` and logs at
+    ``step=0`` the k-means objective per sample (``kmeans_inertia``), the encoder's fitting time and, on the
+    target, its relative reconstruction error and code statistics (see :func:`tlrun.representations.encoding_metrics`).
+    """
+
+    def __init__(
+        self,
+        representation: str = "none",
+        representation_options: Mapping[str, Mapping[str, Any]] | None = None,
+        learn_representation_on: str = "source",
+        n_clusters: int | None = None,
+        n_init: int = 10,
+        max_iter: int = 300,
+    ) -> None:
+        if learn_representation_on not in REPRESENTATION_DATA:
+            raise ValueError(
+                f"unknown learn_representation_on {learn_representation_on!r}; "
+                f"choose one of: {', '.join(REPRESENTATION_DATA)}"
+            )
+        for name, value in (("n_init", n_init), ("max_iter", max_iter)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if n_clusters is not None and (not isinstance(n_clusters, int) or n_clusters < 2):
+            raise ValueError(f"n_clusters must be an integer >= 2 or null (the number of classes), got {n_clusters!r}")
+        self.representation = representation
+        self.representation_options = options_for(representation, representation_options, "representation_options")
+        make_encoder(representation, **self.representation_options)  # bad names, options and values fail here
+        self.learn_representation_on = learn_representation_on
+        self.n_clusters, self.n_init, self.max_iter = n_clusters, n_init, max_iter
+
+    def fit(self, data: TrainingData, context: RunContext) -> None:
+        from sklearn.cluster import KMeans
+
+        target = np.asarray(data.target.X)
+        unlabeled = np.asarray(data.source.X)
+        if self.learn_representation_on == "source_and_target":
+            unlabeled = np.concatenate([unlabeled, target])
+        self._encoder, metrics = learn_encoder(self.representation, self.representation_options, unlabeled, data, context)
+        log_encoder_losses(self._encoder, context)
+        codes = self._encoder.transform(target)
+        metrics.update(encoding_metrics(self._encoder, target, codes, prefix="target_"))
+        clusters = self.n_clusters or data.num_classes
+        if clusters > len(target):
+            raise ValueError(f"{clusters} clusters for {len(target)} target samples; lower n_clusters")
+        self._kmeans = KMeans(n_clusters=clusters, n_init=self.n_init, max_iter=self.max_iter, random_state=context.seed)
+        assignments = self._kmeans.fit_predict(codes)
+        metrics["kmeans_inertia"] = float(self._kmeans.inertia_) / len(target)
+        context.reporter.log_metrics(metrics, step=0)
+        context.reporter.target_predictions(assignments.astype(np.int64), step=0)
+
+    def predict(self, X: np.ndarray | tuple[str, ...]) -> np.ndarray:
+        return self._kmeans.predict(self._encoder.transform(np.asarray(X))).astype(np.int64)

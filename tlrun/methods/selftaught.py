@@ -1,0 +1,86 @@
+"""Self-taught learning (Raina, Battle, Lee, Packer & Ng, ICML 2007): a representation learned on unlabeled data
+that need not share the target's classes or distribution, then a classifier on the codes of a few labeled target
+samples.
+
+1. Learn an encoder ``φ`` on the unlabeled source ``{x_s}`` (sparse coding by default; see
+   :mod:`tlrun.representations` for the objectives).
+2. Encode the labeled target, ``z_i = φ(x_i)``, and train the classifier on ``{(z_i, y_i)}``.
+3. Predict ``ŷ(x) = classifier(φ(x))``.
+
+``encoder=none`` (``φ(x) = x``) is the raw-features baseline: the same classifier on the same labeled samples.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Mapping
+
+import numpy as np
+
+from tlrun.classifiers import check_classifier, make_classifier
+from tlrun.methods.base import Method, RunContext
+from tlrun.representations import Encoder, encoding_metrics, make_encoder, options_for
+from tlrun.scenarios import Labeled, TrainingData
+
+
+def learn_encoder(
+    name: str, options: Mapping[str, Any], X: np.ndarray, data: TrainingData, context: RunContext
+) -> tuple[Encoder, dict[str, float]]:
+    """Fit the encoder ``name`` on the unlabeled rows ``X`` with the run's seed and device (and the data's image
+    shape); returns it with ``encoder_fit_s``, the fitting time. Shared by the self-taught methods."""
+    encoder = make_encoder(name, context.seed, device=context.device, image_shape=data.image_shape, **options)
+    started = time.perf_counter()
+    encoder.fit(np.asarray(X))
+    return encoder, {"encoder_fit_s": time.perf_counter() - started}
+
+
+def log_encoder_losses(encoder: Encoder, context: RunContext) -> None:
+    """Log the encoder's training objective per epoch as ``encoder_loss`` (step = epoch), when it has one."""
+    for epoch, loss in enumerate(encoder.losses):
+        context.reporter.log_metrics({"encoder_loss": loss}, step=epoch)
+
+
+class SelfTaught(Method):
+    """An encoder learned on the unlabeled source, then a classifier on the codes of the labeled target.
+
+    Args:
+        encoder: ``sparse_coding`` (Raina et al.), ``autoencoder``, ``pca`` or ``none`` (raw features, the baseline).
+        encoder_options: keyword arguments per encoder (e.g. ``{"sparse_coding": {"n_atoms": 64}}``); only the
+            chosen encoder's entry is used.
+        classifier: the classifier on the codes (see :mod:`tlrun.classifiers`); a linear SVM, as in the paper.
+        classifier_options: keyword arguments per classifier (e.g. ``{"linear_svm": {"C": 1.0}}``).
+
+    ``fit`` logs at ``step=0`` the encoder's fitting time (``encoder_fit_s``), and on the labeled target its
+    relative reconstruction error, code size and fraction of zero codes (``target_reconstruction_error``,
+    ``target_code_dim``, ``target_code_zero_fraction``); the autoencoder's loss per epoch as ``encoder_loss``.
+    """
+
+    def __init__(
+        self,
+        encoder: str = "sparse_coding",
+        encoder_options: Mapping[str, Mapping[str, Any]] | None = None,
+        classifier: str = "linear_svm",
+        classifier_options: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> None:
+        check_classifier(classifier)
+        self.encoder = encoder
+        self.encoder_options = options_for(encoder, encoder_options, "encoder_options")
+        make_encoder(encoder, **self.encoder_options)  # bad names, options and values fail here, before any data
+        self.classifier = classifier
+        self.classifier_options = dict(classifier_options or {})
+
+    def fit(self, data: TrainingData, context: RunContext) -> None:
+        if not isinstance(data.target, Labeled):
+            raise ValueError(f"{type(self).__name__} needs labeled target samples (scenario selftaught)")
+        self._encoder, metrics = learn_encoder(self.encoder, self.encoder_options, data.source.X, data, context)
+        log_encoder_losses(self._encoder, context)
+        codes = self._encoder.transform(data.target.X)
+        metrics.update(encoding_metrics(self._encoder, data.target.X, codes, prefix="target_"))
+        self._classifier = make_classifier(
+            self.classifier, device=context.device, options=self.classifier_options, seed=context.seed
+        )
+        self._classifier.fit(codes, np.asarray(data.target.y))
+        context.reporter.log_metrics(metrics, step=0)
+
+    def predict(self, X: np.ndarray | tuple[str, ...]) -> np.ndarray:
+        return self._classifier.predict(self._encoder.transform(np.asarray(X)))

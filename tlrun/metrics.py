@@ -1,0 +1,63 @@
+"""Scores of the zero-shot and clustering scenarios, from evaluation labels only.
+
+- :func:`mean_per_class_accuracy`: the zero-shot protocol's top-1 accuracy (Xian et al., 2018), the mean over
+  classes of each class's accuracy, ``(1/|C|) Σ_c |{i : y_i = c, ŷ_i = c}| / |{i : y_i = c}|``, so that large
+  classes do not dominate.
+- :func:`harmonic_mean`: GZSL's ``H = 2 · acc_seen · acc_unseen / (acc_seen + acc_unseen)``.
+- :func:`clustering_accuracy`: ``max_π (1/n) Σ_i [y_i = π(c_i)]`` over one-to-one maps ``π`` from clusters to
+  classes (the Hungarian algorithm on the contingency table).
+- NMI and ARI come from scikit-learn (:func:`clustering_scores`).
+
+Imports numpy only at module level.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def mean_per_class_accuracy(labels: np.ndarray, predictions: np.ndarray) -> float:
+    """The mean over the classes present in ``labels`` of the fraction of their samples predicted right."""
+    labels, predictions = np.asarray(labels), np.asarray(predictions)
+    if labels.shape != predictions.shape or labels.size == 0:
+        raise ValueError(f"mean_per_class_accuracy: {labels.shape} labels and {predictions.shape} predictions")
+    return float(np.mean([np.mean(predictions[labels == label] == label) for label in np.unique(labels)]))
+
+
+def harmonic_mean(seen: float, unseen: float) -> float:
+    """``2 s u / (s + u)`` (0 when both are 0)."""
+    return 0.0 if seen + unseen == 0 else 2.0 * seen * unseen / (seen + unseen)
+
+
+def match_clusters(labels: np.ndarray, clusters: np.ndarray) -> np.ndarray:
+    """Cluster ids renamed to the labels of the best one-to-one matching (most samples agreeing); the samples
+    of a cluster left unmatched (more clusters than labels) get ``-1``."""
+    from scipy.optimize import linear_sum_assignment
+
+    labels, clusters = np.asarray(labels), np.asarray(clusters)
+    if labels.shape != clusters.shape or labels.size == 0:
+        raise ValueError(f"match_clusters: {labels.shape} labels and {clusters.shape} cluster ids")
+    label_ids, label_index = np.unique(labels, return_inverse=True)
+    cluster_ids, cluster_index = np.unique(clusters, return_inverse=True)
+    counts = np.zeros((len(cluster_ids), len(label_ids)), dtype=np.int64)
+    np.add.at(counts, (cluster_index, label_index), 1)
+    rows, columns = linear_sum_assignment(counts, maximize=True)
+    renamed = np.full(len(cluster_ids), -1, dtype=np.int64)
+    renamed[rows] = label_ids[columns]
+    return renamed[cluster_index]
+
+
+def clustering_accuracy(labels: np.ndarray, clusters: np.ndarray) -> float:
+    """Accuracy under the best one-to-one matching of cluster ids to labels (:func:`match_clusters`)."""
+    return float(np.mean(match_clusters(labels, clusters) == np.asarray(labels)))
+
+
+def clustering_scores(labels: np.ndarray, clusters: np.ndarray) -> dict[str, float]:
+    """``target_acc`` (:func:`clustering_accuracy`), ``nmi`` (arithmetic normalisation) and ``ari``."""
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    return {
+        "target_acc": clustering_accuracy(labels, clusters),
+        "nmi": float(normalized_mutual_info_score(labels, clusters)),
+        "ari": float(adjusted_rand_score(labels, clusters)),
+    }
