@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -146,7 +147,8 @@ def main() -> None:
         "default options (`conf/method/selftaught.yaml`): sparse coding of every 3 × 3 patch on 32 bases learned from "
         "the unlabeled patches (non-negative codes, β = 0.45 × the RMS pixel value), sum-pooled over a 3 × 3 grid "
         "(288 features); a denoising sparse ReLU autoencoder (128 codes); PCA (30 components). "
-        f"Made by `python benchmarks/selftaught_digits.py` in {elapsed / 60:.1f} min on {os.cpu_count()} cores "
+        f"Made by `{' '.join(['python', 'benchmarks/selftaught_digits.py', *sys.argv[1:]])}` in {elapsed / 60:.1f} min "
+        f"on {os.cpu_count()} cores "
         "(torch on one thread, the machine shared with other jobs).",
     ]
     for classifier, per_domain in scores.items():

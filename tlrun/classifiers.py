@@ -138,12 +138,8 @@ def make_classifier(
     so switching ``method.classifier`` never carries another classifier's settings over. ``seed`` seeds the
     scikit-learn solvers (the run's seed, unless the options set one).
     """
+    from tlrun.config import options_entry
+
     check_classifier(name)
-    options = dict(options or {})
-    unknown = sorted(set(options) - set(CLASSIFIERS))
-    if unknown:
-        raise ValueError(
-            f"classifier_options maps classifier names to their options (e.g. {{linear_svm: {{C: 1.0e-4}}}}); "
-            f"{', '.join(map(repr, unknown))} is not one of: {', '.join(CLASSIFIERS)}"
-        )
-    return _BUILDERS[name](device, **{"seed": seed, **dict(options.get(name) or {})})
+    chosen = options_entry(name, options, CLASSIFIERS, "classifier_options", "classifier", "{linear_svm: {C: 1.0e-4}}")
+    return _BUILDERS[name](device, **{"seed": seed, **chosen})

@@ -76,6 +76,20 @@ def instantiate(node: DictConfig, **kwargs: Any) -> Any:
     return hydra_instantiate(arguments, **kwargs)
 
 
+def options_entry(name: str, options_by_name: Any, known: Any, what: str, noun: str, example: str) -> dict[str, Any]:
+    """The entry of ``name`` in a per-name options mapping of a method config (``classifier_options``,
+    ``encoder_options``: ``{linear_svm: {C: 1.0e-4}, ...}``), after checking that every key is one of ``known``;
+    ``what`` (the mapping), ``noun`` (what its keys name) and ``example`` word the error."""
+    options_by_name = dict(options_by_name or {})
+    unknown = sorted(set(options_by_name) - set(known))
+    if unknown:
+        raise ValueError(
+            f"{what} maps {noun} names to their options (e.g. {example}); "
+            f"{', '.join(map(repr, unknown))} is not one of: {', '.join(known)}"
+        )
+    return dict(options_by_name.get(name) or {})
+
+
 def task_part(task: str, part: str) -> str:
     """Resolver ``${tlrun.task:<source>-<target>,source|target}``: one side of a task written ``source-target``.
 

@@ -426,14 +426,27 @@ def make_encoder(
 def options_for(name: str, options_by_encoder: Mapping[str, Mapping[str, Any]] | None, what: str) -> dict[str, Any]:
     """The entry of ``name`` in a per-encoder options mapping (``{sparse_coding: {n_atoms: 64}, ...}``), checking
     that every key names an encoder; ``what`` names the mapping in the error message."""
-    options_by_encoder = dict(options_by_encoder or {})
-    unknown = sorted(set(options_by_encoder) - set(ENCODERS))
-    if unknown:
-        raise ValueError(
-            f"{what} maps encoder names to their options (e.g. {{sparse_coding: {{n_atoms: 64}}}}); "
-            f"{', '.join(map(repr, unknown))} is not one of: {', '.join(ENCODERS)}"
-        )
-    return dict(options_by_encoder.get(name) or {})
+    from tlrun.config import options_entry
+
+    return options_entry(name, options_by_encoder, ENCODERS, what, "encoder", "{sparse_coding: {n_atoms: 64}}")
+
+
+def learn_encoder(
+    name: str, options: Mapping[str, Any], X: np.ndarray, image_shape: tuple[int, ...] | None, seed: int, device: str
+) -> tuple[Encoder, dict[str, float]]:
+    """Fit the encoder ``name`` on the unlabeled rows ``X`` (images of ``image_shape``, if any) with the run's seed
+    and device; returns it with ``encoder_fit_s``, the fitting time. Shared by the self-taught methods."""
+    encoder = make_encoder(name, seed, device=device, image_shape=image_shape, **options)
+    started = time.perf_counter()
+    encoder.fit(np.asarray(X))
+    return encoder, {"encoder_fit_s": time.perf_counter() - started}
+
+
+def log_encoder_losses(encoder: Encoder, reporter: Any) -> None:
+    """Log the encoder's training objective per epoch as ``encoder_loss`` (step = epoch) to ``reporter``, when it
+    has one."""
+    for epoch, loss in enumerate(encoder.losses):
+        reporter.log_metrics({"encoder_loss": loss}, step=epoch)
 
 
 def encoding_metrics(encoder: Encoder, X: np.ndarray, codes: np.ndarray, prefix: str) -> dict[str, float]:

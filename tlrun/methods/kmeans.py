@@ -13,8 +13,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from tlrun.methods.base import Method, RunContext
-from tlrun.methods.selftaught import learn_encoder, log_encoder_losses
-from tlrun.representations import encoding_metrics, make_encoder, options_for
+from tlrun.representations import encoding_metrics, learn_encoder, log_encoder_losses, make_encoder, options_for
 from tlrun.scenarios import TrainingData
 
 #: What the representation may be learned on.
@@ -70,8 +69,10 @@ class KMeansClustering(Method):
         unlabeled = np.asarray(data.source.X)
         if self.learn_representation_on == "source_and_target":
             unlabeled = np.concatenate([unlabeled, target])
-        self._encoder, metrics = learn_encoder(self.representation, self.representation_options, unlabeled, data, context)
-        log_encoder_losses(self._encoder, context)
+        self._encoder, metrics = learn_encoder(
+            self.representation, self.representation_options, unlabeled, data.image_shape, context.seed, context.device
+        )
+        log_encoder_losses(self._encoder, context.reporter)
         codes = self._encoder.transform(target)
         metrics.update(encoding_metrics(self._encoder, target, codes, prefix="target_"))
         clusters = self.n_clusters or data.num_classes

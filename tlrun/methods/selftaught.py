@@ -12,32 +12,14 @@ samples.
 
 from __future__ import annotations
 
-import time
 from typing import Any, Mapping
 
 import numpy as np
 
 from tlrun.classifiers import check_classifier, make_classifier
 from tlrun.methods.base import Method, RunContext
-from tlrun.representations import Encoder, encoding_metrics, make_encoder, options_for
+from tlrun.representations import encoding_metrics, learn_encoder, log_encoder_losses, make_encoder, options_for
 from tlrun.scenarios import Labeled, TrainingData
-
-
-def learn_encoder(
-    name: str, options: Mapping[str, Any], X: np.ndarray, data: TrainingData, context: RunContext
-) -> tuple[Encoder, dict[str, float]]:
-    """Fit the encoder ``name`` on the unlabeled rows ``X`` with the run's seed and device (and the data's image
-    shape); returns it with ``encoder_fit_s``, the fitting time. Shared by the self-taught methods."""
-    encoder = make_encoder(name, context.seed, device=context.device, image_shape=data.image_shape, **options)
-    started = time.perf_counter()
-    encoder.fit(np.asarray(X))
-    return encoder, {"encoder_fit_s": time.perf_counter() - started}
-
-
-def log_encoder_losses(encoder: Encoder, context: RunContext) -> None:
-    """Log the encoder's training objective per epoch as ``encoder_loss`` (step = epoch), when it has one."""
-    for epoch, loss in enumerate(encoder.losses):
-        context.reporter.log_metrics({"encoder_loss": loss}, step=epoch)
 
 
 class SelfTaught(Method):
@@ -72,8 +54,10 @@ class SelfTaught(Method):
     def fit(self, data: TrainingData, context: RunContext) -> None:
         if not isinstance(data.target, Labeled):
             raise ValueError(f"{type(self).__name__} needs labeled target samples (scenario selftaught)")
-        self._encoder, metrics = learn_encoder(self.encoder, self.encoder_options, data.source.X, data, context)
-        log_encoder_losses(self._encoder, context)
+        self._encoder, metrics = learn_encoder(
+            self.encoder, self.encoder_options, data.source.X, data.image_shape, context.seed, context.device
+        )
+        log_encoder_losses(self._encoder, context.reporter)
         codes = self._encoder.transform(data.target.X)
         metrics.update(encoding_metrics(self._encoder, data.target.X, codes, prefix="target_"))
         self._classifier = make_classifier(
