@@ -81,22 +81,23 @@ def _source_accuracy(method: Any, evaluation: EvaluationData, source_train: Labe
 
 def _zeroshot_predictions(method: Any, evaluation: EvaluationData) -> tuple[np.ndarray, dict[str, float]]:
     """ZSL predictions of the unseen test samples (among the unseen classes) and the GZSL metrics (among every
-    class, the seen classes' scores lowered by ``method.calibration``)."""
+    class, the seen classes' scores lowered by ``method.calibration``). A class's score does not depend on which
+    other classes compete, so the unseen test samples are scored once, against every class."""
     classes, unseen_test = evaluation.classes, evaluation.target_test
-    unseen = np.array(evaluation.unseen)
-    zsl_scores = method.class_scores(unseen_test.X, classes.subset(unseen.tolist()))
-    zsl_predictions = unseen[np.asarray(zsl_scores).argmax(axis=1)]
-    seen_mask = ~np.isin(np.asarray(classes.labels), unseen)
+    labels = np.asarray(classes.labels)
+    is_unseen = np.isin(labels, evaluation.unseen)
     calibration = float(getattr(method, "calibration", 0.0))
 
-    def gzsl_predictions(X: Any) -> np.ndarray:
-        scores = np.asarray(method.class_scores(X, classes), dtype=np.float64) - calibration * seen_mask
-        return np.asarray(classes.labels)[scores.argmax(axis=1)]
+    def gzsl_predictions(scores: np.ndarray) -> np.ndarray:
+        return labels[(scores - calibration * ~is_unseen).argmax(axis=1)]
 
-    extra = {"gzsl_unseen_acc": metrics.mean_per_class_accuracy(unseen_test.y, gzsl_predictions(unseen_test.X))}
+    unseen_scores = np.asarray(method.class_scores(unseen_test.X, classes), dtype=np.float64)
+    zsl_predictions = labels[is_unseen][unseen_scores[:, is_unseen].argmax(axis=1)]
+    extra = {"gzsl_unseen_acc": metrics.mean_per_class_accuracy(unseen_test.y, gzsl_predictions(unseen_scores))}
     if evaluation.seen_test is not None:
         seen_test = evaluation.seen_test
-        extra["gzsl_seen_acc"] = metrics.mean_per_class_accuracy(seen_test.y, gzsl_predictions(seen_test.X))
+        seen_scores = np.asarray(method.class_scores(seen_test.X, classes), dtype=np.float64)
+        extra["gzsl_seen_acc"] = metrics.mean_per_class_accuracy(seen_test.y, gzsl_predictions(seen_scores))
         extra["gzsl_h"] = metrics.harmonic_mean(extra["gzsl_seen_acc"], extra["gzsl_unseen_acc"])
     return zsl_predictions, extra
 

@@ -32,7 +32,8 @@ Subclasses implement ``training_step`` (returning the loss). The base provides, 
   accuracy, which reads target labels through the runner, and the run is tagged ``selection.oracle=true``;
 - diagnostics (``context.diagnostics``): the proxy A-distance between source and target features before
   training (backbone output) and after (the representation the classifier reads), ``pad_before`` /
-  ``pad_after``, and a t-SNE figure of both, ``diagnostics/embedding.png``;
+  ``pad_after``, and a t-SNE figure of both, ``diagnostics/embedding.png`` (skipped when the training target
+  is empty: ``zeroshot``);
 - :meth:`~DeepMethod.predict` in batches, in eval mode, without gradients.
 """
 

@@ -12,6 +12,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from tlrun.errors import TlrunError
 from tlrun.methods.base import Method, RunContext
 from tlrun.representations import encoding_metrics, learn_encoder, log_encoder_losses, make_encoder, options_for
 from tlrun.scenarios import TrainingData
@@ -77,7 +78,7 @@ class KMeansClustering(Method):
         metrics.update(encoding_metrics(self._encoder, target, codes, prefix="target_"))
         clusters = self.n_clusters or data.num_classes
         if clusters > len(target):
-            raise ValueError(f"{clusters} clusters for {len(target)} target samples; lower n_clusters")
+            raise TlrunError(f"kmeans: {clusters} clusters for {len(target)} target samples; lower method.n_clusters")
         self._kmeans = KMeans(n_clusters=clusters, n_init=self.n_init, max_iter=self.max_iter, random_state=context.seed)
         assignments = self._kmeans.fit_predict(codes)
         metrics["kmeans_inertia"] = float(self._kmeans.inertia_) / len(target)
