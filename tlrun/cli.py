@@ -1,4 +1,4 @@
-"""The ``tlrun`` command: a thin Hydra entry point.
+"""The ``tlrun`` command: a thin Hydra entry point (and ``tlrun ui``, the MLflow UI on the project's store).
 
 Only Hydra and OmegaConf are imported here, so ``tlrun --help`` and configuration errors answer in about a
 second; :mod:`tlrun.run` imports torch and MLflow only once the configuration has passed its checks.
@@ -37,7 +37,16 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
 
 def main() -> None:
-    """Console-script entry point (``tlrun``)."""
+    """Console-script entry point: ``tlrun ui ...`` starts the MLflow UI (:mod:`tlrun.ui`); anything else is a run
+    (or a sweep) composed by Hydra."""
+    if sys.argv[1:2] == ["ui"]:
+        from tlrun.ui import main as ui_main
+
+        try:
+            sys.exit(ui_main(sys.argv[2:]))
+        except TlrunError as error:
+            print(f"tlrun: error: {error}", file=sys.stderr)
+            sys.exit(2)
     _hydra_main()
 
 

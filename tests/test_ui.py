@@ -1,0 +1,81 @@
+"""``tlrun ui``: the MLflow UI answers on loopback (the page and the REST API), and Ctrl-C leaves no process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tlrun.errors import TlrunError
+from tlrun.ui import parse_settings
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    """PIDs whose command line contains ``text`` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if text in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_settings_are_key_value_and_checked(monkeypatch, tmp_path):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    settings = parse_settings(["port=5001"])
+    assert settings["port"] == 5001 and settings["host"] == "127.0.0.1"
+    assert settings["tracking_uri"] == f"sqlite:///{tmp_path / 'outputs' / 'mlflow.db'}"
+    with pytest.raises(TlrunError, match="unknown setting prot"):
+        parse_settings(["prot=5001"])
+    with pytest.raises(TlrunError, match="key=value"):
+        parse_settings(["5001"])
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="checks leftover processes through /proc")
+def test_ui_answers_on_loopback_and_ctrl_c_leaves_no_process(mlflow_store, tmp_path):
+    port = _free_port()
+    command = [sys.executable, "-c", "from tlrun.cli import main; main()", "ui", f"port={port}",
+               f"tracking_uri={mlflow_store}"]
+    ui = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+                          env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+    try:
+        deadline, output = time.monotonic() + 180, []
+        while time.monotonic() < deadline:
+            line = ui.stdout.readline()
+            output.append(line)
+            if "MLflow UI at" in line or (not line and ui.poll() is not None):
+                break
+        assert f"MLflow UI at http://127.0.0.1:{port}" in "".join(output), "".join(output)[-2000:]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as page:
+            assert page.status == 200
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search", data=json.dumps({"max_results": 10}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert "experiments" in json.loads(response.read())
+        assert _processes_mentioning(mlflow_store.removeprefix("sqlite:///"))  # the server runs
+    finally:
+        ui.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        returncode = ui.wait(timeout=60)
+    assert returncode == 0
+    time.sleep(1)
+    assert _processes_mentioning(f"--port {port}") == []

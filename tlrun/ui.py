@@ -1,0 +1,112 @@
+"""``tlrun ui``: the MLflow UI on tlrun's store, started light and stopped cleanly.
+
+``mlflow ui`` with its defaults starts about 15 processes (~2 GB) and a job runner. ``tlrun ui`` starts one
+server worker with job execution off, on the loopback interface, waits until the UI answers, prints its address,
+and on Ctrl-C stops the server's whole process group, so that nothing is left running::
+
+    tlrun ui                                   # the store tlrun writes by default: ./outputs/mlflow.db
+    tlrun ui port=5001 tracking_uri=sqlite:////data/runs/mlflow.db
+
+Settings are ``key=value`` like every other tlrun option: ``tracking_uri`` (default: ``$MLFLOW_TRACKING_URI``,
+else ``sqlite:///<cwd>/outputs/mlflow.db``), ``host`` (default ``127.0.0.1``), ``port`` (default 5000),
+``timeout`` (seconds to wait for the UI to answer, default 120).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+from tlrun.errors import TlrunError
+
+SETTINGS = {"tracking_uri": None, "host": "127.0.0.1", "port": 5000, "timeout": 120}
+
+
+def parse_settings(arguments: list[str]) -> dict[str, Any]:
+    """``key=value`` arguments over :data:`SETTINGS`; an unknown key or a malformed argument is a TlrunError."""
+    from omegaconf import OmegaConf
+
+    malformed = [argument for argument in arguments if "=" not in argument]
+    if malformed:
+        raise TlrunError(f"tlrun ui takes key=value settings ({', '.join(SETTINGS)}), got {' '.join(malformed)!r}")
+    given = OmegaConf.to_container(OmegaConf.from_dotlist(arguments))
+    unknown = sorted(set(given) - set(SETTINGS))
+    if unknown:
+        raise TlrunError(f"tlrun ui: unknown setting {', '.join(unknown)}; settings: {', '.join(SETTINGS)}")
+    settings = {**SETTINGS, **given}
+    if settings["tracking_uri"] is None:
+        from tlrun.tracking import default_tracking_uri
+
+        settings["tracking_uri"] = os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+    return settings
+
+
+def server_command(tracking_uri: str, host: str, port: int) -> list[str]:
+    """The MLflow UI with one worker (job execution is turned off through the environment, see :func:`serve`)."""
+    return [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", str(tracking_uri), "--host", str(host),
+            "--port", str(port), "--workers", "1"]
+
+
+def answers(url: str) -> bool:
+    """True when ``url`` answers an HTTP GET with a success status."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return 200 <= response.status < 300
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def stop(server: subprocess.Popen, grace_s: float = 10.0) -> None:
+    """Stop the server and every process it started (its process group): SIGTERM, then SIGKILL after the grace."""
+    if server.poll() is not None:
+        return
+    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(server.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            server.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def serve(tracking_uri: str, host: str, port: int, timeout: float) -> int:
+    """Run the UI until Ctrl-C (exit code 0) or until the server dies (its exit code)."""
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    address = f"http://{host}:{port}"
+    server = subprocess.Popen(server_command(tracking_uri, host, port), env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + float(timeout)
+        while not answers(address + "/"):
+            if server.poll() is not None:
+                raise TlrunError(
+                    f"the MLflow UI stopped before answering (exit code {server.returncode}); is port {port} taken? "
+                    "Try tlrun ui port=<another>"
+                )
+            if time.monotonic() > deadline:
+                raise TlrunError(f"the MLflow UI did not answer on {address} within {timeout} s")
+            time.sleep(0.5)
+        print(f"tlrun: MLflow UI at {address} on {tracking_uri} (Ctrl-C stops it)", flush=True)
+        return server.wait()
+    except KeyboardInterrupt:
+        print("tlrun: stopping the MLflow UI", flush=True)
+        return 0
+    finally:
+        stop(server)
+
+
+def main(arguments: list[str]) -> int:
+    """``tlrun ui key=value ...``; returns the exit code."""
+    if arguments[:1] in (["--help"], ["-h"], ["help"]):
+        print(__doc__)
+        return 0
+    settings = parse_settings(arguments)
+    return serve(settings["tracking_uri"], settings["host"], int(settings["port"]), float(settings["timeout"]))
