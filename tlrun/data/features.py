@@ -27,8 +27,10 @@ SAMPLE_AXES = ("auto", "rows", "columns")
 # --------------------------------------------------------------------------------------------------- reading
 
 
-def _loadmat(path: Path) -> dict[str, Any]:
-    """Variables of a MATLAB file (v4 to v7; v7.3 is HDF5, which scipy cannot read)."""
+def _loadmat(path: Path, variable_names: tuple[str, ...] | None = None, download: str | None = None) -> dict[str, Any]:
+    """Variables of a MATLAB file (v4 to v7; v7.3 is HDF5, which scipy cannot read): all of them, or only
+    ``variable_names`` (the others are not parsed). ``download``: where a release's files come from, named in the
+    errors."""
     import scipy.io
 
     try:
@@ -38,13 +40,18 @@ def _loadmat(path: Path) -> dict[str, Any]:
         raise DataError(f"cannot read {path}: {error}") from None
     if b"MATLAB 7.3" in head:
         raise DataError(
-            f"{path} is a MATLAB v7.3 (HDF5) file, which cannot be read; re-save it in MATLAB with "
-            "save(file, ..., '-v7') or convert it to .npz (arrays X and y)"
+            f"{path} is a MATLAB v7.3 (HDF5) file, which cannot be read; "
+            + (f"download it again from {download}" if download else
+               "re-save it in MATLAB with save(file, ..., '-v7') or convert it to .npz (arrays X and y)")
         )
     try:
-        return {k: v for k, v in scipy.io.loadmat(str(path)).items() if not k.startswith("__")}
+        variables = scipy.io.loadmat(str(path), variable_names=list(variable_names) if variable_names else None)
     except Exception as error:  # scipy raises ValueError, TypeError, MatReadError... on corrupt files
-        raise DataError(f"cannot read {path}: corrupt or not a MATLAB file ({type(error).__name__}: {error})") from None
+        raise DataError(
+            f"cannot read {path}: corrupt or not a MATLAB file ({type(error).__name__}: {error})"
+            + (f"; download it again from {download}" if download else "")
+        ) from None
+    return {key: value for key, value in variables.items() if not key.startswith("__")}
 
 
 def _loadnpz(path: Path) -> dict[str, Any]:

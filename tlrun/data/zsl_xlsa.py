@@ -23,7 +23,7 @@ import numpy as np
 
 from tlrun.data import preprocess as _preprocess
 from tlrun.data.base import DataError, Domain, TransferDataset, ZeroShotDomains, sha256_file
-from tlrun.data.features import _labels_vector
+from tlrun.data.features import _labels_vector, _loadmat
 
 XLSA17_URL = "https://datasets.d2.mpi-inf.mpg.de/xian/xlsa17.zip"
 #: The release's dataset folders (``dataset.release``, case-insensitive).
@@ -44,20 +44,7 @@ def _read_mat(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
     read or lacks one of them."""
     import scipy.io
 
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(128)
-    except OSError as error:
-        raise DataError(f"cannot read {path}: {error}") from None
-    if b"MATLAB 7.3" in head:
-        raise DataError(f"{path} is a MATLAB v7.3 (HDF5) file, not the xlsa17 release's v5 file; download it again")
-    try:
-        variables = scipy.io.loadmat(str(path), variable_names=list(keys))
-    except Exception as error:  # scipy raises ValueError, TypeError, MatReadError... on corrupt files
-        raise DataError(
-            f"cannot read {path}: corrupt or not a MATLAB file ({type(error).__name__}: {error}); download the "
-            f"release again from {XLSA17_URL}"
-        ) from None
+    variables = _loadmat(path, keys, XLSA17_URL)
     missing = [key for key in keys if key not in variables]
     if missing:
         held = sorted(name for name, _, _ in scipy.io.whosmat(str(path)))
