@@ -431,22 +431,24 @@ def options_for(name: str, options_by_encoder: Mapping[str, Mapping[str, Any]] |
     return options_entry(name, options_by_encoder, ENCODERS, what, "encoder", "{sparse_coding: {n_atoms: 64}}")
 
 
-def learn_encoder(
-    name: str, options: Mapping[str, Any], X: np.ndarray, image_shape: tuple[int, ...] | None, seed: int, device: str
-) -> tuple[Encoder, dict[str, float]]:
-    """Fit the encoder ``name`` on the unlabeled rows ``X`` (images of ``image_shape``, if any) with the run's seed
-    and device; returns it with ``encoder_fit_s``, the fitting time. Shared by the self-taught methods."""
+def learn_and_encode(
+    name: str, options: Mapping[str, Any], unlabeled: np.ndarray, target: np.ndarray,
+    image_shape: tuple[int, ...] | None, seed: int, device: str, reporter: Any,
+) -> tuple[Encoder, np.ndarray, dict[str, float]]:
+    """What the self-taught methods share: fit the encoder ``name`` on the ``unlabeled`` rows (images of
+    ``image_shape``, if any) with the run's seed and device, log its training objective per epoch to
+    ``reporter`` as ``encoder_loss`` (step = epoch) when it has one, and encode ``target``. Returns the encoder,
+    the target's codes, and ``encoder_fit_s`` (the fitting time) with the ``target_`` :func:`encoding_metrics`."""
     encoder = make_encoder(name, seed, device=device, image_shape=image_shape, **options)
     started = time.perf_counter()
-    encoder.fit(np.asarray(X))
-    return encoder, {"encoder_fit_s": time.perf_counter() - started}
-
-
-def log_encoder_losses(encoder: Encoder, reporter: Any) -> None:
-    """Log the encoder's training objective per epoch as ``encoder_loss`` (step = epoch) to ``reporter``, when it
-    has one."""
+    encoder.fit(np.asarray(unlabeled))
+    metrics = {"encoder_fit_s": time.perf_counter() - started}
     for epoch, loss in enumerate(encoder.losses):
         reporter.log_metrics({"encoder_loss": loss}, step=epoch)
+    target = np.asarray(target)
+    codes = encoder.transform(target)
+    metrics.update(encoding_metrics(encoder, target, codes, prefix="target_"))
+    return encoder, codes, metrics
 
 
 def encoding_metrics(encoder: Encoder, X: np.ndarray, codes: np.ndarray, prefix: str) -> dict[str, float]:

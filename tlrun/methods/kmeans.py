@@ -14,7 +14,7 @@ import numpy as np
 
 from tlrun.errors import TlrunError
 from tlrun.methods.base import Method, RunContext
-from tlrun.representations import encoding_metrics, learn_encoder, log_encoder_losses, make_encoder, options_for
+from tlrun.representations import learn_and_encode, make_encoder, options_for
 from tlrun.scenarios import TrainingData
 
 #: What the representation may be learned on.
@@ -70,12 +70,10 @@ class KMeansClustering(Method):
         unlabeled = np.asarray(data.source.X)
         if self.learn_representation_on == "source_and_target":
             unlabeled = np.concatenate([unlabeled, target])
-        self._encoder, metrics = learn_encoder(
-            self.representation, self.representation_options, unlabeled, data.image_shape, context.seed, context.device
+        self._encoder, codes, metrics = learn_and_encode(
+            self.representation, self.representation_options, unlabeled, target, data.image_shape, context.seed,
+            context.device, context.reporter,
         )
-        log_encoder_losses(self._encoder, context.reporter)
-        codes = self._encoder.transform(target)
-        metrics.update(encoding_metrics(self._encoder, target, codes, prefix="target_"))
         clusters = self.n_clusters or data.num_classes
         if clusters > len(target):
             raise TlrunError(f"kmeans: {clusters} clusters for {len(target)} target samples; lower method.n_clusters")

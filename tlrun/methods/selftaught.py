@@ -18,7 +18,7 @@ import numpy as np
 
 from tlrun.classifiers import check_classifier, make_classifier
 from tlrun.methods.base import Method, RunContext
-from tlrun.representations import encoding_metrics, learn_encoder, log_encoder_losses, make_encoder, options_for
+from tlrun.representations import learn_and_encode, make_encoder, options_for
 from tlrun.scenarios import Labeled, TrainingData
 
 
@@ -54,12 +54,10 @@ class SelfTaught(Method):
     def fit(self, data: TrainingData, context: RunContext) -> None:
         if not isinstance(data.target, Labeled):
             raise ValueError(f"{type(self).__name__} needs labeled target samples (scenario selftaught)")
-        self._encoder, metrics = learn_encoder(
-            self.encoder, self.encoder_options, data.source.X, data.image_shape, context.seed, context.device
+        self._encoder, codes, metrics = learn_and_encode(
+            self.encoder, self.encoder_options, data.source.X, data.target.X, data.image_shape, context.seed,
+            context.device, context.reporter,
         )
-        log_encoder_losses(self._encoder, context.reporter)
-        codes = self._encoder.transform(data.target.X)
-        metrics.update(encoding_metrics(self._encoder, data.target.X, codes, prefix="target_"))
         self._classifier = make_classifier(
             self.classifier, device=context.device, options=self.classifier_options, seed=context.seed
         )
