@@ -1,13 +1,18 @@
-"""Hydra callbacks: the summary printed when a ``--multirun`` sweep ends.
+"""Hydra callbacks: a ``--multirun`` sweep as one MLflow parent run, with a summary table when it ends.
 
-Every job of a sweep tags its MLflow run with ``sweep=<sweep dir>``; :class:`SweepSummary` reads those runs back
-and prints one table, methods as rows and tasks (source → target) as columns, with the average last: the shape
-of the papers' tables. Imports MLflow and Rich only when the sweep ends.
+:class:`SweepTracking` opens the sweep's parent run when the multirun starts (:func:`tlrun.sweeps.open_parent`),
+and ends it with the sweep's aggregate status when it ends, or when the process exits without the sweep's normal
+end (a failed job, Ctrl-C, SIGTERM): no parent is left RUNNING. It then prints one table of the jobs' target
+accuracies, methods as rows and tasks (source → target) as columns, with the average last: the shape of the
+papers' tables. Imports MLflow and Rich only when a sweep starts.
 """
 
 from __future__ import annotations
 
+import atexit
+import signal
 import statistics
+import threading
 from typing import Any
 
 from hydra.experimental.callback import Callback
@@ -31,24 +36,55 @@ def sweep_table(runs: list[Any]) -> tuple[list[str], dict[str, dict[str, list[fl
     return tasks, table, unfinished
 
 
-class SweepSummary(Callback):
-    """At the end of a multirun, print the sweep's target accuracies as a methods × tasks table."""
+def _stop(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+class SweepTracking(Callback):
+    """One MLflow parent run per multirun (see :mod:`tlrun.sweeps`), its jobs' runs nested under it."""
+
+    def __init__(self) -> None:
+        self.client: Any = None
+        self.parent_id: str | None = None
+        self.uri = ""
+        self.previous_sigterm: Any = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from tlrun.sweeps import open_parent, tracking_uri
+
+        self.uri = tracking_uri(config)
+        self.client, self.parent_id = open_parent(config)
+        atexit.register(self._end_early)
+        if threading.current_thread() is threading.main_thread():  # SIGTERM ends the sweep as Ctrl-C does
+            self.previous_sigterm = signal.signal(signal.SIGTERM, _stop)
+
+    def _close(self, completed: bool) -> None:
+        from tlrun.sweeps import close_parent
+
+        if self.parent_id is None:
+            return
+        parent, self.parent_id = self.parent_id, None
+        atexit.unregister(self._end_early)
+        if self.previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, self.previous_sigterm)
+        status = close_parent(self.client, parent, completed)
+        print(f"tlrun: sweep run {parent} ended {status}", flush=True)
+
+    def _end_early(self) -> None:
+        """At exit without the sweep's normal end: a job failed, or the sweep was interrupted."""
+        self._close(completed=False)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from mlflow.tracking import MlflowClient
         from rich.console import Console
         from rich.table import Table
 
-        from tlrun.tracking import default_tracking_uri, sweep_tag
+        from tlrun.sweeps import sweep_runs
 
-        uri = config.logger.tracking_uri or default_tracking_uri()
-        client = MlflowClient(tracking_uri=uri)
-        experiment = client.get_experiment_by_name(config.logger.experiment)
-        if experiment is None:
+        parent = self.parent_id
+        self._close(completed=True)
+        if parent is None:
             return
-        sweep = sweep_tag(config.hydra.sweep.dir)
-        runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.sweep = '{sweep}'", max_results=10000)
-        tasks, table, unfinished = sweep_table(runs)
+        tasks, table, unfinished = sweep_table(sweep_runs(self.client, parent))
         if not table:
             return
         several = any(len(scores) > 1 for row in table.values() for scores in row.values())
@@ -73,6 +109,5 @@ class SweepSummary(Callback):
         console.print(summary)
         if unfinished:
             console.print(f"{unfinished} run(s) of this sweep did not finish; see them in the MLflow UI.")
-        console.print(f"Sweep tag: sweep = {sweep}")
-        console.print("See the runs in the MLflow UI:")
-        console.print(f"  mlflow ui --backend-store-uri {uri}", soft_wrap=True, highlight=False)
+        console.print(f"Sweep run: {parent} (its jobs are nested under it). See them in the MLflow UI:")
+        console.print(f"  tlrun ui tracking_uri={self.uri}", soft_wrap=True, highlight=False)

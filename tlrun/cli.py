@@ -7,6 +7,7 @@ second; :mod:`tlrun.run` imports torch and MLflow only once the configuration ha
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -20,11 +21,11 @@ register_resolvers()
 
 
 @hydra.main(config_path=str(config_dir()), config_name="config", version_base="1.3")
-def _hydra_main(cfg: DictConfig) -> float | None:
-    from tlrun.run import run
+def _hydra_main(cfg: DictConfig) -> Any:
+    from tlrun.run import run_job
 
     try:
-        return run(cfg)
+        return run_job(cfg)
     except TlrunError as error:
         # A problem the user can fix: its message alone says what to do; a traceback would bury it.
         print(f"tlrun: error: {error}", file=sys.stderr)

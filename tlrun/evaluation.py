@@ -152,7 +152,7 @@ def evaluate(
 
 
 def print_summary(cfg: Any, result: Result, tracked: Any) -> None:
-    """A short summary on the terminal, ending with the command that opens the MLflow UI on this store."""
+    """A short summary on the terminal, ending with the command that opens the MLflow UI on this store (``tlrun ui``)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -169,4 +169,4 @@ def print_summary(cfg: Any, result: Result, tracked: Any) -> None:
     console = Console()
     console.print(table)
     console.print("See it in the MLflow UI:")
-    console.print(f"  mlflow ui --backend-store-uri {tracked.tracking_uri}", soft_wrap=True, highlight=False)
+    console.print(f"  tlrun ui tracking_uri={tracked.tracking_uri}", soft_wrap=True, highlight=False)

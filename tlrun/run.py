@@ -274,10 +274,12 @@ def _tags(cfg: DictConfig, weights_run: str | None = None) -> dict[str, str]:
 
 
 def _sweep_tags() -> dict[str, str]:
-    """Tags that tie the runs of one ``--multirun`` together (empty for a single run)."""
+    """Tags that tie the runs of one ``--multirun`` together (empty for a single run): the sweep folder, the
+    job's number, and the link to the sweep's parent run (see :mod:`tlrun.sweeps`)."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    from tlrun.sweeps import PARENT_TAG, parent_of_job
     from tlrun.tracking import sweep_tag
 
     if not HydraConfig.initialized():
@@ -285,7 +287,8 @@ def _sweep_tags() -> dict[str, str]:
     hydra_cfg = HydraConfig.get()
     if hydra_cfg.mode != RunMode.MULTIRUN:
         return {}
-    return {"sweep": sweep_tag(hydra_cfg.sweep.dir), "sweep_job": str(hydra_cfg.job.num)}
+    parent = parent_of_job()
+    return {"sweep": sweep_tag(hydra_cfg.sweep.dir), "sweep_job": str(hydra_cfg.job.num)} | ({PARENT_TAG: parent} if parent else {})
 
 
 def _load_and_split(plan: Plan, tracked: Any, feature_device: str | None) -> tuple[TrainingData, EvaluationData, Domain]:
@@ -327,10 +330,38 @@ def _load_and_split(plan: Plan, tracked: Any, feature_device: str | None) -> tup
     return training, evaluation, source
 
 
+@dataclass(frozen=True)
+class RunOutcome:
+    """What a job returns to Hydra (and its sweeper): the MLflow run and its final metrics."""
+
+    run_id: str
+    #: The run's metrics, latest values (``target_acc``, ``source_acc``, ``select.*``, ``selected.*``...).
+    metrics: dict[str, float]
+    #: True when a FINISHED run of the same config existed and nothing ran (a relaunched sweep).
+    skipped: bool = False
+
+
 def run(cfg: DictConfig) -> float:
     """Run one composed config; returns the target accuracy (a fraction)."""
-    plan = preflight(cfg)
+    return run_job(cfg).metrics["target_acc"]
+
+
+def run_job(cfg: DictConfig) -> RunOutcome:
+    """Run one composed config into a new MLflow run, unless a relaunched sweep finds it FINISHED already."""
+    from tlrun.sweeps import HASH_TAG, config_hash, record_failed_before_run, reuse_finished
+
+    try:
+        plan = preflight(cfg)
+    except TlrunError as error:  # no run opens: the sweep's parent keeps the message
+        record_failed_before_run(cfg, str(error))
+        raise
     cfg = plan.cfg
+
+    digest = config_hash(cfg)
+    earlier = reuse_finished(cfg, digest)
+    if earlier is not None:
+        print(f"tlrun: skipped: run {earlier.info.run_id} of this config already FINISHED (skip_finished=false reruns it)")
+        return RunOutcome(earlier.info.run_id, dict(earlier.data.metrics), skipped=True)
     from tlrun.evaluation import evaluate, print_summary
     from tlrun.tracking import TrackedRun, flatten, interrupts_stop_the_run
 
@@ -341,7 +372,8 @@ def run(cfg: DictConfig) -> float:
     run_name = f"{cfg.method.name} {task_name(cfg)}"
     started = time.perf_counter()
     with interrupts_stop_the_run(), TrackedRun(
-        experiment=cfg.logger.experiment, tracking_uri=cfg.logger.tracking_uri, run_name=run_name, tags=_tags(cfg, plan.weights_run)
+        experiment=cfg.logger.experiment, tracking_uri=cfg.logger.tracking_uri, run_name=run_name,
+        tags=_tags(cfg, plan.weights_run) | {HASH_TAG: digest},
     ) as tracked:
         tracked.log_params(flatten(resolved) | ({"lineage.weights_run": plan.weights_run} if plan.weights_run else {}))
         tracked.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
@@ -373,4 +405,4 @@ def run(cfg: DictConfig) -> float:
         result = evaluate(method, evaluation, training.source, training.classes, tracked, step=final_step)
         tracked.log_metrics({"duration_s": time.perf_counter() - started}, final_step)
     print_summary(cfg, result, tracked)
-    return result.target_acc
+    return RunOutcome(tracked.run_id, dict(tracked.client.get_run(tracked.run_id).data.metrics))

@@ -199,6 +199,24 @@ def _batched(items: list, size: int = _MAX_BATCH) -> Iterable[list]:
         yield items[start : start + size]
 
 
+def ensure_experiment(client: MlflowClient, tracking_uri: str, name: str) -> str:
+    """The id of experiment ``name``, created if needed (in tlrun's default store, with its artifacts beside the
+    database, in ``outputs/mlartifacts``)."""
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    artifact_location = None
+    if tracking_uri.startswith("sqlite:///") and tracking_uri.endswith("outputs/mlflow.db"):
+        artifact_location = Path(tracking_uri.removeprefix("sqlite:///")).parent.joinpath("mlartifacts").as_uri()
+    try:
+        return client.create_experiment(name, artifact_location=artifact_location)
+    except Exception:  # created meanwhile by a parallel job of the same sweep
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id
+
+
 class TrackedRun:
     """An MLflow run that always ends with a final status.
 
@@ -218,24 +236,9 @@ class TrackedRun:
         self.tracking_uri = tracking_uri or default_tracking_uri()
         self.client = MlflowClient(tracking_uri=self.tracking_uri)
         with interrupts_deferred():
-            self.experiment_id = self._experiment_id(experiment)
+            self.experiment_id = ensure_experiment(self.client, self.tracking_uri, experiment)
             self.run_id = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags or {}).info.run_id
         self.status: str = "RUNNING"
-
-    def _experiment_id(self, name: str) -> str:
-        found = self.client.get_experiment_by_name(name)
-        if found is not None:
-            return found.experiment_id
-        artifact_location = None
-        if self.tracking_uri.startswith("sqlite:///") and self.tracking_uri.endswith("outputs/mlflow.db"):
-            artifact_location = Path(self.tracking_uri.removeprefix("sqlite:///")).parent.joinpath("mlartifacts").as_uri()
-        try:
-            return self.client.create_experiment(name, artifact_location=artifact_location)
-        except Exception:  # created meanwhile by a parallel job of the same sweep
-            found = self.client.get_experiment_by_name(name)
-            if found is None:
-                raise
-            return found.experiment_id
 
     # -- logging -------------------------------------------------------------------------------------------
     def log_params(self, params: dict[str, str]) -> None:

@@ -1,0 +1,145 @@
+"""Sweeps in MLflow: one parent run per --multirun with every job nested under it (basic and joblib launchers),
+a relaunched sweep that adds only the jobs that did not finish, parallel writers to one sqlite store."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
+
+from tlrun.sweeps import PARENT_TAG, config_hash
+
+TWO_BY_TWO = ["method=no_adaptation,coral", "dataset.target=thick,rotate"]
+ENTRY = "import sys; sys.argv = ['tlrun', *sys.argv[1:]]; from tlrun.cli import main; main()"
+
+
+def _tlrun(tmp_path: Path, store: str, *args: str, wait: bool = True):
+    env = {**os.environ, "MLFLOW_TRACKING_URI": store, "MLFLOW_DISABLE_TELEMETRY": "true", "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-c", ENTRY, "--multirun", *args, f"cache_dir={tmp_path / 'cache'}"]
+    if not wait:
+        return subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+
+
+def _runs(store: str, experiment: str) -> tuple[list, list]:
+    """(parents, children) of the experiment."""
+    client = MlflowClient(tracking_uri=store)
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    parents = [r for r in runs if r.data.tags.get("sweep.role") == "parent"]
+    return parents, [r for r in runs if r.data.tags.get("sweep.role") != "parent"]
+
+
+@pytest.mark.parametrize("launcher", ["basic", "joblib"])
+def test_a_two_by_two_sweep_is_one_parent_with_four_children(tmp_path, mlflow_store, launcher):
+    experiment = f"sweep-{launcher}"
+    extra = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"] if launcher == "joblib" else []
+    result = _tlrun(tmp_path, mlflow_store, *TWO_BY_TWO, *extra, f"logger.experiment={experiment}",
+                    f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    (parent,), children = _runs(mlflow_store, experiment)
+    assert len(children) == 4
+    assert {c.data.tags[PARENT_TAG] for c in children} == {parent.info.run_id}
+    assert {c.info.status for c in children} == {"FINISHED"}
+    assert sorted((c.data.tags["method"], c.data.tags["target"]) for c in children) == sorted(
+        (m, t) for m in ("no_adaptation", "coral") for t in ("thick", "rotate"))
+    assert parent.info.status == "FINISHED" and parent.data.tags["sweep.status"] == "FINISHED"
+    assert parent.data.metrics["jobs_finished"] == 4 and parent.data.metrics["jobs_failed"] == 0
+    assert parent.data.params["method"] == "no_adaptation,coral"
+    assert parent.data.tags["sweep.launcher"] == {"basic": "BasicLauncher", "joblib": "JoblibLauncher"}[launcher]
+    assert parent.data.tags["sweep"] == str((tmp_path / "sweep").resolve())
+    assert parent.info.end_time >= max(c.info.end_time for c in children)
+    assert f"sweep run {parent.info.run_id} ended FINISHED" in result.stdout
+
+
+def test_a_sweep_stopped_after_two_of_four_jobs_and_relaunched_adds_exactly_two_runs(tmp_path, mlflow_store):
+    experiment = "sweep-relaunch"
+    sweep = ["method=dann", "seed=0,1,2,3", "method.epochs=2", "+trainer.limit_train_batches=4",
+             "trainer.enable_progress_bar=false", "diagnostics=false", "save_model=false", f"logger.experiment={experiment}"]
+    process = _tlrun(tmp_path, mlflow_store, *sweep, f"hydra.sweep.dir={tmp_path / 'first'}", wait=False)
+    client = MlflowClient(tracking_uri=mlflow_store)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        found = client.get_experiment_by_name(experiment)
+        runs = client.search_runs([found.experiment_id], filter_string="tags.method = 'dann'") if found else []
+        if len(runs) == 3:  # two jobs done, the third has opened its run
+            process.send_signal(signal.SIGINT)
+            break
+        time.sleep(0.1)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode != 0, output
+    (parent,), children = _runs(mlflow_store, experiment)
+    assert sorted(c.info.status for c in children) == ["FINISHED", "FINISHED", "KILLED"], output
+    assert parent.info.status == "KILLED" and parent.data.metrics["jobs_finished"] == 2
+
+    relaunch = _tlrun(tmp_path, mlflow_store, *sweep, f"hydra.sweep.dir={tmp_path / 'second'}")
+    assert relaunch.returncode == 0, relaunch.stdout + relaunch.stderr
+    assert relaunch.stdout.count("tlrun: skipped: run") == 2
+    (same_parent,), after = _runs(mlflow_store, experiment)
+    assert same_parent.info.run_id == parent.info.run_id
+    new = {c.info.run_id for c in after} - {c.info.run_id for c in children}
+    assert len(new) == 2
+    finished = [c for c in after if c.info.status == "FINISHED"]
+    assert sorted(c.data.tags["seed"] for c in finished) == ["0", "1", "2", "3"]
+    assert same_parent.info.status == "FINISHED" and same_parent.data.metrics["jobs_finished"] == 4
+
+    # Opting out: every job runs again, under a new parent.
+    again = _tlrun(tmp_path, mlflow_store, *sweep[:1], "seed=0", *sweep[2:], "skip_finished=false",
+                   f"hydra.sweep.dir={tmp_path / 'third'}")
+    assert again.returncode == 0, again.stdout + again.stderr
+    parents, latest = _runs(mlflow_store, experiment)
+    assert len(parents) == 2 and len(latest) == len(after) + 1
+
+
+def test_a_failing_job_fails_the_parent_and_leaves_its_message_there(tmp_path, mlflow_store):
+    result = _tlrun(tmp_path, mlflow_store, "method=no_adaptation", "dataset.target=nowhere,thick",
+                    "logger.experiment=sweep-error", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert result.returncode != 0
+    (parent,), children = _runs(mlflow_store, "sweep-error")
+    assert [(c.data.tags["target"], c.info.status) for c in children] == [("thick", "FINISHED")]
+    assert parent.info.status == "FAILED"
+    assert parent.data.metrics["jobs_failed_before_run"] == 1 and parent.data.metrics["jobs_finished"] == 1
+    assert "has no domain 'nowhere'" in parent.data.tags["sweep.failed_before_run.0"]
+
+
+def test_the_job_hash_ignores_where_a_run_is_stored_but_not_what_it_computes(compose):
+    base = config_hash(compose("method=coral"))
+    assert config_hash(compose("method=coral", "logger.experiment=elsewhere", "trainer.enable_progress_bar=false")) == base
+    assert config_hash(compose("method=coral", "seed=1")) != base
+    assert config_hash(compose("method=coral", "dataset.target=rotate")) != base
+    cfg = compose("method=coral")
+    OmegaConf.update(cfg, "cache_dir", "/elsewhere")
+    assert config_hash(cfg) == base
+
+
+def _write_a_run(arguments: tuple[str, int]) -> str:
+    store, number = arguments
+    from tlrun.tracking import TrackedRun
+
+    with TrackedRun("parallel-writers", tracking_uri=store, run_name=f"writer {number}") as run:
+        run.log_params({f"param{i}": str(i) for i in range(30)})
+        for step in range(60):
+            run.log_metrics({"loss": 1.0 / (step + 1), "acc": step / 60}, step)
+        run.set_tags({"writer": str(number)})
+        run.log_text("done", "note.txt")
+    return run.run_id
+
+
+def test_eight_jobs_writing_in_parallel_to_one_sqlite_store_all_finish_with_all_their_metrics(mlflow_store):
+    MlflowClient(tracking_uri=mlflow_store).search_experiments()  # the store exists before the writers start
+    with multiprocessing.get_context("spawn").Pool(8) as pool:
+        run_ids = pool.map(_write_a_run, [(mlflow_store, k) for k in range(8)])
+    client = MlflowClient(tracking_uri=mlflow_store)
+    for run_id in run_ids:
+        record = client.get_run(run_id)
+        assert record.info.status == "FINISHED"
+        assert len(client.get_metric_history(run_id, "loss")) == 60
+        assert len(client.get_metric_history(run_id, "acc")) == 60
+        assert len(record.data.params) == 30

@@ -1,0 +1,239 @@
+"""Sweeps in the MLflow store: one parent run per ``--multirun``, every job a child of it, finished jobs skipped.
+
+**Parent and children.** When a ``--multirun`` starts, :func:`open_parent` creates the sweep's parent run (tag
+``sweep.role=parent``; params: the sweep's overrides; tags: launcher, sweeper, sweep folder) and puts its id in
+the environment variable :data:`PARENT_ENV`. Every job reads it there (:func:`parent_of_job`) and tags its run
+``mlflow.parentRunId=<parent>``, MLflow's own link, so the UI groups the jobs under the sweep. The environment
+reaches the jobs whatever runs them: the same process (basic launcher), worker processes (joblib), Ray workers
+started by the sweep, or Slurm jobs (``sbatch`` exports the submitting environment). When the sweep ends,
+:func:`close_parent` counts the jobs by the status of their latest run (metrics ``jobs_finished``,
+``jobs_failed``, ``jobs_killed``, ``jobs_reused``, ``jobs_failed_before_run``) and ends the parent FINISHED when every job
+finished, FAILED when one failed, KILLED when the sweep was interrupted; it also runs when the process exits
+without the sweep's normal end (a failed job, Ctrl-C), so a parent is never left RUNNING.
+
+**Job identity and relaunching.** A job is identified by :func:`config_hash`, a hash of its resolved config
+without the keys that do not change its results (:data:`VOLATILE_KEYS`), and every run carries it as the tag
+``config_hash``. A sweep is identified by its overrides and experiment (:func:`sweep_identity`). Relaunching
+the same sweep reopens its parent; each job whose config already has a FINISHED run in the experiment is
+skipped (its old run is counted as the sweep's: tag ``sweep.reused.<job>=<run id>`` on the parent when it is
+a child of another sweep), and FAILED or KILLED jobs run again. ``skip_finished=false`` opts out: a new
+parent, and every job runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+#: The environment variable that carries the sweep's parent run id to its jobs.
+PARENT_ENV = "TLRUN_SWEEP_PARENT_RUN_ID"
+#: MLflow's parent-run tag (the UI nests a run under the run it names).
+PARENT_TAG = "mlflow.parentRunId"
+ROLE_TAG = "sweep.role"
+IDENTITY_TAG = "sweep.identity"
+HASH_TAG = "config_hash"
+REUSED_TAG_PREFIX = "sweep.reused."
+FAILED_BEFORE_RUN_TAG_PREFIX = "sweep.failed_before_run."
+#: Top-level config keys (and ``trainer`` keys) that change how a run is watched or stored, not its results.
+VOLATILE_KEYS = ("logger", "cache_dir", "skip_finished", "resume", "published")
+VOLATILE_TRAINER_KEYS = ("enable_progress_bar", "log_every_n_steps", "enable_model_summary")
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """A job's identity: SHA-256 (first 16 hex digits) of its resolved config as sorted JSON, less
+    :data:`VOLATILE_KEYS` and :data:`VOLATILE_TRAINER_KEYS`."""
+    tree = OmegaConf.to_container(cfg, resolve=True)
+    for key in VOLATILE_KEYS:
+        tree.pop(key, None)
+    for key in VOLATILE_TRAINER_KEYS:
+        tree.get("trainer", {}).pop(key, None)
+    return hashlib.sha256(json.dumps(tree, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def sweep_identity(config: DictConfig) -> str:
+    """A sweep's identity: its experiment, command-line overrides and the sweeper's own parameters (recipes
+    list their sweep there), hashed. A relaunch of the same command has the same identity."""
+    overrides = sorted(OmegaConf.to_container(config.hydra.overrides.task, resolve=False))
+    params = _sweeper_params(config)
+    text = json.dumps({"experiment": str(config.logger.experiment), "overrides": overrides, "params": params}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _sweeper_params(config: DictConfig) -> dict[str, Any]:
+    """The sweeper's ``params`` (where recipes list their sweep), as written."""
+    params = config.hydra.sweeper.get("params")
+    return OmegaConf.to_container(params, resolve=False) if params is not None else {}
+
+
+def parent_of_job() -> str | None:
+    """The parent run id of the sweep this process runs a job of (``None`` outside a ``--multirun``)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    return os.environ.get(PARENT_ENV) or None
+
+
+def tracking_uri(config: DictConfig) -> str:
+    from tlrun.tracking import default_tracking_uri
+
+    return config.logger.get("tracking_uri") or default_tracking_uri()
+
+
+def client_for(config: DictConfig) -> Any:
+    """An ``MlflowClient`` on the config's store."""
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri(config))
+
+
+def open_parent(config: DictConfig) -> tuple[Any, str]:
+    """Create (or, for a relaunched sweep, reopen) the sweep's parent run and export its id to the jobs.
+
+    Returns ``(client, parent run id)``.
+    """
+    from mlflow.entities import Param, RunStatus
+
+    from tlrun.tracking import ensure_experiment, flatten, interrupts_deferred, safe_key, sweep_tag
+
+    client = client_for(config)
+    identity = sweep_identity(config)
+    overrides = list(OmegaConf.to_container(config.hydra.overrides.task, resolve=False))
+    with interrupts_deferred():
+        experiment_id = ensure_experiment(client, tracking_uri(config), str(config.logger.experiment))
+        earlier = []
+        if config.get("skip_finished", True):
+            earlier = client.search_runs(
+                [experiment_id], filter_string=f"tags.`{IDENTITY_TAG}` = '{identity}'",
+                order_by=["attributes.start_time DESC"], max_results=1,
+            )
+        if earlier:
+            parent_id = earlier[0].info.run_id
+            client.update_run(parent_id, status=RunStatus.to_string(RunStatus.RUNNING))
+            client.set_tag(parent_id, "sweep.relaunched", time.strftime("%Y-%m-%d %H:%M:%S"))
+        else:
+            launcher = str(config.hydra.launcher.get("_target_", "?")).rsplit(".", 1)[-1]
+            tags = {
+                ROLE_TAG: "parent",
+                IDENTITY_TAG: identity,
+                "sweep": sweep_tag(config.hydra.sweep.dir),
+                "sweep.launcher": launcher,
+                "sweep.sweeper": str(config.hydra.sweeper.get("_target_", "?")).rsplit(".", 1)[-1],
+                "sweep.overrides": " ".join(overrides)[:5000],
+            }
+            parent_id = client.create_run(experiment_id, run_name=f"sweep {time.strftime('%Y-%m-%d %H:%M:%S')}",
+                                          tags=tags).info.run_id
+            params = {override.partition("=")[0].lstrip("+~"): override.partition("=")[2] for override in overrides}
+            params |= flatten(_sweeper_params(config), "sweeper.params.")
+            items = [Param(safe_key(key), value) for key, value in params.items()]
+            for start in range(0, len(items), 100):
+                client.log_batch(parent_id, params=items[start : start + 100])
+    os.environ[PARENT_ENV] = parent_id
+    return client, parent_id
+
+
+def job_number() -> str:
+    """This job's number in its sweep."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return str(HydraConfig.get().job.num)
+
+
+def reuse_finished(cfg: DictConfig, digest: str) -> Any | None:
+    """In a ``--multirun`` with ``skip_finished`` (the default): the latest FINISHED run of the experiment whose
+    ``config_hash`` is ``digest``, counted as this job's run (noted on the sweep's parent when it is not already
+    one of its children). ``None``: the job must run."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not cfg.get("skip_finished", True) or not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    client = client_for(cfg)
+    experiment = client.get_experiment_by_name(str(cfg.logger.experiment))
+    if experiment is None:
+        return None
+    found = client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.{HASH_TAG} = '{digest}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"], max_results=1,
+    )
+    if not found:
+        return None
+    parent = parent_of_job()
+    if parent and found[0].data.tags.get(PARENT_TAG) != parent:
+        client.set_tag(parent, f"{REUSED_TAG_PREFIX}{job_number()}", found[0].info.run_id)
+    return found[0]
+
+
+def record_failed_before_run(cfg: DictConfig, message: str) -> None:
+    """A job that failed before its run opened (a configuration error) leaves its message on the sweep's parent."""
+    parent = parent_of_job()
+    if not parent:
+        return
+    try:
+        client_for(cfg).set_tag(parent, f"{FAILED_BEFORE_RUN_TAG_PREFIX}{job_number()}", message[:5000])
+    except Exception as error:  # the job's own error matters more than this note
+        print(f"tlrun: could not note the error on the sweep run {parent}: {error}")
+
+
+def children(client: Any, parent_id: str) -> list[Any]:
+    """The runs whose MLflow parent is ``parent_id``."""
+    parent = client.get_run(parent_id)
+    return client.search_runs([parent.info.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_id}'",
+                              max_results=50000)
+
+
+def sweep_runs(client: Any, parent_id: str) -> list[Any]:
+    """The sweep's runs: its children, and the FINISHED runs of other sweeps that a relaunch counted as its jobs."""
+    tags = client.get_run(parent_id).data.tags
+    reused = [client.get_run(run_id) for key, run_id in tags.items() if key.startswith(REUSED_TAG_PREFIX)]
+    return children(client, parent_id) + reused
+
+
+def close_parent(client: Any, parent_id: str, completed: bool) -> str:
+    """End the parent with the sweep's aggregate status and log its job counts; returns the status.
+
+    ``completed``: the sweep ran to its end. Otherwise (the process is exiting early) children still RUNNING
+    are ended KILLED, and the parent ends FAILED if a job failed, else KILLED.
+    """
+    from mlflow.entities import Metric, RunStatus
+
+    from tlrun.tracking import interrupts_deferred
+
+    with interrupts_deferred():
+        runs = children(client, parent_id)
+        if not completed:
+            for run in runs:
+                if run.info.status == "RUNNING":
+                    client.set_tag(run.info.run_id, "error", "the sweep stopped before this job ended")
+                    client.set_terminated(run.info.run_id, "KILLED")
+            runs = children(client, parent_id)
+        tags = client.get_run(parent_id).data.tags
+        reused = {key for key in tags if key.startswith(REUSED_TAG_PREFIX)}
+        failed_early = sum(key.startswith(FAILED_BEFORE_RUN_TAG_PREFIX) for key in tags)
+        # A job's latest run counts: a relaunch replaces a FAILED or KILLED run by a new one of the same config.
+        latest: dict[str, Any] = {}
+        for run in sorted(runs, key=lambda r: r.info.start_time):
+            latest[run.data.tags.get(HASH_TAG, run.info.run_id)] = run
+        counts = {status: sum(r.info.status == status for r in latest.values()) for status in ("FINISHED", "FAILED", "KILLED")}
+        counts["FINISHED"] += len(reused)
+        if counts["FAILED"] or failed_early:
+            status = "FAILED"
+        elif counts["KILLED"] or not completed:
+            status = "KILLED"
+        else:
+            status = "FINISHED"
+        now = int(time.time() * 1000)
+        metrics = {"jobs_finished": counts["FINISHED"], "jobs_failed": counts["FAILED"], "jobs_killed": counts["KILLED"],
+                   "jobs_reused": len(reused), "jobs_failed_before_run": failed_early}
+        client.log_batch(parent_id, metrics=[Metric(key, float(value), now, 0) for key, value in metrics.items()])
+        client.set_tag(parent_id, "sweep.status", status)
+        client.set_terminated(parent_id, RunStatus.to_string(getattr(RunStatus, status)))
+    if os.environ.get(PARENT_ENV) == parent_id:
+        del os.environ[PARENT_ENV]
+    return status
