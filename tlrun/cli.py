@@ -1,4 +1,5 @@
-"""The ``tlrun`` command: a thin Hydra entry point (and ``tlrun ui``, the MLflow UI on the project's store).
+"""The ``tlrun`` command: a thin Hydra entry point, and the subcommands ``tlrun ui`` (the MLflow UI on the
+project's store) and ``tlrun compare`` (tables and plots of runs).
 
 Only Hydra and OmegaConf are imported here, so ``tlrun --help`` and configuration errors answer in about a
 second; :mod:`tlrun.run` imports torch and MLflow only once the configuration has passed its checks.
@@ -37,14 +38,18 @@ def _hydra_main(cfg: DictConfig) -> Any:
         sys.exit(130)
 
 
+#: Subcommands that are not runs: ``tlrun <name> key=value ...`` calls ``main(arguments)`` of the module.
+SUBCOMMANDS = {"ui": "tlrun.ui", "compare": "tlrun.compare"}
+
+
 def main() -> None:
-    """Console-script entry point: ``tlrun ui ...`` starts the MLflow UI (:mod:`tlrun.ui`); anything else is a run
-    (or a sweep) composed by Hydra."""
-    if sys.argv[1:2] == ["ui"]:
-        from tlrun.ui import main as ui_main
+    """Console-script entry point: ``tlrun ui ...`` starts the MLflow UI (:mod:`tlrun.ui`), ``tlrun compare ...``
+    tabulates runs (:mod:`tlrun.compare`); anything else is a run (or a sweep) composed by Hydra."""
+    if sys.argv[1:2] and sys.argv[1] in SUBCOMMANDS:
+        from importlib import import_module
 
         try:
-            sys.exit(ui_main(sys.argv[2:]))
+            sys.exit(import_module(SUBCOMMANDS[sys.argv[1]]).main(sys.argv[2:]))
         except TlrunError as error:
             print(f"tlrun: error: {error}", file=sys.stderr)
             sys.exit(2)
