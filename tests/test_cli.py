@@ -76,7 +76,7 @@ def test_default_run_and_a_sweep(tmp_path, mlflow_store):
     assert {r.info.status for r in runs} == {"FINISHED"}
     assert len({r.data.tags["sweep"] for r in runs}) == 1
     # The sweep ends with one methods x tasks table of the jobs' target accuracies, read back from MLflow.
-    summary = sweep.stdout[sweep.stdout.index("target accuracy (%) of the sweep"):]
+    summary = sweep.stdout[sweep.stdout.index("target_acc (%)"):]
     for record in runs:
         assert f"{100 * record.data.metrics['target_acc']:.2f}" in summary
     assert "original→thick" in summary

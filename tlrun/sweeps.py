@@ -188,13 +188,6 @@ def children(client: Any, parent_id: str) -> list[Any]:
                               max_results=50000)
 
 
-def sweep_runs(client: Any, parent_id: str) -> list[Any]:
-    """The sweep's runs: its children, and the FINISHED runs of other sweeps that a relaunch counted as its jobs."""
-    tags = client.get_run(parent_id).data.tags
-    reused = [client.get_run(run_id) for key, run_id in tags.items() if key.startswith(REUSED_TAG_PREFIX)]
-    return children(client, parent_id) + reused
-
-
 def close_parent(client: Any, parent_id: str, completed: bool) -> str:
     """End the parent with the sweep's aggregate status and log its job counts; returns the status.
 
