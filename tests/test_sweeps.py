@@ -37,10 +37,23 @@ def _runs(store: str, experiment: str) -> tuple[list, list]:
     return parents, [r for r in runs if r.data.tags.get("sweep.role") != "parent"]
 
 
-@pytest.mark.parametrize("launcher", ["basic", "joblib"])
+LAUNCHERS = {
+    "basic": ([], "BasicLauncher"),
+    "joblib": (["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], "JoblibLauncher"),
+    # submitit's local executor: each job a process started by submitit, as on Slurm.
+    "submitit": (["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10"], "LocalLauncher"),
+    # A local Ray instance (the ray extra): jobs are Ray tasks in Ray's worker processes.
+    "ray": (["hydra/launcher=ray", "hydra.launcher.ray.init.num_cpus=2"], "RayLauncher"),
+}
+
+
+@pytest.mark.parametrize("launcher", list(LAUNCHERS))
 def test_a_two_by_two_sweep_is_one_parent_with_four_children(tmp_path, mlflow_store, launcher):
+    if launcher == "ray":
+        pytest.importorskip("ray", reason="Ray is not installed (pip install 'tlrun[ray]')")
+        pytest.importorskip("hydra_plugins.hydra_ray_launcher", reason="hydra-ray-launcher is not installed")
     experiment = f"sweep-{launcher}"
-    extra = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"] if launcher == "joblib" else []
+    extra, launcher_class = LAUNCHERS[launcher]
     result = _tlrun(tmp_path, mlflow_store, *TWO_BY_TWO, *extra, f"logger.experiment={experiment}",
                     f"hydra.sweep.dir={tmp_path / 'sweep'}")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -53,7 +66,7 @@ def test_a_two_by_two_sweep_is_one_parent_with_four_children(tmp_path, mlflow_st
     assert parent.info.status == "FINISHED" and parent.data.tags["sweep.status"] == "FINISHED"
     assert parent.data.metrics["jobs_finished"] == 4 and parent.data.metrics["jobs_failed"] == 0
     assert parent.data.params["method"] == "no_adaptation,coral"
-    assert parent.data.tags["sweep.launcher"] == {"basic": "BasicLauncher", "joblib": "JoblibLauncher"}[launcher]
+    assert parent.data.tags["sweep.launcher"] == launcher_class
     assert parent.data.tags["sweep"] == str((tmp_path / "sweep").resolve())
     assert parent.info.end_time >= max(c.info.end_time for c in children)
     assert f"sweep run {parent.info.run_id} ended FINISHED" in result.stdout

@@ -108,3 +108,12 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("tlrun.task", task_part)
     if not OmegaConf.has_resolver("tlrun.method_table"):
         OmegaConf.register_new_resolver("tlrun.method_table", method_table)
+    if not OmegaConf.has_resolver("tlrun.gpus_per_job"):
+        OmegaConf.register_new_resolver("tlrun.gpus_per_job", _gpus_per_job)
+
+
+def _gpus_per_job() -> int:
+    """Resolver ``${tlrun.gpus_per_job:}`` (the Ray launcher's GPUs per job): see :func:`tlrun.devices.gpus_per_job`."""
+    from tlrun.devices import gpus_per_job
+
+    return gpus_per_job()

@@ -10,9 +10,10 @@ from __future__ import annotations
 import dataclasses
 import random
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 from hydra.errors import InstantiationException
@@ -182,19 +183,34 @@ class EvaluationReporter:
         self.tracked.log_figure(figure, artifact_file)
 
 
-def _device(cfg: DictConfig) -> tuple[str, dict[str, Any]]:
-    """The closed-form device and the Lightning Trainer kwargs (less tlrun's own ``select``), falling back to
-    the CPU when no GPU exists."""
+@contextmanager
+def _job_device(cfg: DictConfig) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The closed-form device and the Lightning Trainer kwargs (less tlrun's own ``select`` and
+    ``jobs_per_gpu``), held for the block. A one-GPU trainer claims a GPU no other tlrun job holds
+    (:mod:`tlrun.devices`); without a GPU the run falls back to the CPU."""
     import torch
+
+    from tlrun.devices import claimed_gpu, visible_gpu_ids, wants_one_gpu
 
     trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer.pop("select", None)
-    if trainer.get("accelerator") in ("gpu", "cuda"):
-        if torch.cuda.is_available():
-            return "cuda", trainer
+    jobs_per_gpu = int(trainer.pop("jobs_per_gpu", 1))
+    if trainer.get("accelerator") not in ("gpu", "cuda"):
+        yield "cpu", trainer
+    elif not torch.cuda.is_available():
         print("tlrun: no GPU here; running on the CPU in 32-bit precision")
         trainer.update(accelerator="cpu", precision="32-true")
-    return "cpu", trainer
+        yield "cpu", trainer
+    elif not wants_one_gpu(trainer):
+        yield "cuda", trainer
+    else:
+        def waiting() -> None:
+            print("tlrun: every GPU is held by other tlrun jobs; waiting for one to free", flush=True)
+
+        with claimed_gpu(visible_gpu_ids(), jobs_per_gpu, on_wait=waiting) as index:
+            torch.cuda.set_device(index)
+            trainer["devices"] = [index]
+            yield f"cuda:{index}", trainer
 
 
 def _features(plan: Plan, domain: Domain, device: str) -> Domain:
@@ -370,15 +386,18 @@ def run_job(cfg: DictConfig) -> RunOutcome:
     method = None if deep else construct(lambda: instantiate(cfg.method), "method")
     resolved = OmegaConf.to_container(cfg, resolve=True)
     run_name = f"{cfg.method.name} {task_name(cfg)}"
-    started = time.perf_counter()
-    with interrupts_stop_the_run(), TrackedRun(
+    with interrupts_stop_the_run(), _job_device(cfg) as (device, trainer_kwargs), TrackedRun(
         experiment=cfg.logger.experiment, tracking_uri=cfg.logger.tracking_uri, run_name=run_name,
         tags=_tags(cfg, plan.weights_run) | {HASH_TAG: digest},
     ) as tracked:
         tracked.log_params(flatten(resolved) | ({"lineage.weights_run": plan.weights_run} if plan.weights_run else {}))
         tracked.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+        started = time.perf_counter()  # after the GPU claim: duration_s leaves out any wait for a free GPU
         seed_everything(cfg.seed)
-        device, trainer_kwargs = _device(cfg)
+        if device != "cpu":
+            import torch
+
+            tracked.set_tags({"device": f"{device} ({torch.cuda.get_device_name(device)})"})
 
         training, evaluation, source = _load_and_split(plan, tracked, None if deep else device)
         tracked.log_params({"data.n_source_train": str(len(training.source)), "data.n_target_train": str(len(training.target)),

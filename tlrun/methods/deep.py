@@ -322,7 +322,9 @@ class DeepMethod(pl.LightningModule, Method):
             total = torch.stack([value, torch.ones_like(value)])  # summed on the device: no sync per step
             self._epoch_sums[name] = self._epoch_sums[name] + total if name in self._epoch_sums else total
         if logits is not None and y is not None:
-            correct = torch.stack([(logits.detach().argmax(dim=1) == y).sum().double(), y.new_tensor(len(y)).double()])
+            # new_full fills on the device; new_tensor(len(y)) would copy from the host and wait for the GPU.
+            correct = torch.stack([(logits.detach().argmax(dim=1) == y).sum().double(),
+                                   logits.new_full((), float(len(y)), dtype=torch.float64)])
             key = f"{self.trains_on}_train_acc"
             self._epoch_sums[key] = self._epoch_sums[key] + correct if key in self._epoch_sums else correct
         self.log("train_loss", loss.detach(), prog_bar=True, logger=False, on_step=True, on_epoch=False)
@@ -333,12 +335,35 @@ class DeepMethod(pl.LightningModule, Method):
         return min(1.0, self.global_step / total)
 
     def on_before_backward(self, loss: torch.Tensor) -> None:
-        if not torch.isfinite(loss).all():
-            raise FloatingPointError(
-                f"{type(self).__name__}: the training loss is {float(loss.detach())} at epoch {self.current_epoch + 1}, "
-                f"optimizer step {self.global_step}: training diverged. Lower the learning rate (now lr={self.lr}; "
-                f"try method.lr={self.lr / 10:g}), or check the inputs for NaN/inf values."
-            )
+        """Stop on a NaN or infinite loss. On the CPU each step's loss is checked at once; on a GPU the check
+        reads the previous step's flag (copied to the host without blocking), so the host never waits for the
+        step it has just queued: a divergence stops training one step later, with the step it happened at."""
+        finite = torch.isfinite(loss.detach()).all()
+        if loss.device.type != "cuda":
+            if not finite:
+                self._diverged(float(loss.detach()), self.global_step)
+            return
+        self._check_pending_finite()
+        host = torch.empty((), dtype=torch.bool, pin_memory=True)
+        host.copy_(finite, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
+        self._pending_finite = (host, done, loss.detach(), self.global_step)
+
+    def _check_pending_finite(self) -> None:
+        pending, self._pending_finite = getattr(self, "_pending_finite", None), None
+        if pending is not None:
+            host, done, loss, step = pending
+            done.synchronize()
+            if not bool(host):
+                self._diverged(float(loss), step)
+
+    def _diverged(self, loss: float, step: int) -> None:
+        raise FloatingPointError(
+            f"{type(self).__name__}: the training loss is {loss} at epoch {self.current_epoch + 1}, "
+            f"optimizer step {step}: training diverged. Lower the learning rate (now lr={self.lr}; "
+            f"try method.lr={self.lr / 10:g}), or check the inputs for NaN/inf values."
+        )
 
     def on_train_epoch_start(self) -> None:
         self._epoch_sums = {}
@@ -353,6 +378,7 @@ class DeepMethod(pl.LightningModule, Method):
             self._context.reporter.log_metrics(metrics, step=epoch)
 
     def on_train_epoch_end(self) -> None:
+        self._check_pending_finite()
         epoch = self.current_epoch + 1
         metrics = {}
         for name, sums in self._epoch_sums.items():

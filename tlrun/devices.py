@@ -1,0 +1,93 @@
+"""GPUs for parallel jobs: one job per GPU, on one machine (joblib launcher) or under Ray.
+
+**The rule.** A run with ``trainer=gpu`` (one device) claims a GPU before it starts: the first GPU, in order,
+that no other tlrun process on this machine holds, and holds it until it ends. Claims are ``flock`` locks on
+files named by the GPU's UUID in ``$TMPDIR/tlrun-gpu-locks``, so they hold across processes and launchers and
+vanish with their process, even one that is killed. When every GPU is held the run waits for one to free.
+``trainer.jobs_per_gpu`` (default 1) lets that many jobs share a GPU; jobs are spread over the GPUs before any
+GPU takes a second one. So ``tlrun --multirun hydra/launcher=joblib hydra.launcher.n_jobs=<GPUs> trainer=gpu ...``
+keeps every GPU busy with one job, whatever order the jobs finish in.
+
+Under Ray (``hydra/launcher=ray``) each job asks Ray for one GPU (:func:`gpus_per_job`) and Ray makes only that
+GPU visible to it, so the claim simply takes it. Without a GPU, nothing is claimed and the run uses the CPU.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+LOCK_FOLDER = "tlrun-gpu-locks"
+
+
+def gpus_per_job() -> int:
+    """Resolver ``${tlrun.gpus_per_job:}``: 1 on a machine with a CUDA GPU, else 0 (the job runs on the CPU)."""
+    import torch
+
+    return 1 if torch.cuda.is_available() else 0
+
+
+def visible_gpu_ids() -> list[str]:
+    """A stable id of every visible CUDA GPU (its UUID; the same GPU has the same id whatever
+    ``CUDA_VISIBLE_DEVICES`` makes its index)."""
+    import torch
+
+    ids = []
+    for index in range(torch.cuda.device_count()):
+        uuid = getattr(torch.cuda.get_device_properties(index), "uuid", None)
+        ids.append(str(uuid) if uuid is not None else f"index-{index}")
+    return ids
+
+
+@contextmanager
+def claimed_gpu(
+    gpu_ids: Sequence[str],
+    jobs_per_gpu: int = 1,
+    lock_folder: Path | None = None,
+    poll_s: float = 2.0,
+    on_wait: Callable[[], None] | None = None,
+) -> Iterator[int]:
+    """Hold a free GPU for the block; yields its index in ``gpu_ids`` (the visible GPUs).
+
+    Tries slot 0 of every GPU, then slot 1 of every GPU... up to ``jobs_per_gpu``; when all are held, calls
+    ``on_wait`` once and retries every ``poll_s`` seconds.
+    """
+    if not gpu_ids:
+        raise ValueError("no GPU to claim")
+    if jobs_per_gpu < 1:
+        raise ValueError(f"trainer.jobs_per_gpu must be at least 1, got {jobs_per_gpu}")
+    folder = lock_folder or Path(tempfile.gettempdir()) / LOCK_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    waiting = False
+    while True:
+        for slot in range(jobs_per_gpu):
+            for index, gpu in enumerate(gpu_ids):
+                try:
+                    handle = open(folder / f"{gpu}.{slot}.lock", "a")
+                except OSError:  # another user's lock file
+                    continue
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    handle.close()
+                    continue
+                try:
+                    yield index
+                finally:
+                    fcntl.flock(handle, fcntl.LOCK_UN)
+                    handle.close()
+                return
+        if not waiting and on_wait is not None:
+            on_wait()
+        waiting = True
+        time.sleep(poll_s)
+
+
+def wants_one_gpu(trainer: dict) -> bool:
+    """Whether a trainer config asks for exactly one GPU (``trainer=gpu``), the case a job claims one for."""
+    devices = trainer.get("devices", 1)
+    return trainer.get("accelerator") in ("gpu", "cuda") and devices in (1, "1") and "ddp" not in str(trainer.get("strategy", ""))
