@@ -383,7 +383,11 @@ def run_job(cfg: DictConfig) -> RunOutcome:
 
     deep = cfg.method.family == "deep"
     # Closed-form methods check their hyperparameters now, before a run is opened; deep ones need the data.
-    method = None if deep else construct(lambda: instantiate(cfg.method), "method")
+    try:
+        method = None if deep else construct(lambda: instantiate(cfg.method), "method")
+    except TlrunError as error:  # as in preflight: no run opens, the sweep's parent keeps the message
+        record_failed_before_run(cfg, str(error))
+        raise
     resolved = OmegaConf.to_container(cfg, resolve=True)
     run_name = f"{cfg.method.name} {task_name(cfg)}"
     with interrupts_stop_the_run(), _job_device(cfg) as (device, trainer_kwargs), TrackedRun(
