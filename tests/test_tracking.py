@@ -51,26 +51,6 @@ def test_flatten_nested_config():
     }
 
 
-def test_sweep_table_groups_runs_by_method_and_task():
-    from types import SimpleNamespace
-
-    from tlrun.callbacks import sweep_table
-
-    def record(method, source, target, acc, status="FINISHED", start=0):
-        return SimpleNamespace(
-            info=SimpleNamespace(status=status, start_time=start),
-            data=SimpleNamespace(tags={"method": method, "source": source, "target": target},
-                                 metrics={} if acc is None else {"target_acc": acc}),
-        )
-
-    runs = [record("jda", "a", "b", 0.5, start=1), record("jda", "a", "b", 0.7, start=2),
-            record("tca", "a", "c", 0.4, start=3), record("tca", "a", "b", None, status="FAILED", start=4)]
-    tasks, table, unfinished = sweep_table(runs)
-    assert tasks == ["a→b", "a→c"]
-    assert table == {"jda": {"a→b": [0.5, 0.7]}, "tca": {"a→c": [0.4]}}
-    assert unfinished == 1
-
-
 def test_ctrl_c_during_a_store_write_is_delivered_after_the_write():
     finished = []
     with pytest.raises(KeyboardInterrupt):

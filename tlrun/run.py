@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import shutil
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -362,19 +363,65 @@ def run(cfg: DictConfig) -> float:
     return run_job(cfg).metrics["target_acc"]
 
 
+#: The run tag naming a deep run's resumable checkpoint (deleted when the run finishes).
+CHECKPOINT_TAG = "checkpoint"
+
+
+def _checkpoint_file(cfg: DictConfig, run_id: str) -> Path:
+    """Where a deep run writes its resumable checkpoint: ``<cache_dir>/checkpoints/<run id>/last.ckpt``."""
+    return Path(str(cfg.cache_dir)).expanduser() / "checkpoints" / run_id / "last.ckpt"
+
+
+def _resumed_config(cfg: DictConfig) -> DictConfig:
+    """``resume=<run id>``: the interrupted run's own config (its ``config.yaml`` artifact), tracked into this
+    command's store, after checking that the run stopped before finishing and that its checkpoint is there."""
+    import tempfile
+
+    from mlflow.artifacts import download_artifacts
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from tlrun.tracking import default_tracking_uri
+
+    run_id, uri = str(cfg.resume), cfg.logger.get("tracking_uri") or default_tracking_uri()
+    try:
+        record = MlflowClient(tracking_uri=uri).get_run(run_id)
+    except MlflowException:
+        raise TlrunError(f"resume={run_id}: the MLflow store {uri} has no such run (set logger.tracking_uri to the "
+                         "store the run was tracked in)") from None
+    if record.info.status == "FINISHED":
+        raise TlrunError(f"resume={run_id}: the run already FINISHED; there is nothing to resume")
+    checkpoint = record.data.tags.get(CHECKPOINT_TAG)
+    if not checkpoint:
+        raise TlrunError(f"resume={run_id}: the run has no checkpoint. Deep methods write one after every epoch "
+                         "(checkpoints=true); a closed-form run is simply run again")
+    if not Path(checkpoint).is_file():
+        raise TlrunError(f"resume={run_id}: its checkpoint {checkpoint} is gone (was the cache_dir cleaned, or is "
+                         "this another machine?); run it again instead")
+    with tempfile.TemporaryDirectory() as scratch:
+        resumed = OmegaConf.load(download_artifacts(run_id=run_id, artifact_path="config.yaml", tracking_uri=uri,
+                                                    dst_path=scratch))
+    with open_dict(resumed):
+        resumed.logger = cfg.logger
+        resumed.resume = run_id
+    return resumed
+
+
 def run_job(cfg: DictConfig) -> RunOutcome:
-    """Run one composed config into a new MLflow run, unless a relaunched sweep finds it FINISHED already."""
+    """Run one composed config into a new MLflow run, unless a relaunched sweep finds it FINISHED already;
+    with ``resume=<run id>``, continue that interrupted deep run from its last checkpoint, into the same run."""
     from tlrun.sweeps import HASH_TAG, config_hash, record_failed_before_run, reuse_finished
 
+    resume = str(cfg.resume) if cfg.get("resume") else None
     try:
-        plan = preflight(cfg)
+        plan = preflight(_resumed_config(cfg) if resume else cfg)
     except TlrunError as error:  # no run opens: the sweep's parent keeps the message
         record_failed_before_run(cfg, str(error))
         raise
     cfg = plan.cfg
 
     digest = config_hash(cfg)
-    earlier = reuse_finished(cfg, digest)
+    earlier = None if resume else reuse_finished(cfg, digest)
     if earlier is not None:
         print(f"tlrun: skipped: run {earlier.info.run_id} of this config already FINISHED (skip_finished=false reruns it)")
         return RunOutcome(earlier.info.run_id, dict(earlier.data.metrics), skipped=True)
@@ -392,10 +439,15 @@ def run_job(cfg: DictConfig) -> RunOutcome:
     run_name = f"{cfg.method.name} {task_name(cfg)}"
     with interrupts_stop_the_run(), _job_device(cfg) as (device, trainer_kwargs), TrackedRun(
         experiment=cfg.logger.experiment, tracking_uri=cfg.logger.tracking_uri, run_name=run_name,
-        tags=_tags(cfg, plan.weights_run) | {HASH_TAG: digest},
+        tags=({"resumed": time.strftime("%Y-%m-%d %H:%M:%S")} if resume else _tags(cfg, plan.weights_run) | {HASH_TAG: digest}),
+        run_id=resume,
     ) as tracked:
-        tracked.log_params(flatten(resolved) | ({"lineage.weights_run": plan.weights_run} if plan.weights_run else {}))
-        tracked.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+        if not resume:
+            tracked.log_params(flatten(resolved) | ({"lineage.weights_run": plan.weights_run} if plan.weights_run else {}))
+            tracked.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+        checkpoint = _checkpoint_file(cfg, tracked.run_id) if deep and cfg.get("checkpoints", True) else None
+        if checkpoint is not None and not resume:
+            tracked.set_tags({CHECKPOINT_TAG: str(checkpoint)})
         started = time.perf_counter()  # after the GPU claim: duration_s leaves out any wait for a free GPU
         seed_everything(cfg.seed)
         if device != "cpu":
@@ -415,6 +467,7 @@ def run_job(cfg: DictConfig) -> RunOutcome:
         context = RunContext(
             reporter=reporter, device=device, seed=cfg.seed, trainer=trainer_kwargs,
             lightning_logger=tracked.lightning_logger, select=select, diagnostics=bool(cfg.get("diagnostics", False)),
+            checkpoint=checkpoint, resume_from=checkpoint if resume else None,
         )
         if deep:
             method = _build_deep_method(plan, source)
@@ -427,5 +480,7 @@ def run_job(cfg: DictConfig) -> RunOutcome:
         final_step = max(reporter.last_step, int(getattr(method, "epochs", 0)))
         result = evaluate(method, evaluation, training.source, training.classes, tracked, step=final_step)
         tracked.log_metrics({"duration_s": time.perf_counter() - started}, final_step)
+    if checkpoint is not None:  # only an interrupted run needs it
+        shutil.rmtree(checkpoint.parent, ignore_errors=True)
     print_summary(cfg, result, tracked)
     return RunOutcome(tracked.run_id, dict(tracked.client.get_run(tracked.run_id).data.metrics))

@@ -40,7 +40,7 @@ HASH_TAG = "config_hash"
 REUSED_TAG_PREFIX = "sweep.reused."
 FAILED_BEFORE_RUN_TAG_PREFIX = "sweep.failed_before_run."
 #: Top-level config keys (and ``trainer`` keys) that change how a run is watched or stored, not its results.
-VOLATILE_KEYS = ("logger", "cache_dir", "skip_finished", "resume", "published")
+VOLATILE_KEYS = ("logger", "cache_dir", "skip_finished", "resume", "checkpoints", "published")
 VOLATILE_TRAINER_KEYS = ("enable_progress_bar", "log_every_n_steps", "enable_model_summary")
 
 

@@ -232,12 +232,21 @@ class TrackedRun:
         tracking_uri: str | None = None,
         run_name: str | None = None,
         tags: dict[str, str] | None = None,
+        run_id: str | None = None,
     ) -> None:
+        """Create a run in ``experiment``, or with ``run_id``, reopen that run (status RUNNING again) to go on
+        logging into it (a resumed run)."""
         self.tracking_uri = tracking_uri or default_tracking_uri()
         self.client = MlflowClient(tracking_uri=self.tracking_uri)
         with interrupts_deferred():
-            self.experiment_id = ensure_experiment(self.client, self.tracking_uri, experiment)
-            self.run_id = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags or {}).info.run_id
+            if run_id is not None:
+                self.run_id = run_id
+                self.experiment_id = self.client.get_run(run_id).info.experiment_id
+                self.client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+                self.client.log_batch(run_id, tags=[RunTag(key, str(value)) for key, value in (tags or {}).items()])
+            else:
+                self.experiment_id = ensure_experiment(self.client, self.tracking_uri, experiment)
+                self.run_id = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags or {}).info.run_id
         self.status: str = "RUNNING"
 
     # -- logging -------------------------------------------------------------------------------------------

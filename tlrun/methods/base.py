@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Protocol
 
 import numpy as np
@@ -59,6 +60,8 @@ class RunContext:
         select: how a deep method chooses the epoch whose weights it keeps (``trainer.select``; see
             :mod:`tlrun.selection`): ``last`` keeps the final weights.
         diagnostics: whether deep methods log the before/after proxy A-distance and t-SNE figure.
+        checkpoint: where a deep method writes a resumable checkpoint after every epoch (``None``: none).
+        resume_from: a checkpoint written so by an interrupted run, to continue training from.
     """
 
     reporter: Reporter
@@ -68,6 +71,8 @@ class RunContext:
     lightning_logger: Callable[[], Any] | None = None
     select: str = "last"
     diagnostics: bool = False
+    checkpoint: Path | None = None
+    resume_from: Path | None = None
 
 
 class Method(ABC):

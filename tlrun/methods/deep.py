@@ -11,7 +11,9 @@ The runner builds it with the backbone network (``instantiate(cfg.method, backbo
 2. builds the training DataLoaders (:meth:`DeepMethod.train_dataloaders`; shuffled with a generator seeded
    from ``context.seed``, ``num_workers=0`` by default, training-time augmentation ``data.augment``);
 3. trains with ``pl.Trainer(max_epochs=epochs, logger=context.lightning_logger() or False,
-   enable_checkpointing=False, **context.trainer)``;
+   enable_checkpointing=False, **context.trainer)``; with ``context.checkpoint`` it writes a resumable Lightning
+   checkpoint there after every epoch (weights, optimizer, schedule, epoch, and the model-selection state), and
+   with ``context.resume_from`` it continues training from such a checkpoint;
 4. restores the weights of the epoch chosen by ``context.select`` (label-free model selection, see below).
 
 Subclasses implement ``training_step`` (returning the loss). The base provides, for every subclass:
@@ -42,6 +44,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
+from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import numpy as np
@@ -205,6 +208,7 @@ class DeepMethod(pl.LightningModule, Method):
         self._epoch_sums: dict[str, torch.Tensor] = {}
         self._best: tuple[float, int, dict[str, torch.Tensor]] | None = None
         self._scored_since_best = 0
+        self._checkpoint: Path | None = None
 
     # ---------------------------------------------------------------------------------------- network
 
@@ -391,6 +395,18 @@ class DeepMethod(pl.LightningModule, Method):
         ):
             metrics.update(self._score_epoch(epoch))
         self._log_epoch(metrics, epoch)
+        if self._checkpoint is not None:  # after scoring: the checkpoint holds this epoch's selection state
+            partial = self._checkpoint.with_suffix(".partial")
+            self.trainer.save_checkpoint(partial)
+            if self.trainer.is_global_zero:
+                partial.replace(self._checkpoint)  # atomic: an interruption never leaves a torn checkpoint
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["tlrun_selection"] = {"best": self._best, "scored_since_best": self._scored_since_best}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("tlrun_selection") or {}
+        self._best, self._scored_since_best = state.get("best"), state.get("scored_since_best", 0)
 
     # ----------------------------------------------------------------------------------- model selection
 
@@ -520,6 +536,9 @@ class DeepMethod(pl.LightningModule, Method):
                 "to a score (e.g. target_val in finetune, source_val in da)"
             )
         self._data, self._context, self._best, self._scored_since_best = data, context, None, 0
+        self._checkpoint = context.checkpoint
+        if self._checkpoint is not None:
+            self._checkpoint.parent.mkdir(parents=True, exist_ok=True)
         self._image_shape = tuple(data.image_shape) if data.image_shape else None
         self._augment = data.augment
         self._predict_device = torch.device(context.device)
@@ -546,13 +565,14 @@ class DeepMethod(pl.LightningModule, Method):
                 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
                 # Frozen copies (teachers, a progressive net's source column) stay in eval mode on purpose.
                 warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
-                trainer.fit(self, train_dataloaders=self.train_dataloaders(data))
+                trainer.fit(self, train_dataloaders=self.train_dataloaders(data),
+                            ckpt_path=str(context.resume_from) if context.resume_from else None)
             self.to(self._predict_device)
             self._restore_selected()
             if diagnostics:
                 self._log_diagnostics(before, tuple(self._outputs(X)[1] for X in diagnostic_samples))
         finally:
-            self._data, self._best = None, None
+            self._data, self._best, self._checkpoint = None, None, None
 
     @torch.no_grad()
     def _outputs(self, X: np.ndarray | tuple[str, ...], layer: nn.Module | None = None) -> tuple[np.ndarray, np.ndarray]:

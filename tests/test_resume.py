@@ -1,0 +1,70 @@
+"""Resumable runs: a deep run stopped midway goes on from its last checkpoint into the same MLflow run
+(``tlrun resume=<run id>``); what cannot be resumed says why."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tlrun.errors import TlrunError
+from tlrun.run import CHECKPOINT_TAG, run_job
+
+ENTRY = "import sys; sys.argv = ['tlrun', *sys.argv[1:]]; from tlrun.cli import main; main()"
+EPOCHS = 6
+
+
+def test_a_run_stopped_midway_resumes_into_the_same_run(tmp_path, mlflow_store, compose):
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_store, "MLFLOW_DISABLE_TELEMETRY": "true", "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-c", ENTRY, "method=dann", f"method.epochs={EPOCHS}", "+trainer.limit_train_batches=10",
+         "trainer.enable_progress_bar=false", "diagnostics=false", "logger.experiment=resume",
+         f"hydra.run.dir={tmp_path / 'run'}", f"cache_dir={tmp_path / 'cache'}"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    client = MlflowClient(tracking_uri=mlflow_store)
+    deadline, run_id = time.monotonic() + 180, None
+    while time.monotonic() < deadline and process.poll() is None:
+        experiment = client.get_experiment_by_name("resume")
+        runs = client.search_runs([experiment.experiment_id]) if experiment else []
+        if runs and len(client.get_metric_history(runs[0].info.run_id, "train_loss")) >= 2:
+            run_id = runs[0].info.run_id
+            process.send_signal(signal.SIGINT)
+            break
+        time.sleep(0.1)
+    output, _ = process.communicate(timeout=120)
+    assert run_id is not None, output
+    stopped = client.get_run(run_id)
+    assert stopped.info.status == "KILLED", output
+    checkpoint = Path(stopped.data.tags[CHECKPOINT_TAG])
+    assert checkpoint.is_file()
+    done_before = {m.step for m in client.get_metric_history(run_id, "train_loss")}
+    assert 2 <= len(done_before) < EPOCHS
+
+    outcome = run_job(compose(f"resume={run_id}", experiment="resume"))
+    assert outcome.run_id == run_id
+    resumed = client.get_run(run_id)
+    assert resumed.info.status == "FINISHED" and "resumed" in resumed.data.tags
+    steps = [m.step for m in client.get_metric_history(run_id, "train_loss")]
+    assert sorted(set(steps)) == list(range(1, EPOCHS + 1))  # every epoch once, the early ones from before the stop
+    assert len(steps) <= EPOCHS + 1  # at most the epoch cut by the stop is logged twice
+    assert "target_acc" in resumed.data.metrics and len(client.search_runs([resumed.info.experiment_id])) == 1
+    assert not checkpoint.parent.exists()  # a finished run needs no checkpoint
+
+    with pytest.raises(TlrunError, match="already FINISHED"):
+        run_job(compose(f"resume={run_id}", experiment="resume"))
+
+
+def test_what_cannot_be_resumed_says_why(compose, mlflow_store):
+    with pytest.raises(TlrunError, match="has no such run"):
+        run_job(compose("resume=0123456789abcdef", experiment="resume-errors"))
+    closed_form = run_job(compose("method=coral", experiment="resume-errors")).run_id
+    MlflowClient(tracking_uri=mlflow_store).set_terminated(closed_form, "KILLED")
+    with pytest.raises(TlrunError, match="has no checkpoint"):
+        run_job(compose(f"resume={closed_form}", experiment="resume-errors"))
