@@ -184,17 +184,27 @@ class EvaluationReporter:
 
 def _device(cfg: DictConfig) -> tuple[str, dict[str, Any]]:
     """The closed-form device and the Lightning Trainer kwargs (less tlrun's own ``select``), falling back to
-    the CPU when no GPU exists."""
+    the CPU when no GPU exists. ``accelerator: auto`` takes the GPU when there is one. Several devices
+    (``trainer=ddp``) train a deep method with Lightning DDP, one process per device; closed-form methods compute
+    in this process, on the first device (:func:`tlrun.distributed.configure`)."""
     import torch
+
+    from tlrun.distributed import configure
 
     trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer.pop("select", None)
-    if trainer.get("accelerator") in ("gpu", "cuda"):
-        if torch.cuda.is_available():
-            return "cuda", trainer
-        print("tlrun: no GPU here; running on the CPU in 32-bit precision")
+    device, accelerator = "cpu", trainer.get("accelerator")
+    if accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available():
+        device = "cuda"
+        trainer["accelerator"] = "gpu" if accelerator == "auto" else accelerator
+    elif accelerator in ("gpu", "cuda", "auto"):
+        if accelerator != "auto" or str(trainer.get("precision", "32-true")) not in ("32-true", "32"):
+            print("tlrun: no GPU here; running on the CPU in 32-bit precision")
         trainer.update(accelerator="cpu", precision="32-true")
-    return "cpu", trainer
+    elif accelerator == "cpu" and str(trainer.get("precision")).startswith("16"):  # trainer=ddp trainer.accelerator=cpu
+        print("tlrun: 16-bit mixed precision is for GPUs; running on the CPU in 32-bit precision")
+        trainer["precision"] = "32-true"
+    return device, configure(trainer, cfg.method.name, cfg.method.get("family"), device)
 
 
 def _features(plan: Plan, domain: Domain, device: str) -> Domain:
@@ -331,6 +341,10 @@ def run(cfg: DictConfig) -> float:
     """Run one composed config; returns the target accuracy (a fraction)."""
     plan = preflight(cfg)
     cfg = plan.cfg
+    from tlrun import distributed
+
+    if distributed.is_worker(cfg):  # a process DDP started for rank > 0 (trainer=ddp): it only joins the training
+        return distributed.join_training(plan)
     from tlrun.evaluation import evaluate, print_summary
     from tlrun.tracking import TrackedRun, flatten, interrupts_stop_the_run
 
@@ -340,13 +354,14 @@ def run(cfg: DictConfig) -> float:
     resolved = OmegaConf.to_container(cfg, resolve=True)
     run_name = f"{cfg.method.name} {task_name(cfg)}"
     started = time.perf_counter()
-    with interrupts_stop_the_run(), TrackedRun(
+    with interrupts_stop_the_run(), distributed.rank_zero(cfg), TrackedRun(
         experiment=cfg.logger.experiment, tracking_uri=cfg.logger.tracking_uri, run_name=run_name, tags=_tags(cfg, plan.weights_run)
     ) as tracked:
         tracked.log_params(flatten(resolved) | ({"lineage.weights_run": plan.weights_run} if plan.weights_run else {}))
         tracked.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
         seed_everything(cfg.seed)
         device, trainer_kwargs = _device(cfg)
+        tracked.set_tags(distributed.tags(trainer_kwargs))  # trainer.strategy=ddp, trainer.world_size=N
 
         training, evaluation, source = _load_and_split(plan, tracked, None if deep else device)
         tracked.log_params({"data.n_source_train": str(len(training.source)), "data.n_target_train": str(len(training.target)),
