@@ -186,32 +186,42 @@ class EvaluationReporter:
 
 @contextmanager
 def _job_device(cfg: DictConfig) -> Iterator[tuple[str, dict[str, Any]]]:
-    """The closed-form device and the Lightning Trainer kwargs (less tlrun's own ``select`` and
-    ``jobs_per_gpu``), held for the block. A one-GPU trainer claims a GPU no other tlrun job holds
-    (:mod:`tlrun.devices`); without a GPU the run falls back to the CPU."""
+    """The closed-form device and the Lightning Trainer kwargs (less tlrun's own ``select`` and ``jobs_per_gpu``),
+    held for the block. ``accelerator: auto`` takes the GPU when there is one; without a GPU the run falls back to
+    the CPU in 32-bit precision. A one-GPU trainer claims a GPU no other tlrun job holds (:mod:`tlrun.devices`).
+    Several devices (``trainer=ddp``) train a deep method with Lightning DDP, one process per device; closed-form
+    methods compute in this process, on the first device (:func:`tlrun.distributed.configure`)."""
     import torch
 
     from tlrun.devices import claimed_gpu, visible_gpu_ids, wants_one_gpu
+    from tlrun.distributed import configure
 
     trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer.pop("select", None)
     jobs_per_gpu = int(trainer.pop("jobs_per_gpu", 1))
-    if trainer.get("accelerator") not in ("gpu", "cuda"):
-        yield "cpu", trainer
-    elif not torch.cuda.is_available():
-        print("tlrun: no GPU here; running on the CPU in 32-bit precision")
+    device, accelerator = "cpu", trainer.get("accelerator")
+    if accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available():
+        device = "cuda"
+        trainer["accelerator"] = "gpu" if accelerator == "auto" else accelerator
+    elif accelerator in ("gpu", "cuda", "auto"):
+        if accelerator != "auto" or str(trainer.get("precision", "32-true")) not in ("32-true", "32"):
+            print("tlrun: no GPU here; running on the CPU in 32-bit precision")
         trainer.update(accelerator="cpu", precision="32-true")
-        yield "cpu", trainer
-    elif not wants_one_gpu(trainer):
-        yield "cuda", trainer
-    else:
-        def waiting() -> None:
-            print("tlrun: every GPU is held by other tlrun jobs; waiting for one to free", flush=True)
+    elif accelerator == "cpu" and str(trainer.get("precision")).startswith("16"):  # trainer=ddp trainer.accelerator=cpu
+        print("tlrun: 16-bit mixed precision is for GPUs; running on the CPU in 32-bit precision")
+        trainer["precision"] = "32-true"
+    trainer = configure(trainer, cfg.method.name, cfg.method.get("family"), device)
+    if device == "cpu" or not wants_one_gpu(trainer):
+        yield device, trainer
+        return
 
-        with claimed_gpu(visible_gpu_ids(), jobs_per_gpu, on_wait=waiting) as index:
-            torch.cuda.set_device(index)
-            trainer["devices"] = [index]
-            yield f"cuda:{index}", trainer
+    def waiting() -> None:
+        print("tlrun: every GPU is held by other tlrun jobs; waiting for one to free", flush=True)
+
+    with claimed_gpu(visible_gpu_ids(), jobs_per_gpu, on_wait=waiting) as index:
+        torch.cuda.set_device(index)
+        trainer["devices"] = [index]
+        yield f"cuda:{index}", trainer
 
 
 def _features(plan: Plan, domain: Domain, device: str) -> Domain:
@@ -419,6 +429,11 @@ def run_job(cfg: DictConfig) -> RunOutcome:
         record_failed_before_run(cfg, str(error))
         raise
     cfg = plan.cfg
+    from tlrun import distributed
+
+    if distributed.is_worker(cfg):  # a process DDP started for rank > 0 (trainer=ddp): it only joins the training
+        distributed.join_training(plan)
+        return RunOutcome("", {})
 
     digest = config_hash(cfg)
     earlier = None if resume else reuse_finished(cfg, digest)
@@ -437,7 +452,7 @@ def run_job(cfg: DictConfig) -> RunOutcome:
         raise
     resolved = OmegaConf.to_container(cfg, resolve=True)
     run_name = f"{cfg.method.name} {task_name(cfg)}"
-    with interrupts_stop_the_run(), _job_device(cfg) as (device, trainer_kwargs), TrackedRun(
+    with interrupts_stop_the_run(), distributed.rank_zero(cfg), _job_device(cfg) as (device, trainer_kwargs), TrackedRun(
         experiment=cfg.logger.experiment, tracking_uri=cfg.logger.tracking_uri, run_name=run_name,
         tags=({"resumed": time.strftime("%Y-%m-%d %H:%M:%S")} if resume else _tags(cfg, plan.weights_run) | {HASH_TAG: digest}),
         run_id=resume,
@@ -450,6 +465,7 @@ def run_job(cfg: DictConfig) -> RunOutcome:
             tracked.set_tags({CHECKPOINT_TAG: str(checkpoint)})
         started = time.perf_counter()  # after the GPU claim: duration_s leaves out any wait for a free GPU
         seed_everything(cfg.seed)
+        tracked.set_tags(distributed.tags(trainer_kwargs))  # trainer.strategy=ddp, trainer.world_size=N
         if device != "cpu":
             import torch
 

@@ -37,6 +37,11 @@ Subclasses implement ``training_step`` (returning the loss). The base provides, 
   ``pad_after``, and a t-SNE figure of both, ``diagnostics/embedding.png`` (skipped when the training target
   is empty: ``zeroshot``);
 - :meth:`~DeepMethod.predict` in batches, in eval mode, without gradients.
+
+With several processes (``trainer=ddp``, Lightning DDP; see :mod:`tlrun.distributed`) each process draws its own
+1/N of every shuffled training loader (the effective batch is N × ``batch_size``; the learning rate is not
+scaled), the epoch means are summed over the processes, and only rank 0 predicts the target, scores, keeps and
+restores the selected epoch and logs; early stopping and the non-finite-loss check are agreed by all processes.
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
+from tlrun import distributed
 from tlrun.backbones import inputs as _inputs
 from tlrun.methods.base import Method, RunContext
 from tlrun.scenarios import Labeled, TrainingData, take
@@ -209,6 +215,8 @@ class DeepMethod(pl.LightningModule, Method):
         self._best: tuple[float, int, dict[str, torch.Tensor]] | None = None
         self._scored_since_best = 0
         self._checkpoint: Path | None = None
+        #: ``(rank, world_size)`` while training on several processes (DDP), else ``None``.
+        self._shard: tuple[int, int] | None = None
 
     # ---------------------------------------------------------------------------------------- network
 
@@ -261,23 +269,29 @@ class DeepMethod(pl.LightningModule, Method):
         """A DataLoader over samples (and labels) for this method's backbone.
 
         Shuffled loaders are training loaders: seeded from the run's seed (plus ``seed_offset``, so that two
-        loaders of one run draw different orders) and augmented with the dataset's ``augment`` policy.
+        loaders of one run draw different orders) and augmented with the dataset's ``augment`` policy. Under DDP a
+        shuffled loader draws this process's 1/N of the samples (:func:`tlrun.distributed.shard_sampler`).
         """
         dataset = _inputs.make_dataset(
             X, y, backbone=self.backbone, image_shape=self._image_shape, augment=self._augment if shuffle else "none"
         )
-        generator = None
+        generator, sampler = None, None
         if shuffle:
             seed = self._context.seed if self._context is not None else 0
-            generator = torch.Generator().manual_seed(int(seed) + seed_offset)
+            if self._shard is not None:
+                rank, world_size = self._shard
+                sampler = distributed.shard_sampler(dataset, world_size, rank, int(seed) + seed_offset)
+            else:
+                generator = torch.Generator().manual_seed(int(seed) + seed_offset)
         size = batch_size or self.batch_size
         return DataLoader(
             dataset,
             batch_size=size,
-            shuffle=shuffle,
+            shuffle=shuffle and sampler is None,
+            sampler=sampler,
             generator=generator,
             # A last batch of one sample breaks batch normalization in training mode.
-            drop_last=drop_last and len(dataset) > size,
+            drop_last=drop_last and len(sampler if sampler is not None else dataset) > size,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
@@ -293,6 +307,13 @@ class DeepMethod(pl.LightningModule, Method):
         if not isinstance(part, Labeled):
             raise TypeError(f"{type(self).__name__} trains on a labeled {side}; this scenario's {side} is unlabeled")
         return part
+
+    def train_dataloader(self) -> Any:
+        """Lightning's hook, called once the processes exist: :meth:`train_dataloaders` on the data of ``fit``, each
+        DDP process drawing its own share."""
+        world_size = self.trainer.world_size
+        self._shard = (self.trainer.global_rank, world_size) if world_size > 1 else None
+        return self.train_dataloaders(self._data)
 
     def train_dataloaders(self, data: TrainingData) -> Any:
         """What ``Trainer.fit`` iterates over: the labeled :attr:`trains_on` side, shuffled, in ``(x, y)`` batches."""
@@ -341,7 +362,14 @@ class DeepMethod(pl.LightningModule, Method):
     def on_before_backward(self, loss: torch.Tensor) -> None:
         """Stop on a NaN or infinite loss. On the CPU each step's loss is checked at once; on a GPU the check
         reads the previous step's flag (copied to the host without blocking), so the host never waits for the
-        step it has just queued: a divergence stops training one step later, with the step it happened at."""
+        step it has just queued: a divergence stops training one step later, with the step it happened at. Under
+        DDP every process checks every step and they agree, so all stop at the same step: none is left waiting
+        in a collective."""
+        if self.trainer.world_size > 1:
+            local = bool(torch.isfinite(loss.detach()).all())
+            if not distributed.agree(self.trainer, local, every=True):
+                self._diverged(float(loss.detach()) if not local else "not finite in another DDP process", self.global_step)
+            return
         finite = torch.isfinite(loss.detach()).all()
         if loss.device.type != "cuda":
             if not finite:
@@ -362,7 +390,7 @@ class DeepMethod(pl.LightningModule, Method):
             if not bool(host):
                 self._diverged(float(loss), step)
 
-    def _diverged(self, loss: float, step: int) -> None:
+    def _diverged(self, loss: float | str, step: int) -> None:
         raise FloatingPointError(
             f"{type(self).__name__}: the training loss is {loss} at epoch {self.current_epoch + 1}, "
             f"optimizer step {step}: training diverged. Lower the learning rate (now lr={self.lr}; "
@@ -384,21 +412,25 @@ class DeepMethod(pl.LightningModule, Method):
     def on_train_epoch_end(self) -> None:
         self._check_pending_finite()
         epoch = self.current_epoch + 1
+        trainer = self.trainer
         metrics = {}
-        for name, sums in self._epoch_sums.items():
+        for name, sums in distributed.sum_over_processes(self._epoch_sums, trainer).items():
             total, count = sums.tolist()
             if count:
                 metrics[name] = total / count
         every = self.report_every
-        if self._context is not None and self._data is not None and (
+        if trainer.is_global_zero and self._context is not None and self._data is not None and (
             epoch == self.epochs or (every > 0 and epoch % every == 0)
         ):
             metrics.update(self._score_epoch(epoch))
-        self._log_epoch(metrics, epoch)
+        if trainer.world_size > 1:  # early stopping is rank 0's decision: every process must stop with it
+            trainer.should_stop = distributed.agree(trainer, trainer.should_stop, every=False)
+        if trainer.is_global_zero:
+            self._log_epoch(metrics, epoch)
         if self._checkpoint is not None:  # after scoring: the checkpoint holds this epoch's selection state
             partial = self._checkpoint.with_suffix(".partial")
-            self.trainer.save_checkpoint(partial)
-            if self.trainer.is_global_zero:
+            trainer.save_checkpoint(partial)  # every process calls it (a barrier); only rank 0 writes
+            if trainer.is_global_zero:
                 partial.replace(self._checkpoint)  # atomic: an interruption never leaves a torn checkpoint
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -553,8 +585,8 @@ class DeepMethod(pl.LightningModule, Method):
             before = tuple(self._outputs(X, layer=self.backbone)[1] for X in diagnostic_samples)
         logger = context.lightning_logger() if context.lightning_logger is not None else None
         trainer = pl.Trainer(
-            max_epochs=self.epochs, logger=logger or False, enable_checkpointing=False, callbacks=self.callbacks(),
-            **context.trainer,
+            max_epochs=self.epochs, logger=logger or False, enable_checkpointing=False,
+            callbacks=self.callbacks() + distributed.callbacks(context.trainer), **context.trainer,
         )
         try:
             with warnings.catch_warnings():
@@ -565,14 +597,13 @@ class DeepMethod(pl.LightningModule, Method):
                 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
                 # Frozen copies (teachers, a progressive net's source column) stay in eval mode on purpose.
                 warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
-                trainer.fit(self, train_dataloaders=self.train_dataloaders(data),
-                            ckpt_path=str(context.resume_from) if context.resume_from else None)
+                trainer.fit(self, ckpt_path=str(context.resume_from) if context.resume_from else None)  # data: train_dataloader
             self.to(self._predict_device)
             self._restore_selected()
             if diagnostics:
                 self._log_diagnostics(before, tuple(self._outputs(X)[1] for X in diagnostic_samples))
         finally:
-            self._data, self._best, self._checkpoint = None, None, None
+            self._data, self._best, self._checkpoint, self._shard = None, None, None, None
 
     @torch.no_grad()
     def _outputs(self, X: np.ndarray | tuple[str, ...], layer: nn.Module | None = None) -> tuple[np.ndarray, np.ndarray]:

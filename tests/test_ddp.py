@@ -1,0 +1,276 @@
+"""``trainer=ddp``: rank detection, the device/strategy mapping, the training loaders' shards, and one real DDP run
+on two CPU processes (gloo) through the command, as Lightning re-executes it: one MLflow run, workers gone.
+
+The end-to-end test starts two Python processes (the command and Lightning's worker), about 35 s of CPU on two
+cores; the unit tests take about 15 s. An interrupted run and a two-job sweep, about as long each, are marked
+slow.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from tlrun import distributed
+from tlrun.errors import TlrunError
+from tlrun.run import _job_device, run
+
+REPO = Path(__file__).resolve().parents[1]
+DDP = ["method=dann", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
+QUICK = ["+trainer.limit_train_batches=3"]
+RANK_ENV = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "SLURM_PROCID",
+            "JSM_NAMESPACE_RANK")
+
+
+@pytest.fixture
+def no_rank_env(monkeypatch):
+    for key in RANK_ENV:
+        monkeypatch.delenv(key, raising=False)
+    return monkeypatch
+
+
+@pytest.fixture
+def no_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
+# ------------------------------------------------------------------------------------------- unit
+
+
+def _device(cfg):
+    """The device and trainer settings a run uses (the GPU claim, if any, released at once)."""
+    with _job_device(cfg) as pair:
+        return pair
+
+
+def test_a_worker_is_a_nonzero_rank_of_a_run_that_asks_for_several_processes(compose, no_rank_env, no_gpu):
+    ddp = compose(*DDP)
+    assert not distributed.is_worker(ddp)  # the command the user started: rank 0
+    port = {"MASTER_PORT": "12910"}  # Lightning's launcher, torchrun: with the rank, the address of rank 0
+    for env in ({"LOCAL_RANK": "1", **port}, {"RANK": "1", "LOCAL_RANK": "1", **port},
+                {"LOCAL_RANK": "0", "NODE_RANK": "1", **port}, {"SLURM_PROCID": "1"}):
+        with pytest.MonkeyPatch.context() as patch:
+            for key, value in env.items():
+                patch.setenv(key, value)
+            assert distributed.is_worker(ddp), env
+    no_rank_env.setenv("LOCAL_RANK", "0")
+    no_rank_env.setenv("MASTER_PORT", "12910")
+    assert not distributed.is_worker(ddp)
+    # A stray LOCAL_RANK changes nothing unless the run asks for several processes of a deep method...
+    no_rank_env.setenv("LOCAL_RANK", "1")
+    no_rank_env.delenv("MASTER_PORT")
+    assert not distributed.is_worker(compose("method=dann"))  # trainer=cpu
+    assert not distributed.is_worker(compose("method=dann", "trainer=ddp"))  # no GPU: one process
+    assert not distributed.is_worker(compose("method=jda", "trainer=ddp", "trainer.devices=2"))  # closed-form
+    # ... and there, without MASTER_PORT, it is an error rather than a silent worker (or a wait for one).
+    with pytest.raises(TlrunError, match="LOCAL_RANK=1 is set in the environment without MASTER_PORT"):
+        distributed.is_worker(ddp)
+
+
+def test_device_maps_auto_and_ddp_on_a_machine_without_gpu(compose, no_gpu, capsys):
+    device, trainer = _device(compose("method=dann", "trainer=ddp"))
+    assert device == "cpu" and trainer["accelerator"] == "cpu" and trainer["precision"] == "32-true"
+    assert trainer["strategy"] == "auto" and distributed.tags(trainer) == {}  # one CPU process: a normal run
+    assert "normal single-process run" in capsys.readouterr().out
+    device, trainer = _device(compose(*DDP))
+    assert (device, trainer["strategy"], trainer["devices"], trainer["precision"]) == ("cpu", "ddp", 2, "32-true")
+    assert distributed.tags(trainer) == {"trainer.strategy": "ddp", "trainer.world_size": "2"}
+    device, trainer = _device(compose("method=jda", "trainer=ddp", "trainer.devices=2"))
+    assert device == "cpu" and "strategy" not in trainer and distributed.tags(trainer) == {}
+    assert "jda is closed-form: it computes in this one process on cpu" in capsys.readouterr().out
+    _, trainer = _device(compose("method=dann", "trainer.devices=2"))  # Lightning would start DDP for it anyway
+    assert trainer["strategy"] == "ddp"
+    assert _device(compose("method=dann"))[1]["accelerator"] == "cpu"  # trainer=cpu as it was
+    capsys.readouterr()
+    assert _device(compose("method=dann", "trainer=gpu"))[1]["precision"] == "32-true"
+    assert "no GPU here" in capsys.readouterr().out
+
+
+def test_device_takes_every_gpu_for_ddp(compose, monkeypatch, tmp_path):
+    from pytorch_lightning.accelerators import CUDAAccelerator
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(CUDAAccelerator, "auto_device_count", staticmethod(lambda: 4))
+    monkeypatch.setattr(CUDAAccelerator, "parse_devices",
+                        staticmethod(lambda devices: list(range(4 if devices in (-1, 4) else int(devices)))))
+    device, trainer = _device(compose("method=dann", "trainer=ddp"))
+    assert (device, trainer["accelerator"], trainer["precision"], trainer["strategy"]) == ("cuda", "gpu", "16-mixed", "ddp")
+    assert distributed.tags(trainer)["trainer.world_size"] == "4"
+    assert distributed.process_count({**trainer, "devices": -1}) == 4
+    monkeypatch.setattr("tlrun.devices.visible_gpu_ids", lambda: ["GPU-stand-in"])
+    monkeypatch.setattr(torch.cuda, "set_device", lambda index: None)
+    monkeypatch.setattr("tempfile.gettempdir", lambda: str(tmp_path))
+    device, trainer = _device(compose("method=dann", "trainer=ddp", "trainer.devices=1"))
+    assert trainer["strategy"] == "auto"  # one GPU: a normal run, on the GPU it claims
+    assert (device, trainer["devices"]) == ("cuda:0", [0])
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ([], "needs the tlrun command"),  # from Python, Lightning would re-execute the caller (pytest) as the workers
+        (["trainer.strategy=ddp_spawn"], "trainer.strategy=ddp_spawn"),
+        (["trainer.strategy=fsdp"], "trainer.strategy=fsdp"),
+        (["trainer.devices=-1"], "trainer.devices=-1"),
+    ],
+)
+def test_what_ddp_cannot_do_fails_before_a_run(compose, mlflow_store, no_rank_env, no_gpu, overrides, message):
+    client = MlflowClient(tracking_uri=mlflow_store)
+    with pytest.raises(TlrunError, match=message):
+        run(compose(*DDP, *overrides, experiment="ddp-errors"))
+    experiment = client.get_experiment_by_name("ddp-errors")
+    assert experiment is None or not client.search_runs([experiment.experiment_id])
+
+
+def test_gradual_unfreezing_is_refused_on_several_processes(compose, no_gpu, monkeypatch):
+    from hydra.core.hydra_config import HydraConfig
+
+    monkeypatch.setattr(HydraConfig, "initialized", staticmethod(lambda: True))
+    cfg = compose("method=finetune", "backbone=mlp", "trainer=ddp", "trainer.devices=2", "method.unfreeze_every=1")
+    with pytest.raises(TlrunError, match="gradual unfreezing"):
+        distributed._check(cfg)
+
+
+def test_each_process_draws_its_own_share_reshuffled_at_every_pass():
+    dataset = torch.utils.data.TensorDataset(torch.arange(11))
+    shares = [distributed.shard_sampler(dataset, 2, rank, seed=5) for rank in (0, 1)]
+    first = [list(share) for share in shares]
+    assert [len(order) for order in first] == [6, 6]  # padded to as many samples each
+    assert set(first[0]) | set(first[1]) == set(range(11)) and len(set(first[0]) & set(first[1])) <= 1
+    second = [list(share) for share in shares]
+    assert second != first and set(second[0]) | set(second[1]) == set(range(11))
+    again = distributed.shard_sampler(dataset, 2, 0, seed=5)
+    assert list(again) == first[0]  # deterministic from the seed
+
+
+def test_a_deep_method_shards_its_shuffled_loaders_only(compose):
+    from tlrun.backbones import MLP
+    from tlrun.config import instantiate
+
+    method = instantiate(compose("method=source_only", "method.batch_size=4").method,
+                         backbone=MLP(input_shape=(3,), hidden=[4]))
+    X, y = np.zeros((20, 3), dtype=np.float32), np.arange(20) % 2
+    method._shard = (1, 2)
+    assert len(method.make_loader(X, y, shuffle=True, drop_last=True)) == 2  # 10 of the 20 samples, batches of 4
+    assert len(method.make_loader(X, shuffle=False)) == 5  # prediction sees everything
+    method._shard = None
+    assert len(method.make_loader(X, y, shuffle=True, drop_last=True)) == 5
+
+
+# ------------------------------------------------------------------------------------------- end to end
+
+
+def _env(store: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key not in RANK_ENV}
+    path = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return {**env, "PYTHONPATH": path, "MLFLOW_TRACKING_URI": store, "MLFLOW_DISABLE_TELEMETRY": "true",
+            "PYTHONUNBUFFERED": "1"}
+
+
+def _command(tmp_path: Path, *overrides: str) -> list[str]:
+    # `python -m tlrun.cli`: Lightning re-executes the workers as `python -m <the same module> <the same arguments>`.
+    return [sys.executable, "-m", "tlrun.cli", *DDP, "trainer.enable_progress_bar=false", "diagnostics=false",
+            f"hydra.run.dir={tmp_path / 'run'}", f"cache_dir={tmp_path / 'cache'}", "logger.experiment=ddp", *overrides]
+
+
+def _processes_naming(text: str) -> list[int]:
+    """Processes whose command line contains ``text`` (the test's folder: the run and its workers)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if text in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+def _no_process_left(tmp_path: Path, within_s: float = 15.0) -> list[int]:
+    deadline = time.monotonic() + within_s
+    while (left := _processes_naming(str(tmp_path))) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return left
+
+
+def _runs(store: str) -> tuple[MlflowClient, list]:
+    client = MlflowClient(tracking_uri=store)
+    return client, [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+
+
+def test_ddp_on_two_cpu_processes_is_one_tracked_run(tmp_path):
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    # iterations_per_epoch: each process cycles through its own share (3 steps of 2 x 32 samples per epoch).
+    result = subprocess.run(_command(tmp_path, "method.epochs=2", "method.iterations_per_epoch=3"), cwd=tmp_path,
+                            env=_env(store), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "tlrun: DDP process 1 of 2" in result.stderr  # the worker said what it is, once
+    assert result.stdout.count("tlrun: dann on digits") == 1  # one summary (rank 0's)
+    assert not _no_process_left(tmp_path)
+    client, runs = _runs(store)
+    assert len(runs) == 1, [(r.info.run_name, r.info.status) for r in runs]  # the worker opened none
+    record = runs[0]
+    assert record.info.status == "FINISHED"
+    tags, metrics = record.data.tags, record.data.metrics
+    assert tags["trainer.strategy"] == "ddp" and tags["trainer.world_size"] == "2"
+    assert record.data.params["trainer.strategy"] == "ddp" and record.data.params["trainer.devices"] == "2"
+    assert {"target_acc", "source_acc", "train_loss", "transfer_loss", "select.source_val"} <= set(metrics)
+    for key in ("train_loss", "source_train_acc", "select.entropy"):  # per epoch, logged once (by rank 0)
+        assert [m.step for m in client.get_metric_history(record.info.run_id, key)] == [1, 2], key
+    assert sorted(m.step for m in client.get_metric_history(record.info.run_id, "target_acc")) == [1, 2, 2]
+    artifacts = {a.path for a in client.list_artifacts(record.info.run_id)}
+    assert {"config.yaml", "model", "confusion_matrix.png"} <= artifacts
+
+
+@pytest.mark.slow
+def test_an_interrupted_ddp_run_ends_killed_and_its_worker_goes(tmp_path):
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    process = subprocess.Popen(_command(tmp_path, "method.epochs=10000", *QUICK), cwd=tmp_path, env=_env(store),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        client, deadline, run_id = MlflowClient(tracking_uri=store), time.monotonic() + 240, None
+        while time.monotonic() < deadline and process.poll() is None and run_id is None:
+            time.sleep(1.0)
+            runs = _runs(store)[1] if (tmp_path / "mlflow.db").exists() else []
+            if runs and client.get_metric_history(runs[0].info.run_id, "train_loss"):  # both processes train
+                run_id = runs[0].info.run_id
+        assert run_id is not None, process.communicate(timeout=30)
+        workers = [pid for pid in _processes_naming(str(tmp_path)) if pid != process.pid]
+        assert workers
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode != 0
+    assert not _no_process_left(tmp_path), "a worker outlived the run"
+    _, runs = _runs(store)
+    assert [(r.info.run_id, r.info.status) for r in runs] == [(run_id, "KILLED")], stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_a_sweep_of_ddp_jobs_has_each_job_start_its_own_workers(tmp_path):
+    # Lightning alone would re-execute the whole `--multirun` command in each worker (a second sweep of its own).
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    command = [sys.executable, "-m", "tlrun.cli", "--multirun", *DDP, "seed=0,1", "method.epochs=1", *QUICK,
+               "trainer.enable_progress_bar=false", "diagnostics=false", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+               f"cache_dir={tmp_path / 'cache'}", "logger.experiment=ddp"]
+    result = subprocess.run(command, cwd=tmp_path, env=_env(store), capture_output=True, text=True, timeout=400)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr.count("tlrun: DDP process 1 of 2") == 2
+    assert not _no_process_left(tmp_path)
+    _, runs = _runs(store)
+    assert sorted((r.data.tags["seed"], r.data.tags["sweep_job"], r.info.status) for r in runs) == [
+        ("0", "0", "FINISHED"), ("1", "1", "FINISHED")]
+    assert {r.data.tags["trainer.world_size"] for r in runs} == {"2"}
+    assert sorted(path.name for path in (tmp_path / "sweep").iterdir()) == ["0", "1", "multirun.yaml"]
+    assert (tmp_path / "sweep" / "1" / "train_ddp_process_1.log").exists()  # the worker ran in its job's folder
