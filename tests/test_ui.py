@@ -50,12 +50,15 @@ def test_settings_are_key_value_and_checked(monkeypatch, tmp_path):
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="checks leftover processes through /proc")
-def test_ui_answers_on_loopback_and_ctrl_c_leaves_no_process(mlflow_store, tmp_path):
+# Ctrl-C; and `kill` of a `tlrun ui &` started by a script, which inherits SIGINT ignored.
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill-of-a-background-ui"])
+def test_ui_answers_on_loopback_and_stopping_it_leaves_no_process(mlflow_store, tmp_path, stop_signal):
     port = _free_port()
     command = [sys.executable, "-c", "from tlrun.cli import main; main()", "ui", f"port={port}",
                f"tracking_uri={mlflow_store}"]
+    as_background_job = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if stop_signal == signal.SIGTERM else None
     ui = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
-                          env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+                          env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}, preexec_fn=as_background_job)
     try:
         deadline, output = time.monotonic() + 180, []
         while time.monotonic() < deadline:
@@ -74,7 +77,7 @@ def test_ui_answers_on_loopback_and_ctrl_c_leaves_no_process(mlflow_store, tmp_p
             assert "experiments" in json.loads(response.read())
         assert _processes_mentioning(mlflow_store.removeprefix("sqlite:///"))  # the server runs
     finally:
-        ui.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        ui.send_signal(stop_signal)
         returncode = ui.wait(timeout=60)
     assert returncode == 0
     time.sleep(1)

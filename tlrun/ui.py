@@ -24,6 +24,7 @@ import urllib.request
 from typing import Any
 
 from tlrun.errors import TlrunError
+from tlrun.tracking import interrupts_stop_the_run
 
 SETTINGS = {"tracking_uri": None, "host": "127.0.0.1", "port": 5000, "timeout": 120}
 
@@ -79,7 +80,13 @@ def stop(server: subprocess.Popen, grace_s: float = 10.0) -> None:
 
 
 def serve(tracking_uri: str, host: str, port: int, timeout: float) -> int:
-    """Run the UI until Ctrl-C (exit code 0) or until the server dies (its exit code)."""
+    """Run the UI until Ctrl-C or SIGTERM (exit code 0) or until the server dies (its exit code). Both signals are
+    handled even when the shell started ``tlrun ui &`` with SIGINT ignored: the server never outlives it."""
+    with interrupts_stop_the_run():
+        return _serve(tracking_uri, host, port, timeout)
+
+
+def _serve(tracking_uri: str, host: str, port: int, timeout: float) -> int:
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
     address = f"http://{host}:{port}"
     server = subprocess.Popen(server_command(tracking_uri, host, port), env=env, start_new_session=True)
