@@ -37,6 +37,14 @@ def test_gpus_are_spread_before_any_is_shared(tmp_path):
             assert sorted([a, b]) == [0, 1] and c == 0
 
 
+def test_the_lock_folder_and_files_are_shared_by_every_user(tmp_path):
+    folder = tmp_path / "locks"
+    with claimed_gpu(GPUS, lock_folder=folder):
+        pass
+    assert folder.stat().st_mode & 0o7777 == 0o1777
+    assert {path.stat().st_mode & 0o777 for path in folder.iterdir()} == {0o666}
+
+
 def test_a_claim_is_released_when_its_job_fails(tmp_path):
     with pytest.raises(RuntimeError):
         with claimed_gpu(GPUS[:1], lock_folder=tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,7 +15,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tlrun.errors import TlrunError
-from tlrun.run import CHECKPOINT_TAG, run_job
+from tlrun.run import CHECKPOINT_TAG, PROCESS_TAG, run_job
 
 ENTRY = "import sys; sys.argv = ['tlrun', *sys.argv[1:]]; from tlrun.cli import main; main()"
 EPOCHS = 6
@@ -61,10 +62,19 @@ def test_a_run_stopped_midway_resumes_into_the_same_run(tmp_path, mlflow_store, 
         run_job(compose(f"resume={run_id}", experiment="resume"))
 
 
-def test_what_cannot_be_resumed_says_why(compose, mlflow_store):
+def test_what_cannot_be_resumed_says_why(compose, mlflow_store, tmp_path):
     with pytest.raises(TlrunError, match="has no such run"):
         run_job(compose("resume=0123456789abcdef", experiment="resume-errors"))
     closed_form = run_job(compose("method=coral", experiment="resume-errors")).run_id
     MlflowClient(tracking_uri=mlflow_store).set_terminated(closed_form, "KILLED")
     with pytest.raises(TlrunError, match="has no checkpoint"):
+        run_job(compose(f"resume={closed_form}", experiment="resume-errors"))
+    # A run still RUNNING in a live process (this one) is not resumed from under it.
+    client = MlflowClient(tracking_uri=mlflow_store)
+    checkpoint = tmp_path / "last.ckpt"
+    checkpoint.write_bytes(b"not read")
+    client.set_tag(closed_form, CHECKPOINT_TAG, str(checkpoint))
+    client.set_tag(closed_form, PROCESS_TAG, f"{socket.gethostname()}:{os.getpid()}")
+    client.update_run(closed_form, status="RUNNING")
+    with pytest.raises(TlrunError, match="still RUNNING"):
         run_job(compose(f"resume={closed_form}", experiment="resume-errors"))

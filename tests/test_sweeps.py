@@ -156,3 +156,25 @@ def test_eight_jobs_writing_in_parallel_to_one_sqlite_store_all_finish_with_all_
         assert len(client.get_metric_history(run_id, "loss")) == 60
         assert len(client.get_metric_history(run_id, "acc")) == 60
         assert len(record.data.params) == 30
+
+
+def test_a_relaunch_after_the_missing_data_arrived_ends_the_same_parent_finished(tmp_path, mlflow_store):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "src.npz", X=rng.normal(size=(40, 5)), y=np.arange(40) % 2)
+    sweep = ["method=no_adaptation", "dataset=features", f"dataset.root={tmp_path}", "dataset.source=src",
+             "dataset.target=tgt", "seed=0,1", "logger.experiment=sweep-data-arrives"]
+    first = _tlrun(tmp_path, mlflow_store, *sweep, f"hydra.sweep.dir={tmp_path / 'first'}")
+    assert first.returncode != 0
+    (parent,), _ = _runs(mlflow_store, "sweep-data-arrives")
+    assert parent.info.status == "FAILED" and parent.data.metrics["jobs_failed_before_run"] == 2
+
+    np.savez(tmp_path / "tgt.npz", X=rng.normal(size=(30, 5)) + 1, y=np.arange(30) % 2)
+    second = _tlrun(tmp_path, mlflow_store, *sweep, f"hydra.sweep.dir={tmp_path / 'second'}")
+    assert second.returncode == 0, second.stdout + second.stderr
+    (same,), children = _runs(mlflow_store, "sweep-data-arrives")
+    assert same.info.run_id == parent.info.run_id and len(children) == 2
+    assert same.info.status == "FINISHED"  # the first launch's errors are gone with its launch
+    assert same.data.metrics["jobs_failed_before_run"] == 0 and same.data.metrics["jobs_finished"] == 2
+    assert not any(key.startswith("sweep.failed_before_run.") for key in same.data.tags)

@@ -11,6 +11,7 @@ starts.
 from __future__ import annotations
 
 import atexit
+import os
 import signal
 import threading
 from pathlib import Path
@@ -35,8 +36,9 @@ class SweepTracking(Callback):
         self.previous_sigterm: Any = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from tlrun.sweeps import open_parent, tracking_uri
+        from tlrun.sweeps import PARENT_ENV, open_parent, tracking_uri
 
+        os.environ.pop(PARENT_ENV, None)  # if opening fails (Hydra only warns), jobs must not link to a stale sweep
         self.uri = tracking_uri(config)
         self.comparison_dir = Path(str(config.hydra.sweep.dir)) / "comparison"
         self.client, self.parent_id = open_parent(config)
@@ -52,18 +54,23 @@ class SweepTracking(Callback):
         self._close(completed=False)
 
     def _close(self, completed: bool) -> None:
+        """End the parent, then compare its runs; signals stay handled until both are done."""
         from tlrun.compare import compare_sweep
-        from tlrun.sweeps import close_parent
+        from tlrun.sweeps import PARENT_ENV, close_parent
 
         if self.parent_id is None:
             return
-        parent, self.parent_id = self.parent_id, None
-        atexit.unregister(self._end_early)
-        if self.previous_sigterm is not None:
-            signal.signal(signal.SIGTERM, self.previous_sigterm)
+        parent = self.parent_id
         try:
-            compare_sweep(self.client, parent, out_dir=self.comparison_dir)
-        finally:
             status = close_parent(self.client, parent, completed)
-        print(f"tlrun: sweep run {parent} ended {status}; its jobs are nested under it. See them in the MLflow UI:")
-        print(f"  tlrun ui tracking_uri={self.uri}", flush=True)
+            self.parent_id = None
+            atexit.unregister(self._end_early)
+            compare_sweep(self.client, parent, out_dir=self.comparison_dir)
+            print(f"tlrun: sweep run {parent} ended {status}; its jobs are nested under it. See them in the MLflow UI:")
+            print(f"  tlrun ui tracking_uri={self.uri}", flush=True)
+        finally:
+            if os.environ.get(PARENT_ENV) == parent:
+                del os.environ[PARENT_ENV]
+            if self.previous_sigterm is not None and self.parent_id is None:
+                signal.signal(signal.SIGTERM, self.previous_sigterm)
+                self.previous_sigterm = None

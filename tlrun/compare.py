@@ -100,7 +100,9 @@ def _is_parent(run: Any) -> bool:
 
 def sweep_runs(client: Any, parent_run_id: str) -> list[Any]:
     """The runs of a sweep: the parent's children (tag ``mlflow.parentRunId``) and the finished runs that a
-    relaunch reused from elsewhere (parent tags ``sweep.reused.<job>=<run_id>``), by start time, each once."""
+    relaunch reused from elsewhere (parent tags ``sweep.reused.<job>=<run_id>``), by start time, each once; when
+    the parent records its latest launch's jobs (``sweep.job.<n>=<config hash>``), only runs of those configs."""
+    from tlrun.sweeps import HASH_TAG, launched_hashes
     from mlflow.exceptions import MlflowException
 
     parent = client.get_run(parent_run_id)
@@ -114,6 +116,9 @@ def sweep_runs(client: Any, parent_run_id: str) -> list[Any]:
                 continue
             if reused.info.lifecycle_stage == "active":
                 runs[run_id] = reused
+    launched = launched_hashes(parent.data.tags)  # a relaunch after a config change: only its own jobs
+    if launched is not None:
+        runs = {run_id: run for run_id, run in runs.items() if run.data.tags.get(HASH_TAG) in launched}
     return sorted(runs.values(), key=lambda run: run.info.start_time or 0)
 
 

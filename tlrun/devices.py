@@ -8,6 +8,10 @@ vanish with their process, even one that is killed. When every GPU is held the r
 GPU takes a second one. So ``tlrun --multirun hydra/launcher=joblib hydra.launcher.n_jobs=<GPUs> trainer=gpu ...``
 keeps every GPU busy with one job, whatever order the jobs finish in.
 
+The claims are seen by the processes that share that folder: one machine's tlrun jobs, of every user. Where
+each job has its own temporary folder (Slurm's per-job ``TMPDIR``, a container's ``/tmp``) the scheduler gives
+it its own GPUs anyway. ``trainer=ddp`` takes every GPU of the node and claims none.
+
 Under Ray (``hydra/launcher=ray``) each job asks Ray for one GPU (:func:`gpus_per_job`) and Ray makes only that
 GPU visible to it, so the claim simply takes it. Without a GPU, nothing is claimed and the run uses the CPU.
 """
@@ -15,6 +19,7 @@ GPU visible to it, so the claim simply takes it. Without a GPU, nothing is claim
 from __future__ import annotations
 
 import fcntl
+import os
 import tempfile
 import time
 from contextlib import contextmanager
@@ -61,30 +66,53 @@ def claimed_gpu(
     if jobs_per_gpu < 1:
         raise ValueError(f"trainer.jobs_per_gpu must be at least 1, got {jobs_per_gpu}")
     folder = lock_folder or Path(tempfile.gettempdir()) / LOCK_FOLDER
-    folder.mkdir(parents=True, exist_ok=True)
+    if not folder.is_dir():
+        folder.mkdir(parents=True, exist_ok=True)
+        try:  # shared by every user of the machine, like /tmp itself
+            folder.chmod(0o1777)
+        except OSError:
+            pass
     waiting = False
     while True:
         for slot in range(jobs_per_gpu):
             for index, gpu in enumerate(gpu_ids):
-                try:
-                    handle = open(folder / f"{gpu}.{slot}.lock", "a")
-                except OSError:  # another user's lock file
+                descriptor = _open_lock(folder / f"{gpu}.{slot}.lock")
+                if descriptor is None:
                     continue
                 try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except OSError:
-                    handle.close()
+                    os.close(descriptor)
                     continue
                 try:
                     yield index
                 finally:
-                    fcntl.flock(handle, fcntl.LOCK_UN)
-                    handle.close()
+                    fcntl.flock(descriptor, fcntl.LOCK_UN)
+                    os.close(descriptor)
                 return
         if not waiting and on_wait is not None:
             on_wait()
         waiting = True
         time.sleep(poll_s)
+
+
+def _open_lock(path: Path) -> int | None:
+    """A descriptor on the lock file, created readable and writable by every user; another user's file is
+    opened read-only (``flock`` works on it too). ``None`` when it cannot be opened at all."""
+    try:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except PermissionError:
+        try:
+            return os.open(path, os.O_RDONLY)
+        except OSError:
+            return None
+    except OSError:
+        return None
+    try:
+        os.fchmod(descriptor, 0o666)  # past the umask: the next user must open it too
+    except OSError:
+        pass
+    return descriptor
 
 
 def wants_one_gpu(trainer: dict) -> bool:

@@ -361,7 +361,8 @@ def join_training(plan: Any) -> float:
         resume = str(cfg.resume) if cfg.get("resume") else None
         checkpoint = None
         if cfg.get("checkpoints", True):
-            checkpoint = runner._checkpoint_file(cfg, resume) if resume else Path(tempfile.gettempdir()) / f"tlrun-ddp-{os.getpid()}" / "unused.ckpt"
+            unused = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tlrun-ddp-"))) / "unused.ckpt"
+            checkpoint = runner._checkpoint_file(cfg, resume) if resume else unused
         context = RunContext(reporter=NullReporter(), device=device, seed=cfg.seed, trainer=trainer_kwargs,
                              lightning_logger=None, select=str(cfg.trainer.get("select", "last")), diagnostics=False,
                              checkpoint=checkpoint, resume_from=checkpoint if resume else None)

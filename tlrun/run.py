@@ -377,6 +377,34 @@ def run(cfg: DictConfig) -> float:
 CHECKPOINT_TAG = "checkpoint"
 
 
+#: The run tag naming the process that runs it (``host:pid``): a RUNNING run whose process is gone can be resumed.
+PROCESS_TAG = "process"
+
+
+def _this_process() -> str:
+    import os
+    import socket
+
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _process_alive(process: str) -> bool:
+    """Whether ``host:pid`` may still run: True unless it is on this host and no such process exists."""
+    import os
+    import socket
+
+    host, _, pid = process.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return bool(process)  # another machine's (or an unrecorded) process: assume it runs
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _checkpoint_file(cfg: DictConfig, run_id: str) -> Path:
     """Where a deep run writes its resumable checkpoint: ``<cache_dir>/checkpoints/<run id>/last.ckpt``."""
     return Path(str(cfg.cache_dir)).expanduser() / "checkpoints" / run_id / "last.ckpt"
@@ -401,6 +429,9 @@ def _resumed_config(cfg: DictConfig) -> DictConfig:
                          "store the run was tracked in)") from None
     if record.info.status == "FINISHED":
         raise TlrunError(f"resume={run_id}: the run already FINISHED; there is nothing to resume")
+    if record.info.status == "RUNNING" and _process_alive(record.data.tags.get(PROCESS_TAG, "")):
+        raise TlrunError(f"resume={run_id}: the run is still RUNNING (process {record.data.tags[PROCESS_TAG]}); stop it "
+                         "first (Ctrl-C ends it KILLED)")
     checkpoint = record.data.tags.get(CHECKPOINT_TAG)
     if not checkpoint:
         raise TlrunError(f"resume={run_id}: the run has no checkpoint. Deep methods write one after every epoch "
@@ -420,7 +451,7 @@ def _resumed_config(cfg: DictConfig) -> DictConfig:
 def run_job(cfg: DictConfig) -> RunOutcome:
     """Run one composed config into a new MLflow run, unless a relaunched sweep finds it FINISHED already;
     with ``resume=<run id>``, continue that interrupted deep run from its last checkpoint, into the same run."""
-    from tlrun.sweeps import HASH_TAG, config_hash, record_failed_before_run, reuse_finished
+    from tlrun.sweeps import HASH_TAG, config_hash, note_job, record_failed_before_run, reuse_finished
 
     resume = str(cfg.resume) if cfg.get("resume") else None
     try:
@@ -436,6 +467,7 @@ def run_job(cfg: DictConfig) -> RunOutcome:
         return RunOutcome("", {})
 
     digest = config_hash(cfg)
+    note_job(cfg, digest)
     earlier = None if resume else reuse_finished(cfg, digest)
     if earlier is not None:
         print(f"tlrun: skipped: run {earlier.info.run_id} of this config already FINISHED (skip_finished=false reruns it)")
@@ -454,7 +486,8 @@ def run_job(cfg: DictConfig) -> RunOutcome:
     run_name = f"{cfg.method.name} {task_name(cfg)}"
     with interrupts_stop_the_run(), distributed.rank_zero(cfg), _job_device(cfg) as (device, trainer_kwargs), TrackedRun(
         experiment=cfg.logger.experiment, tracking_uri=cfg.logger.tracking_uri, run_name=run_name,
-        tags=({"resumed": time.strftime("%Y-%m-%d %H:%M:%S")} if resume else _tags(cfg, plan.weights_run) | {HASH_TAG: digest}),
+        tags=({"resumed": time.strftime("%Y-%m-%d %H:%M:%S")} if resume else _tags(cfg, plan.weights_run) | {HASH_TAG: digest})
+        | {PROCESS_TAG: _this_process()},
         run_id=resume,
     ) as tracked:
         if not resume:

@@ -39,9 +39,14 @@ IDENTITY_TAG = "sweep.identity"
 HASH_TAG = "config_hash"
 REUSED_TAG_PREFIX = "sweep.reused."
 FAILED_BEFORE_RUN_TAG_PREFIX = "sweep.failed_before_run."
+#: ``sweep.job.<job number>=<config hash>`` on the parent: the jobs of the sweep's latest launch.
+JOB_TAG_PREFIX = "sweep.job."
+#: Hydra overrides that change how or where a sweep runs, not which jobs it runs (left out of its identity).
+_PLACEMENT_OVERRIDES = ("hydra/launcher", "hydra.launcher", "hydra.sweep", "hydra.run", "hydra.mode", "hydra.verbose",
+                        "hydra.job_logging", "hydra.hydra_logging", "hydra.output_subdir")
 #: Top-level config keys (and ``trainer`` keys) that change how a run is watched or stored, not its results.
 VOLATILE_KEYS = ("logger", "cache_dir", "skip_finished", "resume", "checkpoints", "published")
-VOLATILE_TRAINER_KEYS = ("enable_progress_bar", "log_every_n_steps", "enable_model_summary")
+VOLATILE_TRAINER_KEYS = ("enable_progress_bar", "log_every_n_steps", "enable_model_summary", "jobs_per_gpu")
 
 
 def config_hash(cfg: DictConfig) -> str:
@@ -56,11 +61,17 @@ def config_hash(cfg: DictConfig) -> str:
 
 
 def sweep_identity(config: DictConfig) -> str:
-    """A sweep's identity: its experiment, command-line overrides and the sweeper's own parameters (recipes
-    list their sweep there), hashed. A relaunch of the same command has the same identity."""
+    """A sweep's identity: its experiment, command-line overrides (less those that only place it: launcher, sweep
+    folder...), and the sweeper's own parameters (recipes list their sweep there), hashed. A relaunch of the same
+    command has the same identity, whatever launcher runs it."""
     overrides = sorted(OmegaConf.to_container(config.hydra.overrides.task, resolve=False))
+    hydra_overrides = sorted(
+        override for override in OmegaConf.to_container(config.hydra.overrides.hydra, resolve=False)
+        if not override.lstrip("+~").startswith(_PLACEMENT_OVERRIDES)
+    )
     params = _sweeper_params(config)
-    text = json.dumps({"experiment": str(config.logger.experiment), "overrides": overrides, "params": params}, sort_keys=True)
+    text = json.dumps({"experiment": str(config.logger.experiment), "overrides": overrides, "hydra": hydra_overrides,
+                       "params": params}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -113,18 +124,25 @@ def open_parent(config: DictConfig) -> tuple[Any, str]:
                 [experiment_id], filter_string=f"tags.`{IDENTITY_TAG}` = '{identity}'",
                 order_by=["attributes.start_time DESC"], max_results=1,
             )
-        if earlier:
+        # A parent still RUNNING belongs to a launch of the same sweep that is still going: this one gets its own.
+        placement = {
+            "sweep": sweep_tag(config.hydra.sweep.dir),
+            "sweep.launcher": str(config.hydra.launcher.get("_target_", "?")).rsplit(".", 1)[-1],
+            "sweep.sweeper": str(config.hydra.sweeper.get("_target_", "?")).rsplit(".", 1)[-1],
+        }
+        if earlier and earlier[0].info.status != "RUNNING":
             parent_id = earlier[0].info.run_id
             client.update_run(parent_id, status=RunStatus.to_string(RunStatus.RUNNING))
-            client.set_tag(parent_id, "sweep.relaunched", time.strftime("%Y-%m-%d %H:%M:%S"))
+            for key in earlier[0].data.tags:  # the last launch's jobs and errors; this launch writes its own
+                if key.startswith((JOB_TAG_PREFIX, FAILED_BEFORE_RUN_TAG_PREFIX)):
+                    client.delete_tag(parent_id, key)
+            for key, value in (placement | {"sweep.relaunched": time.strftime("%Y-%m-%d %H:%M:%S")}).items():
+                client.set_tag(parent_id, key, value)
         else:
-            launcher = str(config.hydra.launcher.get("_target_", "?")).rsplit(".", 1)[-1]
             tags = {
                 ROLE_TAG: "parent",
                 IDENTITY_TAG: identity,
-                "sweep": sweep_tag(config.hydra.sweep.dir),
-                "sweep.launcher": launcher,
-                "sweep.sweeper": str(config.hydra.sweeper.get("_target_", "?")).rsplit(".", 1)[-1],
+                **placement,
                 "sweep.overrides": " ".join(overrides)[:5000],
             }
             parent_id = client.create_run(experiment_id, run_name=f"sweep {time.strftime('%Y-%m-%d %H:%M:%S')}",
@@ -136,6 +154,19 @@ def open_parent(config: DictConfig) -> tuple[Any, str]:
                 client.log_batch(parent_id, params=items[start : start + 100])
     os.environ[PARENT_ENV] = parent_id
     return client, parent_id
+
+
+def note_job(cfg: DictConfig, digest: str) -> None:
+    """Record on the sweep's parent that this launch's job (its number) is the config ``digest``."""
+    parent = parent_of_job()
+    if parent:
+        client_for(cfg).set_tag(parent, f"{JOB_TAG_PREFIX}{job_number()}", digest)
+
+
+def launched_hashes(parent_tags: dict[str, str]) -> set[str] | None:
+    """The config hashes of the jobs of the sweep's latest launch (``None``: not recorded, count every child)."""
+    hashes = {value for key, value in parent_tags.items() if key.startswith(JOB_TAG_PREFIX)}
+    return hashes or None
 
 
 def job_number() -> str:
@@ -182,10 +213,19 @@ def record_failed_before_run(cfg: DictConfig, message: str) -> None:
 
 
 def children(client: Any, parent_id: str) -> list[Any]:
-    """The runs whose MLflow parent is ``parent_id``."""
-    parent = client.get_run(parent_id)
-    return client.search_runs([parent.info.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_id}'",
-                              max_results=50000)
+    """The runs whose MLflow parent is ``parent_id``, in any experiment (a sweep may set ``logger.experiment``
+    per job)."""
+    experiments = [experiment.experiment_id for experiment in client.search_experiments(max_results=50000)]
+    return client.search_runs(experiments, filter_string=f"tags.`{PARENT_TAG}` = '{parent_id}'", max_results=50000)
+
+
+def _run_or_none(client: Any, run_id: str) -> Any | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_run(run_id)
+    except MlflowException:  # deleted since
+        return None
 
 
 def close_parent(client: Any, parent_id: str, completed: bool) -> str:
@@ -207,14 +247,18 @@ def close_parent(client: Any, parent_id: str, completed: bool) -> str:
                     client.set_terminated(run.info.run_id, "KILLED")
             runs = children(client, parent_id)
         tags = client.get_run(parent_id).data.tags
-        reused = {key for key in tags if key.startswith(REUSED_TAG_PREFIX)}
+        reused = [run for run in (_run_or_none(client, run_id) for key, run_id in tags.items()
+                                  if key.startswith(REUSED_TAG_PREFIX)) if run is not None]
         failed_early = sum(key.startswith(FAILED_BEFORE_RUN_TAG_PREFIX) for key in tags)
-        # A job's latest run counts: a relaunch replaces a FAILED or KILLED run by a new one of the same config.
+        launched = launched_hashes(tags)
+        # A job's latest run counts: a relaunch replaces a FAILED or KILLED run by a new one of the same config,
+        # and only the jobs of the latest launch count (a job whose config changed since is another job).
         latest: dict[str, Any] = {}
-        for run in sorted(runs, key=lambda r: r.info.start_time):
-            latest[run.data.tags.get(HASH_TAG, run.info.run_id)] = run
+        for run in sorted(runs + reused, key=lambda r: r.info.start_time):
+            digest = run.data.tags.get(HASH_TAG, run.info.run_id)
+            if launched is None or digest in launched:
+                latest[digest] = run
         counts = {status: sum(r.info.status == status for r in latest.values()) for status in ("FINISHED", "FAILED", "KILLED")}
-        counts["FINISHED"] += len(reused)
         if counts["FAILED"] or failed_early:
             status = "FAILED"
         elif counts["KILLED"] or not completed:
@@ -223,10 +267,9 @@ def close_parent(client: Any, parent_id: str, completed: bool) -> str:
             status = "FINISHED"
         now = int(time.time() * 1000)
         metrics = {"jobs_finished": counts["FINISHED"], "jobs_failed": counts["FAILED"], "jobs_killed": counts["KILLED"],
-                   "jobs_reused": len(reused), "jobs_failed_before_run": failed_early}
+                   "jobs_reused": sum(run.info.run_id in {r.info.run_id for r in reused} for run in latest.values()),
+                   "jobs_failed_before_run": failed_early}
         client.log_batch(parent_id, metrics=[Metric(key, float(value), now, 0) for key, value in metrics.items()])
         client.set_tag(parent_id, "sweep.status", status)
         client.set_terminated(parent_id, RunStatus.to_string(getattr(RunStatus, status)))
-    if os.environ.get(PARENT_ENV) == parent_id:
-        del os.environ[PARENT_ENV]
     return status

@@ -107,6 +107,8 @@ def _serve(tracking_uri: str, host: str, port: int, timeout: float) -> int:
         print("tlrun: stopping the MLflow UI", flush=True)
         return 0
     finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not cut the shutdown short
+            signal.signal(sig, signal.SIG_IGN)
         stop(server)
 
 
