@@ -1,6 +1,6 @@
 """Wall time of a 4-job CPU sweep per Hydra launcher, and the per-run cost of MLflow tracking.
 
-Run by hand from the repository root with the project's venv active (about 15 minutes on 2 busy cores):
+Run by hand from the repository root with the project's venv active (about 15 minutes on 2 cores, half of it the heavy sweep under submitit_local):
 
     python benchmarks/sweep_launchers.py [--sweep-repeats 1] [--tracking-repeats 5] [--no-heavy]
         [--ray-pythonpath /tmp/plugsite:/tmp/plugsite-ray]
