@@ -37,6 +37,17 @@ def _processes_mentioning(text: str) -> list[int]:
     return found
 
 
+def _wait_for_ui(ui: subprocess.Popen, port: int) -> None:
+    """Read ``tlrun ui``'s output until it prints its address (or ends)."""
+    deadline, output = time.monotonic() + 180, []
+    while time.monotonic() < deadline:
+        line = ui.stdout.readline()
+        output.append(line)
+        if "MLflow UI at" in line or (not line and ui.poll() is not None):
+            break
+    assert f"MLflow UI at http://127.0.0.1:{port}" in "".join(output), "".join(output)[-3000:]
+
+
 def test_settings_are_key_value_and_checked(monkeypatch, tmp_path):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)
@@ -60,13 +71,7 @@ def test_ui_answers_on_loopback_and_stopping_it_leaves_no_process(mlflow_store, 
     ui = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
                           env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}, preexec_fn=as_background_job)
     try:
-        deadline, output = time.monotonic() + 180, []
-        while time.monotonic() < deadline:
-            line = ui.stdout.readline()
-            output.append(line)
-            if "MLflow UI at" in line or (not line and ui.poll() is not None):
-                break
-        assert f"MLflow UI at http://127.0.0.1:{port}" in "".join(output), "".join(output)[-2000:]
+        _wait_for_ui(ui, port)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as page:
             assert page.status == 200
         request = urllib.request.Request(

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from tests.test_ui import _free_port, _processes_mentioning
+from tests.test_ui import _free_port, _processes_mentioning, _wait_for_ui
 
 ARTIFACT = REPO / "outputs" / "test-artifacts" / "ui_sweep.png"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
@@ -181,17 +181,6 @@ def _run_sweep(tmp_path: Path, tracking_uri: str, env: dict) -> None:
     done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=300,
                           env={**env, "MLFLOW_TRACKING_URI": tracking_uri})
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
-
-
-def _wait_for_ui(ui: subprocess.Popen, port: int) -> None:
-    """Read ``tlrun ui``'s output until it prints its address."""
-    deadline, output = time.monotonic() + 180, []
-    while time.monotonic() < deadline:
-        line = ui.stdout.readline()
-        output.append(line)
-        if "MLflow UI at" in line or (not line and ui.poll() is not None):
-            break
-    assert f"MLflow UI at http://127.0.0.1:{port}" in "".join(output), "".join(output)[-3000:]
 
 
 def test_browser_shows_sweep_parent_with_its_children(tmp_path):
