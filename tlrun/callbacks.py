@@ -36,10 +36,11 @@ class SweepTracking(Callback):
         self.previous_sigterm: Any = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from tlrun.sweeps import PARENT_ENV, open_parent, tracking_uri
+        from tlrun.sweeps import PARENT_ENV, open_parent
+        from tlrun.tracking import configured_uri
 
         os.environ.pop(PARENT_ENV, None)  # if opening fails (Hydra only warns), jobs must not link to a stale sweep
-        self.uri = tracking_uri(config)
+        self.uri = configured_uri(config)
         self.comparison_dir = Path(str(config.hydra.sweep.dir)) / "comparison"
         self.client, self.parent_id = open_parent(config)
         atexit.register(self._end_early)

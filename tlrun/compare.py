@@ -63,6 +63,8 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from tlrun.errors import TlrunError
+from tlrun.sweeps import ROLE_TAG, sweep_runs
+from tlrun.tracking import every_run
 
 SETTINGS: dict[str, Any] = {"tracking_uri": None, "experiment": None, "sweep": None, "metric": "target_acc",
                             "better": "higher", "out": None}
@@ -74,52 +76,13 @@ IGNORED_PARAMS = ("seed", "task", "dataset.source", "dataset.target", "dataset.r
 #: Prefixes of ignored params: the logger, Hydra, the data sizes a run logs, lineage, the published numbers.
 IGNORED_PREFIXES = ("logger.", "hydra", "data.", "lineage.", "published.")
 
-PARENT_FILTER = "tags.`sweep.role` = 'parent'"
+PARENT_FILTER = f"tags.`{ROLE_TAG}` = 'parent'"
 ARROW = "→"
 
 
 # -- selection ---------------------------------------------------------------------------------------------------
-def _search(client: Any, experiment_ids: list[str], filter_string: str = "") -> list[Any]:
-    """Every active run of the experiments matching ``filter_string``, page after page, by start time."""
-    runs, token = [], None
-    while True:
-        page = client.search_runs(experiment_ids, filter_string, max_results=5000, page_token=token)
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return sorted(runs, key=lambda run: run.info.start_time or 0)
-
-
-def _experiment_ids(client: Any) -> list[str]:
-    return [experiment.experiment_id for experiment in client.search_experiments()]
-
-
 def _is_parent(run: Any) -> bool:
-    return run.data.tags.get("sweep.role") == "parent"
-
-
-def sweep_runs(client: Any, parent_run_id: str) -> list[Any]:
-    """The runs of a sweep: the parent's children (tag ``mlflow.parentRunId``) and the finished runs that a
-    relaunch reused from elsewhere (parent tags ``sweep.reused.<job>=<run_id>``), by start time, each once; when
-    the parent records its latest launch's jobs (``sweep.job.<n>=<config hash>``), only runs of those configs."""
-    from tlrun.sweeps import HASH_TAG, launched_hashes
-    from mlflow.exceptions import MlflowException
-
-    parent = client.get_run(parent_run_id)
-    runs = {run.info.run_id: run for run in _search(client, _experiment_ids(client),
-                                                    f"tags.`mlflow.parentRunId` = '{parent_run_id}'")}
-    for key, run_id in parent.data.tags.items():
-        if key.startswith("sweep.reused.") and run_id not in runs:
-            try:
-                reused = client.get_run(run_id)
-            except MlflowException:  # deleted since: the relaunch's table simply lacks it
-                continue
-            if reused.info.lifecycle_stage == "active":
-                runs[run_id] = reused
-    launched = launched_hashes(parent.data.tags)  # a relaunch after a config change: only its own jobs
-    if launched is not None:
-        runs = {run_id: run for run_id, run in runs.items() if run.data.tags.get(HASH_TAG) in launched}
-    return sorted(runs.values(), key=lambda run: run.info.start_time or 0)
+    return run.data.tags.get(ROLE_TAG) == "parent"
 
 
 @dataclass
@@ -132,7 +95,7 @@ class Selection:
 
 
 def _latest_parent(client: Any, experiment_ids: list[str]) -> Any | None:
-    parents = _search(client, experiment_ids, PARENT_FILTER)
+    parents = every_run(client, experiment_ids, PARENT_FILTER)
     return parents[-1] if parents else None
 
 
@@ -158,11 +121,11 @@ def _sweep_selection(client: Any, sweep: str, experiment_ids: list[str]) -> Sele
     from tlrun.tracking import sweep_tag
 
     folder = sweep_tag(os.path.expanduser(sweep))
-    parents = [run for run in _search(client, experiment_ids, PARENT_FILTER) if run.data.tags.get("sweep") == folder]
+    parents = [run for run in every_run(client, experiment_ids, PARENT_FILTER) if run.data.tags.get("sweep") == folder]
     if parents:
         parent = parents[-1]
         return Selection(sweep_runs(client, parent.info.run_id), f"sweep {folder}", parent.info.run_id)
-    runs = [run for run in _search(client, experiment_ids) if run.data.tags.get("sweep") == folder]
+    runs = [run for run in every_run(client, experiment_ids) if run.data.tags.get("sweep") == folder]
     if not runs:
         raise TlrunError(f"sweep={sweep}: no parent run id and no run tagged sweep={folder}")
     return Selection(runs, f"sweep {folder}")
@@ -189,7 +152,7 @@ def select_runs(client: Any, experiment: str | None = None, sweep: str | None = 
     if sweep is not None:
         selection = _sweep_selection(client, str(sweep), experiment_ids)
     elif tags or experiment is not None:
-        selection = Selection(_search(client, experiment_ids), ", ".join(filters))
+        selection = Selection(every_run(client, experiment_ids), ", ".join(filters))
     else:
         parent = _latest_parent(client, experiment_ids)
         if parent is not None:
@@ -200,7 +163,7 @@ def select_runs(client: Any, experiment: str | None = None, sweep: str | None = 
             selection = Selection([], "the latest experiment")
             by_age = sorted(experiments, key=lambda e: (e.creation_time or 0, _numeric(e.experiment_id)), reverse=True)
             for candidate in by_age:
-                runs = _search(client, [candidate.experiment_id])
+                runs = every_run(client, [candidate.experiment_id])
                 if runs:
                     selection = Selection(runs, f"the latest experiment, {candidate.name}")
                     break

@@ -126,11 +126,16 @@ def is_worker(cfg: Any) -> bool:
             "processes Lightning would take this process for one a launcher started and wait for the others; unset it "
             "(env -u LOCAL_RANK tlrun ...)"
         )
-    return _rank(count // max(1, int(trainer.get("num_nodes", 1) or 1))) != 0
+    return _rank_of(trainer, count) != 0
+
+
+def _rank_of(trainer: Mapping[str, Any], count: int) -> int:
+    """This process's global rank among the ``count`` processes of these Trainer settings."""
+    return _rank(count // max(1, int(trainer.get("num_nodes", 1) or 1)))
 
 
 def configure(trainer: dict[str, Any], method: str, family: str | None, device: str) -> dict[str, Any]:
-    """The Trainer settings as a run uses them (called by :func:`tlrun.run._device`, accelerator already chosen).
+    """The Trainer settings as a run uses them (called by :func:`tlrun.run._job_device`, accelerator already chosen).
 
     Several processes for a deep method: ``strategy`` ``ddp`` (``auto`` becomes ``ddp``: Lightning would pick it
     anyway). One process: DDP is dropped (a normal run). Closed-form methods ignore the settings and compute here.
@@ -337,16 +342,16 @@ def _watch_parent() -> None:
     threading.Thread(target=watch, name="tlrun-ddp-parent-watch", daemon=True).start()
 
 
-def join_training(plan: Any) -> float:
+def join_training(plan: Any) -> None:
     """A worker's whole run: the same data, seed and method as rank 0, then ``method.fit`` (which joins
-    ``trainer.fit``); no MLflow run, no evaluation, no summary, no model. Returns NaN (rank 0 holds the result)."""
+    ``trainer.fit``); no MLflow run, no evaluation, no summary, no model (rank 0 holds the result)."""
     from tlrun import run as runner
     from tlrun.methods.base import NullReporter, RunContext
 
     cfg = plan.cfg
     trainer = _trainer_settings(cfg)
     count = process_count(trainer)
-    rank = _rank(count // max(1, int(trainer.get("num_nodes", 1) or 1)))
+    rank = _rank_of(trainer, count)
     print(f"tlrun: DDP process {rank} of {count} (pid {os.getpid()}): trains alongside process 0, which records the "
           "MLflow run", file=sys.stderr)
     _watch_parent()
@@ -370,7 +375,6 @@ def join_training(plan: Any) -> float:
         # which then ends its run FAILED and stops the other workers (see _supervision_class).
         method.fit(training, context)
     _end_process_group()
-    return float("nan")
 
 
 # ------------------------------------------------------------------------------------------- training aids

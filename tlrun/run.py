@@ -96,10 +96,9 @@ def preflight(cfg: DictConfig) -> Plan:
     weights = str(cfg.backbone.get("weights", "none"))
     backbone_cfg, weights_run = cfg.backbone, None
     if weights.startswith(RUN_URI_PREFIX):
-        from tlrun.tracking import default_tracking_uri, fetch_run_weights
+        from tlrun.tracking import configured_uri, fetch_run_weights
 
-        tracking_uri = cfg.logger.get("tracking_uri") or default_tracking_uri()
-        weights_run, file = fetch_run_weights(weights, tracking_uri, Path(str(cfg.cache_dir)).expanduser() / "runs")
+        weights_run, file = fetch_run_weights(weights, configured_uri(cfg), Path(str(cfg.cache_dir)).expanduser() / "runs")
         backbone_cfg = cfg.backbone.copy()
         backbone_cfg.weights = str(file)
     elif weights not in ("none", "imagenet") and not Path(weights).expanduser().is_file():
@@ -419,9 +418,9 @@ def _resumed_config(cfg: DictConfig) -> DictConfig:
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from tlrun.tracking import default_tracking_uri
+    from tlrun.tracking import configured_uri
 
-    run_id, uri = str(cfg.resume), cfg.logger.get("tracking_uri") or default_tracking_uri()
+    run_id, uri = str(cfg.resume), configured_uri(cfg)
     try:
         record = MlflowClient(tracking_uri=uri).get_run(run_id)
     except MlflowException:
@@ -493,16 +492,17 @@ def run_job(cfg: DictConfig) -> RunOutcome:
         if not resume:
             tracked.log_params(flatten(resolved) | ({"lineage.weights_run": plan.weights_run} if plan.weights_run else {}))
             tracked.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+        import torch
+
         checkpoint = _checkpoint_file(cfg, tracked.run_id) if deep and cfg.get("checkpoints", True) else None
+        placement = distributed.tags(trainer_kwargs)  # trainer.strategy=ddp, trainer.world_size=N
         if checkpoint is not None and not resume:
-            tracked.set_tags({CHECKPOINT_TAG: str(checkpoint)})
+            placement[CHECKPOINT_TAG] = str(checkpoint)
+        if device != "cpu":
+            placement["device"] = f"{device} ({torch.cuda.get_device_name(device)})"
+        tracked.set_tags(placement)
         started = time.perf_counter()  # after the GPU claim: duration_s leaves out any wait for a free GPU
         seed_everything(cfg.seed)
-        tracked.set_tags(distributed.tags(trainer_kwargs))  # trainer.strategy=ddp, trainer.world_size=N
-        if device != "cpu":
-            import torch
-
-            tracked.set_tags({"device": f"{device} ({torch.cuda.get_device_name(device)})"})
 
         training, evaluation, source = _load_and_split(plan, tracked, None if deep else device)
         tracked.log_params({"data.n_source_train": str(len(training.source)), "data.n_target_train": str(len(training.target)),
@@ -521,8 +521,6 @@ def run_job(cfg: DictConfig) -> RunOutcome:
         if deep:
             method = _build_deep_method(plan, source)
         method.fit(training, context)
-        import torch
-
         if cfg.get("save_model", True) and isinstance(method, torch.nn.Module):
             tracked.log_model(method)
         # Deep methods log their epochs through Lightning's logger, which the reporter does not see.

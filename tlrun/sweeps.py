@@ -9,12 +9,13 @@ started by the sweep, or Slurm jobs (``sbatch`` exports the submitting environme
 :func:`close_parent` counts the jobs by the status of their latest run (metrics ``jobs_finished``,
 ``jobs_failed``, ``jobs_killed``, ``jobs_reused``, ``jobs_failed_before_run``) and ends the parent FINISHED when every job
 finished, FAILED when one failed, KILLED when the sweep was interrupted; it also runs when the process exits
-without the sweep's normal end (a failed job, Ctrl-C), so a parent is never left RUNNING.
+without the sweep's normal end (a failed job, Ctrl-C, SIGTERM), so only SIGKILL leaves a parent RUNNING.
 
 **Job identity and relaunching.** A job is identified by :func:`config_hash`, a hash of its resolved config
 without the keys that do not change its results (:data:`VOLATILE_KEYS`), and every run carries it as the tag
 ``config_hash``. A sweep is identified by its overrides and experiment (:func:`sweep_identity`). Relaunching
-the same sweep reopens its parent; each job whose config already has a FINISHED run in the experiment is
+the same sweep reopens its parent (unless that launch is still RUNNING), which then records the jobs of this
+launch (``sweep.job.<n>=<config hash>``) and counts only those; each job whose config already has a FINISHED run in the experiment is
 skipped (its old run is counted as the sweep's: tag ``sweep.reused.<job>=<run id>`` on the parent when it is
 a child of another sweep), and FAILED or KILLED jobs run again. ``skip_finished=false`` opts out: a new
 parent, and every job runs.
@@ -91,17 +92,13 @@ def parent_of_job() -> str | None:
     return os.environ.get(PARENT_ENV) or None
 
 
-def tracking_uri(config: DictConfig) -> str:
-    from tlrun.tracking import default_tracking_uri
-
-    return config.logger.get("tracking_uri") or default_tracking_uri()
-
-
 def client_for(config: DictConfig) -> Any:
     """An ``MlflowClient`` on the config's store."""
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=tracking_uri(config))
+    from tlrun.tracking import configured_uri
+
+    return MlflowClient(tracking_uri=configured_uri(config))
 
 
 def open_parent(config: DictConfig) -> tuple[Any, str]:
@@ -111,13 +108,13 @@ def open_parent(config: DictConfig) -> tuple[Any, str]:
     """
     from mlflow.entities import Param, RunStatus
 
-    from tlrun.tracking import ensure_experiment, flatten, interrupts_deferred, safe_key, sweep_tag
+    from tlrun.tracking import configured_uri, ensure_experiment, flatten, interrupts_deferred, safe_key, sweep_tag
 
     client = client_for(config)
     identity = sweep_identity(config)
     overrides = list(OmegaConf.to_container(config.hydra.overrides.task, resolve=False))
     with interrupts_deferred():
-        experiment_id = ensure_experiment(client, tracking_uri(config), str(config.logger.experiment))
+        experiment_id = ensure_experiment(client, configured_uri(config), str(config.logger.experiment))
         earlier = []
         if config.get("skip_finished", True):
             earlier = client.search_runs(
@@ -212,20 +209,29 @@ def record_failed_before_run(cfg: DictConfig, message: str) -> None:
         print(f"tlrun: could not note the error on the sweep run {parent}: {error}")
 
 
-def children(client: Any, parent_id: str) -> list[Any]:
-    """The runs whose MLflow parent is ``parent_id``, in any experiment (a sweep may set ``logger.experiment``
-    per job)."""
-    experiments = [experiment.experiment_id for experiment in client.search_experiments(max_results=50000)]
-    return client.search_runs(experiments, filter_string=f"tags.`{PARENT_TAG}` = '{parent_id}'", max_results=50000)
-
-
-def _run_or_none(client: Any, run_id: str) -> Any | None:
+def sweep_runs(client: Any, parent_run_id: str) -> list[Any]:
+    """The runs of a sweep, by start time, each once: the parent's children (in any experiment: a sweep may set
+    ``logger.experiment`` per job) and the FINISHED runs that a relaunch reused from elsewhere (parent tags
+    ``sweep.reused.<job>=<run_id>``); when the parent records its latest launch's jobs (``sweep.job.<n>=<config
+    hash>``), only runs of those configs."""
     from mlflow.exceptions import MlflowException
 
-    try:
-        return client.get_run(run_id)
-    except MlflowException:  # deleted since
-        return None
+    from tlrun.tracking import every_run
+
+    tags = client.get_run(parent_run_id).data.tags
+    runs = {run.info.run_id: run for run in every_run(client, filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'")}
+    for key, run_id in tags.items():
+        if key.startswith(REUSED_TAG_PREFIX) and run_id not in runs:
+            try:
+                reused = client.get_run(run_id)
+            except MlflowException:  # deleted since: the relaunch's table simply lacks it
+                continue
+            if reused.info.lifecycle_stage == "active":
+                runs[run_id] = reused
+    launched = launched_hashes(tags)  # a relaunch after a config change: only its own jobs
+    if launched is not None:
+        runs = {run_id: run for run_id, run in runs.items() if run.data.tags.get(HASH_TAG) in launched}
+    return sorted(runs.values(), key=lambda run: run.info.start_time or 0)
 
 
 def close_parent(client: Any, parent_id: str, completed: bool) -> str:
@@ -239,25 +245,17 @@ def close_parent(client: Any, parent_id: str, completed: bool) -> str:
     from tlrun.tracking import interrupts_deferred
 
     with interrupts_deferred():
-        runs = children(client, parent_id)
+        runs = sweep_runs(client, parent_id)
         if not completed:
             for run in runs:
                 if run.info.status == "RUNNING":
                     client.set_tag(run.info.run_id, "error", "the sweep stopped before this job ended")
                     client.set_terminated(run.info.run_id, "KILLED")
-            runs = children(client, parent_id)
+            runs = sweep_runs(client, parent_id)
         tags = client.get_run(parent_id).data.tags
-        reused = [run for run in (_run_or_none(client, run_id) for key, run_id in tags.items()
-                                  if key.startswith(REUSED_TAG_PREFIX)) if run is not None]
         failed_early = sum(key.startswith(FAILED_BEFORE_RUN_TAG_PREFIX) for key in tags)
-        launched = launched_hashes(tags)
-        # A job's latest run counts: a relaunch replaces a FAILED or KILLED run by a new one of the same config,
-        # and only the jobs of the latest launch count (a job whose config changed since is another job).
-        latest: dict[str, Any] = {}
-        for run in sorted(runs + reused, key=lambda r: r.info.start_time):
-            digest = run.data.tags.get(HASH_TAG, run.info.run_id)
-            if launched is None or digest in launched:
-                latest[digest] = run
+        # A job's latest run counts: a relaunch replaces a FAILED or KILLED run by a new one of the same config.
+        latest = {run.data.tags.get(HASH_TAG, run.info.run_id): run for run in runs}
         counts = {status: sum(r.info.status == status for r in latest.values()) for status in ("FINISHED", "FAILED", "KILLED")}
         if counts["FAILED"] or failed_early:
             status = "FAILED"
@@ -267,7 +265,7 @@ def close_parent(client: Any, parent_id: str, completed: bool) -> str:
             status = "FINISHED"
         now = int(time.time() * 1000)
         metrics = {"jobs_finished": counts["FINISHED"], "jobs_failed": counts["FAILED"], "jobs_killed": counts["KILLED"],
-                   "jobs_reused": sum(run.info.run_id in {r.info.run_id for r in reused} for run in latest.values()),
+                   "jobs_reused": sum(run.data.tags.get(PARENT_TAG) != parent_id for run in latest.values()),
                    "jobs_failed_before_run": failed_early}
         client.log_batch(parent_id, metrics=[Metric(key, float(value), now, 0) for key, value in metrics.items()])
         client.set_tag(parent_id, "sweep.status", status)

@@ -40,6 +40,26 @@ def default_tracking_uri(cwd: Path | None = None) -> str:
     return f"sqlite:///{outputs / 'mlflow.db'}"
 
 
+def configured_uri(cfg: Any) -> str:
+    """The store a composed config tracks into: ``logger.tracking_uri`` (from ``MLFLOW_TRACKING_URI`` by default),
+    else :func:`default_tracking_uri`."""
+    return cfg.logger.get("tracking_uri") or default_tracking_uri()
+
+
+def every_run(client: MlflowClient, experiment_ids: list[str] | None = None, filter_string: str = "") -> list[Any]:
+    """Every active run of the experiments (default: all of the store) matching ``filter_string``, page after
+    page, by start time."""
+    if experiment_ids is None:
+        experiment_ids = [experiment.experiment_id for experiment in client.search_experiments(max_results=50000)]
+    runs, token = [], None
+    while True:
+        page = client.search_runs(experiment_ids, filter_string, max_results=5000, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return sorted(runs, key=lambda run: run.info.start_time or 0)
+
+
 def flatten(tree: Any, prefix: str = "") -> dict[str, str]:
     """A nested dict/list config as ``{"a.b.c": "value"}`` (lists are kept whole, as their text)."""
     if isinstance(tree, dict):

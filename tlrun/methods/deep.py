@@ -215,6 +215,8 @@ class DeepMethod(pl.LightningModule, Method):
         self._best: tuple[float, int, dict[str, torch.Tensor]] | None = None
         self._scored_since_best = 0
         self._checkpoint: Path | None = None
+        #: On a GPU, the last step's loss check, still on its way to the host (see :meth:`on_before_backward`).
+        self._pending_finite: tuple[torch.Tensor, torch.cuda.Event, torch.Tensor, int] | None = None
         #: ``(rank, world_size)`` while training on several processes (DDP), else ``None``.
         self._shard: tuple[int, int] | None = None
 
@@ -383,7 +385,7 @@ class DeepMethod(pl.LightningModule, Method):
         self._pending_finite = (host, done, loss.detach(), self.global_step)
 
     def _check_pending_finite(self) -> None:
-        pending, self._pending_finite = getattr(self, "_pending_finite", None), None
+        pending, self._pending_finite = self._pending_finite, None
         if pending is not None:
             host, done, loss, step = pending
             done.synchronize()
@@ -603,7 +605,7 @@ class DeepMethod(pl.LightningModule, Method):
             if diagnostics:
                 self._log_diagnostics(before, tuple(self._outputs(X)[1] for X in diagnostic_samples))
         finally:
-            self._data, self._best, self._checkpoint, self._shard = None, None, None, None
+            self._data, self._best, self._checkpoint, self._shard, self._pending_finite = None, None, None, None, None
 
     @torch.no_grad()
     def _outputs(self, X: np.ndarray | tuple[str, ...], layer: nn.Module | None = None) -> tuple[np.ndarray, np.ndarray]:
