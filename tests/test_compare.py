@@ -23,8 +23,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from tlrun.compare import (Published, comparison_table, compare_sweep, main, parse_settings, select_runs,
-                           sweep_runs)
+from tlrun.compare import (Published, comparison_table, compare_sweep, format_value, main, parse_settings,
+                           select_runs, sweep_runs, wide_console)
 from tlrun.errors import TlrunError
 
 T1, T2 = "caltech→amazon", "amazon→webcam"
@@ -318,3 +318,10 @@ def test_tlrun_compare_command(store, tmp_path):
     with open(tmp_path / "out" / "comparison.csv", encoding="utf-8") as handle:
         tca = next(row for row in csv.DictReader(handle) if row["label"] == "tca")
     assert float(tca[f"{T1} mean"]) == pytest.approx(46.5)
+
+
+def test_a_difference_that_rounds_to_zero_has_no_minus_and_logs_keep_every_column(monkeypatch):
+    assert format_value(-0.001, "%", signed=True) == "+0.00"
+    assert format_value(-0.004, "%") == "0.00"
+    monkeypatch.setattr("sys.stdout", io.StringIO())  # a log file or a pipe: no 80-column cut
+    assert wide_console().width == 1000

@@ -7,6 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
+from tlrun.config import dataset_scenarios
+from tlrun.run import EvaluationReporter
 from tlrun.data.base import DataError, Domain
 from tlrun.scenarios import ScenarioError, TrainingData, Unlabeled, check_fit, split
 
@@ -42,6 +44,9 @@ def test_da_training_data_never_holds_target_labels():
     np.testing.assert_array_equal(evaluation.target_test.y, target.y)
     np.testing.assert_array_equal(evaluation.target_test.X, training.target.X)
     assert evaluation.target_is_training_target
+    # The reporter a method logs through scores its predictions but keeps the labels out of its public attributes.
+    reporter = EvaluationReporter(tracked=None, evaluation=evaluation)
+    assert not [name for name, value in vars(reporter).items() if not name.startswith("_") and value is evaluation]
 
 
 def test_da_source_holdout_is_disjoint_and_seeded():
@@ -99,6 +104,8 @@ def test_check_fit_names_what_would_fit():
         check_fit("jda", "zeroshot", "digits", ["da"], METHODS)
     with pytest.raises(ScenarioError, match="cannot serve scenario 'finetune'"):
         check_fit("finetune", "finetune", "office31", ["da"], METHODS)
+    with pytest.raises(ScenarioError, match="Datasets that serve zeroshot: dataset=digits, dataset=zsl_xlsa"):
+        check_fit("eszsl", "zeroshot", "office31", ["da"], {"eszsl": ["zeroshot"]}, dataset_scenarios())
     with pytest.raises(ScenarioError, match="unknown method 'nope'.*jda"):
         check_fit("nope", "da", "digits", ["da"], METHODS)
 

@@ -111,6 +111,39 @@ def test_a_sweep_stopped_after_two_of_four_jobs_and_relaunched_adds_exactly_two_
     assert len(parents) == 2 and len(latest) == len(after) + 1
 
 
+def _wait_for_runs(process, store: str, experiment: str, count: int, filter_string: str) -> list:
+    client, deadline = MlflowClient(tracking_uri=store), time.monotonic() + 180
+    while time.monotonic() < deadline and process.poll() is None:
+        found = client.get_experiment_by_name(experiment)
+        runs = client.search_runs([found.experiment_id], filter_string=filter_string) if found else []
+        if len(runs) >= count:
+            return runs
+        time.sleep(0.1)
+    raise AssertionError(f"no {count} runs ({filter_string}) appeared; output: {process.communicate(timeout=60)[0]}")
+
+
+def test_a_sweep_killed_outright_is_ended_killed_and_its_relaunch_reopens_its_parent(tmp_path, mlflow_store):
+    experiment = "sweep-sigkill"
+    sweep = ["method=jda", "method.iterations=100000", "seed=0,1", f"logger.experiment={experiment}"]
+    first = _tlrun(tmp_path, mlflow_store, *sweep, f"hydra.sweep.dir={tmp_path / 'first'}", wait=False)
+    (killed,) = _wait_for_runs(first, mlflow_store, experiment, 1, "tags.method = 'jda'")
+    first.kill()  # SIGKILL: the process cannot end its runs
+    first.communicate(timeout=60)
+    (parent,), children = _runs(mlflow_store, experiment)
+    assert parent.info.status == "RUNNING" and [c.info.status for c in children] == ["RUNNING"]
+
+    relaunch = _tlrun(tmp_path, mlflow_store, *sweep, f"hydra.sweep.dir={tmp_path / 'second'}", wait=False)
+    _wait_for_runs(relaunch, mlflow_store, experiment, 2, "tags.method = 'jda'")
+    relaunch.send_signal(signal.SIGINT)
+    output, _ = relaunch.communicate(timeout=120)
+    assert f"run {killed.info.run_id} was left RUNNING" in output
+    (same_parent,), after = _runs(mlflow_store, experiment)
+    assert same_parent.info.run_id == parent.info.run_id and same_parent.info.status == "KILLED"
+    orphan = next(c for c in after if c.info.run_id == killed.info.run_id)
+    assert orphan.info.status == "KILLED" and "SIGKILL" in orphan.data.tags["error"]
+    assert "RUNNING" not in {c.info.status for c in after}
+
+
 def test_a_failing_job_fails_the_parent_and_leaves_its_message_there(tmp_path, mlflow_store):
     result = _tlrun(tmp_path, mlflow_store, "method=no_adaptation", "dataset.target=nowhere,thick",
                     "logger.experiment=sweep-error", f"hydra.sweep.dir={tmp_path / 'sweep'}")

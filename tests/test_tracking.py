@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
+import subprocess
+import sys
 
 import pytest
 
 from mlflow.tracking import MlflowClient
 
-from tlrun.tracking import TrackedRun, flatten, interrupts_deferred, interrupts_stop_the_run
+from tlrun.tracking import PROCESS_TAG, TrackedRun, flatten, interrupts_deferred, interrupts_stop_the_run
 
 
 def _ended(store: str, exception: BaseException | None) -> tuple[TrackedRun, object]:
@@ -36,6 +40,38 @@ def test_failed_logs_the_error(mlflow_store, tmp_path):
     assert record.data.metrics["target_acc"] == 0.5
     path = run.client.download_artifacts(run.run_id, "error.txt", str(tmp_path))
     assert "loss is NaN" in open(path).read()
+
+
+def test_a_run_whose_process_was_killed_outright_is_ended_killed_by_the_next_run(mlflow_store):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # its pid names no process any more
+    client = MlflowClient(tracking_uri=mlflow_store)
+    with TrackedRun(experiment="orphans", tracking_uri=mlflow_store) as first:
+        first.log_metrics({"loss": 1.0}, step=1)
+    assert client.get_run(first.run_id).data.tags[PROCESS_TAG] == f"{socket.gethostname()}:{os.getpid()}"
+    experiment = client.get_experiment_by_name("orphans").experiment_id
+    orphan = client.create_run(experiment, tags={PROCESS_TAG: f"{socket.gethostname()}:{gone.pid}"}).info.run_id
+    client.log_metric(orphan, "loss", 0.5, step=3)
+    alive = client.create_run(experiment, tags={PROCESS_TAG: f"{socket.gethostname()}:{os.getpid()}"}).info.run_id
+    elsewhere = client.create_run(experiment, tags={PROCESS_TAG: "another-host:1"}).info.run_id
+    with TrackedRun(experiment="orphans", tracking_uri=mlflow_store):
+        pass
+    record = client.get_run(orphan)
+    assert record.info.status == "KILLED" and "SIGKILL" in record.data.tags["error"]
+    assert record.data.metrics["loss"] == 0.5  # what it logged stays
+    assert client.get_run(alive).info.status == client.get_run(elsewhere).info.status == "RUNNING"
+    for run_id in (alive, elsewhere):
+        client.set_terminated(run_id)
+
+
+def test_a_sqlite_store_keeps_its_artifacts_beside_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    store = tmp_path / "elsewhere" / "runs.db"
+    store.parent.mkdir()
+    with TrackedRun(experiment="beside", tracking_uri=f"sqlite:///{store}") as run:
+        run.log_text("hello", "note.txt")
+    assert list((store.parent / "mlartifacts").rglob("note.txt"))
+    assert not (tmp_path / "mlruns").exists()
 
 
 @pytest.mark.parametrize("interrupt", [KeyboardInterrupt(), SystemExit(1)])

@@ -54,6 +54,7 @@ import math
 import os
 import re
 import statistics
+import sys
 import tempfile
 from collections import Counter
 from contextlib import contextmanager
@@ -442,8 +443,8 @@ def published_numbers(client: Any, runs: list[Any]) -> Published | None:
 
 # -- rendering ---------------------------------------------------------------------------------------------------
 def format_value(value: float, unit: str, signed: bool = False) -> str:
-    """Two decimals for percentages, four significant digits otherwise."""
-    sign = "+" if signed else ""
+    """Two decimals for percentages, four significant digits otherwise; a value that rounds to zero shows no minus."""
+    sign = "+z" if signed else "z"
     return f"{value:{sign}.2f}" if unit == "%" else f"{value:{sign}.4g}"
 
 
@@ -617,6 +618,14 @@ def write_files(comparison: Comparison, out_dir: Path) -> list[Path]:
 
 
 # -- entry points ------------------------------------------------------------------------------------------------
+def wide_console() -> Any:
+    """A Rich console for the tables: the terminal's width, or, when the output is a file or a pipe (a log, CI),
+    no width limit, so that no column is cut to fit Rich's default of 80."""
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=1000)
+
+
 def artifact_folder(metric: str) -> str:
     """Where a parent run keeps the comparison: ``comparison/``, or ``comparison/<metric>/`` for another metric."""
     return "comparison" if metric == "target_acc" else f"comparison/{_file_safe(metric)}"
@@ -626,9 +635,7 @@ def report(client: Any, runs: list[Any], metric: str = "target_acc", better: str
            out_dir: Path | None = None, parent_run_id: str | None = None, heading: str | None = None) -> Comparison:
     """Build the table of ``runs``, print it, write the files into ``out_dir`` (a temporary folder when None)
     and, with ``parent_run_id``, log them as that run's artifacts under ``comparison/``."""
-    from rich.console import Console
-
-    console = console or Console()
+    console = console or wide_console()
     comparison = comparison_table(runs, metric, better, published_numbers(client, runs))
     if heading:
         console.print(heading, highlight=False, soft_wrap=True)
@@ -652,11 +659,9 @@ def compare_sweep(client: Any, parent_run_id: str, console: Any = None, out_dir:
                   metric: str = "target_acc") -> Comparison | None:
     """The comparison of one sweep (:func:`sweep_runs`), printed, written and logged to its parent run. For the
     end of a sweep: when no run finished with the metric it prints one line, logs nothing and returns None."""
-    from rich.console import Console
-
     from mlflow.exceptions import MlflowException
 
-    console = console or Console()
+    console = console or wide_console()
     try:
         runs = sweep_runs(client, parent_run_id)
         return report(client, runs, metric, console=console, out_dir=out_dir, parent_run_id=parent_run_id)

@@ -51,6 +51,11 @@ def method_scenarios() -> dict[str, list[str]]:
     return {name: list(_load_option("method", name).scenarios) for name in group_options("method")}
 
 
+def dataset_scenarios() -> dict[str, list[str]]:
+    """Every dataset's servable scenarios, read from ``conf/dataset/*.yaml``."""
+    return {name: list(_load_option("dataset", name).scenarios) for name in group_options("dataset")}
+
+
 def method_table() -> str:
     """The method × scenario table (plain text), as ``tlrun --help`` and the README show it."""
     from tlrun.scenarios import SCENARIOS
@@ -102,12 +107,21 @@ def task_part(task: str, part: str) -> str:
     return pieces[0] if part == "source" else pieces[1]
 
 
+def groups_help() -> str:
+    """One line per config group of :data:`GROUPS`, ``group: option, option, …``, for ``tlrun --help`` (Hydra's own
+    listing would also show ``method_base``, which holds the shared parts of method configs, not a choice)."""
+    named = {group: f"{group} (add with +experiment=NAME)" if group == "experiment" else group for group in GROUPS}
+    return "\n".join(f"{named[group]}: {', '.join(group_options(group))}" for group in GROUPS) + "\n"
+
+
 def register_resolvers() -> None:
     """Register tlrun's OmegaConf resolvers (idempotent; every process that composes configs needs them)."""
     if not OmegaConf.has_resolver("tlrun.task"):
         OmegaConf.register_new_resolver("tlrun.task", task_part)
     if not OmegaConf.has_resolver("tlrun.method_table"):
         OmegaConf.register_new_resolver("tlrun.method_table", method_table)
+    if not OmegaConf.has_resolver("tlrun.groups_help"):
+        OmegaConf.register_new_resolver("tlrun.groups_help", groups_help)
     if not OmegaConf.has_resolver("tlrun.gpus_per_job"):
         OmegaConf.register_new_resolver("tlrun.gpus_per_job", _gpus_per_job)
 

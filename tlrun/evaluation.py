@@ -152,7 +152,8 @@ def evaluate(
 
 
 def print_summary(cfg: Any, result: Result, tracked: Any) -> None:
-    """A short summary on the terminal, ending with the command that opens the MLflow UI on this store (``tlrun ui``)."""
+    """A short summary on the terminal, ending with the commands that open the MLflow UI on this store: ``tlrun ui``
+    (light: one worker, job execution off) or MLflow's own ``mlflow ui``."""
     from rich.console import Console
     from rich.table import Table
 
@@ -170,3 +171,4 @@ def print_summary(cfg: Any, result: Result, tracked: Any) -> None:
     console.print(table)
     console.print("See it in the MLflow UI:")
     console.print(f"  tlrun ui tracking_uri={tracked.tracking_uri}", soft_wrap=True, highlight=False)
+    console.print(f"  (or: mlflow ui --backend-store-uri {tracked.tracking_uri})", soft_wrap=True, highlight=False)

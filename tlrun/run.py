@@ -20,7 +20,7 @@ import numpy as np
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from tlrun.config import RUN_URI_PREFIX, group_options, instantiate, load_option, method_scenarios
+from tlrun.config import RUN_URI_PREFIX, dataset_scenarios, group_options, instantiate, load_option, method_scenarios
 from tlrun.data.base import Domain, TransferDataset
 from tlrun.errors import TlrunError
 from tlrun.scenarios import (
@@ -70,7 +70,7 @@ def preflight(cfg: DictConfig) -> Plan:
                 if key != "name" and key in cfg.scenario:
                     resolved[key] = cfg.scenario[key]
             cfg.scenario = resolved
-    check_fit(method, cfg.scenario.name, cfg.dataset.name, list(cfg.dataset.scenarios), methods)
+    check_fit(method, cfg.scenario.name, cfg.dataset.name, list(cfg.dataset.scenarios), methods, dataset_scenarios())
     if cfg.scenario.name == "zeroshot":
         from tlrun.data.preprocess import check_row_wise
 
@@ -154,12 +154,13 @@ class EvaluationReporter:
     """The :class:`~tlrun.methods.base.Reporter` a method talks to: metrics into the run, predictions scored.
 
     Predictions on the training target become ``target_acc`` only when the training target *is* the test
-    target (``da``); the labels stay here.
+    target (``da``). The labels stay private here: a method gets back only the accuracy it is logging (which
+    steers nothing but ``trainer.select=oracle``, tagged as such).
     """
 
     def __init__(self, tracked: Any, evaluation: EvaluationData) -> None:
         self.tracked = tracked
-        self.evaluation = evaluation
+        self._evaluation = evaluation
         self.last_step = 0
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
@@ -167,10 +168,10 @@ class EvaluationReporter:
         self.last_step = max(self.last_step, step or 0)
 
     def target_predictions(self, predictions: np.ndarray, step: int) -> float | None:
-        if not self.evaluation.target_is_training_target:
+        if not self._evaluation.target_is_training_target:
             return None
-        labels = self.evaluation.target_test.y
-        if self.evaluation.scenario == "selftaught_clustering":  # predictions are cluster ids
+        labels = self._evaluation.target_test.y
+        if self._evaluation.scenario == "selftaught_clustering":  # predictions are cluster ids
             from tlrun.metrics import clustering_accuracy
 
             accuracy = clustering_accuracy(labels, np.asarray(predictions))
@@ -376,34 +377,6 @@ def run(cfg: DictConfig) -> float:
 CHECKPOINT_TAG = "checkpoint"
 
 
-#: The run tag naming the process that runs it (``host:pid``): a RUNNING run whose process is gone can be resumed.
-PROCESS_TAG = "process"
-
-
-def _this_process() -> str:
-    import os
-    import socket
-
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _process_alive(process: str) -> bool:
-    """Whether ``host:pid`` may still run: True unless it is on this host and no such process exists."""
-    import os
-    import socket
-
-    host, _, pid = process.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return bool(process)  # another machine's (or an unrecorded) process: assume it runs
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _checkpoint_file(cfg: DictConfig, run_id: str) -> Path:
     """Where a deep run writes its resumable checkpoint: ``<cache_dir>/checkpoints/<run id>/last.ckpt``."""
     return Path(str(cfg.cache_dir)).expanduser() / "checkpoints" / run_id / "last.ckpt"
@@ -418,7 +391,7 @@ def _resumed_config(cfg: DictConfig) -> DictConfig:
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from tlrun.tracking import configured_uri
+    from tlrun.tracking import PROCESS_TAG, configured_uri, process_alive
 
     run_id, uri = str(cfg.resume), configured_uri(cfg)
     try:
@@ -428,7 +401,7 @@ def _resumed_config(cfg: DictConfig) -> DictConfig:
                          "store the run was tracked in)") from None
     if record.info.status == "FINISHED":
         raise TlrunError(f"resume={run_id}: the run already FINISHED; there is nothing to resume")
-    if record.info.status == "RUNNING" and _process_alive(record.data.tags.get(PROCESS_TAG, "")):
+    if record.info.status == "RUNNING" and process_alive(record.data.tags.get(PROCESS_TAG, "")):
         raise TlrunError(f"resume={run_id}: the run is still RUNNING (process {record.data.tags[PROCESS_TAG]}); stop it "
                          "first (Ctrl-C ends it KILLED)")
     checkpoint = record.data.tags.get(CHECKPOINT_TAG)
@@ -485,8 +458,7 @@ def run_job(cfg: DictConfig) -> RunOutcome:
     run_name = f"{cfg.method.name} {task_name(cfg)}"
     with interrupts_stop_the_run(), distributed.rank_zero(cfg), _job_device(cfg) as (device, trainer_kwargs), TrackedRun(
         experiment=cfg.logger.experiment, tracking_uri=cfg.logger.tracking_uri, run_name=run_name,
-        tags=({"resumed": time.strftime("%Y-%m-%d %H:%M:%S")} if resume else _tags(cfg, plan.weights_run) | {HASH_TAG: digest})
-        | {PROCESS_TAG: _this_process()},
+        tags={"resumed": time.strftime("%Y-%m-%d %H:%M:%S")} if resume else _tags(cfg, plan.weights_run) | {HASH_TAG: digest},
         run_id=resume,
     ) as tracked:
         if not resume:

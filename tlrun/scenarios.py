@@ -158,11 +158,12 @@ def check_fit(
     dataset: str,
     dataset_scenarios: list[str],
     method_scenarios: dict[str, list[str]],
+    datasets: dict[str, list[str]] | None = None,
 ) -> None:
     """Raise :class:`ScenarioError` unless ``method`` supports ``scenario`` and ``dataset`` can serve it.
 
-    ``method_scenarios`` maps every known method to the scenarios it declares; it is used to name the methods
-    that would fit.
+    ``method_scenarios`` maps every known method to the scenarios it declares, ``datasets`` every known dataset
+    to the scenarios it serves; they are used to name the methods and datasets that would fit.
     """
     if method not in method_scenarios:
         raise ScenarioError(f"unknown method {method!r}; known methods: {', '.join(sorted(method_scenarios))}")
@@ -178,8 +179,10 @@ def check_fit(
             + (f", or a method for {scenario}: {', '.join(fitting)}." if fitting else f"; no method supports {scenario!r} yet.")
         )
     if scenario not in dataset_scenarios:
+        serving = sorted(name for name, scens in (datasets or {}).items() if scenario in scens)
         raise ScenarioError(
             f"dataset {dataset!r} cannot serve scenario {scenario!r}: it serves {', '.join(dataset_scenarios)}."
+            + (f" Datasets that serve {scenario}: {', '.join('dataset=' + name for name in serving)}." if serving else "")
         )
 
 

@@ -108,13 +108,15 @@ def open_parent(config: DictConfig) -> tuple[Any, str]:
     """
     from mlflow.entities import Param, RunStatus
 
-    from tlrun.tracking import configured_uri, ensure_experiment, flatten, interrupts_deferred, safe_key, sweep_tag
+    from tlrun.tracking import (PROCESS_TAG, configured_uri, end_orphaned_runs, ensure_experiment, flatten,
+                                interrupts_deferred, safe_key, sweep_tag, this_process)
 
     client = client_for(config)
     identity = sweep_identity(config)
     overrides = list(OmegaConf.to_container(config.hydra.overrides.task, resolve=False))
     with interrupts_deferred():
         experiment_id = ensure_experiment(client, configured_uri(config), str(config.logger.experiment))
+        end_orphaned_runs(client, experiment_id)  # e.g. a parent whose launch was killed with SIGKILL: reopened below
         earlier = []
         if config.get("skip_finished", True):
             earlier = client.search_runs(
@@ -123,6 +125,7 @@ def open_parent(config: DictConfig) -> tuple[Any, str]:
             )
         # A parent still RUNNING belongs to a launch of the same sweep that is still going: this one gets its own.
         placement = {
+            PROCESS_TAG: this_process(),
             "sweep": sweep_tag(config.hydra.sweep.dir),
             "sweep.launcher": str(config.hydra.launcher.get("_target_", "?")).rsplit(".", 1)[-1],
             "sweep.sweeper": str(config.hydra.sweeper.get("_target_", "?")).rsplit(".", 1)[-1],

@@ -5,7 +5,7 @@
 process (tests, sweeps) and Lightning's logger can write into the same run.
 
 Default store: ``sqlite:///<cwd>/outputs/mlflow.db`` with artifacts in ``<cwd>/outputs/mlartifacts``, unless
-``logger.tracking_uri`` or ``MLFLOW_TRACKING_URI`` names another.
+``logger.tracking_uri`` or ``MLFLOW_TRACKING_URI`` names another (a sqlite store keeps its artifacts beside it).
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
+import sys
 import threading
 import time
 import traceback
@@ -220,14 +222,16 @@ def _batched(items: list, size: int = _MAX_BATCH) -> Iterable[list]:
 
 
 def ensure_experiment(client: MlflowClient, tracking_uri: str, name: str) -> str:
-    """The id of experiment ``name``, created if needed (in tlrun's default store, with its artifacts beside the
-    database, in ``outputs/mlartifacts``)."""
+    """The id of experiment ``name``, created if needed; in a sqlite store (tlrun's default ``outputs/mlflow.db``
+    or another), a new experiment keeps its artifacts beside the database, in ``mlartifacts/`` (MLflow's own
+    default would be ``mlruns/`` in whatever directory the command ran from)."""
     found = client.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
     artifact_location = None
-    if tracking_uri.startswith("sqlite:///") and tracking_uri.endswith("outputs/mlflow.db"):
-        artifact_location = Path(tracking_uri.removeprefix("sqlite:///")).parent.joinpath("mlartifacts").as_uri()
+    database = tracking_uri.removeprefix("sqlite:///")
+    if tracking_uri.startswith("sqlite:///") and database != ":memory:":
+        artifact_location = Path(database).resolve().parent.joinpath("mlartifacts").as_uri()
     try:
         return client.create_experiment(name, artifact_location=artifact_location)
     except Exception:  # created meanwhile by a parallel job of the same sweep
@@ -237,13 +241,59 @@ def ensure_experiment(client: MlflowClient, tracking_uri: str, name: str) -> str
         return found.experiment_id
 
 
+#: The run tag naming the process that runs it, ``host:pid``; every run tlrun opens (and a sweep's parent) has it.
+PROCESS_TAG = "process"
+
+
+def this_process() -> str:
+    """``host:pid`` of this process, as :data:`PROCESS_TAG` records it."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def process_alive(process: str) -> bool:
+    """Whether the process ``host:pid`` may still run: True unless it is on this host and no such process exists
+    (a process on another machine, or an unrecorded one, is assumed to run)."""
+    host, _, pid = process.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return bool(process)
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def end_orphaned_runs(client: MlflowClient, experiment_id: str) -> list[str]:
+    """End KILLED every run of the experiment left RUNNING by a process of this host that is gone; their ids.
+
+    Ctrl-C and SIGTERM end a run KILLED; SIGKILL (``kill -9``, the out-of-memory killer, a cluster's hard time
+    limit) leaves the process no chance to, so the next run tlrun opens in the experiment ends them instead,
+    with the tag ``error`` saying so. What those runs logged stays.
+    """
+    orphans = [
+        record for record in every_run(client, [experiment_id], filter_string="attributes.status = 'RUNNING'")
+        if PROCESS_TAG in record.data.tags and not process_alive(record.data.tags[PROCESS_TAG])
+    ]
+    for record in orphans:
+        process = record.data.tags[PROCESS_TAG]
+        client.set_tag(record.info.run_id, "error", f"its process {process} ended without ending the run "
+                       "(killed with SIGKILL or out of memory?); ended KILLED by a later tlrun run")
+        client.set_terminated(record.info.run_id, RunStatus.to_string(RunStatus.KILLED))
+        print(f"tlrun: run {record.info.run_id} was left RUNNING by process {process}, which is gone; "
+              "marked it KILLED", file=sys.stderr)
+    return [record.info.run_id for record in orphans]
+
+
 class TrackedRun:
     """An MLflow run that always ends with a final status.
 
     ``with TrackedRun(...) as run:`` creates the run; leaving the block ends it FINISHED, FAILED (the error's
     traceback is logged as ``error.txt`` and its message as the tag ``error``), or KILLED on
     ``KeyboardInterrupt`` / ``SystemExit`` (Ctrl-C, SIGTERM, Lightning's graceful shutdown). What was logged
-    before the end stays.
+    before the end stays. A process killed outright cannot end its run: the run's :data:`PROCESS_TAG` lets the
+    next ``TrackedRun`` in the experiment end it (:func:`end_orphaned_runs`).
     """
 
     def __init__(
@@ -258,15 +308,18 @@ class TrackedRun:
         logging into it (a resumed run)."""
         self.tracking_uri = tracking_uri or default_tracking_uri()
         self.client = MlflowClient(tracking_uri=self.tracking_uri)
+        tags = (tags or {}) | {PROCESS_TAG: this_process()}
         with interrupts_deferred():
             if run_id is not None:
                 self.run_id = run_id
                 self.experiment_id = self.client.get_run(run_id).info.experiment_id
+                end_orphaned_runs(self.client, self.experiment_id)
                 self.client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
-                self.client.log_batch(run_id, tags=[RunTag(key, str(value)) for key, value in (tags or {}).items()])
+                self.client.log_batch(run_id, tags=[RunTag(key, str(value)) for key, value in tags.items()])
             else:
                 self.experiment_id = ensure_experiment(self.client, self.tracking_uri, experiment)
-                self.run_id = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags or {}).info.run_id
+                end_orphaned_runs(self.client, self.experiment_id)
+                self.run_id = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags).info.run_id
         self.status: str = "RUNNING"
 
     # -- logging -------------------------------------------------------------------------------------------

@@ -431,7 +431,8 @@ class DeepMethod(pl.LightningModule, Method):
             self._log_epoch(metrics, epoch)
         if self._checkpoint is not None:  # after scoring: the checkpoint holds this epoch's selection state
             partial = self._checkpoint.with_suffix(".partial")
-            trainer.save_checkpoint(partial)  # every process calls it (a barrier); only rank 0 writes
+            # Optimizer and loop state too (resume needs them). Every process calls it (a barrier); rank 0 writes.
+            trainer.save_checkpoint(partial, weights_only=False)
             if trainer.is_global_zero:
                 partial.replace(self._checkpoint)  # atomic: an interruption never leaves a torn checkpoint
 
