@@ -1,8 +1,9 @@
 """One run, end to end: check the composition, open the MLflow run, load, split, fit, evaluate, report.
 
 :func:`preflight` does every check that needs no data and no heavy import (method × scenario × dataset, the
-dataset's files), so a bad command line fails in about a second and opens no MLflow run. :func:`run` then does
-the work inside a :class:`~tlrun.tracking.TrackedRun`, which ends FINISHED, FAILED or KILLED whatever happens.
+method's settings, the dataset's files), so a bad command line fails in about a second and opens no MLflow run.
+:func:`run` then does the work inside a :class:`~tlrun.tracking.TrackedRun`, which ends FINISHED, FAILED or
+KILLED whatever happens.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from tlrun.config import RUN_URI_PREFIX, group_options, instantiate, load_option, method_scenarios
+from tlrun.config import RUN_URI_PREFIX, constructor_arguments, group_options, instantiate, load_option, method_scenarios
 from tlrun.data.base import Domain, TransferDataset
 from tlrun.errors import TlrunError
 from tlrun.scenarios import (
@@ -48,7 +49,8 @@ class Plan:
 
 
 def preflight(cfg: DictConfig) -> Plan:
-    """Resolve ``scenario=auto``, check that method, scenario and dataset fit, and that the data is there.
+    """Resolve ``scenario=auto``, check that method, scenario and dataset fit, the method's settings, and that the
+    data is there.
 
     Raises :class:`~tlrun.errors.TlrunError` subclasses with a message naming what would fit. Imports no torch.
     """
@@ -71,6 +73,7 @@ def preflight(cfg: DictConfig) -> Plan:
                     resolved[key] = cfg.scenario[key]
             cfg.scenario = resolved
     check_fit(method, cfg.scenario.name, cfg.dataset.name, list(cfg.dataset.scenarios), methods)
+    _check_method_settings(cfg.method)
     if cfg.scenario.name == "zeroshot":
         from tlrun.data.preprocess import check_row_wise
 
@@ -115,6 +118,16 @@ def preflight(cfg: DictConfig) -> Plan:
         )
     dataset.check()
     return Plan(cfg=cfg, dataset=dataset, backbone_cfg=backbone_cfg, weights_run=weights_run)
+
+
+def _check_method_settings(method: DictConfig) -> None:
+    """The method's constructor arguments, checked as its class checks them (:mod:`tlrun.methods.settings`)."""
+    from tlrun.methods.settings import check_settings
+
+    try:
+        check_settings(str(method.get("_target_", "")), constructor_arguments(method))
+    except (ValueError, TypeError) as error:
+        raise TlrunError(f"method: {error}") from None
 
 
 def _check_select(select: str, family: str | None) -> None:
@@ -475,7 +488,7 @@ def run_job(cfg: DictConfig) -> RunOutcome:
     from tlrun.tracking import TrackedRun, flatten, interrupts_stop_the_run
 
     deep = cfg.method.family == "deep"
-    # Closed-form methods check their hyperparameters now, before a run is opened; deep ones need the data.
+    # Closed-form methods are built before a run opens (an unknown +method.<key> fails here); deep ones need the data.
     try:
         method = None if deep else construct(lambda: instantiate(cfg.method), "method")
     except TlrunError as error:  # as in preflight: no run opens, the sweep's parent keeps the message
