@@ -13,8 +13,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from mlflow.tracking import MlflowClient
 
+from tlrun.cli import unknown_group_option
 from tlrun.config import method_scenarios
 
 HEAVY = ("torch", "pytorch_lightning", "mlflow")
@@ -44,8 +46,9 @@ def test_help_lists_groups_and_the_method_table_without_heavy_imports(tmp_path, 
     assert result.returncode == 0, result.stderr
     out = result.stdout
     for group in ("method", "dataset", "backbone", "scenario", "trainer", "logger", "experiment"):
-        assert f"{group}:" in out
+        assert f"\n{group}" in out
     assert "method: " + ", ".join(sorted(method_scenarios())) in out
+    assert "method_base" not in out  # the shared parts of method configs are not a choice
     assert "selftaught_clustering" in out and "closed_form" in out
     assert out.strip().endswith("HEAVY=")
 
@@ -58,11 +61,52 @@ def test_config_error_is_one_clear_line_without_heavy_imports(tmp_path, mlflow_s
     assert result.stdout.strip().endswith("HEAVY=")
 
 
+@pytest.mark.parametrize(
+    "method, setting",
+    [
+        ("jda", "kernel=foo"),
+        ("coral", "classifier=svm"),
+        ("source_only", "optimizer=foo"),
+        ("dann", "warmup=foo"),
+        ("dsn", "difference_reduction=foo"),
+        ("finetune", "freeze=foo"),
+    ],
+)
+def test_a_bad_method_setting_is_one_clear_line_without_heavy_imports(tmp_path, mlflow_store, method, setting):
+    result = _probe(tmp_path, mlflow_store, f"method={method}", f"method.{setting}")
+    assert result.returncode == 2, result.stderr
+    key, value = setting.split("=")
+    errors = [line for line in result.stderr.splitlines() if line.startswith("tlrun: error: ")]
+    assert len(errors) == 1 and key in errors[0] and repr(value) in errors[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout.strip().endswith("HEAVY=")
+
+
+def test_an_unknown_group_option_is_one_clear_line_without_heavy_imports(tmp_path, mlflow_store):
+    result = _probe(tmp_path, mlflow_store, "method=foo")
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"tlrun: error: unknown method 'foo'; choose one of: {', '.join(sorted(method_scenarios()))}"
+    assert result.stdout.strip().endswith("HEAVY=")
+
+
+def test_only_plain_options_of_tlruns_groups_are_checked_before_hydra():
+    assert unknown_group_option(["+experiment=nope"]).startswith("unknown experiment 'nope'; choose one of: ")
+    assert unknown_group_option(["--multirun", "method=jda,danm"]).startswith("unknown method 'danm'")
+    for arguments in (
+        ["--multirun", "method=jda,coral", "dataset=digits"],  # a sweep over options
+        ["--multirun", "method=choice(jda,danm)"], ["method=${oc.env:METHOD}"], ["method=[jda]"],  # Hydra's syntax
+        ["hydra/launcher=nope", "method.kernel=nope", "seed=1"],  # not a tlrun group
+        ["hydra.searchpath=[file:///my/conf]", "method=mine"],  # options from elsewhere
+    ):
+        assert unknown_group_option(arguments) is None, arguments
+
+
 def test_default_run_and_a_sweep(tmp_path, mlflow_store):
     result = subprocess.run([_tlrun(), f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, env=_env(mlflow_store),
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert f"tlrun ui tracking_uri={mlflow_store}" in result.stdout
+    assert f"mlflow ui --backend-store-uri {mlflow_store}" in result.stdout
     sweep = subprocess.run(
         [_tlrun(), "--multirun", "method=no_adaptation,coral", "logger.experiment=cli-sweep",
          f"hydra.sweep.dir={tmp_path / 'sweep'}"],

@@ -105,6 +105,8 @@ def test_unknown_method_and_selection_score_fail_before_a_run(compose):
         run(compose("method=dann", "trainer.select=best"))
     with pytest.raises(TlrunError, match="chooses among the epochs of a deep method"):
         run(compose("method=jda", "trainer.select=dev"))
+    with pytest.raises(TlrunError, match="holds out none: add dataset.source_val_fraction"):
+        run(compose("method=dann", "dataset.source_val_fraction=0.0", "trainer.select=dev"))
 
 
 def test_warmup_schedule_drives_the_reversal_coefficient(compose, monkeypatch):

@@ -9,7 +9,8 @@
 - ``linear_svm``: a one-vs-rest linear SVM (scikit-learn's liblinear ``LinearSVC``, squared hinge), ``C``.
 
 Every classifier has ``fit(X, y, sample_weight=None)`` and ``predict(X) -> int64 labels``, and says through
-``supports_sample_weight`` whether ``fit`` honours weights (methods such as KMM check it at construction).
+``supports_sample_weight`` whether ``fit`` honours weights (as :data:`~tlrun.methods.settings.WEIGHTING_CLASSIFIERS`
+lists them: methods such as KMM check the name at construction).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import Any, Mapping, Protocol
 
 import numpy as np
 import torch
+
+from tlrun.methods.settings import chosen_classifier_options
 
 
 class Classifier(Protocol):
@@ -115,13 +118,6 @@ _BUILDERS = {
     "logreg": _logistic_regression,
     "linear_svm": _linear_svm,
 }
-CLASSIFIERS: tuple[str, ...] = tuple(_BUILDERS)
-
-
-def check_classifier(name: str) -> None:
-    """Raise ``ValueError`` listing the options unless ``name`` is a known classifier."""
-    if name not in _BUILDERS:
-        raise ValueError(f"unknown classifier {name!r}; choose one of: {', '.join(CLASSIFIERS)}")
 
 
 def make_classifier(
@@ -130,7 +126,7 @@ def make_classifier(
     options: Mapping[str, Mapping[str, Any]] | None = None,
     seed: int = 0,
 ) -> Classifier:
-    """Build the classifier ``name`` (one of :data:`CLASSIFIERS`).
+    """Build the classifier ``name`` (one of :data:`~tlrun.methods.settings.CLASSIFIERS`).
 
     ``device`` is where ``1nn`` computes (the scikit-learn ones run on the CPU). ``options`` maps classifier
     names to their constructor arguments (``max_block`` for ``1nn``; ``C``, ``max_iter`` and ``seed`` for
@@ -138,8 +134,5 @@ def make_classifier(
     so switching ``method.classifier`` never carries another classifier's settings over. ``seed`` seeds the
     scikit-learn solvers (the run's seed, unless the options set one).
     """
-    from tlrun.config import options_entry
-
-    check_classifier(name)
-    chosen = options_entry(name, options, CLASSIFIERS, "classifier_options", "classifier", "{linear_svm: {C: 1.0e-4}}")
+    chosen = chosen_classifier_options(name, options)
     return _BUILDERS[name](device, **{"seed": seed, **chosen})

@@ -2,7 +2,8 @@
 project's store) and ``tlrun compare`` (tables and plots of runs).
 
 Only Hydra and OmegaConf are imported here, so ``tlrun --help`` and configuration errors answer in about a
-second; :mod:`tlrun.run` imports torch and MLflow only once the configuration has passed its checks.
+second: an unknown group option (``method=foo``) is caught here, before Hydra composes; :mod:`tlrun.run` checks
+the rest and imports torch and MLflow only once the configuration has passed its checks.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from tlrun.config import config_dir, register_resolvers
+from tlrun.config import GROUPS, config_dir, group_options, register_resolvers
 from tlrun.errors import TlrunError
 
 register_resolvers()
@@ -38,6 +39,29 @@ def _hydra_main(cfg: DictConfig) -> Any:
         sys.exit(130)
 
 
+#: Characters of Hydra's override grammar beyond a plain option name (interpolation, quoting, lists, sweeps such
+#: as ``range(...)`` or ``choice(...)``): such values are left to Hydra.
+_OVERRIDE_SYNTAX = set("${}()[]'\" \\")
+
+
+def unknown_group_option(arguments: list[str]) -> str | None:
+    """The error for the first ``group=option`` (or ``+group=option``) override of a config group in ``conf/``
+    whose option does not exist, ``None`` when there is none. A comma-separated sweep must list options only.
+    Values in Hydra's richer syntax, and command lines that add config folders, are left to Hydra."""
+    if any(argument.startswith(("hydra.searchpath", "--config-dir", "-cd")) for argument in arguments):
+        return None
+    for argument in arguments:
+        key, equals, value = argument.partition("=")
+        group = key.lstrip("+")
+        if not equals or group not in GROUPS or not value or value == "null" or _OVERRIDE_SYNTAX & set(value):
+            continue
+        options = group_options(group)
+        unknown = [choice for choice in value.split(",") if choice not in options]
+        if unknown:
+            return f"unknown {group} {unknown[0]!r}; choose one of: {', '.join(options)}"
+    return None
+
+
 #: Subcommands that are not runs: ``tlrun <name> key=value ...`` calls ``main(arguments)`` of the module.
 SUBCOMMANDS = {"ui": "tlrun.ui", "compare": "tlrun.compare"}
 
@@ -53,6 +77,10 @@ def main() -> None:
         except TlrunError as error:
             print(f"tlrun: error: {error}", file=sys.stderr)
             sys.exit(2)
+    error = unknown_group_option(sys.argv[1:])
+    if error:  # Hydra's own message for it spans a screen
+        print(f"tlrun: error: {error}", file=sys.stderr)
+        sys.exit(2)
     _hydra_main()
 
 

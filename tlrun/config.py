@@ -71,14 +71,25 @@ def method_table() -> str:
     return "\n".join(lines)
 
 
+def _without_metadata(node: DictConfig) -> dict[str, Any]:
+    arguments = OmegaConf.to_container(node, resolve=True)
+    for key in META_KEYS:
+        arguments.pop(key, None)
+    return arguments
+
+
 def instantiate(node: DictConfig, **kwargs: Any) -> Any:
     """Build a group config's ``_target_`` with its metadata keys removed; ``kwargs`` are passed on."""
     from hydra.utils import instantiate as hydra_instantiate
 
-    arguments = OmegaConf.to_container(node, resolve=True)
-    for key in META_KEYS:
-        arguments.pop(key, None)
-    return hydra_instantiate(arguments, **kwargs)
+    return hydra_instantiate(_without_metadata(node), **kwargs)
+
+
+def constructor_arguments(node: DictConfig) -> dict[str, Any]:
+    """The keyword arguments :func:`instantiate` passes to a group config's ``_target_`` from the config (resolved,
+    less the metadata keys and Hydra's ``_target_``-like keys)."""
+    arguments = _without_metadata(node)
+    return {key: value for key, value in arguments.items() if not (key.startswith("_") and key.endswith("_"))}
 
 
 def options_entry(name: str, options_by_name: Any, known: Any, what: str, noun: str, example: str) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """One run, end to end: check the composition, open the MLflow run, load, split, fit, evaluate, report.
 
 :func:`preflight` does every check that needs no data and no heavy import (method × scenario × dataset, the
-dataset's files), so a bad command line fails in about a second and opens no MLflow run. :func:`run` then does
-the work inside a :class:`~tlrun.tracking.TrackedRun`, which ends FINISHED, FAILED or KILLED whatever happens.
+method's settings, the dataset's files), so a bad command line fails in about a second and opens no MLflow run.
+:func:`run` then does the work inside a :class:`~tlrun.tracking.TrackedRun`, which ends FINISHED, FAILED or
+KILLED whatever happens.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import shutil
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,7 +22,8 @@ import numpy as np
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from tlrun.config import RUN_URI_PREFIX, dataset_scenarios, group_options, instantiate, load_option, method_scenarios
+from tlrun.config import (RUN_URI_PREFIX, constructor_arguments, dataset_scenarios, group_options, instantiate,
+                          load_option, method_scenarios)
 from tlrun.data.base import Domain, TransferDataset
 from tlrun.errors import TlrunError
 from tlrun.scenarios import (
@@ -48,7 +51,8 @@ class Plan:
 
 
 def preflight(cfg: DictConfig) -> Plan:
-    """Resolve ``scenario=auto``, check that method, scenario and dataset fit, and that the data is there.
+    """Resolve ``scenario=auto``, check that method, scenario and dataset fit, the method's settings, and that the
+    data is there.
 
     Raises :class:`~tlrun.errors.TlrunError` subclasses with a message naming what would fit. Imports no torch.
     """
@@ -58,7 +62,8 @@ def preflight(cfg: DictConfig) -> Plan:
         raise TlrunError(f"set {', '.join(missing)} on the command line (e.g. {missing[0]}=...)")
     if not isinstance(cfg.seed, int):
         raise TlrunError(f"seed must be an integer, got {cfg.seed!r}")
-    _check_select(str(cfg.trainer.get("select", "last")), cfg.method.get("family"))
+    _check_select(str(cfg.trainer.get("select", "last")), cfg.method.get("family"),
+                  float(cfg.dataset.get("source_val_fraction", 0.0)))
     methods = method_scenarios()
     method = cfg.method.get("name")
     if method not in methods:
@@ -71,6 +76,7 @@ def preflight(cfg: DictConfig) -> Plan:
                     resolved[key] = cfg.scenario[key]
             cfg.scenario = resolved
     check_fit(method, cfg.scenario.name, cfg.dataset.name, list(cfg.dataset.scenarios), methods, dataset_scenarios())
+    _check_method_settings(cfg.method)
     if cfg.scenario.name == "zeroshot":
         from tlrun.data.preprocess import check_row_wise
 
@@ -113,18 +119,36 @@ def preflight(cfg: DictConfig) -> Plan:
             f"dataset {cfg.dataset.name!r} holds image files, which backbone {cfg.backbone.name!r} cannot read; "
             f"choose one of: {', '.join('backbone=' + name for name in image_backbones)}"
         )
+    flat_backbone = cfg.backbone.name in ("identity", "mlp")
+    if cfg.dataset.get("image_shape") and flat_backbone and str(cfg.dataset.get("augment", "none")) == "none":
+        print(f"tlrun: note: backbone={cfg.backbone.name} reads each sample as a flat vector; "
+              f"dataset.image_shape={list(cfg.dataset.image_shape)} serves a CNN (e.g. backbone=lenet)", file=sys.stderr)
     dataset.check()
     return Plan(cfg=cfg, dataset=dataset, backbone_cfg=backbone_cfg, weights_run=weights_run)
 
 
-def _check_select(select: str, family: str | None) -> None:
-    """``trainer.select`` must name a known score, and only deep methods (which train in epochs) select."""
+def _check_method_settings(method: DictConfig) -> None:
+    """The method's constructor arguments, checked as its class checks them (:mod:`tlrun.methods.settings`)."""
+    from tlrun.methods.settings import check_settings
+
+    try:
+        check_settings(str(method.get("_target_", "")), constructor_arguments(method))
+    except (ValueError, TypeError) as error:
+        raise TlrunError(f"method: {error}") from None
+
+
+def _check_select(select: str, family: str | None, source_val_fraction: float) -> None:
+    """``trainer.select`` must name a known score, only deep methods (which train in epochs) select, and the
+    scores computed on the held-out source (``source_val``, ``dev``) need one."""
     from tlrun.selection import SCORES
 
     if select not in SCORES:
         raise TlrunError(f"trainer.select={select}: unknown; choose one of {', '.join(SCORES)}")
     if select != "last" and family != "deep":
         raise TlrunError(f"trainer.select={select} chooses among the epochs of a deep method; use trainer.select=last")
+    if select in ("source_val", "dev") and source_val_fraction <= 0:
+        raise TlrunError(f"trainer.select={select} scores a held-out part of the labeled source, and this dataset "
+                         "holds out none: add dataset.source_val_fraction=0.1 (or another fraction)")
 
 
 def construct(build: Callable[[], Any], what: str) -> Any:
@@ -448,7 +472,7 @@ def run_job(cfg: DictConfig) -> RunOutcome:
     from tlrun.tracking import TrackedRun, flatten, interrupts_stop_the_run
 
     deep = cfg.method.family == "deep"
-    # Closed-form methods check their hyperparameters now, before a run is opened; deep ones need the data.
+    # Closed-form methods are built before a run opens (an unknown +method.<key> fails here); deep ones need the data.
     try:
         method = None if deep else construct(lambda: instantiate(cfg.method), "method")
     except TlrunError as error:  # as in preflight: no run opens, the sweep's parent keeps the message

@@ -19,7 +19,6 @@ in the usual Office-31 protocol of a fixed number of iterations).
 
 from __future__ import annotations
 
-import math
 from abc import abstractmethod
 from dataclasses import dataclass
 from typing import Any
@@ -31,11 +30,9 @@ from torch.nn import functional as F
 
 from tlrun.losses import GradientReversal, dann_schedule
 from tlrun.methods.deep import DeepMethod
+from tlrun.methods.settings import LAYERS, check_domain_adaptation, layer_names
 from tlrun.scenarios import TrainingData
 
-WARMUPS = ("none", "dann")
-#: Representations a method can align, from the input to the output (see :meth:`DomainBatch.layer`).
-LAYERS = ("backbone", "features", "logits", "probabilities")
 
 
 @dataclass
@@ -70,15 +67,6 @@ class DomainBatch:
         raise ValueError(f"unknown layer {name!r}; choose from {', '.join(LAYERS)}")
 
 
-def check_layers(method: str, layers: Any) -> tuple[str, ...]:
-    """``layers`` as a tuple of known layer names (one name or a list), else a ValueError naming the options."""
-    names = (layers,) if isinstance(layers, str) else tuple(layers)
-    unknown = [name for name in names if name not in LAYERS]
-    if not names or unknown:
-        raise ValueError(f"{method}: layers must be one or more of {', '.join(LAYERS)}, got {list(names)}")
-    return names
-
-
 def frozen_call(module: nn.Module, *inputs: torch.Tensor) -> torch.Tensor:
     """``module(*inputs)`` with its parameters detached: gradients reach the inputs but not the module.
 
@@ -110,10 +98,7 @@ class DomainAdaptation(DeepMethod):
         **kwargs: Any,
     ) -> None:
         super().__init__(backbone, **kwargs)
-        if warmup not in WARMUPS:
-            raise ValueError(f"{type(self).__name__}: warmup must be one of {', '.join(WARMUPS)}, got {warmup!r}")
-        if not (math.isfinite(float(transfer_weight)) and float(transfer_weight) >= 0):
-            raise ValueError(f"{type(self).__name__}: transfer_weight must be a number ≥ 0, got {transfer_weight!r}")
+        check_domain_adaptation(type(self).__name__, transfer_weight=transfer_weight, warmup=warmup)
         self.transfer_weight = float(transfer_weight)
         self.warmup = warmup
         self.warmup_gamma = float(warmup_gamma)
@@ -188,7 +173,7 @@ class DiscrepancyAlignment(DomainAdaptation):
 
     def __init__(self, backbone: nn.Module, layers: Any = ("features",), **kwargs: Any) -> None:
         super().__init__(backbone, **kwargs)
-        self.layers = check_layers(type(self).__name__, layers)
+        self.layers = layer_names(type(self).__name__, layers)
 
     @abstractmethod
     def discrepancy(self, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -12,6 +12,7 @@ from torch.nn import functional as F
 from tlrun.losses import RandomizedMultilinearMap, conditional_adversarial_loss
 from tlrun.methods.adaptation import DomainBatch
 from tlrun.methods.dann import DANN
+from tlrun.methods.settings import check_cdan
 from tlrun.scenarios import TrainingData
 
 #: Above this size of f ⊗ g the randomized multilinear map is used when ``randomized=auto`` (as in the paper).
@@ -41,10 +42,7 @@ class CDAN(DANN):
         **kwargs: Any,
     ) -> None:
         super().__init__(backbone, **kwargs)
-        if randomized not in ("auto", True, False):
-            raise ValueError(f"CDAN: randomized must be auto, true or false, got {randomized!r}")
-        if int(randomized_dim) < 1:
-            raise ValueError(f"CDAN: randomized_dim must be positive, got {randomized_dim}")
+        check_cdan(type(self).__name__, randomized=randomized, randomized_dim=randomized_dim)
         self.entropy_conditioning = bool(entropy_conditioning)
         self.randomized = randomized
         self.randomized_dim = int(randomized_dim)

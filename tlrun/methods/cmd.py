@@ -9,6 +9,7 @@ from torch import nn
 
 from tlrun.losses import cmd
 from tlrun.methods.adaptation import DiscrepancyAlignment
+from tlrun.methods.settings import check_cmd
 
 
 class CMD(DiscrepancyAlignment):
@@ -26,13 +27,7 @@ class CMD(DiscrepancyAlignment):
 
     def __init__(self, backbone: nn.Module, moments: int = 5, layers: Any = ("features",), **kwargs: Any) -> None:
         super().__init__(backbone, layers=layers, **kwargs)
-        if int(moments) < 1:
-            raise ValueError(f"CMD: moments must be at least 1, got {moments}")
-        unbounded = [name for name in self.layers if name not in ("features", "probabilities")]
-        if unbounded:
-            raise ValueError(f"CMD: layers must be bounded in [0, 1] (features, probabilities), got {unbounded}")
-        if self.bottleneck_dim == 0 and "features" in self.layers:
-            raise ValueError("CMD: the features are bounded by the bottleneck's sigmoid; set bottleneck_dim > 0")
+        check_cmd(type(self).__name__, moments=moments, layers=self.layers, bottleneck_dim=self.bottleneck_dim)
         self.moments = int(moments)
 
     def discrepancy(self, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

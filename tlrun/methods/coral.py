@@ -20,6 +20,7 @@ import torch
 
 from tlrun.losses.discrepancy import coral_loss, covariance
 from tlrun.methods.no_adaptation import SourceClassifier
+from tlrun.methods.settings import check_coral
 
 
 def symmetric_power(S: torch.Tensor, power: float) -> torch.Tensor:
@@ -43,11 +44,10 @@ class CORAL(SourceClassifier):
     def __init__(
         self,
         regularization: float = 1.0,
-        classifier: str = "linear_svm",
+        classifier: str = "1nn",
         classifier_options: dict[str, Any] | None = None,
     ) -> None:
-        if regularization <= 0:
-            raise ValueError(f"regularization must be > 0 (got {regularization})")
+        check_coral(type(self).__name__, regularization=regularization)
         super().__init__(classifier=classifier, classifier_options=classifier_options)
         self.regularization = regularization
 

@@ -9,6 +9,7 @@ from torch import nn
 
 from tlrun.losses import mmd_multi_kernel
 from tlrun.methods.adaptation import DiscrepancyAlignment
+from tlrun.methods.settings import check_dan
 
 
 class DAN(DiscrepancyAlignment):
@@ -32,8 +33,7 @@ class DAN(DiscrepancyAlignment):
         **kwargs: Any,
     ) -> None:
         super().__init__(backbone, layers=layers, **kwargs)
-        if not kernel_mul > 1 or int(kernel_num) < 1:
-            raise ValueError(f"DAN: kernel_mul must be > 1 and kernel_num ≥ 1, got {kernel_mul} and {kernel_num}")
+        check_dan(type(self).__name__, kernel_mul=kernel_mul, kernel_num=kernel_num)
         self.kernel_mul = float(kernel_mul)
         self.kernel_num = int(kernel_num)
 

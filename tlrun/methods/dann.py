@@ -10,6 +10,7 @@ from torch import nn
 
 from tlrun.losses import DomainDiscriminator, GradientReversal, domain_adversarial_loss
 from tlrun.methods.adaptation import DomainAdaptation, DomainBatch
+from tlrun.methods.settings import check_dann
 from tlrun.scenarios import TrainingData
 
 
@@ -26,8 +27,7 @@ class DANN(DomainAdaptation):
 
     def __init__(self, backbone: nn.Module, discriminator_hidden: int = 1024, warmup: str = "dann", **kwargs: Any) -> None:
         super().__init__(backbone, warmup=warmup, **kwargs)
-        if int(discriminator_hidden) < 1:
-            raise ValueError(f"{type(self).__name__}: discriminator_hidden must be positive, got {discriminator_hidden}")
+        check_dann(type(self).__name__, discriminator_hidden=discriminator_hidden)
         self.discriminator_hidden = int(discriminator_hidden)
         self.reversal = GradientReversal()
         self.discriminator: nn.Module | None = None

@@ -62,6 +62,7 @@ from torch.utils.data import DataLoader
 from tlrun import distributed
 from tlrun.backbones import inputs as _inputs
 from tlrun.methods.base import Method, RunContext
+from tlrun.methods.settings import check_deep_method
 from tlrun.scenarios import Labeled, TrainingData, take
 
 class _WithoutAdvertising(logging.Filter):
@@ -73,8 +74,6 @@ class _WithoutAdvertising(logging.Filter):
 
 logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_WithoutAdvertising())
 
-OPTIMIZERS = ("sgd", "adam")
-LR_SCHEDULES = ("none", "cosine", "inv")
 #: ``Trainer`` arguments the method sets itself; ``context.trainer`` must not hold them.
 RESERVED_TRAINER_KEYS = ("max_epochs", "logger", "enable_checkpointing", "callbacks")
 #: Samples per domain used for the label-free scores that need features, and for the diagnostics.
@@ -167,18 +166,11 @@ class DeepMethod(pl.LightningModule, Method):
     ) -> None:
         super().__init__()
         name = type(self).__name__
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"{name}: optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
-        if lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"{name}: lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {lr_schedule!r}")
-        if int(epochs) < 1 or int(batch_size) < 1 or not lr > 0:
-            raise ValueError(f"{name}: epochs, batch_size and lr must be positive")
-        if int(bottleneck_dim) < 0:
-            raise ValueError(f"{name}: bottleneck_dim must be 0 (none) or positive, got {bottleneck_dim}")
-        if iterations_per_epoch is not None and int(iterations_per_epoch) < 1:
-            raise ValueError(f"{name}: iterations_per_epoch must be positive or null, got {iterations_per_epoch}")
-        if patience is not None and int(patience) < 1:
-            raise ValueError(f"{name}: patience must be a positive number of scored epochs or null, got {patience}")
+        check_deep_method(
+            name, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, backbone_lr_mult=backbone_lr_mult,
+            lr_schedule=lr_schedule, bottleneck_dim=bottleneck_dim, iterations_per_epoch=iterations_per_epoch,
+            patience=patience,
+        )
         if not hasattr(backbone, "out_features"):
             raise TypeError(f"{name}: the backbone must expose out_features")
         self.backbone = backbone
@@ -194,10 +186,7 @@ class DeepMethod(pl.LightningModule, Method):
         if backbone_lr_mult == "auto":
             pretrained = getattr(backbone, "weights_id", lambda: "none")() != "none"
             backbone_lr_mult = 0.1 if pretrained else 1.0
-        try:
-            self.backbone_lr_mult = float(backbone_lr_mult)
-        except ValueError:
-            raise ValueError(f"{name}: backbone_lr_mult must be a number or auto, got {backbone_lr_mult!r}") from None
+        self.backbone_lr_mult = float(backbone_lr_mult)
         self.lr_schedule = lr_schedule
         self.bottleneck_dim = int(bottleneck_dim)
         self.iterations_per_epoch = None if iterations_per_epoch is None else int(iterations_per_epoch)

@@ -12,6 +12,7 @@ from torch import nn
 
 from tlrun.losses import distillation_loss, feature_distillation_loss
 from tlrun.methods.finetune import FineTuning, frozen_copy
+from tlrun.methods.settings import check_distill_finetune
 from tlrun.scenarios import TrainingData
 
 
@@ -35,10 +36,7 @@ class DistillFinetune(FineTuning):
 
     def __init__(self, backbone: nn.Module, distill_weight: float = 1.0, temperature: float = 2.0, **kwargs: Any) -> None:
         super().__init__(backbone, **kwargs)
-        if distill_weight < 0 or temperature <= 0:
-            raise ValueError(
-                f"DistillFinetune: distill_weight must be >= 0 and temperature > 0, got {distill_weight}, {temperature}"
-            )
+        check_distill_finetune(type(self).__name__, distill_weight=distill_weight, temperature=temperature)
         self.distill_weight, self.temperature = float(distill_weight), float(temperature)
         self.teacher_backbone: nn.Module | None = None
         self.teacher_head: nn.Module | None = None

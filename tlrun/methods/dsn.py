@@ -13,6 +13,7 @@ from torch.nn import functional as F
 
 from tlrun.losses import DomainDiscriminator, GradientReversal, difference_loss, domain_adversarial_loss, scale_invariant_mse
 from tlrun.methods.adaptation import DomainAdaptation, DomainBatch
+from tlrun.methods.settings import check_dsn
 from tlrun.scenarios import TrainingData
 
 #: Images are reconstructed at most at this side length (average-pooled), to keep the decoder small.
@@ -72,17 +73,16 @@ class DSN(DomainAdaptation):
         **kwargs: Any,
     ) -> None:
         super().__init__(backbone, warmup=warmup, **kwargs)
+        check_dsn(
+            type(self).__name__, reconstruction_weight=reconstruction_weight, difference_weight=difference_weight,
+            similarity_weight=similarity_weight, decoder_hidden=decoder_hidden, discriminator_hidden=discriminator_hidden,
+            difference_reduction=difference_reduction,
+        )
         weights = (reconstruction_weight, difference_weight, similarity_weight)
-        if any(not (math.isfinite(w) and w >= 0) for w in weights):
-            raise ValueError(f"DSN: the loss weights must be numbers ≥ 0, got {weights}")
-        if int(decoder_hidden) < 1 or int(discriminator_hidden) < 1:
-            raise ValueError("DSN: decoder_hidden and discriminator_hidden must be positive")
         self.reconstruction_weight, self.difference_weight, self.similarity_weight = (float(w) for w in weights)
         self.decoder_hidden = int(decoder_hidden)
         self.discriminator_hidden = int(discriminator_hidden)
         self.reversal = GradientReversal()
-        if difference_reduction not in ("sum", "mean"):
-            raise ValueError(f"DSN: difference_reduction must be sum or mean, got {difference_reduction!r}")
         self.difference_reduction = difference_reduction
 
     def _private_encoder(self) -> nn.Module:

@@ -18,6 +18,7 @@ import torch
 from tlrun.classifiers import as_float64
 from tlrun.losses.ranking import eszsl_weights
 from tlrun.methods.base import RunContext, ZeroShotMethod
+from tlrun.methods.settings import check_eszsl
 from tlrun.scenarios import ClassDescriptions, Labeled, TrainingData
 
 
@@ -36,8 +37,7 @@ class ESZSL(ZeroShotMethod):
         self, gamma: float = 1.0, lamb: float = 1.0, standardize: bool = True, center_signatures: bool = True,
         calibration: float = 0.0,
     ) -> None:
-        if not (gamma > 0 and lamb > 0):
-            raise ValueError(f"ESZSL: gamma and lamb must be positive, got {gamma} and {lamb}")
+        check_eszsl(type(self).__name__, gamma=gamma, lamb=lamb)
         self.gamma, self.lamb = float(gamma), float(lamb)
         self.standardize, self.center_signatures = bool(standardize), bool(center_signatures)
         self.calibration = float(calibration)

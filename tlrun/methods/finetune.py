@@ -43,9 +43,8 @@ from torch.nn import functional as F
 
 from tlrun.methods.base import RunContext
 from tlrun.methods.deep import DeepMethod
+from tlrun.methods.settings import check_fine_tuning
 from tlrun.scenarios import TrainingData
-
-FREEZE_POLICIES = ("none", "all_but_head", "first_k", "last_k")
 
 
 def set_trainable(module: nn.Module, trainable: bool) -> None:
@@ -129,19 +128,15 @@ class FineTuning(DeepMethod):
             backbone_lr_mult = 0.1 if pretrained else 1.0
         super().__init__(backbone, backbone_lr_mult=backbone_lr_mult, **kwargs)
         name = type(self).__name__
-        if freeze not in FREEZE_POLICIES:
-            raise ValueError(f"{name}: freeze must be one of {', '.join(FREEZE_POLICIES)}, got {freeze!r}")
+        check_fine_tuning(
+            name, pretrain_epochs=pretrain_epochs, freeze=freeze, layer_decay=layer_decay, head_lr=head_lr,
+            unfreeze_every=unfreeze_every, warmup_epochs=warmup_epochs,
+        )
         if freeze != "none" and not pretrained:
             raise ValueError(
                 f"{name}: freeze={freeze} would keep randomly initialised stages as they are (no backbone.weights"
                 + (" and pretrain_epochs=0" if self.starts_pretrained else "") + "); use freeze=none"
             )
-        if int(pretrain_epochs) < 0 or int(unfreeze_every) < 0 or int(warmup_epochs) < 0:
-            raise ValueError(f"{name}: pretrain_epochs, unfreeze_every and warmup_epochs must be >= 0")
-        if not 0.0 < float(layer_decay) <= 1.0:
-            raise ValueError(f"{name}: layer_decay must be in (0, 1], got {layer_decay}")
-        if head_lr is not None and not float(head_lr) > 0:
-            raise ValueError(f"{name}: head_lr must be positive (or null: lr), got {head_lr}")
         stages = backbone.stages()
         stage_names = [stage for stage, _ in stages]
         staged = {id(p) for _, module in stages for p in module.parameters()}

@@ -30,10 +30,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from tlrun.classifiers import as_float64, check_classifier, make_classifier
+from tlrun.classifiers import as_float64, make_classifier
 from tlrun.methods.base import Method, RunContext
+from tlrun.methods.settings import check_jda
 from tlrun.methods.subspace import (
-    check_kernel,
     l2_normalize_rows,
     make_feature_map,
     mmd_factor,
@@ -79,14 +79,10 @@ class JDA(Method):
         classifier: str = "1nn",
         classifier_options: dict[str, Any] | None = None,
     ) -> None:
-        check_kernel(kernel)
-        check_classifier(classifier)
-        if dim < 1:
-            raise ValueError(f"dim must be >= 1 (got {dim})")
-        if lamb <= 0:
-            raise ValueError(f"lamb must be > 0 (got {lamb})")
-        if iterations < 1:
-            raise ValueError(f"iterations must be >= 1 (got {iterations})")
+        check_jda(
+            type(self).__name__, kernel=kernel, dim=dim, lamb=lamb, iterations=iterations, classifier=classifier,
+            classifier_options=classifier_options,
+        )
         self.kernel = kernel
         self.dim = dim
         self.lamb = lamb

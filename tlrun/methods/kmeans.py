@@ -14,11 +14,9 @@ import numpy as np
 
 from tlrun.errors import TlrunError
 from tlrun.methods.base import Method, RunContext
-from tlrun.representations import learn_and_encode, make_encoder, options_for
+from tlrun.methods.settings import check_kmeans_clustering
+from tlrun.representations import learn_and_encode, options_for
 from tlrun.scenarios import TrainingData
-
-#: What the representation may be learned on.
-REPRESENTATION_DATA = ("source", "source_and_target")
 
 
 class KMeansClustering(Method):
@@ -47,19 +45,12 @@ class KMeansClustering(Method):
         n_init: int = 10,
         max_iter: int = 300,
     ) -> None:
-        if learn_representation_on not in REPRESENTATION_DATA:
-            raise ValueError(
-                f"unknown learn_representation_on {learn_representation_on!r}; "
-                f"choose one of: {', '.join(REPRESENTATION_DATA)}"
-            )
-        for name, value in (("n_init", n_init), ("max_iter", max_iter)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if n_clusters is not None and (not isinstance(n_clusters, int) or n_clusters < 2):
-            raise ValueError(f"n_clusters must be an integer >= 2 or null (the number of classes), got {n_clusters!r}")
+        check_kmeans_clustering(
+            type(self).__name__, representation=representation, representation_options=representation_options,
+            learn_representation_on=learn_representation_on, n_clusters=n_clusters, n_init=n_init, max_iter=max_iter,
+        )
         self.representation = representation
         self.representation_options = options_for(representation, representation_options, "representation_options")
-        make_encoder(representation, **self.representation_options)  # bad names, options and values fail here
         self.learn_representation_on = learn_representation_on
         self.n_clusters, self.n_init, self.max_iter = n_clusters, n_init, max_iter
 

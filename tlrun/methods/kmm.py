@@ -21,12 +21,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from tlrun.classifiers import make_classifier
 from tlrun.methods.no_adaptation import SourceClassifier
+from tlrun.methods.settings import check_kmm
 from tlrun.losses.discrepancy import squared_distances
 from tlrun.methods.subspace import linear_kernel, rbf_kernel
-
-KMM_KERNELS = ("rbf", "linear")
 
 
 def median_heuristic_gamma(X: torch.Tensor) -> float:
@@ -144,15 +142,7 @@ class KMM(SourceClassifier):
         classifier_options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(classifier=classifier, classifier_options=classifier_options)
-        if kernel not in KMM_KERNELS:
-            raise ValueError(f"unknown kernel {kernel!r} for KMM; choose one of: {', '.join(KMM_KERNELS)}")
-        if not make_classifier(classifier).supports_sample_weight:
-            raise ValueError(
-                f"KMM trains a sample-weighted classifier, and {classifier!r} cannot weight samples; "
-                "use classifier=logreg or classifier=linear_svm"
-            )
-        if bound <= 0:
-            raise ValueError(f"bound must be > 0 (got {bound})")
+        check_kmm(type(self).__name__, kernel=kernel, bound=bound, classifier=classifier)
         self.kernel = kernel
         self.gamma = gamma
         self.bound = bound

@@ -11,6 +11,7 @@ from torch import nn
 
 from tlrun.losses import l2_penalty, l2sp_penalty
 from tlrun.methods.finetune import FineTuning
+from tlrun.methods.settings import check_l2sp
 from tlrun.scenarios import TrainingData
 
 
@@ -29,8 +30,7 @@ class L2SP(FineTuning):
 
     def __init__(self, backbone: nn.Module, alpha: float = 0.01, beta: float = 0.01, **kwargs: Any) -> None:
         super().__init__(backbone, **kwargs)
-        if alpha < 0 or beta < 0:
-            raise ValueError(f"L2SP: alpha and beta must be >= 0, got alpha={alpha}, beta={beta}")
+        check_l2sp(type(self).__name__, alpha=alpha, beta=beta)
         self.alpha, self.beta = float(alpha), float(beta)
         self.starting_point: list[torch.Tensor] = []
 

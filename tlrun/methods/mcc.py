@@ -9,6 +9,7 @@ from torch import nn
 
 from tlrun.losses import minimum_class_confusion
 from tlrun.methods.adaptation import DomainAdaptation, DomainBatch
+from tlrun.methods.settings import check_mcc
 
 
 class MCC(DomainAdaptation):
@@ -23,8 +24,7 @@ class MCC(DomainAdaptation):
 
     def __init__(self, backbone: nn.Module, temperature: float = 2.5, **kwargs: Any) -> None:
         super().__init__(backbone, **kwargs)
-        if not temperature > 0:
-            raise ValueError(f"MCC: temperature must be positive, got {temperature}")
+        check_mcc(type(self).__name__, temperature=temperature)
         self.temperature = float(temperature)
 
     def transfer_loss(self, batch: DomainBatch) -> torch.Tensor:

@@ -16,7 +16,6 @@ Where the two networks split is configured over the backbone's named stages ``s_
 from __future__ import annotations
 
 import copy
-import math
 from typing import Any
 
 import torch
@@ -24,10 +23,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from tlrun.methods.finetune import FineTuning
+from tlrun.methods.settings import check_multitask
 from tlrun.scenarios import TrainingData
 
-SHARINGS = ("input", "middle")
-WEIGHTINGS = ("fixed", "uncertainty")
 TASKS = ("source", "target")
 
 
@@ -77,16 +75,9 @@ class MultiTask(FineTuning):
     ) -> None:
         super().__init__(backbone, **kwargs)
         name = type(self).__name__
-        if sharing not in SHARINGS:
-            raise ValueError(f"{name}: sharing must be one of {', '.join(SHARINGS)}, got {sharing!r}")
-        if weighting not in WEIGHTINGS:
-            raise ValueError(f"{name}: weighting must be one of {', '.join(WEIGHTINGS)}, got {weighting!r}")
-        weights = (float(source_weight), float(target_weight))
-        if not all(math.isfinite(w) and w >= 0 for w in weights) or not any(weights):
-            raise ValueError(
-                f"{name}: source_weight and target_weight must be >= 0, not both 0; got {source_weight}, "
-                f"{target_weight}"
-            )
+        check_multitask(
+            name, sharing=sharing, weighting=weighting, source_weight=source_weight, target_weight=target_weight
+        )
         stage_names = [stage for stage, _ in backbone.stages()]
         count = len(stage_names)
         if not count:
@@ -111,7 +102,7 @@ class MultiTask(FineTuning):
                 )
             private = stage_names[:int(private_stages)]
         self.sharing, self.weighting = sharing, weighting
-        self.source_weight, self.target_weight = weights
+        self.source_weight, self.target_weight = float(source_weight), float(target_weight)
         #: Names of the stages each task has its own copy of (the others are shared).
         self.private_stage_names: tuple[str, ...] = tuple(private)
         #: The source task's copies of the private stages (built in ``fit``), by stage name.

@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from tlrun.classifiers import as_float64, check_classifier, make_classifier
+from tlrun.classifiers import as_float64, make_classifier
 from tlrun.methods.base import Method, RunContext
+from tlrun.methods.settings import check_source_classifier
 from tlrun.scenarios import Labeled, TrainingData
 
 
@@ -27,7 +28,7 @@ class SourceClassifier(Method):
     """
 
     def __init__(self, classifier: str, classifier_options: dict[str, Any] | None = None) -> None:
-        check_classifier(classifier)
+        check_source_classifier(type(self).__name__, classifier=classifier, classifier_options=classifier_options)
         self.classifier = classifier
         self.classifier_options = dict(classifier_options or {})
 

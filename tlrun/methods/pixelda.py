@@ -11,6 +11,7 @@ from torch.nn import functional as F
 
 from tlrun.losses import PixelDiscriminator, PixelGenerator, discriminator_loss, generator_loss
 from tlrun.methods.adaptation import DomainAdaptation, DomainBatch, frozen_call
+from tlrun.methods.settings import check_pixelda
 from tlrun.scenarios import TrainingData
 
 
@@ -42,8 +43,10 @@ class PixelDA(DomainAdaptation):
         **kwargs: Any,
     ) -> None:
         super().__init__(backbone, **kwargs)
-        if min(int(noise_dim), int(generator_channels), int(generator_blocks), int(discriminator_channels)) < 1:
-            raise ValueError("PixelDA: noise_dim, generator_channels, generator_blocks and discriminator_channels must be positive")
+        check_pixelda(
+            type(self).__name__, noise_dim=noise_dim, generator_channels=generator_channels,
+            generator_blocks=generator_blocks, discriminator_channels=discriminator_channels,
+        )
         self.noise_dim = int(noise_dim)
         self.generator_channels = int(generator_channels)
         self.generator_blocks = int(generator_blocks)

@@ -5,16 +5,14 @@ what helps: the answer to "we do not know whether the source transfers"."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 from torch import nn
 
 from tlrun.methods.finetune import FineTuning, frozen_copy
+from tlrun.methods.settings import check_progressive
 from tlrun.scenarios import TrainingData
-
-COLUMN2_INITS = ("random", "copy")
 
 
 class Lateral(nn.Module):
@@ -91,16 +89,7 @@ class Progressive(FineTuning):
         freeze: str = "none",
         **kwargs: Any,
     ) -> None:
-        name = type(self).__name__
-        if column2_init not in COLUMN2_INITS:
-            raise ValueError(f"{name}: column2_init must be one of {', '.join(COLUMN2_INITS)}, got {column2_init!r}")
-        if not (math.isfinite(float(lateral_scale)) and float(lateral_scale) >= 0):
-            raise ValueError(f"{name}: lateral_scale must be a number >= 0, got {lateral_scale!r}")
-        if column2_init == "random" and freeze != "none":
-            raise ValueError(
-                f"{name}: freeze={freeze} would keep randomly drawn column-2 stages as they are; use freeze=none, or "
-                "column2_init=copy to freeze stages copied from the source column"
-            )
+        check_progressive(type(self).__name__, column2_init=column2_init, lateral_scale=lateral_scale, freeze=freeze)
         if backbone_lr_mult == "auto":
             backbone_lr_mult = 1.0 if column2_init == "random" else 0.1
         super().__init__(backbone, backbone_lr_mult=backbone_lr_mult, freeze=freeze, **kwargs)

@@ -11,6 +11,7 @@ from torch.nn import functional as F
 
 from tlrun.losses import DomainDiscriminator, SoftLabelBank, domain_adversarial_loss, domain_confusion_loss, soft_label_loss
 from tlrun.methods.adaptation import DomainAdaptation, DomainBatch, frozen_call
+from tlrun.methods.settings import check_sdt
 from tlrun.scenarios import TrainingData
 
 
@@ -48,10 +49,10 @@ class SDT(DomainAdaptation):
         **kwargs: Any,
     ) -> None:
         super().__init__(backbone, **kwargs)
-        if int(discriminator_hidden) < 1 or not temperature > 0 or soft_label_weight < 0:
-            raise ValueError("SDT: discriminator_hidden and temperature must be positive, soft_label_weight ≥ 0")
-        if not 0.0 <= pseudo_label_threshold <= 1.0:
-            raise ValueError(f"SDT: pseudo_label_threshold must be in [0, 1], got {pseudo_label_threshold}")
+        check_sdt(
+            type(self).__name__, discriminator_hidden=discriminator_hidden, temperature=temperature,
+            soft_label_weight=soft_label_weight, pseudo_label_threshold=pseudo_label_threshold,
+        )
         self.discriminator_hidden = int(discriminator_hidden)
         self.temperature = float(temperature)
         self.soft_label_weight = float(soft_label_weight)

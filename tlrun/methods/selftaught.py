@@ -16,9 +16,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from tlrun.classifiers import check_classifier, make_classifier
+from tlrun.classifiers import make_classifier
 from tlrun.methods.base import Method, RunContext
-from tlrun.representations import learn_and_encode, make_encoder, options_for
+from tlrun.methods.settings import check_self_taught
+from tlrun.representations import learn_and_encode, options_for
 from tlrun.scenarios import Labeled, TrainingData
 
 
@@ -44,10 +45,12 @@ class SelfTaught(Method):
         classifier: str = "linear_svm",
         classifier_options: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
-        check_classifier(classifier)
+        check_self_taught(
+            type(self).__name__, encoder=encoder, encoder_options=encoder_options, classifier=classifier,
+            classifier_options=classifier_options,
+        )
         self.encoder = encoder
         self.encoder_options = options_for(encoder, encoder_options, "encoder_options")
-        make_encoder(encoder, **self.encoder_options)  # bad names, options and values fail here, before any data
         self.classifier = classifier
         self.classifier_options = dict(classifier_options or {})
 

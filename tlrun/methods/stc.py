@@ -44,9 +44,8 @@ import torch
 
 from tlrun.errors import TlrunError
 from tlrun.methods.base import Method, RunContext
+from tlrun.methods.settings import check_self_taught_clustering
 from tlrun.scenarios import TrainingData
-
-INITS = ("kmeans", "random")
 
 
 def _merge_rows(matrix: torch.Tensor, assignment: torch.Tensor, count: int) -> torch.Tensor:
@@ -174,14 +173,6 @@ def _check_counts(X: np.ndarray, role: str) -> np.ndarray:
     return X
 
 
-def _check_count(name: str, value: object, minimum: int, optional: bool = False) -> None:
-    if optional and value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        allowed = f"an integer >= {minimum}" + (" or None" if optional else "")
-        raise ValueError(f"{name} must be {allowed} (got {value!r})")
-
-
 class SelfTaughtClustering(Method):
     """Self-taught clustering: co-cluster the target and the source over shared feature clusters (see the
     module docstring for the objective and the updates).
@@ -213,14 +204,10 @@ class SelfTaughtClustering(Method):
         iterations: int = 100,
         init: str = "kmeans",
     ) -> None:
-        _check_count("n_clusters", n_clusters, 2, optional=True)
-        _check_count("feature_clusters", feature_clusters, 2)
-        _check_count("source_clusters", source_clusters, 2, optional=True)
-        _check_count("iterations", iterations, 1)
-        if isinstance(lamb, bool) or not isinstance(lamb, (int, float)) or not np.isfinite(lamb) or lamb < 0:
-            raise ValueError(f"lamb must be a finite number >= 0 (got {lamb!r})")
-        if init not in INITS:
-            raise ValueError(f"init must be one of {', '.join(INITS)} (got {init!r})")
+        check_self_taught_clustering(
+            type(self).__name__, n_clusters=n_clusters, feature_clusters=feature_clusters,
+            source_clusters=source_clusters, lamb=lamb, iterations=iterations, init=init,
+        )
         self.n_clusters = n_clusters
         self.feature_clusters = feature_clusters
         self.source_clusters = source_clusters

@@ -57,16 +57,9 @@ import torch
 
 from tlrun.classifiers import as_float64
 from tlrun.losses.discrepancy import squared_distances
-
-KERNELS: tuple[str, ...] = ("primal", "linear", "rbf")
+from tlrun.methods.settings import check_kernel
 
 Kernel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def check_kernel(kernel: str) -> None:
-    """Raise ``ValueError`` naming the options unless ``kernel`` is one of :data:`KERNELS`."""
-    if kernel not in KERNELS:
-        raise ValueError(f"unknown kernel {kernel!r}; choose one of: {', '.join(KERNELS)}")
 
 
 def l2_normalize_rows(X: torch.Tensor) -> torch.Tensor:

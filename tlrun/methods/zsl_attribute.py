@@ -25,6 +25,7 @@ from torch import nn
 from tlrun.losses.ranking import compatibility, hinge_ranking_loss
 from tlrun.methods.base import RunContext, ZeroShotMethod
 from tlrun.methods.deep import DeepMethod
+from tlrun.methods.settings import check_attribute_embedding
 from tlrun.scenarios import ClassDescriptions, TrainingData
 
 
@@ -78,12 +79,10 @@ class AttributeEmbedding(DeepMethod, ZeroShotMethod):
         **deep: Any,
     ) -> None:
         super().__init__(backbone, **deep)
-        if margin < 0:
-            raise ValueError(f"{type(self).__name__}: margin must be >= 0, got {margin}")
-        if violations not in ("max", "sum"):
-            raise ValueError(f"{type(self).__name__}: violations must be max or sum, got {violations!r}")
-        if int(embedding_dim) < 1 or int(label_hidden) < 1:
-            raise ValueError(f"{type(self).__name__}: embedding_dim and label_hidden must be positive")
+        check_attribute_embedding(
+            type(self).__name__, margin=margin, violations=violations, embedding_dim=embedding_dim,
+            label_hidden=label_hidden,
+        )
         self.margin = float(margin)
         self.violations = violations
         self.learn_label_embedding = bool(learn_label_embedding)

@@ -1,0 +1,60 @@
+"""The method classes' settings checks (tlrun.methods.settings): registered for every method, passing every
+shipped config, run by the constructors and, before any import of torch or any MLflow run, by the pre-flight."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+
+import pytest
+from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
+
+from tlrun.backbones import MLP
+from tlrun.classifiers import make_classifier
+from tlrun.config import constructor_arguments, group_options
+from tlrun.errors import TlrunError
+from tlrun.methods.settings import CHECKS, CLASSIFIERS, OWN_CHECKS, WEIGHTING_CLASSIFIERS, check_settings
+from tlrun.run import run
+
+
+def _class(target: str) -> type:
+    module, _, name = target.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+@pytest.mark.parametrize("method", group_options("method"))
+def test_every_method_has_a_check_that_its_default_config_passes(compose, method):
+    settings = compose(f"method={method}").method
+    assert settings._target_ in CHECKS, f"register a check for {settings._target_} in tlrun/methods/settings.py"
+    check_settings(settings._target_, constructor_arguments(settings))
+
+
+@pytest.mark.parametrize("target", sorted(OWN_CHECKS))
+def test_a_check_assumes_the_defaults_of_its_constructor(target):
+    constructors = [cls.__init__ for cls in _class(target).__mro__ if "__init__" in vars(cls)]
+    for name, parameter in list(inspect.signature(OWN_CHECKS[target]).parameters.items())[1:]:
+        if parameter.kind is not parameter.KEYWORD_ONLY:
+            continue
+        declared = next(inspect.signature(init).parameters[name] for init in constructors
+                        if name in inspect.signature(init).parameters)
+        assert parameter.default == declared.default, f"{target}: {name}"
+
+
+def test_the_weighting_classifiers_are_those_that_weight_samples():
+    assert {name for name in CLASSIFIERS if make_classifier(name).supports_sample_weight} == set(WEIGHTING_CLASSIFIERS)
+
+
+def test_a_bad_deep_setting_fails_as_the_constructor_does_before_any_mlflow_run(compose, mlflow_store):
+    with pytest.raises(ValueError) as constructed:
+        _class("tlrun.methods.dann.DANN")(MLP(input_shape=(12,), hidden=[8]), warmup="foo")
+    with pytest.raises(TlrunError) as checked:
+        run(compose("method=dann", "method.warmup=foo", experiment="bad-setting"))
+    assert str(checked.value) == f"method: {constructed.value}"
+    assert MlflowClient(tracking_uri=mlflow_store).get_experiment_by_name("bad-setting") is None
+
+
+def test_the_config_less_its_metadata_is_what_the_constructor_gets():
+    node = OmegaConf.create({"name": "x", "family": "deep", "scenarios": ["da"], "summary": "s",
+                             "_target_": "a.B", "_partial_": False, "epochs": 3, "pretrain_epochs": "${epochs}"})
+    assert constructor_arguments(node) == {"epochs": 3, "pretrain_epochs": 3}

@@ -1,0 +1,401 @@
+"""The checks of the method classes' constructor arguments, importable without torch.
+
+One check per method class, registered under the class's ``_target_`` path: ``check_<class>(name, **settings)``
+raises the ``ValueError`` the class's constructor raises for a bad setting (``name``: the class name the message
+starts with). A class's constructor calls its own check; :func:`check_settings` runs the checks of a class and of
+the classes it extends, so :func:`tlrun.run.preflight` rejects a bad ``method.<key>`` before torch is imported.
+Each check takes the keyword arguments of its class's constructor, with the same defaults (a test compares them),
+and ignores the others (``**_``). Checks that need the data or the backbone stay in the classes.
+
+The choices of the settings (:data:`KERNELS`, :data:`CLASSIFIERS`, :data:`OPTIMIZERS`, ...) live here too.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Mapping
+
+from tlrun.config import options_entry
+
+#: Kernels of the MMD subspace methods (JDA, TCA).
+KERNELS: tuple[str, ...] = ("primal", "linear", "rbf")
+#: Kernels of KMM.
+KMM_KERNELS = ("rbf", "linear")
+#: The classifiers of :mod:`tlrun.classifiers`, and those whose ``fit`` honours sample weights.
+CLASSIFIERS: tuple[str, ...] = ("1nn", "logreg", "linear_svm")
+WEIGHTING_CLASSIFIERS = ("logreg", "linear_svm")
+OPTIMIZERS = ("sgd", "adam")
+LR_SCHEDULES = ("none", "cosine", "inv")
+WARMUPS = ("none", "dann")
+#: Representations a deep DA method can align, from the input to the output.
+LAYERS = ("backbone", "features", "logits", "probabilities")
+FREEZE_POLICIES = ("none", "all_but_head", "first_k", "last_k")
+SHARINGS = ("input", "middle")
+WEIGHTINGS = ("fixed", "uncertainty")
+COLUMN2_INITS = ("random", "copy")
+#: What the k-means baselines may learn their representation on.
+REPRESENTATION_DATA = ("source", "source_and_target")
+#: How self-taught clustering draws its initial clusters.
+STC_INITS = ("kmeans", "random")
+
+Check = Callable[..., None]
+#: The checks of each method class (by ``_target_``): those of the classes it extends, then its own.
+CHECKS: dict[str, tuple[Check, ...]] = {}
+#: Each class's own check (by ``_target_``).
+OWN_CHECKS: dict[str, Check] = {}
+
+
+def check_settings(target: str, settings: Mapping[str, Any]) -> None:
+    """Run the checks of the method class ``target`` (a ``_target_`` path) on its keyword arguments.
+
+    Raises what the class's constructor would: ``ValueError`` (or ``TypeError``) naming the bad setting. A class
+    without registered checks (one from outside tlrun) passes; its constructor checks.
+    """
+    name = target.rpartition(".")[2]
+    for check in CHECKS.get(target, ()):
+        check(name, **settings)
+
+
+def _checks(target: str, *, extends: str | None = None, also: tuple[str, ...] = ()) -> Callable[[Check], Check]:
+    """Register the decorated function as the own check of the class ``target``, run after the checks of the class
+    it ``extends``; the subclasses in ``also`` add no settings and get the same checks."""
+
+    def register(check: Check) -> Check:
+        OWN_CHECKS[target] = check
+        for each in (target, *also):
+            CHECKS[each] = (*CHECKS.get(extends, ()), check)
+        return check
+
+    return register
+
+
+# ------------------------------------------------------------------------------------------ shared pieces
+
+
+def check_kernel(kernel: str) -> None:
+    """Raise ``ValueError`` naming the options unless ``kernel`` is one of :data:`KERNELS`."""
+    if kernel not in KERNELS:
+        raise ValueError(f"unknown kernel {kernel!r}; choose one of: {', '.join(KERNELS)}")
+
+
+def chosen_classifier_options(classifier: str, options: Mapping[str, Mapping[str, Any]] | None) -> dict[str, Any]:
+    """The options of ``classifier`` in a per-classifier mapping (``classifier_options``), after checking that the
+    name and the mapping's keys are classifiers."""
+    if classifier not in CLASSIFIERS:
+        raise ValueError(f"unknown classifier {classifier!r}; choose one of: {', '.join(CLASSIFIERS)}")
+    return options_entry(classifier, options, CLASSIFIERS, "classifier_options", "classifier", "{linear_svm: {C: 1.0e-4}}")
+
+
+def layer_names(method: str, layers: Any) -> tuple[str, ...]:
+    """``layers`` as a tuple of known layer names (one name or a list), else a ValueError naming the options."""
+    names = (layers,) if isinstance(layers, str) else tuple(layers)
+    unknown = [name for name in names if name not in LAYERS]
+    if not names or unknown:
+        raise ValueError(f"{method}: layers must be one or more of {', '.join(LAYERS)}, got {list(names)}")
+    return names
+
+
+def _check_encoder(encoder: str, options_by_encoder: Mapping[str, Mapping[str, Any]] | None, what: str) -> None:
+    """Build the encoder with its options: bad names, options and values fail (numpy only, no data)."""
+    from tlrun.representations import make_encoder, options_for
+
+    make_encoder(encoder, **options_for(encoder, options_by_encoder, what))
+
+
+def _is_number_at_least_0(value: Any) -> bool:
+    return math.isfinite(float(value)) and float(value) >= 0
+
+
+# ------------------------------------------------------------------------------------------ deep methods
+
+
+@_checks("tlrun.methods.deep.DeepMethod", also=("tlrun.methods.source_only.SourceOnly",))
+def check_deep_method(
+    name: str, *, epochs: int = 30, batch_size: int = 32, optimizer: str = "sgd", lr: float = 0.01,
+    backbone_lr_mult: float | str = "auto", lr_schedule: str = "none", bottleneck_dim: int = 256,
+    iterations_per_epoch: int | None = None, patience: int | None = None, **_: Any,
+) -> None:
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"{name}: optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
+    if lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"{name}: lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {lr_schedule!r}")
+    if int(epochs) < 1 or int(batch_size) < 1 or not lr > 0:
+        raise ValueError(f"{name}: epochs, batch_size and lr must be positive")
+    if int(bottleneck_dim) < 0:
+        raise ValueError(f"{name}: bottleneck_dim must be 0 (none) or positive, got {bottleneck_dim}")
+    if iterations_per_epoch is not None and int(iterations_per_epoch) < 1:
+        raise ValueError(f"{name}: iterations_per_epoch must be positive or null, got {iterations_per_epoch}")
+    if patience is not None and int(patience) < 1:
+        raise ValueError(f"{name}: patience must be a positive number of scored epochs or null, got {patience}")
+    if backbone_lr_mult != "auto":
+        try:
+            float(backbone_lr_mult)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name}: backbone_lr_mult must be a number or auto, got {backbone_lr_mult!r}") from None
+
+
+@_checks("tlrun.methods.adaptation.DomainAdaptation", extends="tlrun.methods.deep.DeepMethod")
+def check_domain_adaptation(name: str, *, transfer_weight: float = 1.0, warmup: str = "none", **_: Any) -> None:
+    if warmup not in WARMUPS:
+        raise ValueError(f"{name}: warmup must be one of {', '.join(WARMUPS)}, got {warmup!r}")
+    if not _is_number_at_least_0(transfer_weight):
+        raise ValueError(f"{name}: transfer_weight must be a number ≥ 0, got {transfer_weight!r}")
+
+
+@_checks(
+    "tlrun.methods.adaptation.DiscrepancyAlignment", extends="tlrun.methods.adaptation.DomainAdaptation",
+    also=("tlrun.methods.ddc.DDC", "tlrun.methods.deep_coral.DeepCORAL"),
+)
+def check_discrepancy_alignment(name: str, *, layers: Any = ("features",), **_: Any) -> None:
+    layer_names(name, layers)
+
+
+@_checks("tlrun.methods.dan.DAN", extends="tlrun.methods.adaptation.DiscrepancyAlignment")
+def check_dan(name: str, *, kernel_mul: float = 2.0, kernel_num: int = 5, **_: Any) -> None:
+    if not kernel_mul > 1 or int(kernel_num) < 1:
+        raise ValueError(f"{name}: kernel_mul must be > 1 and kernel_num ≥ 1, got {kernel_mul} and {kernel_num}")
+
+
+@_checks("tlrun.methods.cmd.CMD", extends="tlrun.methods.adaptation.DiscrepancyAlignment")
+def check_cmd(name: str, *, moments: int = 5, layers: Any = ("features",), bottleneck_dim: int = 256, **_: Any) -> None:
+    if int(moments) < 1:
+        raise ValueError(f"{name}: moments must be at least 1, got {moments}")
+    names = layer_names(name, layers)
+    unbounded = [layer for layer in names if layer not in ("features", "probabilities")]
+    if unbounded:
+        raise ValueError(f"{name}: layers must be bounded in [0, 1] (features, probabilities), got {unbounded}")
+    if int(bottleneck_dim) == 0 and "features" in names:
+        raise ValueError(f"{name}: the features are bounded by the bottleneck's sigmoid; set bottleneck_dim > 0")
+
+
+@_checks("tlrun.methods.dann.DANN", extends="tlrun.methods.adaptation.DomainAdaptation")
+def check_dann(name: str, *, discriminator_hidden: int = 1024, **_: Any) -> None:
+    if int(discriminator_hidden) < 1:
+        raise ValueError(f"{name}: discriminator_hidden must be positive, got {discriminator_hidden}")
+
+
+@_checks("tlrun.methods.cdan.CDAN", extends="tlrun.methods.dann.DANN")
+def check_cdan(name: str, *, randomized: bool | str = "auto", randomized_dim: int = 1024, **_: Any) -> None:
+    if randomized not in ("auto", True, False):
+        raise ValueError(f"{name}: randomized must be auto, true or false, got {randomized!r}")
+    if int(randomized_dim) < 1:
+        raise ValueError(f"{name}: randomized_dim must be positive, got {randomized_dim}")
+
+
+@_checks("tlrun.methods.dsn.DSN", extends="tlrun.methods.adaptation.DomainAdaptation")
+def check_dsn(
+    name: str, *, reconstruction_weight: float = 0.1, difference_weight: float = 0.05, similarity_weight: float = 0.25,
+    decoder_hidden: int = 512, discriminator_hidden: int = 1024, difference_reduction: str = "mean", **_: Any,
+) -> None:
+    weights = (reconstruction_weight, difference_weight, similarity_weight)
+    if not all(_is_number_at_least_0(weight) for weight in weights):
+        raise ValueError(f"{name}: the loss weights must be numbers ≥ 0, got {weights}")
+    if int(decoder_hidden) < 1 or int(discriminator_hidden) < 1:
+        raise ValueError(f"{name}: decoder_hidden and discriminator_hidden must be positive")
+    if difference_reduction not in ("sum", "mean"):
+        raise ValueError(f"{name}: difference_reduction must be sum or mean, got {difference_reduction!r}")
+
+
+@_checks("tlrun.methods.mcc.MCC", extends="tlrun.methods.adaptation.DomainAdaptation")
+def check_mcc(name: str, *, temperature: float = 2.5, **_: Any) -> None:
+    if not temperature > 0:
+        raise ValueError(f"{name}: temperature must be positive, got {temperature}")
+
+
+@_checks("tlrun.methods.pixelda.PixelDA", extends="tlrun.methods.adaptation.DomainAdaptation")
+def check_pixelda(
+    name: str, *, noise_dim: int = 10, generator_channels: int = 64, generator_blocks: int = 4,
+    discriminator_channels: int = 64, **_: Any,
+) -> None:
+    if min(int(noise_dim), int(generator_channels), int(generator_blocks), int(discriminator_channels)) < 1:
+        raise ValueError(f"{name}: noise_dim, generator_channels, generator_blocks and discriminator_channels must be positive")
+
+
+@_checks("tlrun.methods.sdt.SDT", extends="tlrun.methods.adaptation.DomainAdaptation")
+def check_sdt(
+    name: str, *, discriminator_hidden: int = 1024, temperature: float = 2.0, soft_label_weight: float = 0.1,
+    pseudo_label_threshold: float = 0.9, **_: Any,
+) -> None:
+    if int(discriminator_hidden) < 1 or not temperature > 0 or soft_label_weight < 0:
+        raise ValueError(f"{name}: discriminator_hidden and temperature must be positive, soft_label_weight ≥ 0")
+    if not 0.0 <= pseudo_label_threshold <= 1.0:
+        raise ValueError(f"{name}: pseudo_label_threshold must be in [0, 1], got {pseudo_label_threshold}")
+
+
+@_checks(
+    "tlrun.methods.finetune.FineTuning", extends="tlrun.methods.deep.DeepMethod",
+    also=("tlrun.methods.target_only.TargetOnly",),
+)
+def check_fine_tuning(
+    name: str, *, pretrain_epochs: int = 10, freeze: str = "none", layer_decay: float = 1.0,
+    head_lr: float | None = None, unfreeze_every: int = 0, warmup_epochs: int = 0, **_: Any,
+) -> None:
+    if freeze not in FREEZE_POLICIES:
+        raise ValueError(f"{name}: freeze must be one of {', '.join(FREEZE_POLICIES)}, got {freeze!r}")
+    if int(pretrain_epochs) < 0 or int(unfreeze_every) < 0 or int(warmup_epochs) < 0:
+        raise ValueError(f"{name}: pretrain_epochs, unfreeze_every and warmup_epochs must be >= 0")
+    if not 0.0 < float(layer_decay) <= 1.0:
+        raise ValueError(f"{name}: layer_decay must be in (0, 1], got {layer_decay}")
+    if head_lr is not None and not float(head_lr) > 0:
+        raise ValueError(f"{name}: head_lr must be positive (or null: lr), got {head_lr}")
+
+
+@_checks("tlrun.methods.l2sp.L2SP", extends="tlrun.methods.finetune.FineTuning")
+def check_l2sp(name: str, *, alpha: float = 0.01, beta: float = 0.01, **_: Any) -> None:
+    if alpha < 0 or beta < 0:
+        raise ValueError(f"{name}: alpha and beta must be >= 0, got alpha={alpha}, beta={beta}")
+
+
+@_checks("tlrun.methods.distill_finetune.DistillFinetune", extends="tlrun.methods.finetune.FineTuning")
+def check_distill_finetune(name: str, *, distill_weight: float = 1.0, temperature: float = 2.0, **_: Any) -> None:
+    if distill_weight < 0 or temperature <= 0:
+        raise ValueError(
+            f"{name}: distill_weight must be >= 0 and temperature > 0, got {distill_weight}, {temperature}"
+        )
+
+
+@_checks("tlrun.methods.multitask.MultiTask", extends="tlrun.methods.finetune.FineTuning")
+def check_multitask(
+    name: str, *, sharing: str = "input", weighting: str = "fixed", source_weight: float = 1.0,
+    target_weight: float = 1.0, **_: Any,
+) -> None:
+    if sharing not in SHARINGS:
+        raise ValueError(f"{name}: sharing must be one of {', '.join(SHARINGS)}, got {sharing!r}")
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"{name}: weighting must be one of {', '.join(WEIGHTINGS)}, got {weighting!r}")
+    weights = (float(source_weight), float(target_weight))
+    if not all(_is_number_at_least_0(weight) for weight in weights) or not any(weights):
+        raise ValueError(
+            f"{name}: source_weight and target_weight must be >= 0, not both 0; got {source_weight}, {target_weight}"
+        )
+
+
+@_checks("tlrun.methods.progressive.Progressive", extends="tlrun.methods.finetune.FineTuning")
+def check_progressive(
+    name: str, *, column2_init: str = "random", lateral_scale: float = 1.0, freeze: str = "none", **_: Any
+) -> None:
+    if column2_init not in COLUMN2_INITS:
+        raise ValueError(f"{name}: column2_init must be one of {', '.join(COLUMN2_INITS)}, got {column2_init!r}")
+    if not _is_number_at_least_0(lateral_scale):
+        raise ValueError(f"{name}: lateral_scale must be a number >= 0, got {lateral_scale!r}")
+    if column2_init == "random" and freeze != "none":
+        raise ValueError(
+            f"{name}: freeze={freeze} would keep randomly drawn column-2 stages as they are; use freeze=none, or "
+            "column2_init=copy to freeze stages copied from the source column"
+        )
+
+
+@_checks(
+    "tlrun.methods.zsl_attribute.AttributeEmbedding", extends="tlrun.methods.deep.DeepMethod",
+    also=("tlrun.methods.devise.LabelEmbedding",),
+)
+def check_attribute_embedding(
+    name: str, *, margin: float = 1.0, violations: str = "max", embedding_dim: int = 64, label_hidden: int = 128,
+    **_: Any,
+) -> None:
+    if margin < 0:
+        raise ValueError(f"{name}: margin must be >= 0, got {margin}")
+    if violations not in ("max", "sum"):
+        raise ValueError(f"{name}: violations must be max or sum, got {violations!r}")
+    if int(embedding_dim) < 1 or int(label_hidden) < 1:
+        raise ValueError(f"{name}: embedding_dim and label_hidden must be positive")
+
+
+# ------------------------------------------------------------------------------------------ closed-form methods
+
+
+@_checks("tlrun.methods.no_adaptation.SourceClassifier", also=("tlrun.methods.no_adaptation.NoAdaptation",))
+def check_source_classifier(
+    name: str, *, classifier: str, classifier_options: Mapping[str, Any] | None = None, **_: Any
+) -> None:
+    chosen_classifier_options(classifier, classifier_options)
+
+
+@_checks("tlrun.methods.coral.CORAL", extends="tlrun.methods.no_adaptation.SourceClassifier")
+def check_coral(name: str, *, regularization: float = 1.0, **_: Any) -> None:
+    if regularization <= 0:
+        raise ValueError(f"regularization must be > 0 (got {regularization})")
+
+
+@_checks("tlrun.methods.kmm.KMM", extends="tlrun.methods.no_adaptation.SourceClassifier")
+def check_kmm(name: str, *, kernel: str = "rbf", bound: float = 10.0, classifier: str = "logreg", **_: Any) -> None:
+    if kernel not in KMM_KERNELS:
+        raise ValueError(f"unknown kernel {kernel!r} for KMM; choose one of: {', '.join(KMM_KERNELS)}")
+    if classifier not in WEIGHTING_CLASSIFIERS:
+        raise ValueError(
+            f"KMM trains a sample-weighted classifier, and {classifier!r} cannot weight samples; "
+            "use classifier=logreg or classifier=linear_svm"
+        )
+    if bound <= 0:
+        raise ValueError(f"bound must be > 0 (got {bound})")
+
+
+@_checks("tlrun.methods.jda.JDA", also=("tlrun.methods.tca.TCA",))
+def check_jda(
+    name: str, *, kernel: str = "linear", dim: int = 100, lamb: float = 1.0, iterations: int = 10,
+    classifier: str = "1nn", classifier_options: Mapping[str, Any] | None = None, **_: Any,
+) -> None:
+    check_kernel(kernel)
+    chosen_classifier_options(classifier, classifier_options)
+    if dim < 1:
+        raise ValueError(f"dim must be >= 1 (got {dim})")
+    if lamb <= 0:
+        raise ValueError(f"lamb must be > 0 (got {lamb})")
+    if iterations < 1:
+        raise ValueError(f"iterations must be >= 1 (got {iterations})")
+
+
+@_checks("tlrun.methods.eszsl.ESZSL")
+def check_eszsl(name: str, *, gamma: float = 1.0, lamb: float = 1.0, **_: Any) -> None:
+    if not (gamma > 0 and lamb > 0):
+        raise ValueError(f"{name}: gamma and lamb must be positive, got {gamma} and {lamb}")
+
+
+@_checks("tlrun.methods.kmeans.KMeansClustering")
+def check_kmeans_clustering(
+    name: str, *, representation: str = "none", representation_options: Mapping[str, Any] | None = None,
+    learn_representation_on: str = "source", n_clusters: int | None = None, n_init: int = 10, max_iter: int = 300,
+    **_: Any,
+) -> None:
+    if learn_representation_on not in REPRESENTATION_DATA:
+        raise ValueError(
+            f"unknown learn_representation_on {learn_representation_on!r}; choose one of: {', '.join(REPRESENTATION_DATA)}"
+        )
+    for key, value in (("n_init", n_init), ("max_iter", max_iter)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{key} must be an integer >= 1, got {value!r}")
+    if n_clusters is not None and (not isinstance(n_clusters, int) or n_clusters < 2):
+        raise ValueError(f"n_clusters must be an integer >= 2 or null (the number of classes), got {n_clusters!r}")
+    _check_encoder(representation, representation_options, "representation_options")
+
+
+@_checks("tlrun.methods.selftaught.SelfTaught")
+def check_self_taught(
+    name: str, *, encoder: str = "sparse_coding", encoder_options: Mapping[str, Any] | None = None,
+    classifier: str = "linear_svm", classifier_options: Mapping[str, Any] | None = None, **_: Any,
+) -> None:
+    chosen_classifier_options(classifier, classifier_options)
+    _check_encoder(encoder, encoder_options, "encoder_options")
+
+
+def _check_count(key: str, value: object, minimum: int, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        allowed = f"an integer >= {minimum}" + (" or None" if optional else "")
+        raise ValueError(f"{key} must be {allowed} (got {value!r})")
+
+
+@_checks("tlrun.methods.stc.SelfTaughtClustering")
+def check_self_taught_clustering(
+    name: str, *, n_clusters: int | None = None, feature_clusters: int = 20, source_clusters: int | None = None,
+    lamb: float = 1.0, iterations: int = 100, init: str = "kmeans", **_: Any,
+) -> None:
+    _check_count("n_clusters", n_clusters, 2, optional=True)
+    _check_count("feature_clusters", feature_clusters, 2)
+    _check_count("source_clusters", source_clusters, 2, optional=True)
+    _check_count("iterations", iterations, 1)
+    if isinstance(lamb, bool) or not isinstance(lamb, (int, float)) or not math.isfinite(lamb) or lamb < 0:
+        raise ValueError(f"lamb must be a finite number >= 0 (got {lamb!r})")
+    if init not in STC_INITS:
+        raise ValueError(f"init must be one of {', '.join(STC_INITS)} (got {init!r})")
