@@ -63,6 +63,13 @@ def test_a_run_whose_process_was_killed_outright_is_ended_killed_by_the_next_run
     for run_id in (alive, elsewhere):
         client.set_terminated(run_id)
 
+    # Resuming a run its dead process left RUNNING continues it: it is not taken for an orphan on the way.
+    stranded = client.create_run(experiment, tags={PROCESS_TAG: f"{socket.gethostname()}:{gone.pid}"}).info.run_id
+    with TrackedRun(experiment="orphans", tracking_uri=mlflow_store, run_id=stranded):
+        pass
+    resumed = client.get_run(stranded)
+    assert resumed.info.status == "FINISHED" and "error" not in resumed.data.tags
+
 
 def test_a_sqlite_store_keeps_its_artifacts_beside_it(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

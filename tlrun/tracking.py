@@ -313,13 +313,14 @@ class TrackedRun:
             if run_id is not None:
                 self.run_id = run_id
                 self.experiment_id = self.client.get_run(run_id).info.experiment_id
-                end_orphaned_runs(self.client, self.experiment_id)
                 self.client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
                 self.client.log_batch(run_id, tags=[RunTag(key, str(value)) for key, value in tags.items()])
             else:
                 self.experiment_id = ensure_experiment(self.client, self.tracking_uri, experiment)
-                end_orphaned_runs(self.client, self.experiment_id)
                 self.run_id = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags).info.run_id
+            # After this run carries this process's tag: a resumed run, left RUNNING by its dead process, is not
+            # taken for an orphan.
+            end_orphaned_runs(self.client, self.experiment_id)
         self.status: str = "RUNNING"
 
     # -- logging -------------------------------------------------------------------------------------------
