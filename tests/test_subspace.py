@@ -5,9 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.linalg
+import scipy.special
 import torch
 
+from tlrun.methods import subspace
 from tlrun.methods.subspace import (
+    DiagonalMinusRankOne,
     KernelMap,
     ReducedLinearKernelMap,
     centered_gram,
@@ -16,7 +19,10 @@ from tlrun.methods.subspace import (
     make_feature_map,
     mmd_factor,
     mmd_of,
+    count_eigenvalues_above,
     solve_mmd_subspace,
+    solve_on_rational_subspace,
+    zolotarev_poles,
 )
 
 NUM_CLASSES = 3
@@ -186,9 +192,126 @@ def test_reduced_linear_centered_gram_is_diagonal_minus_rank_one():
     X, _, _ = shifted_domains(30, 20, 8, seed=4)
     feature_map = ReducedLinearKernelMap(X)
     features = feature_map.transform(X)
+    structured = feature_map.centered_gram(features)
+    assert isinstance(structured, DiagonalMinusRankOne)
+    np.testing.assert_allclose(structured.dense().numpy(), centered_gram(features).numpy(), atol=1e-12)
+    Y = torch.as_tensor(np.random.default_rng(0).normal(size=(8, 3)))
+    np.testing.assert_allclose(structured.times(Y).numpy(), (structured.dense() @ Y).numpy(), atol=1e-12)
+
+
+def reduced_problem(n_source: int, n_target: int, d: int, num_classes: int, seed: int):
+    """Features, MMD factor (with pseudo-labels) and structured ``Fᵀ H F`` of the reduced linear kernel."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(num_classes, d)) * 3
+    source_labels = rng.integers(0, num_classes, n_source)
+    target_labels = rng.integers(0, num_classes, n_target)
+    scales = np.geomspace(1.0, 0.05, d)  # a decaying spectrum, as in bag-of-words features
+    source = (centers[source_labels] + rng.normal(size=(n_source, d))) * scales
+    target = (centers[target_labels] + rng.normal(size=(n_target, d)) + 2.0) * scales
+    X = l2_normalize_rows(torch.as_tensor(np.concatenate([source, target])))
+    feature_map = ReducedLinearKernelMap(X)
+    features = feature_map.transform(X)
+    factor = mmd_factor(source_labels, n_target, num_classes, rng.integers(0, num_classes, n_target), "cpu")
+    return features, factor, feature_map.centered_gram(features)
+
+
+def assert_same_solution(fast, dense, features, centered, rtol=1e-10):
+    """Same eigenvalues, same spanned subspace, same embedding (up to each column's sign), and the constraint."""
+    np.testing.assert_allclose(fast.eigenvalues.numpy(), dense.eigenvalues.numpy(), rtol=rtol)
+    fast_embedding, dense_embedding = features @ fast.unit_norm(), features @ dense.unit_norm()
+    scale = dense_embedding.abs().max()
     np.testing.assert_allclose(
-        feature_map.centered_gram(features).numpy(), centered_gram(features).numpy(), atol=1e-12
+        align_signs(dense_embedding, fast_embedding).numpy() / scale, dense_embedding.numpy() / scale, atol=rtol
     )
+    # the principal angles between the two coefficient subspaces are zero: all cosines 1
+    fast_basis, dense_basis = torch.linalg.qr(fast.coefficients)[0], torch.linalg.qr(dense.coefficients)[0]
+    np.testing.assert_allclose(torch.linalg.svdvals(fast_basis.T @ dense_basis).numpy(), 1.0, atol=rtol)
+    B = fast.coefficients
+    np.testing.assert_allclose((B.T @ centered.times(B)).numpy(), np.eye(B.shape[1]), atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "n_source,n_target,d,num_classes,dim,seed",
+    [(150, 120, 220, 3, 10, 0), (200, 90, 300, 5, 20, 1), (400, 350, 260, 4, 6, 2)],
+)
+def test_rational_subspace_solve_equals_the_dense_solve(n_source, n_target, d, num_classes, dim, seed):
+    features, factor, centered = reduced_problem(n_source, n_target, d, num_classes, seed)
+    mmd_side = (factor.T @ features).T
+    fast = solve_on_rational_subspace(centered, mmd_side, 1.0, dim)
+    assert fast is not None, "the fast path must accept this problem"
+    dense = solve_mmd_subspace(features, factor, lamb=1.0, dim=dim, centered=centered.dense())
+    assert_same_solution(fast, dense, features, centered)
+    assert torch.equal(solve_mmd_subspace(features, factor, 1.0, dim, centered).coefficients, fast.coefficients)
+
+
+def test_rational_subspace_solve_on_a_jda_shaped_problem():
+    """Office+Caltech10's shape: q = 800 features, n ≈ 2000 samples, 10 classes (p = 11), k = 100."""
+    features, factor, centered = reduced_problem(1123, 958, 800, 10, seed=3)
+    mmd_side = (factor.T @ features).T
+    fast = solve_on_rational_subspace(centered, mmd_side, 1.0, 100)
+    assert fast is not None, "the fast path must accept this problem"
+    dense = solve_mmd_subspace(features, factor, lamb=1.0, dim=100, centered=centered.dense())
+    assert_same_solution(fast, dense, features, centered)
+
+
+def test_too_few_poles_fall_back_to_the_dense_solve(monkeypatch):
+    features, factor, centered = reduced_problem(150, 120, 220, 3, seed=0)
+    monkeypatch.setattr(subspace, "ZOLOTAREV_TARGET", 1e-2)  # a few poles: the residual check fails
+    assert solve_on_rational_subspace(centered, (factor.T @ features).T, 1.0, 10) is None
+    fallback = solve_mmd_subspace(features, factor, lamb=1.0, dim=10, centered=centered)
+    dense = solve_mmd_subspace(features, factor, lamb=1.0, dim=10, centered=centered.dense())
+    assert torch.equal(fallback.coefficients, dense.coefficients)
+    assert torch.equal(fallback.eigenvalues, dense.eigenvalues)
+
+
+def test_a_tie_at_the_kth_eigenvalue_falls_back_to_the_dense_solve():
+    """Two coordinates outside the span of ``P = [Q, v]`` with one value ``d`` give ``W`` the eigenvalue
+    ``d/λ`` twice; placed as the ``k``-th and ``(k+1)``-th, the ``k`` wanted eigenvectors are not determined."""
+    features, factor, centered = reduced_problem(150, 120, 220, 3, seed=0)
+    mmd_side = (factor.T @ features).T
+    k, lamb = 10, 1.0
+    mu = 1 / solve_mmd_subspace(features, factor, lamb, dim=k, centered=centered.dense()).eigenvalues
+    tied = float(mu[k - 2] + mu[k - 1]) / 2 * lamb  # between the (k−1)-th and k-th: the pair is k-th and (k+1)-th
+    zeros = torch.zeros(2, dtype=torch.float64)
+    with_tie = DiagonalMinusRankOne(
+        torch.cat([centered.diagonal, torch.full((2,), tied, dtype=torch.float64)]),
+        torch.cat([centered.column_sums, zeros]),
+        centered.n,
+    )
+    padded_mmd_side = torch.cat([mmd_side, torch.zeros(2, mmd_side.shape[1], dtype=torch.float64)])
+    assert count_eigenvalues_above(with_tie, padded_mmd_side, lamb, tied / lamb * (1 - 1e-9)) == k + 1
+    assert count_eigenvalues_above(with_tie, padded_mmd_side, lamb, tied / lamb * (1 + 1e-9)) == k - 1
+    assert solve_on_rational_subspace(with_tie, padded_mmd_side, lamb, k) is None
+    # without the tie (one coordinate), the same problem passes
+    single = DiagonalMinusRankOne(with_tie.diagonal[:-1], with_tie.column_sums[:-1], centered.n)
+    assert solve_on_rational_subspace(single, padded_mmd_side[:-1], lamb, k) is not None
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_eigenvalue_count_by_inertia_equals_the_dense_count(seed):
+    features, factor, centered = reduced_problem(150, 120, 220, 3, seed=seed)
+    mmd_side = (factor.T @ features).T
+    inverse_sqrt = subspace.regularizer_inverse_sqrt(mmd_side, 1.0)
+    whitened = inverse_sqrt(inverse_sqrt(centered.dense()).T)
+    mu = torch.linalg.eigvalsh((whitened + whitened.T) / 2).flip(0)
+    for index in (0, 5, 40, 150):
+        sigma = float(mu[index] + mu[index + 1]) / 2
+        assert count_eigenvalues_above(centered, mmd_side, 1.0, sigma) == index + 1
+
+
+def test_jacobi_dn_equals_scipy():
+    fractions = [0.05, 0.3, 0.5, 0.95]
+    for parameter in (0.0, 0.3, 0.99, 1 - 1e-8):
+        K = scipy.special.ellipk(parameter)
+        expected = scipy.special.ellipj(np.array(fractions) * K, parameter)[2]
+        np.testing.assert_allclose(subspace._jacobi_dn(fractions, parameter), expected, rtol=1e-12)
+
+
+def test_zolotarev_poles_lie_in_the_wanted_interval():
+    poles = zolotarev_poles(0.01, 0.05, 0.06, 40.0, 12)
+    assert len(poles) == 12 and all(0.01 < pole < 0.05 for pole in poles)
+    assert poles == sorted(poles)  # clustered towards β, next to the other interval
+    assert poles[-1] - poles[-2] < poles[1] - poles[0]
 
 
 def test_unknown_kernel_is_an_error():
