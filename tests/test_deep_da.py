@@ -109,6 +109,16 @@ def test_unknown_method_and_selection_score_fail_before_a_run(compose):
         run(compose("method=dann", "dataset.source_val_fraction=0.0", "trainer.select=dev"))
 
 
+@pytest.mark.parametrize("dataset", ["features", "office31", "office_home", "mnist_usps_svhn", "image_folder", "office_caltech10"])
+def test_deep_da_methods_hold_out_source_by_default_and_closed_form_ones_do_not(compose, dataset):
+    """source_val and dev need a held-out source: a deep DA method gets one by default (so every evaluation logs
+    them), while closed-form methods keep the papers' protocol of training on every source sample."""
+    for method, held_out in (("dann", 0.1), ("source_only", 0.1), ("mcc", 0.1), ("jda", 0.0), ("kmm", 0.0)):
+        assert compose(f"method={method}", f"dataset={dataset}").dataset.source_val_fraction == held_out, method
+    assert compose("method=dann", f"dataset={dataset}", "dataset.source_val_fraction=0.3").dataset.source_val_fraction == 0.3
+    assert compose("method=dann").dataset.source_val_fraction == 0.2  # digits holds out 0.2 for every method
+
+
 def test_warmup_schedule_drives_the_reversal_coefficient(compose, monkeypatch):
     method = _built(compose, "dann")
     monkeypatch.setattr(type(method), "progress", lambda self: 0.0)

@@ -14,7 +14,9 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 #: Keys of a group config that describe it rather than configure its ``_target_``.
-META_KEYS = ("name", "family", "scenarios", "summary")
+#: Keys of a method config that describe it rather than configure its constructor; ``source_val_fraction`` is the
+#: default ``dataset.source_val_fraction`` of the datasets that leave the held-out source share to the method.
+META_KEYS = ("name", "family", "scenarios", "summary", "source_val_fraction")
 #: ``backbone.weights=runs:/<run_id>/model``: the weights an earlier run logged (see :mod:`tlrun.tracking`).
 RUN_URI_PREFIX = "runs:/"
 
