@@ -8,7 +8,7 @@ Run by hand from the repository root with the project's venv active:
 Both sides train the same networks (a ResNet-18 backbone on 3×96×96 inputs, randomly initialised, the
 256-unit bottleneck, the 31-way classifier and the 1024-unit domain discriminator, built by
 ``DANN.build_head`` / ``DANN.build_extra`` under the same seed), on the same random pixel rows, with batches of
-32 source + 32 target samples, SGD (momentum 0.9, weight decay 5e-4, the same two parameter groups), the
+32 source + 32 target samples, SGD (momentum 0.9, weight decay 1e-3, the same two parameter groups), the
 ``inv`` learning-rate schedule and DANN's warm-up of the gradient-reversal coefficient.
 
 - ours: ``tlrun.methods.dann.DANN.fit`` (Lightning ``Trainer``, ``CombinedLoader`` of two cycling loaders,
@@ -57,7 +57,7 @@ BATCH = 32  # per domain: 64 samples per step
 SEED = 0
 TARGET_OVERHEAD = 10.0  # %
 # The method's settings (DANN's config defaults, with the inv schedule); the plain loop reads the same values.
-METHOD = dict(batch_size=BATCH, lr=0.01, momentum=0.9, weight_decay=5e-4, lr_schedule="inv", report_every=0,
+METHOD = dict(batch_size=BATCH, lr=0.01, momentum=0.9, weight_decay=1e-3, lr_schedule="inv", report_every=0,
               bottleneck_dim=256, discriminator_hidden=1024, transfer_weight=1.0, warmup_gamma=10.0)
 
 

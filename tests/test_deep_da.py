@@ -67,6 +67,36 @@ def test_transfer_term_is_nonzero_and_reaches_the_feature_extractor(compose, nam
     assert gradient > 0, f"{name}: the transfer term sends no gradient into the feature extractor"
 
 
+@pytest.mark.parametrize("name", ADAPTATION_METHODS)
+def test_the_training_step_adds_the_transfer_term_to_what_the_extractor_learns(compose, name, monkeypatch):
+    """Through ``training_step`` itself, mid-training (the warm-up well above 0): the step's loss is CE plus the
+    weighted transfer term, and the feature extractor's gradient differs from the one CE alone gives."""
+    method = _built(compose, name)
+    method.train()
+    monkeypatch.setattr(type(method), "progress", lambda self: 0.5)
+    monkeypatch.setattr(type(method), "log", lambda self, *args, **kwargs: None)  # no trainer to log to
+    source, target, labels = _shifted_batches()
+    extractor = list(method.backbone.parameters()) + list(method.bottleneck.parameters())
+
+    def step(transfer_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+        method.transfer_weight = transfer_weight
+        method._epoch_sums = {}
+        method.zero_grad()
+        torch.manual_seed(0)  # the same dropout masks and generator noise in both steps
+        loss = method.training_step({"source": (source, labels), "target": target}, 0)
+        loss.backward()
+        return loss.detach(), torch.cat([p.grad.flatten() for p in extractor])
+
+    loss, gradient = step(1.0)
+    terms = {name: float(total[0]) for name, total in method._epoch_sums.items()}
+    assert terms["transfer_loss"] != 0.0 and np.isfinite(terms["transfer_loss"])
+    weight = 1.0 if method.reversal is not None else method.warmup_factor()
+    assert float(loss) == pytest.approx(terms["classification_loss"] + weight * terms["transfer_loss"], rel=1e-5)
+    loss_alone, gradient_alone = step(0.0)
+    assert float(loss_alone) == pytest.approx(terms["classification_loss"], rel=1e-5)
+    assert (gradient - gradient_alone).abs().max() > 1e-6, f"{name}: the transfer term does not reach the extractor"
+
+
 def test_domain_batch_layers_and_unknown_layer():
     source, target, labels = _shifted_batches(4)
     logits = torch.randn(8, 3)
@@ -86,16 +116,31 @@ def test_frozen_call_passes_gradient_to_inputs_only():
 
 
 @pytest.mark.parametrize(
-    "override, message",
+    "method, override, message",
     [
-        ("method.layers=[featurs]", "layers must be one or more of"),
-        ("method.warmup=slow", "warmup must be one of"),
-        ("method.transfer_weight=-1", "transfer_weight must be a number"),
+        ("ddc", "method.layers=[featurs]", "layers must be one or more of"),
+        ("dan", "method.layers=[features,logit]", "layers must be one or more of"),
+        ("deep_coral", "method.layers=[probabilites]", "layers must be one or more of"),
+        ("cmd", "method.layers=[logits]", "layers must be bounded in"),
+        ("ddc", "method.warmup=slow", "warmup must be one of"),
+        ("dann", "method.warmup=Dann", "warmup must be one of"),
+        ("ddc", "method.transfer_weight=-1", "transfer_weight must be a number"),
+        ("cdan", "method.randomized=yes", "randomized must be auto, true or false"),
+        ("dsn", "method.difference_reduction=average", "difference_reduction must be sum or mean"),
     ],
 )
-def test_misspelt_options_are_errors_not_a_zero_transfer_term(compose, override, message):
+def test_misspelt_options_are_errors_not_a_zero_transfer_term(compose, method, override, message):
     with pytest.raises(TlrunError, match=message):
-        run(compose("method=ddc", override, *QUICK))
+        run(compose(f"method={method}", override, *QUICK))
+
+
+@pytest.mark.parametrize("method", ADAPTATION_METHODS)
+def test_a_misspelt_option_name_is_an_error(compose, method):
+    """A key the method does not have (``method.transfer_wieght``) cannot pass silently into a default run."""
+    from hydra.errors import ConfigCompositionException
+
+    with pytest.raises(ConfigCompositionException, match="transfer_wieght"):
+        compose(f"method={method}", "method.transfer_wieght=2")
 
 
 def test_unknown_method_and_selection_score_fail_before_a_run(compose):

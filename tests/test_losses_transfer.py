@@ -323,6 +323,21 @@ def test_difference_loss_is_zero_for_orthogonal_codes_and_positive_otherwise():
         difference_loss(shared, private[:5])
 
 
+def test_centred_averaged_difference_loss_as_dsn_uses_it():
+    """center=True, reduction="mean" (DSN's setting): 0 for codes whose centred columns are orthogonal, whatever
+    their offsets (the uncentred loss is not), and the mean of the squared correlations otherwise."""
+    hadamard = t([[1.0, 1.0, 1.0], [-1.0, 1.0, -1.0], [1.0, -1.0, -1.0], [-1.0, -1.0, 1.0]])  # columns sum to 0
+    shared, private = hadamard[:, :1] + 5.0, hadamard[:, 1:] - 2.0  # orthogonal once centred, equal row norms
+    assert difference_loss(shared, private, center=True, reduction="mean").item() == pytest.approx(0.0, abs=1e-12)
+    assert difference_loss(shared, private).item() > 0.1
+    shared, private = sample(6, 2, seed=0), sample(6, 3, seed=1)
+    centred_c, centred_p = (x.numpy() - x.numpy().mean(axis=0) for x in (shared, private))
+    H_c = centred_c / (np.linalg.norm(centred_c, axis=1, keepdims=True) + 1e-6)
+    H_p = centred_p / (np.linalg.norm(centred_p, axis=1, keepdims=True) + 1e-6)
+    expected = np.mean((H_c.T @ H_p) ** 2)
+    assert difference_loss(shared, private, center=True, reduction="mean").item() == pytest.approx(expected, rel=1e-12)
+
+
 def test_scale_invariant_mse_is_the_variance_of_the_error_and_ignores_a_constant_shift():
     target, reconstruction = sample(3, 1, 4, 4, seed=0), sample(3, 1, 4, 4, seed=1)
     d = (target - reconstruction).reshape(3, -1).numpy()
