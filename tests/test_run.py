@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 from tlrun.config import load_option
 from tlrun.data.base import DataError
 from tlrun.errors import TlrunError
-from tlrun.run import run
+from tlrun.run import preflight, run
 from tlrun.scenarios import ScenarioError
 
 
@@ -126,6 +126,33 @@ def test_images_need_an_image_backbone(compose, tmp_path):
     _image_tree(tmp_path / "office31")
     with pytest.raises(TlrunError, match="backbone=resnet18"):
         run(compose("dataset=office31", f"dataset.root={tmp_path / 'office31'}", experiment="e2e-errors"))
+
+
+def test_images_need_a_named_backbone_when_auto_cannot_read_them(compose, tmp_path):
+    _image_tree(tmp_path / "office31")
+    with pytest.raises(TlrunError, match=r"what backbone=auto chose.*backbone=resnet50 backbone.weights=imagenet"):
+        run(compose("method=dann", "dataset=office31", f"dataset.root={tmp_path / 'office31'}", experiment="e2e-errors"))
+
+
+def test_backbone_auto_gives_deep_methods_a_cnn_on_image_rows_only(compose, tmp_path, capsys):
+    """Flat 16×16 images as features: a deep method reads them with LeNet, a closed-form one as they are (never
+    through an untrained CNN); without image_shape both read the rows as vectors; a named backbone is kept."""
+    rng = np.random.default_rng(0)
+    for domain in ("mnist", "usps"):
+        np.savez(tmp_path / f"{domain}.npz", X=rng.random((20, 256)), y=np.arange(20) % 2)
+    features = ("dataset=features", f"dataset.root={tmp_path}", "dataset.source=mnist", "dataset.target=usps")
+    images = (*features, "dataset.image_shape=[1,16,16]")
+    chosen = {
+        (method, shape is not None): preflight(compose(f"method={method}", *(images if shape else features))).cfg.backbone.name
+        for method in ("dann", "source_only", "jda") for shape in (None, "16")
+    }
+    assert chosen == {("dann", True): "lenet", ("source_only", True): "lenet", ("jda", True): "identity",
+                      ("dann", False): "identity", ("source_only", False): "identity", ("jda", False): "identity"}
+    assert preflight(compose("method=dann")).cfg.backbone.name == "identity"  # the embedded digits: 64 pixels
+    assert preflight(compose("method=finetune")).cfg.backbone.name == "lenet"  # the family's own default
+    capsys.readouterr()
+    assert preflight(compose("method=dann", *images, "backbone=identity")).cfg.backbone.name == "identity"
+    assert "serves a CNN (e.g. backbone=lenet)" in capsys.readouterr().err
 
 
 def test_features_dataset_with_the_primal_form(compose, mlflow_store, tmp_path):

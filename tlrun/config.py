@@ -58,6 +58,13 @@ def dataset_scenarios() -> dict[str, list[str]]:
     return {name: list(_load_option("dataset", name).scenarios) for name in group_options("dataset")}
 
 
+def natural_backbone(dataset: DictConfig, family: str | None) -> str:
+    """What ``backbone=auto`` stands for: ``lenet`` for a deep method on rows that are images (the dataset sets
+    ``image_shape``), else ``identity`` (closed-form methods read the features as they are, never through an
+    untrained CNN). Image-file datasets need a named backbone; preflight says so."""
+    return "lenet" if family == "deep" and dataset.get("image_shape") else "identity"
+
+
 def method_table() -> str:
     """The method × scenario table (plain text), as ``tlrun --help`` and the README show it."""
     from tlrun.scenarios import SCENARIOS

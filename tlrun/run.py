@@ -23,7 +23,7 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from tlrun.config import (RUN_URI_PREFIX, constructor_arguments, dataset_scenarios, group_options, instantiate,
-                          load_option, method_scenarios)
+                          load_option, method_scenarios, natural_backbone)
 from tlrun.data.base import Domain, TransferDataset
 from tlrun.errors import TlrunError
 from tlrun.scenarios import (
@@ -77,6 +77,10 @@ def preflight(cfg: DictConfig) -> Plan:
             cfg.scenario = resolved
     check_fit(method, cfg.scenario.name, cfg.dataset.name, list(cfg.dataset.scenarios), methods, dataset_scenarios())
     _check_method_settings(cfg.method)
+    auto_backbone = cfg.backbone.name == "auto"
+    if auto_backbone:
+        with open_dict(cfg):
+            cfg.backbone = load_option("backbone", natural_backbone(cfg.dataset, cfg.method.get("family")))
     if cfg.scenario.name == "zeroshot":
         from tlrun.data.preprocess import check_row_wise
 
@@ -116,8 +120,10 @@ def preflight(cfg: DictConfig) -> Plan:
     if dataset.holds_images and cfg.backbone.get("image_size") is None:
         image_backbones = [name for name in group_options("backbone") if load_option("backbone", name).get("image_size")]
         raise TlrunError(
-            f"dataset {cfg.dataset.name!r} holds image files, which backbone {cfg.backbone.name!r} cannot read; "
-            f"choose one of: {', '.join('backbone=' + name for name in image_backbones)}"
+            f"dataset {cfg.dataset.name!r} holds image files, which backbone {cfg.backbone.name!r}"
+            f"{' (what backbone=auto chose)' if auto_backbone else ''} cannot read; "
+            f"choose one of: {', '.join('backbone=' + name for name in image_backbones)} "
+            "(e.g. backbone=resnet50 backbone.weights=imagenet)"
         )
     flat_backbone = cfg.backbone.name in ("identity", "mlp")
     if cfg.dataset.get("image_shape") and flat_backbone and str(cfg.dataset.get("augment", "none")) == "none":
