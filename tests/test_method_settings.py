@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from tlrun.backbones import MLP
 from tlrun.classifiers import make_classifier
-from tlrun.config import constructor_arguments, group_options
+from tlrun.config import constructor_arguments, group_options, option_keys
 from tlrun.errors import TlrunError
 from tlrun.methods.settings import CHECKS, CLASSIFIERS, OWN_CHECKS, WEIGHTING_CLASSIFIERS, check_settings
 from tlrun.run import run
@@ -58,3 +58,29 @@ def test_the_config_less_its_metadata_is_what_the_constructor_gets():
     node = OmegaConf.create({"name": "x", "family": "deep", "scenarios": ["da"], "summary": "s",
                              "_target_": "a.B", "_partial_": False, "epochs": 3, "pretrain_epochs": "${epochs}"})
     assert constructor_arguments(node) == {"epochs": 3, "pretrain_epochs": 3}
+
+
+@pytest.mark.parametrize("method", group_options("method"))
+def test_every_setting_a_method_config_defines_is_a_constructor_argument(compose, method):
+    """option_keys (what preflight accepts without a +) is the composed method config, and every key of it but the
+    metadata reaches the constructor, which takes each as a parameter."""
+    settings = compose(f"method={method}").method
+    assert option_keys("method", method) == set(settings)
+    parameters = set()
+    for cls in _class(settings._target_).__mro__:
+        if "__init__" in vars(cls):
+            parameters |= set(inspect.signature(cls.__init__).parameters)
+    assert set(constructor_arguments(settings)) <= parameters, method
+
+
+@pytest.mark.parametrize("recipe", group_options("experiment"))
+def test_the_recipes_set_only_settings_their_methods_have(compose, recipe):
+    settings = compose(f"+experiment={recipe}").method
+    assert set(settings) <= option_keys("method", str(settings.name)), recipe
+
+
+def test_an_added_key_the_method_does_not_have_fails_before_any_mlflow_run(compose, mlflow_store):
+    with pytest.raises(TlrunError, match="method.transfer_wieght: method dann has no such setting; its settings: "
+                                         "backbone_lr_mult, batch_size"):
+        run(compose("method=dann", "+method.transfer_wieght=2", experiment="added-key"))
+    assert MlflowClient(tracking_uri=mlflow_store).get_experiment_by_name("added-key") is None

@@ -48,6 +48,19 @@ def load_option(group: str, option: str) -> DictConfig:
     return _load_option(group, option).copy()
 
 
+def option_keys(group: str, option: str) -> set[str]:
+    """The keys a group option defines, with those of the configs its defaults list merges into it
+    (``- /method_base/deep_da@_here_``, ``- deep@_here_``): what ``<group>.<key>=`` may set without a ``+``."""
+    node = _load_option(group, option)
+    keys = {str(key) for key in node if key != "defaults"}
+    for entry in node.get("defaults", []):
+        if isinstance(entry, str) and entry.endswith("@_here_"):
+            path = entry[: -len("@_here_")]
+            sub_group, sub_option = path.lstrip("/").rsplit("/", 1) if path.startswith("/") else (group, path)
+            keys |= option_keys(sub_group, sub_option)
+    return keys
+
+
 def method_scenarios() -> dict[str, list[str]]:
     """Every method's declared scenarios, read from ``conf/method/*.yaml``: the registry of methods."""
     return {name: list(_load_option("method", name).scenarios) for name in group_options("method")}

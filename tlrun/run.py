@@ -22,8 +22,8 @@ import numpy as np
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from tlrun.config import (RUN_URI_PREFIX, constructor_arguments, dataset_scenarios, group_options, instantiate,
-                          load_option, method_scenarios, natural_backbone)
+from tlrun.config import (META_KEYS, RUN_URI_PREFIX, constructor_arguments, dataset_scenarios, group_options,
+                          instantiate, load_option, method_scenarios, natural_backbone, option_keys)
 from tlrun.data.base import Domain, TransferDataset
 from tlrun.errors import TlrunError
 from tlrun.scenarios import (
@@ -134,9 +134,15 @@ def preflight(cfg: DictConfig) -> Plan:
 
 
 def _check_method_settings(method: DictConfig) -> None:
-    """The method's constructor arguments, checked as its class checks them (:mod:`tlrun.methods.settings`)."""
+    """The method's constructor arguments, checked as its class checks them (:mod:`tlrun.methods.settings`); a key
+    its config does not define (``+method.transfer_wieght=2``) is refused here, not by the constructor in a run."""
     from tlrun.methods.settings import check_settings
 
+    known = option_keys("method", str(method.name))
+    unknown = sorted(set(map(str, method)) - known)
+    if unknown:
+        settings = sorted(key for key in known - set(META_KEYS) if not key.startswith("_"))
+        raise TlrunError(f"method.{unknown[0]}: method {method.name} has no such setting; its settings: {', '.join(settings)}")
     try:
         check_settings(str(method.get("_target_", "")), constructor_arguments(method))
     except (ValueError, TypeError) as error:
@@ -478,7 +484,7 @@ def run_job(cfg: DictConfig) -> RunOutcome:
     from tlrun.tracking import TrackedRun, flatten, interrupts_stop_the_run
 
     deep = cfg.method.family == "deep"
-    # Closed-form methods are built before a run opens (an unknown +method.<key> fails here); deep ones need the data.
+    # Closed-form methods are built before a run opens (what only their constructor checks fails here); deep ones need the data.
     try:
         method = None if deep else construct(lambda: instantiate(cfg.method), "method")
     except TlrunError as error:  # as in preflight: no run opens, the sweep's parent keeps the message
