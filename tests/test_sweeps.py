@@ -70,6 +70,8 @@ def test_a_two_by_two_sweep_is_one_parent_with_four_children(tmp_path, mlflow_st
     assert parent.data.tags["sweep"] == str((tmp_path / "sweep").resolve())
     assert parent.info.end_time >= max(c.info.end_time for c in children)
     assert f"sweep run {parent.info.run_id} ended FINISHED" in result.stdout
+    if launcher == "submitit":  # its jobs all run at once here: one CPU thread each (hydra.launcher.cpus_per_task)
+        assert {c.data.tags["threads"] for c in children} == {"1"}
 
 
 def test_a_sweep_stopped_after_two_of_four_jobs_and_relaunched_adds_exactly_two_runs(tmp_path, mlflow_store):

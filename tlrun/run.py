@@ -26,6 +26,7 @@ from tlrun.config import (META_KEYS, RUN_URI_PREFIX, constructor_arguments, data
                           instantiate, load_option, method_scenarios, natural_backbone, option_keys)
 from tlrun.data.base import Domain, TransferDataset
 from tlrun.errors import TlrunError
+from tlrun.threads import check_threads, current_launcher, limited_threads, run_threads
 from tlrun.scenarios import (
     LABELED_TARGET_SCENARIOS,
     EvaluationData,
@@ -62,6 +63,7 @@ def preflight(cfg: DictConfig) -> Plan:
         raise TlrunError(f"set {', '.join(missing)} on the command line (e.g. {missing[0]}=...)")
     if not isinstance(cfg.seed, int):
         raise TlrunError(f"seed must be an integer, got {cfg.seed!r}")
+    check_threads(cfg.get("threads", "auto"))
     _check_select(str(cfg.trainer.get("select", "last")), cfg.method.get("family"),
                   float(cfg.dataset.get("source_val_fraction", 0.0)))
     methods = method_scenarios()
@@ -324,6 +326,7 @@ def _tags(cfg: DictConfig, weights_run: str | None = None) -> dict[str, str]:
         "version.tlrun": tlrun.__version__,
         "version.torch": torch.__version__,
         "version.sklearn": sklearn.__version__,
+        "threads": str(torch.get_num_threads()),
     }
     if tags["selection"] == "oracle":
         tags["selection.oracle"] = "true"
@@ -492,11 +495,17 @@ def run_job(cfg: DictConfig) -> RunOutcome:
         raise
     resolved = OmegaConf.to_container(cfg, resolve=True)
     run_name = f"{cfg.method.name} {task_name(cfg)}"
-    with interrupts_stop_the_run(), distributed.rank_zero(cfg), _job_device(cfg) as (device, trainer_kwargs), TrackedRun(
-        experiment=cfg.logger.experiment, tracking_uri=cfg.logger.tracking_uri, run_name=run_name,
-        tags={"resumed": time.strftime("%Y-%m-%d %H:%M:%S")} if resume else _tags(cfg, plan.weights_run) | {HASH_TAG: digest},
-        run_id=resume,
-    ) as tracked:
+    with (
+        interrupts_stop_the_run(),
+        distributed.rank_zero(cfg),
+        _job_device(cfg) as (device, trainer_kwargs),
+        limited_threads(run_threads(cfg.get("threads", "auto"), current_launcher())),
+        TrackedRun(
+            experiment=cfg.logger.experiment, tracking_uri=cfg.logger.tracking_uri, run_name=run_name,
+            tags={"resumed": time.strftime("%Y-%m-%d %H:%M:%S")} if resume else _tags(cfg, plan.weights_run) | {HASH_TAG: digest},
+            run_id=resume,
+        ) as tracked,
+    ):
         if not resume:
             tracked.log_params(flatten(resolved) | ({"lineage.weights_run": plan.weights_run} if plan.weights_run else {}))
             tracked.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
