@@ -127,3 +127,40 @@ def test_a_ctrl_c_whose_keyboard_interrupt_python_swallowed_still_ends_the_run_k
                 pytest.fail("the write after a swallowed Ctrl-C must raise")
         assert MlflowClient(tracking_uri=mlflow_store).get_run(run.run_id).info.status == "KILLED"
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def _open_at_the_barrier(barrier, uri: str, results) -> None:
+    """A forked process: wait for the others, then open the store and create a run in it."""
+    from tlrun.tracking import ensure_experiment, open_client
+
+    barrier.wait()
+    try:
+        client = open_client(uri)
+        experiment_id = ensure_experiment(client, uri, "race")
+        client.create_run(experiment_id)
+        results.put("ok")
+    except Exception as error:  # noqa: BLE001 - reported to the test
+        results.put(f"{type(error).__name__}: {error}")
+
+
+def _open_a_fresh_store_side_by_side(folder, processes: int = 4) -> list[str]:
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    barrier, results = context.Barrier(processes), context.Queue()
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    workers = [context.Process(target=_open_at_the_barrier, args=(barrier, uri, results)) for _ in range(processes)]
+    for worker in workers:
+        worker.start()
+    outcomes = [results.get(timeout=120) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=30)
+    return outcomes
+
+
+def test_runs_opened_side_by_side_on_a_fresh_sqlite_store_all_open(tmp_path):
+    """MLflow builds a new sqlite store's tables in whichever process opens it first; processes opening it at once
+    all ran the migrations and all but one failed (``duplicate column name: step``), which lost the first runs of
+    a benchmark's parallel workers. tlrun opens a sqlite store under a lock beside it."""
+    assert _open_a_fresh_store_side_by_side(tmp_path) == ["ok"] * 4
+    assert (tmp_path / "mlflow.db.lock").exists()

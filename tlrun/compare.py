@@ -708,9 +708,9 @@ def main(arguments: list[str]) -> int:
         return 0
     settings = parse_settings(arguments)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    from mlflow.tracking import MlflowClient
+    from tlrun.tracking import open_client
 
-    client = MlflowClient(tracking_uri=str(settings["tracking_uri"]))
+    client = open_client(str(settings["tracking_uri"]))
     selection = select_runs(client, settings["experiment"], settings["sweep"], settings["tags"])
     report(client, selection.runs, str(settings["metric"]), str(settings["better"]), out_dir=Path(settings["out"]),
            parent_run_id=selection.parent_run_id, heading=f"Runs: {selection.description} ({settings['tracking_uri']})")

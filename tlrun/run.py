@@ -428,13 +428,11 @@ def _resumed_config(cfg: DictConfig) -> DictConfig:
 
     from mlflow.artifacts import download_artifacts
     from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    from tlrun.tracking import PROCESS_TAG, configured_uri, process_alive
+    from tlrun.tracking import PROCESS_TAG, configured_uri, open_client, process_alive
 
     run_id, uri = str(cfg.resume), configured_uri(cfg)
     try:
-        record = MlflowClient(tracking_uri=uri).get_run(run_id)
+        record = open_client(uri).get_run(run_id)
     except MlflowException:
         raise TlrunError(f"resume={run_id}: the MLflow store {uri} has no such run (set logger.tracking_uri to the "
                          "store the run was tracked in)") from None

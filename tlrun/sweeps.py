@@ -94,11 +94,9 @@ def parent_of_job() -> str | None:
 
 def client_for(config: DictConfig) -> Any:
     """An ``MlflowClient`` on the config's store."""
-    from mlflow.tracking import MlflowClient
+    from tlrun.tracking import configured_uri, open_client
 
-    from tlrun.tracking import configured_uri
-
-    return MlflowClient(tracking_uri=configured_uri(config))
+    return open_client(configured_uri(config))
 
 
 def open_parent(config: DictConfig) -> tuple[Any, str]:

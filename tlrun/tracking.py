@@ -10,6 +10,7 @@ Default store: ``sqlite:///<cwd>/outputs/mlflow.db`` with artifacts in ``<cwd>/o
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import signal
@@ -192,7 +193,7 @@ def fetch_run_weights(uri: str, tracking_uri: str, destination: Path) -> tuple[s
     run_id, _, artifact_path = uri.removeprefix(RUN_URI_PREFIX).strip("/").partition("/")
     if not run_id or not artifact_path:
         raise TlrunError(f"backbone.weights={uri}: expected runs:/<run_id>/{MODEL_ARTIFACT} (or .../{MODEL_ARTIFACT}/{MODEL_FILE})")
-    client = MlflowClient(tracking_uri=tracking_uri)
+    client = open_client(tracking_uri)
     try:
         client.get_run(run_id)
     except MlflowException:
@@ -221,6 +222,34 @@ def _batched(items: list, size: int = _MAX_BATCH) -> Iterable[list]:
         yield items[start : start + size]
 
 
+def _sqlite_file(tracking_uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` store; ``None`` for another store or an in-memory one."""
+    database = tracking_uri.removeprefix("sqlite:///")
+    if not tracking_uri.startswith("sqlite:///") or database == ":memory:":
+        return None
+    return Path(database)
+
+
+def open_client(tracking_uri: str) -> MlflowClient:
+    """An ``MlflowClient`` of the store ``tracking_uri``; a sqlite store is opened under an exclusive ``flock`` on
+    ``<database>.lock`` beside it.
+
+    MLflow creates a new sqlite store's tables (and migrates an old one) when a process first opens it; two processes
+    doing so at the same moment both run the migrations, and one fails (``duplicate column name: step``), so runs
+    started side by side on a fresh store (two ``tlrun`` commands, a benchmark's worker processes) would fail
+    before opening. Other stores, and a folder that does not exist yet, are opened without the lock.
+    """
+    database = _sqlite_file(tracking_uri)
+    if database is None or not database.resolve().parent.is_dir():
+        return MlflowClient(tracking_uri=tracking_uri)
+    with open(f"{database}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            return MlflowClient(tracking_uri=tracking_uri)
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def ensure_experiment(client: MlflowClient, tracking_uri: str, name: str) -> str:
     """The id of experiment ``name``, created if needed; in a sqlite store (tlrun's default ``outputs/mlflow.db``
     or another), a new experiment keeps its artifacts beside the database, in ``mlartifacts/`` (MLflow's own
@@ -228,10 +257,8 @@ def ensure_experiment(client: MlflowClient, tracking_uri: str, name: str) -> str
     found = client.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
-    artifact_location = None
-    database = tracking_uri.removeprefix("sqlite:///")
-    if tracking_uri.startswith("sqlite:///") and database != ":memory:":
-        artifact_location = Path(database).resolve().parent.joinpath("mlartifacts").as_uri()
+    database = _sqlite_file(tracking_uri)
+    artifact_location = None if database is None else database.resolve().parent.joinpath("mlartifacts").as_uri()
     try:
         return client.create_experiment(name, artifact_location=artifact_location)
     except Exception:  # created meanwhile by a parallel job of the same sweep
@@ -307,7 +334,7 @@ class TrackedRun:
         """Create a run in ``experiment``, or with ``run_id``, reopen that run (status RUNNING again) to go on
         logging into it (a resumed run)."""
         self.tracking_uri = tracking_uri or default_tracking_uri()
-        self.client = MlflowClient(tracking_uri=self.tracking_uri)
+        self.client = open_client(self.tracking_uri)
         tags = (tags or {}) | {PROCESS_TAG: this_process()}
         with interrupts_deferred():
             if run_id is not None:
