@@ -38,7 +38,7 @@ def main() -> None:
             for target in TARGETS:
                 scores = [
                     100 * run(compose("config", overrides=[
-                        f"method={method}", f"dataset.target={target}", f"seed={seed}",
+                        f"method={method}", f"dataset.target={target}", f"seed={seed}", "backbone=identity",
                         f"cache_dir={folder}", "logger.experiment=bench-digits", "trainer.enable_progress_bar=false",
                     ]))
                     for seed in SEEDS

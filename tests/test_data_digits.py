@@ -49,6 +49,12 @@ def test_shifts_change_the_images():
             assert not np.allclose(Digits(target=domain).load(domain).X, base), domain
 
 
+def test_image_shape_is_fixed_at_8x8():
+    Digits(image_shape=[1, 8, 8]).check()
+    with pytest.raises(DataError, match=r"fixed at \[1, 8, 8\].*dataset=features"):
+        Digits(image_shape=[1, 16, 16]).check()
+
+
 def test_unknown_domain_lists_choices():
     with pytest.raises(DataError) as info:
         Digits(target="mnist").check()

@@ -190,6 +190,38 @@ def test_trains_end_to_end_on_digits(compose, mlflow_store, name):
     assert {"config.yaml", "confusion_matrix.png", "per_class_target_acc.csv"} <= artifacts
 
 
+def test_pixelda_generated_images_leave_the_batch_norm_statistics_that_evaluation_uses(compose):
+    """The generated batch trains the classifier but must not move the running statistics that evaluation on real
+    target images normalises by (an unbounded generator's ±50 pixels once made every target image one class)."""
+    method = _built(compose, "pixelda")
+    method.train()
+    source, target, labels = _shifted_batches()
+    norm = next(layer for layer in method.bottleneck.modules() if isinstance(layer, torch.nn.BatchNorm1d))
+    momentum = norm.momentum
+    batch = method.forward_domains(source, labels, target)  # the real batches do update them
+    before = norm.running_mean.clone(), norm.running_var.clone()
+    assert not torch.equal(before[0], torch.zeros_like(before[0]))
+    method.generator.tail.bias.data.fill_(50.0)  # a generator far off the data range
+    transfer = method.transfer_loss(batch)
+    assert torch.equal(norm.running_mean, before[0]) and torch.equal(norm.running_var, before[1])
+    assert norm.momentum == momentum
+    method.zero_grad()
+    transfer.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in method.bottleneck.parameters())
+
+
+def test_dann_adapts_beyond_its_no_transfer_control(compose):
+    """The adversarial term itself must lift target accuracy. The control is DANN with ``transfer_weight=0``: the
+    target batches still pass the network (its batch norm sees them), which alone beats source_only; before the
+    defaults were fixed, DANN's whole gain over source_only came from that (65.1 against 64.7 on seed 0, the
+    discriminator winning within 2 epochs on the identity backbone, or oscillating on LeNet at lr 0.01).
+    Default settings, full length (seed 0: ~82 against ~69)."""
+    common = ["method=dann", "seed=0", "diagnostics=false", "trainer.enable_progress_bar=false"]
+    adapted = run(compose(*common, experiment="dann-vs-control"))
+    control = run(compose(*common, "method.transfer_weight=0", experiment="dann-vs-control"))
+    assert adapted >= control + 0.05, (adapted, control)
+
+
 def test_selection_restores_the_chosen_epoch_and_oracle_is_tagged(compose, mlflow_store):
     client = MlflowClient(tracking_uri=mlflow_store)
     common = ["method=dann", "method.epochs=3", "+trainer.limit_train_batches=2", "trainer.enable_progress_bar=false"]

@@ -148,7 +148,8 @@ def test_backbone_auto_gives_deep_methods_a_cnn_on_image_rows_only(compose, tmp_
     }
     assert chosen == {("dann", True): "lenet", ("source_only", True): "lenet", ("jda", True): "identity",
                       ("dann", False): "identity", ("source_only", False): "identity", ("jda", False): "identity"}
-    assert preflight(compose("method=dann")).cfg.backbone.name == "identity"  # the embedded digits: 64 pixels
+    assert preflight(compose("method=dann")).cfg.backbone.name == "lenet"  # the embedded digits: 8 x 8 images
+    assert preflight(compose("method=jda")).cfg.backbone.name == "identity"  # ... read as 64 pixels by closed forms
     assert preflight(compose("method=finetune")).cfg.backbone.name == "lenet"  # the family's own default
     capsys.readouterr()
     assert preflight(compose("method=dann", *images, "backbone=identity")).cfg.backbone.name == "identity"

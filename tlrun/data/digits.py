@@ -48,6 +48,7 @@ from tlrun.data.base import (
     ZeroShotDomains,
     check_domains,
     check_same_classes,
+    image_shape_option,
     sha256_file,
 )
 
@@ -188,6 +189,8 @@ class Digits(TransferDataset):
         augment: training-time augmentation policy (see :data:`~tlrun.data.base.AUGMENTATIONS`).
         unseen: the digits held out as unseen classes in ``zeroshot`` (default :data:`DEFAULT_UNSEEN`); at least
             one, and at least two digits must stay seen.
+        image_shape: the rows' image shape, fixed at ``[1, 8, 8]``: the config states it so that ``backbone=auto``
+            reads the rows as images (LeNet for a deep method); any other value is an error.
     """
 
     name = "digits"
@@ -202,9 +205,11 @@ class Digits(TransferDataset):
         source_val_fraction: float = 0.2,
         augment: str = "none",
         unseen: int | tuple[int, ...] | list[int] = DEFAULT_UNSEEN,
+        image_shape: tuple[int, ...] | list[int] = IMAGE_SHAPE,
     ) -> None:
         super().__init__(root, source, target, preprocess, source_val_fraction, augment)
         self.unseen = (unseen,) if isinstance(unseen, int) else tuple(unseen)
+        self.image_shape = image_shape
 
     def check(self) -> None:
         super().check()
@@ -212,6 +217,11 @@ class Digits(TransferDataset):
         if not valid or len(set(self.unseen)) != len(self.unseen) or not 1 <= len(self.unseen) <= 8:
             raise DataError(
                 f"dataset.unseen must list 1 to 8 distinct digits in 0..9 (at least two stay seen), got {list(self.unseen)}"
+            )
+        if image_shape_option(self.image_shape) != IMAGE_SHAPE:
+            raise DataError(
+                f"dataset.image_shape of digits is fixed at {list(IMAGE_SHAPE)} (8 x 8 grey images), got {self.image_shape!r}; "
+                "to feed other image sizes, use dataset=features with your own arrays"
             )
 
     def _images(self) -> tuple[np.ndarray, np.ndarray]:

@@ -36,6 +36,7 @@ class SDT(DomainAdaptation):
         temperature: ``τ`` of the soft labels.
         soft_label_weight: ``ν``.
         pseudo_label_threshold: confidence needed for a target sample to enter ``L_soft``.
+        lr: 0.001 by default, as :class:`~tlrun.methods.dann.DANN` (a two-player game).
         **kwargs: those of :class:`~tlrun.methods.adaptation.DomainAdaptation`.
     """
 
@@ -46,9 +47,10 @@ class SDT(DomainAdaptation):
         temperature: float = 2.0,
         soft_label_weight: float = 0.1,
         pseudo_label_threshold: float = 0.9,
+        lr: float = 1e-3,
         **kwargs: Any,
     ) -> None:
-        super().__init__(backbone, **kwargs)
+        super().__init__(backbone, lr=lr, **kwargs)
         check_sdt(
             type(self).__name__, discriminator_hidden=discriminator_hidden, temperature=temperature,
             soft_label_weight=soft_label_weight, pseudo_label_threshold=pseudo_label_threshold,
