@@ -128,7 +128,10 @@ def test_default_run_and_a_sweep(tmp_path, mlflow_store):
 
 def test_ctrl_c_ends_the_run_killed_and_keeps_its_metrics(tmp_path, mlflow_store):
     process = subprocess.Popen(
-        [_tlrun(), "method.iterations=100000", "logger.experiment=cli-sigint", f"hydra.run.dir={tmp_path / 'run'}"],
+        # A deep run of many epochs: the default JDA stops at its fixed point (13 iterations, ~1 s on digits), which
+        # could come before the signal.
+        [_tlrun(), "method=source_only", "method.epochs=100000", "diagnostics=false", "logger.experiment=cli-sigint",
+         f"hydra.run.dir={tmp_path / 'run'}"],
         cwd=tmp_path, env=_env(mlflow_store), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     client = MlflowClient(tracking_uri=mlflow_store)

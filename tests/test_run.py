@@ -154,6 +154,9 @@ def test_backbone_auto_gives_deep_methods_a_cnn_on_image_rows_only(compose, tmp_
     capsys.readouterr()
     assert preflight(compose("method=dann", *images, "backbone=identity")).cfg.backbone.name == "identity"
     assert "serves a CNN (e.g. backbone=lenet)" in capsys.readouterr().err
+    for method in ("jda", "zsl_attribute"):  # they read the digits' pixels as they are by design: no note
+        assert preflight(compose(f"method={method}")).cfg.backbone.name == "identity"
+    assert "serves a CNN" not in capsys.readouterr().err
 
 
 def test_features_dataset_with_the_primal_form(compose, mlflow_store, tmp_path):

@@ -127,8 +127,11 @@ def preflight(cfg: DictConfig) -> Plan:
             f"choose one of: {', '.join('backbone=' + name for name in image_backbones)} "
             "(e.g. backbone=resnet50 backbone.weights=imagenet)"
         )
+    # Closed-form methods read the rows as they are by design, and the zero-shot methods embed them so.
+    reads_through_a_network = cfg.method.get("family") == "deep" and cfg.scenario.name != "zeroshot"
     flat_backbone = cfg.backbone.name in ("identity", "mlp")
-    if cfg.dataset.get("image_shape") and flat_backbone and str(cfg.dataset.get("augment", "none")) == "none":
+    if (reads_through_a_network and cfg.dataset.get("image_shape") and flat_backbone
+            and str(cfg.dataset.get("augment", "none")) == "none"):
         print(f"tlrun: note: backbone={cfg.backbone.name} reads each sample as a flat vector; "
               f"dataset.image_shape={list(cfg.dataset.image_shape)} serves a CNN (e.g. backbone=lenet)", file=sys.stderr)
     dataset.check()
@@ -428,6 +431,7 @@ def _resumed_config(cfg: DictConfig) -> DictConfig:
 
     from mlflow.artifacts import download_artifacts
     from mlflow.exceptions import MlflowException
+
     from tlrun.tracking import PROCESS_TAG, configured_uri, open_client, process_alive
 
     run_id, uri = str(cfg.resume), configured_uri(cfg)

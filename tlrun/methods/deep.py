@@ -589,7 +589,14 @@ class DeepMethod(pl.LightningModule, Method):
                 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
                 # Frozen copies (teachers, a progressive net's source column) stay in eval mode on purpose.
                 warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
-                trainer.fit(self, ckpt_path=str(context.resume_from) if context.resume_from else None)  # data: train_dataloader
+                try:
+                    trainer.fit(self, ckpt_path=str(context.resume_from) if context.resume_from else None)  # data: train_dataloader
+                except SystemExit as error:
+                    # Lightning answers Ctrl-C by shutting down gracefully and calling sys.exit(1): an interruption,
+                    # which the runner ends KILLED with exit code 130, not a failure with exit code 1.
+                    if trainer.interrupted:
+                        raise KeyboardInterrupt("interrupted during training") from error
+                    raise
             self.to(self._predict_device)
             self._restore_selected()
             if diagnostics:
