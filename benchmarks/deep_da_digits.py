@@ -43,10 +43,6 @@ def control(lr: float) -> str:
     return f"control (λ = 0, lr {lr:g})"
 
 
-def control_overrides(lr: float) -> list[str]:
-    return ["method=dann", "method.transfer_weight=0", f"method.lr={lr}"]
-
-
 def run_cell(row: str, overrides: list[str], seed: int, folder: str) -> tuple[str, int, float, float]:
     """One run in a worker process: ``(row, seed, target accuracy in %, the method's lr)``."""
     from hydra import compose, initialize_config_dir
@@ -79,7 +75,7 @@ def main() -> None:
 
     shift = [*args.overrides, f"dataset.source={args.source}", f"dataset.target={args.target}"]
     rows = {method: [f"method={method}", *shift] for method in args.methods}
-    rows.update({control(lr): [*control_overrides(lr), *shift] for lr in args.controls})
+    rows.update({control(lr): ["method=dann", "method.transfer_weight=0", f"method.lr={lr}", *shift] for lr in args.controls})
     scores: dict[str, dict[int, float]] = {row: {} for row in rows}
     learning_rates: dict[str, float] = {}
     started = time.perf_counter()
