@@ -79,3 +79,25 @@ def test_what_cannot_be_resumed_says_why(compose, mlflow_store, tmp_path):
     client.update_run(closed_form, status="RUNNING")
     with pytest.raises(TlrunError, match="still RUNNING"):
         run_job(compose(f"resume={closed_form}", experiment="resume-errors"))
+
+
+def test_resume_builds_only_what_tlrun_configs_name(compose, mlflow_store, tmp_path):
+    """A store's artifacts are data: a config.yaml edited to name a foreign _target_ is refused before anything is
+    built (here ``builtins.open`` would create a marker file)."""
+    import yaml
+
+    client = MlflowClient(tracking_uri=mlflow_store)
+    run_id = run_job(compose("method=coral", experiment="resume-tampered")).run_id
+    checkpoint = tmp_path / "last.ckpt"
+    checkpoint.write_bytes(b"not read")
+    client.set_tag(run_id, CHECKPOINT_TAG, str(checkpoint))
+    client.set_terminated(run_id, "KILLED")
+    stored = yaml.safe_load(Path(client.download_artifacts(run_id, "config.yaml", str(tmp_path))).read_text())
+    marker = tmp_path / "marker"
+    stored["dataset"] = {**stored["dataset"], "_target_": "builtins.open", "file": str(marker), "mode": "w"}
+    client.log_text(run_id, yaml.safe_dump(stored), "config.yaml")
+
+    with pytest.raises(TlrunError, match=r"refused: .*dataset\._target_=builtins\.open"):
+        run_job(compose(f"resume={run_id}", experiment="resume-tampered"))
+    assert not marker.exists()
+    assert client.get_run(run_id).info.status == "KILLED"  # the refused resume did not reopen the run

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -59,6 +59,34 @@ def option_keys(group: str, option: str) -> set[str]:
             sub_group, sub_option = path.lstrip("/").rsplit("/", 1) if path.startswith("/") else (group, path)
             keys |= option_keys(sub_group, sub_option)
     return keys
+
+
+def _targets_in(node: Any) -> Iterator[tuple[str, Any]]:
+    """Every ``_target_`` in a nested dict/list tree, as ``(dotted path of its node, value)``."""
+    stack: list[tuple[str, Any]] = [("", node)]
+    while stack:
+        path, node = stack.pop()
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, value in items:
+            if key == "_target_":
+                yield path or "<root>", value
+            else:
+                stack.append((f"{path}.{key}" if path else str(key), value))
+
+
+@lru_cache(maxsize=None)
+def known_targets() -> frozenset[str]:
+    """Every ``_target_`` that tlrun's own config tree names (methods, datasets, backbones, launchers...): the only
+    objects a config read back from a store (``resume=``) may build."""
+    found: set[str] = set()
+    for path in config_dir().rglob("*.yaml"):
+        found.update(str(target) for _, target in _targets_in(OmegaConf.to_container(OmegaConf.load(path))))
+    return frozenset(found)
+
+
+def foreign_targets(tree: dict[str, Any]) -> list[str]:
+    """``path._target_=value`` for every ``_target_`` of a plain config tree that tlrun's config tree does not name."""
+    return sorted(f"{path}._target_={target}" for path, target in _targets_in(tree) if target not in known_targets())
 
 
 def method_scenarios() -> dict[str, list[str]]:

@@ -22,8 +22,8 @@ import numpy as np
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from tlrun.config import (META_KEYS, RUN_URI_PREFIX, constructor_arguments, dataset_scenarios, group_options,
-                          instantiate, load_option, method_scenarios, natural_backbone, option_keys)
+from tlrun.config import (META_KEYS, RUN_URI_PREFIX, constructor_arguments, dataset_scenarios, foreign_targets,
+                          group_options, instantiate, load_option, method_scenarios, natural_backbone, option_keys)
 from tlrun.data.base import Domain, TransferDataset
 from tlrun.errors import TlrunError
 from tlrun.threads import check_threads, current_launcher, limited_threads, run_threads
@@ -453,8 +453,15 @@ def _resumed_config(cfg: DictConfig) -> DictConfig:
         raise TlrunError(f"resume={run_id}: its checkpoint {checkpoint} is gone (was the cache_dir cleaned, or is "
                          "this another machine?); run it again instead")
     with tempfile.TemporaryDirectory() as scratch:
-        resumed = OmegaConf.load(download_artifacts(run_id=run_id, artifact_path="config.yaml", tracking_uri=uri,
-                                                    dst_path=scratch))
+        stored = OmegaConf.load(download_artifacts(run_id=run_id, artifact_path="config.yaml", tracking_uri=uri,
+                                                   dst_path=scratch))
+    # The store is data, not code: anyone who can write its artifacts could name any callable as a _target_.
+    tree = OmegaConf.to_container(stored, resolve=True)
+    refused = foreign_targets(tree)
+    if refused:
+        raise TlrunError(f"resume={run_id}: refused: the run's stored config.yaml names {', '.join(refused)}, which "
+                         "none of tlrun's configs does (was the artifact edited?); nothing was built or run")
+    resumed = OmegaConf.create(tree)
     with open_dict(resumed):
         resumed.logger = cfg.logger
         resumed.resume = run_id
