@@ -359,7 +359,7 @@ def join_training(plan: Any) -> None:
     with contextlib.ExitStack() as stack:
         with contextlib.redirect_stdout(io.StringIO()):  # rank 0 already printed the notes
             device, trainer_kwargs = stack.enter_context(runner._job_device(cfg))
-        training, _, source = runner._load_and_split(plan, _Untracked(), None)
+        training, _, source = runner._split_data(plan, runner.load_data(plan), _Untracked(), None)
         method = runner._build_deep_method(plan, source)
         # Saving a checkpoint is collective: a worker calls it when rank 0 does (only rank 0 writes), and a resumed
         # run's workers start from rank 0's checkpoint.

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from tlrun.config import (META_KEYS, RUN_URI_PREFIX, constructor_arguments, dataset_scenarios, foreign_targets,
                           group_options, instantiate, load_option, method_scenarios, natural_backbone, option_keys)
-from tlrun.data.base import Domain, TransferDataset
+from tlrun.data.base import Domain, TransferDataset, ZeroShotDomains
 from tlrun.errors import TlrunError
 from tlrun.threads import check_threads, current_launcher, limited_threads, run_threads
 from tlrun.scenarios import (
@@ -360,8 +360,34 @@ def _sweep_tags() -> dict[str, str]:
     return {"sweep": sweep_tag(hydra_cfg.sweep.dir), "sweep_job": str(hydra_cfg.job.num)} | ({PARENT_TAG: parent} if parent else {})
 
 
-def _load_and_split(plan: Plan, tracked: Any, feature_device: str | None) -> tuple[TrainingData, EvaluationData, Domain]:
-    """Load the data the scenario needs and split it; closed-form methods (``feature_device`` set) get features.
+@dataclass(frozen=True)
+class LoadedData:
+    """The domains a run needs, read and checked before its MLflow run opens (a bad file opens no run)."""
+
+    #: The source and target domains (``None`` in ``zeroshot``).
+    pair: tuple[Domain, Domain] | None = None
+    #: The labeled scenarios' separate test domain, when the dataset has one.
+    target_test: Domain | None = None
+    #: The seen/unseen split of a ``zeroshot`` run.
+    zeroshot: ZeroShotDomains | None = None
+
+    def domains(self) -> tuple[Domain, ...]:
+        if self.zeroshot is not None:
+            return self.zeroshot.domains()
+        return (*self.pair, *([self.target_test] if self.target_test is not None else []))
+
+
+def load_data(plan: Plan) -> LoadedData:
+    """Read every domain the scenario needs (raises :class:`~tlrun.data.base.DataError` on a bad file)."""
+    dataset, scenario = plan.dataset, plan.cfg.scenario.name
+    if scenario == "zeroshot":
+        return LoadedData(zeroshot=dataset.load_zeroshot())
+    target_test = dataset.load_target_test() if scenario in LABELED_TARGET_SCENARIOS else None
+    return LoadedData(pair=dataset.load_pair(), target_test=target_test)
+
+
+def _split_data(plan: Plan, loaded: LoadedData, tracked: Any, feature_device: str | None) -> tuple[TrainingData, EvaluationData, Domain]:
+    """Split the loaded data as the scenario says; closed-form methods (``feature_device`` set) get features.
 
     Returns the training and evaluation data and a domain whose samples are of the training kind (it sizes a
     deep method's backbone). The data files' checksums become run tags.
@@ -370,19 +396,17 @@ def _load_and_split(plan: Plan, tracked: Any, feature_device: str | None) -> tup
     as_features = (lambda domain: _features(plan, domain, feature_device)) if feature_device else (lambda domain: domain)
     augment = str(getattr(plan.dataset, "augment", "none"))
     source_val_fraction = float(cfg.dataset.get("source_val_fraction", 0.0))
-    if scenario.name == "zeroshot":
-        domains = plan.dataset.load_zeroshot()
-        loaded = domains.domains()
+    if loaded.zeroshot is not None:
+        domains = loaded.zeroshot
         domains = dataclasses.replace(
-            domains, **{key: as_features(domain) for key, domain in zip(("train", "test_seen", "test_unseen"), loaded)}
+            domains, **{key: as_features(domain) for key, domain in zip(("train", "test_seen", "test_unseen"), domains.domains())}
         )
         # The zero-shot target is the unseen classes (digits: under the source's shift), whatever dataset.target says.
         tracked.set_tags({"target": domains.test_unseen.name, "unseen": ",".join(domains.classes[k] for k in domains.unseen)})
         training, evaluation = split_zeroshot(domains, seed=cfg.seed, source_val_fraction=source_val_fraction, augment=augment)
         source = domains.train
     else:
-        loaded = plan.dataset.load_pair()
-        source, target = (as_features(domain) for domain in loaded)
+        source, target = (as_features(domain) for domain in loaded.pair)
         training, evaluation = split(
             source,
             target,
@@ -392,10 +416,10 @@ def _load_and_split(plan: Plan, tracked: Any, feature_device: str | None) -> tup
             target_labels_per_class=scenario.get("target_labels_per_class"),
             target_label_fraction=scenario.get("target_label_fraction"),
             target_val_fraction=float(scenario.get("target_val_fraction", 0.0)),
-            target_test=plan.dataset.load_target_test() if scenario.name in LABELED_TARGET_SCENARIOS else None,
+            target_test=loaded.target_test,
             augment=augment,
         )
-    tracked.set_tags({f"data.sha256.{name}": digest for d in loaded for name, digest in d.checksums.items()})
+    tracked.set_tags({f"data.sha256.{name}": digest for d in loaded.domains() for name, digest in d.checksums.items()})
     return training, evaluation, source
 
 
@@ -496,8 +520,10 @@ def run_job(cfg: DictConfig) -> RunOutcome:
     from tlrun.tracking import TrackedRun, flatten, interrupts_stop_the_run
 
     deep = cfg.method.family == "deep"
-    # Closed-form methods are built before a run opens (what only their constructor checks fails here); deep ones need the data.
+    # The data is read and checked, and closed-form methods are built (what only their constructor checks fails
+    # here), before a run opens; deep methods need the data to size their network.
     try:
+        loaded = load_data(plan)
         method = None if deep else construct(lambda: instantiate(cfg.method), "method")
     except TlrunError as error:  # as in preflight: no run opens, the sweep's parent keeps the message
         record_failed_before_run(cfg, str(error))
@@ -530,7 +556,7 @@ def run_job(cfg: DictConfig) -> RunOutcome:
         started = time.perf_counter()  # after the GPU claim: duration_s leaves out any wait for a free GPU
         seed_everything(cfg.seed)
 
-        training, evaluation, source = _load_and_split(plan, tracked, None if deep else device)
+        training, evaluation, source = _split_data(plan, loaded, tracked, None if deep else device)
         tracked.log_params({"data.n_source_train": str(len(training.source)), "data.n_target_train": str(len(training.target)),
                             "data.n_target_val": str(len(training.target_val) if training.target_val else 0),
                             "data.n_target_test": str(len(evaluation.target_test))})
