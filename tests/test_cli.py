@@ -89,6 +89,44 @@ def test_an_unknown_group_option_is_one_clear_line_without_heavy_imports(tmp_pat
     assert result.stdout.strip().endswith("HEAVY=")
 
 
+def test_a_misspelt_key_is_one_line_naming_the_settings_without_heavy_imports(tmp_path, mlflow_store):
+    """Hydra's own message would suggest +method.lamdb=1, which adds a key no method reads."""
+    result = _probe(tmp_path, mlflow_store, "method=jda", "method.lamdb=1")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "tlrun: error: method.lamdb: method jda has no such setting (did you mean method.lamb?); its settings: "
+        "classifier, classifier_options, dim, gamma, iterations, kernel, lamb")
+    assert "+method" not in result.stderr and result.stdout.strip().endswith("HEAVY=")
+
+
+@pytest.mark.parametrize("arguments, error", [
+    (["method=jdaa"], "unknown method 'jdaa' (did you mean jda?); choose one of: "),
+    (["seeed=1"], "seeed: no such setting (did you mean seed?); settings: "),
+    (["--multirun", "method=jda,dann", "method.dim=30"], "method.dim: method dann has no such setting; its settings: "),
+    (["dataset.roott=x"], "dataset.roott: dataset digits has no such setting; its settings: augment"),
+    (["dataset=features", "dataset.roott=x"], "dataset.roott: dataset features has no such setting (did you mean dataset.root?)"),
+    (["backbone.weights=imagenet"], "backbone.weights: backbone=auto has no settings; name the backbone"),
+    (["trainer.max_epochs=3"], "trainer.max_epochs: trainer cpu has no such setting"),
+])
+def test_misspelt_options_and_keys_are_named_with_the_closest_name(arguments, error):
+    from tlrun.cli import unknown_setting
+
+    assert (unknown_group_option(arguments) or unknown_setting(arguments) or "").startswith(error)
+
+
+def test_keys_the_chosen_options_define_pass_the_key_check():
+    from tlrun.cli import unknown_setting
+
+    for arguments in (
+        ["method.lamb=2", "seed=1", "hydra.run.dir=x", "+trainer.limit_train_batches=2"],
+        ["method=finetune", "backbone.weights=x"],  # finetune's own backbone (lenet)
+        ["+experiment=zsl_cub", "method.margin=2", "dataset.root=x"],  # the recipe's method and dataset
+        ["method=jda", "scenario.target_labels_per_class=3"],  # scenario=auto holds every scenario's keys
+        ["method=${oc.env:M}", "method.anything=1"],  # Hydra's syntax leaves the method open
+    ):
+        assert unknown_setting(arguments) is None, arguments
+
+
 def test_only_plain_options_of_tlruns_groups_are_checked_before_hydra():
     assert unknown_group_option(["+experiment=nope"]).startswith("unknown experiment 'nope'; choose one of: ")
     assert unknown_group_option(["--multirun", "method=jda,danm"]).startswith("unknown method 'danm'")
@@ -126,27 +164,28 @@ def test_default_run_and_a_sweep(tmp_path, mlflow_store):
     assert "original→thick" in summary
 
 
-def test_ctrl_c_ends_the_run_killed_and_keeps_its_metrics(tmp_path, mlflow_store):
+@pytest.mark.parametrize("sent, exit_code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupt_ends_the_run_killed_and_keeps_its_metrics(tmp_path, mlflow_store, sent, exit_code):
     process = subprocess.Popen(
         # A deep run of many epochs: the default JDA stops at its fixed point (13 iterations, ~1 s on digits), which
         # could come before the signal.
-        [_tlrun(), "method=source_only", "method.epochs=100000", "diagnostics=false", "logger.experiment=cli-sigint",
+        [_tlrun(), "method=source_only", "method.epochs=100000", "diagnostics=false", f"logger.experiment=cli-{sent.name}",
          f"hydra.run.dir={tmp_path / 'run'}"],
         cwd=tmp_path, env=_env(mlflow_store), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     client = MlflowClient(tracking_uri=mlflow_store)
     deadline, run_id = time.monotonic() + 120, None
     while time.monotonic() < deadline and process.poll() is None:
-        experiment = client.get_experiment_by_name("cli-sigint")
+        experiment = client.get_experiment_by_name(f"cli-{sent.name}")
         runs = client.search_runs([experiment.experiment_id]) if experiment else []
         if runs and len(client.get_metric_history(runs[0].info.run_id, "target_acc")) >= 3:
             run_id = runs[0].info.run_id
             break
         time.sleep(0.5)
     assert run_id is not None, process.communicate(timeout=10)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(sent)
     _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130, stderr
+    assert process.returncode == exit_code, stderr  # the shell's convention: 128 + the signal's number
     record = client.get_run(run_id)
     assert record.info.status == "KILLED"
     assert len(client.get_metric_history(run_id, "target_acc")) >= 3

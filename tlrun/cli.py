@@ -8,7 +8,11 @@ the rest and imports torch and MLflow only once the configuration has passed its
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+import traceback
+from difflib import get_close_matches
 from typing import Any
 
 import hydra
@@ -16,7 +20,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from tlrun.config import GROUPS, config_dir, group_options, register_resolvers
+from tlrun.config import (GROUPS, config_dir, group_options, no_such_setting, option_keys, option_overrides,
+                          primary_defaults, register_resolvers, top_level_keys)
 from tlrun.errors import TlrunError
 
 register_resolvers()
@@ -35,8 +40,31 @@ def _hydra_main(cfg: DictConfig) -> Any:
             raise  # the sweep's other jobs still run; Hydra reports the failure when they are done
         sys.exit(2)
     except KeyboardInterrupt:
-        print("tlrun: interrupted; the MLflow run is marked KILLED and keeps what it logged", file=sys.stderr)
-        sys.exit(130)
+        signum = interrupting_signal()
+        print(f"tlrun: interrupted ({signal.Signals(signum).name}); the MLflow run is marked KILLED and keeps what it "
+              "logged", file=sys.stderr)
+        sys.exit(128 + signum)  # the shell's convention: 130 for Ctrl-C, 143 for SIGTERM
+    except Exception as error:
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise
+        _report_unexpected(error)
+        sys.exit(1)
+
+
+def interrupting_signal() -> int:
+    """The signal that interrupted the run (SIGINT unless tlrun's handler saw another, see :mod:`tlrun.tracking`)."""
+    tracking = sys.modules.get("tlrun.tracking")
+    return getattr(tracking, "interrupted_by", None) or signal.SIGINT
+
+
+def _report_unexpected(error: BaseException) -> None:
+    """An error tlrun did not foresee: one ``tlrun: error:`` line, last; the traceback before it only on request
+    (``HYDRA_FULL_ERROR=1``), since a run that opened keeps it as its ``error.txt`` artifact."""
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        traceback.print_exception(error)
+    message = " ".join(f"{type(error).__name__}: {error}".split())
+    print(f"tlrun: error: {message} (unexpected: a run that had opened ended FAILED with the traceback in its "
+          "error.txt; HYDRA_FULL_ERROR=1 prints it here)", file=sys.stderr)
 
 
 #: Characters of Hydra's override grammar beyond a plain option name (interpolation, quoting, lists, sweeps such
@@ -44,21 +72,83 @@ def _hydra_main(cfg: DictConfig) -> Any:
 _OVERRIDE_SYNTAX = set("${}()[]'\" \\")
 
 
+def _adds_config_folders(arguments: list[str]) -> bool:
+    """Options may then come from elsewhere: such command lines are left to Hydra."""
+    return any(argument.startswith(("hydra.searchpath", "--config-dir", "-cd")) for argument in arguments)
+
+
+def _group_choices(argument: str) -> tuple[str, list[str]] | None:
+    """``(group, options)`` of a ``[+]group=option[,option...]`` override of a config group in ``conf/``; ``None``
+    for anything else, and for values in Hydra's richer syntax (interpolations, ``choice(...)``)."""
+    key, equals, value = argument.partition("=")
+    group = key.lstrip("+")
+    if not equals or group not in GROUPS or not value or value == "null" or _OVERRIDE_SYNTAX & set(value):
+        return None
+    return group, value.split(",")
+
+
 def unknown_group_option(arguments: list[str]) -> str | None:
     """The error for the first ``group=option`` (or ``+group=option``) override of a config group in ``conf/``
-    whose option does not exist, ``None`` when there is none. A comma-separated sweep must list options only.
-    Values in Hydra's richer syntax, and command lines that add config folders, are left to Hydra."""
-    if any(argument.startswith(("hydra.searchpath", "--config-dir", "-cd")) for argument in arguments):
+    whose option does not exist (with the closest name), ``None`` when there is none. A comma-separated sweep
+    must list options only. Values in Hydra's richer syntax, and command lines that add config folders, are left
+    to Hydra."""
+    if _adds_config_folders(arguments):
         return None
-    for argument in arguments:
-        key, equals, value = argument.partition("=")
-        group = key.lstrip("+")
-        if not equals or group not in GROUPS or not value or value == "null" or _OVERRIDE_SYNTAX & set(value):
-            continue
+    for group, choices in filter(None, map(_group_choices, arguments)):
         options = group_options(group)
-        unknown = [choice for choice in value.split(",") if choice not in options]
+        unknown = [choice for choice in choices if choice not in options]
         if unknown:
-            return f"unknown {group} {unknown[0]!r}; choose one of: {', '.join(options)}"
+            close = get_close_matches(unknown[0], options, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            return f"unknown {group} {unknown[0]!r}{hint}; choose one of: {', '.join(options)}"
+    return None
+
+
+def chosen_options(arguments: list[str]) -> dict[str, list[str] | None]:
+    """The option(s) of each config group a command line composes: given on it, else set by its ``+experiment``,
+    else by the chosen method (a method may set its backbone), else ``conf/config.yaml``'s; ``None`` where Hydra's
+    richer syntax leaves it open."""
+    chosen: dict[str, list[str] | None] = {group: [option] for group, option in primary_defaults().items()}
+    given = dict(_group_choices(argument) or (None, None) for argument in arguments)
+    given.pop(None, None)
+    for experiment in given.get("experiment") or []:
+        chosen |= {group: [option] for group, option in option_overrides("experiment", experiment).items()}
+    methods = given.get("method", chosen.get("method")) or []
+    backbones = {option_overrides("method", method).get("backbone") for method in methods}
+    if len(backbones) == 1 and None not in backbones:
+        chosen["backbone"] = list(backbones)
+    elif len(backbones) > 1:  # a sweep over methods that choose different backbones
+        chosen["backbone"] = None
+    unclear = {argument.partition("=")[0].lstrip("+") for argument in arguments if _group_choices(argument) is None}
+    return chosen | given | {group: None for group in GROUPS if group in unclear}
+
+
+def unknown_setting(arguments: list[str]) -> str | None:
+    """The error for the first ``<group>.<key>=value`` whose chosen group option has no ``key`` (with the closest
+    name and the option's settings), or a top-level ``key=value`` that tlrun's config does not define; ``None``
+    when there is none. Hydra's own message for them points to ``+<group>.<key>=``, which would add a setting
+    nothing reads. ``+key`` additions, ``hydra.*`` and command lines that add config folders are left to Hydra."""
+    if _adds_config_folders(arguments):
+        return None
+    chosen = chosen_options(arguments)
+    top_level = None if chosen.get("experiment") else top_level_keys()  # a recipe may add top-level keys (task)
+    for argument in arguments:
+        key, equals, _ = argument.partition("=")
+        if not equals or argument.startswith(("+", "~", "-")):
+            continue
+        group, dot, path = key.partition(".")
+        if not dot:
+            if top_level is not None and "/" not in key and key not in GROUPS and key not in top_level:
+                close = get_close_matches(key, sorted(top_level), n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                return f"{key}: no such setting{hint}; settings: {', '.join(sorted(top_level))}, and the groups {', '.join(GROUPS)}"
+            continue
+        if group not in GROUPS or group == "experiment" or not chosen.get(group):
+            continue
+        setting = path.split(".")[0]
+        for option in chosen[group]:
+            if setting not in option_keys(group, option):
+                return no_such_setting(group, option, setting)
     return None
 
 
@@ -73,12 +163,16 @@ def main() -> None:
         from importlib import import_module
 
         try:
-            sys.exit(import_module(SUBCOMMANDS[sys.argv[1]]).main(sys.argv[2:]))
+            code = import_module(SUBCOMMANDS[sys.argv[1]]).main(sys.argv[2:])
         except TlrunError as error:
             print(f"tlrun: error: {error}", file=sys.stderr)
             sys.exit(2)
-    error = unknown_group_option(sys.argv[1:])
-    if error:  # Hydra's own message for it spans a screen
+        except Exception as error:
+            _report_unexpected(error)
+            sys.exit(1)
+        sys.exit(code)
+    error = unknown_group_option(sys.argv[1:]) or unknown_setting(sys.argv[1:])
+    if error:  # Hydra's own message for it spans a screen, or points the wrong way
         print(f"tlrun: error: {error}", file=sys.stderr)
         sys.exit(2)
     _hydra_main()

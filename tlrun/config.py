@@ -48,16 +48,19 @@ def load_option(group: str, option: str) -> DictConfig:
     return _load_option(group, option).copy()
 
 
+def _here_path(group: str, entry: str) -> tuple[str, str]:
+    """``(group, option)`` of a defaults-list entry ``[/other_group/]option@_here_`` of a ``group`` option."""
+    path = entry[: -len("@_here_")]
+    return tuple(path.lstrip("/").rsplit("/", 1)) if path.startswith("/") else (group, path)
+
+
 def option_keys(group: str, option: str) -> set[str]:
     """The keys a group option defines, with those of the configs its defaults list merges into it
     (``- /method_base/deep_da@_here_``, ``- deep@_here_``): what ``<group>.<key>=`` may set without a ``+``."""
-    node = _load_option(group, option)
-    keys = {str(key) for key in node if key != "defaults"}
-    for entry in node.get("defaults", []):
+    keys = {str(key) for key in _load_option(group, option) if key != "defaults"}
+    for entry in _load_option(group, option).get("defaults", []):
         if isinstance(entry, str) and entry.endswith("@_here_"):
-            path = entry[: -len("@_here_")]
-            sub_group, sub_option = path.lstrip("/").rsplit("/", 1) if path.startswith("/") else (group, path)
-            keys |= option_keys(sub_group, sub_option)
+            keys |= option_keys(*_here_path(group, entry))
     return keys
 
 
@@ -87,6 +90,59 @@ def known_targets() -> frozenset[str]:
 def foreign_targets(tree: dict[str, Any]) -> list[str]:
     """``path._target_=value`` for every ``_target_`` of a plain config tree that tlrun's config tree does not name."""
     return sorted(f"{path}._target_={target}" for path, target in _targets_in(tree) if target not in known_targets())
+
+
+def _defaults_entries(group: str, option: str) -> list[Any]:
+    """The defaults list of a group option and of the configs it merges into itself (``...@_here_``)."""
+    node = _load_option(group, option)
+    entries = list(node.get("defaults", []))
+    for entry in list(entries):
+        if isinstance(entry, str) and entry.endswith("@_here_"):
+            entries += _defaults_entries(*_here_path(group, entry))
+    return entries
+
+
+def option_overrides(group: str, option: str) -> dict[str, str]:
+    """The group choices a group option's defaults list overrides (``- override /method: jda``; a recipe, or a
+    method that sets its own backbone), as ``{group: option}``."""
+    overrides = {}
+    for entry in _defaults_entries(group, option):
+        if isinstance(entry, DictConfig):
+            for key, value in entry.items():
+                words = str(key).split()
+                if len(words) == 2 and words[0] == "override":
+                    overrides[words[1].lstrip("/").split("@")[0]] = str(value)
+    return overrides
+
+
+def primary_defaults() -> dict[str, str]:
+    """The option ``conf/config.yaml`` chooses for each config group (``{method: jda, dataset: digits, ...}``)."""
+    chosen = {}
+    for entry in OmegaConf.load(config_dir() / "config.yaml").defaults:
+        if isinstance(entry, DictConfig):
+            chosen.update({str(key): str(value) for key, value in entry.items()})
+    return chosen
+
+
+def top_level_keys() -> set[str]:
+    """The settings ``conf/config.yaml`` defines at its top level (``seed``, ``threads``...), groups and ``hydra``
+    left out."""
+    return {str(key) for key in OmegaConf.load(config_dir() / "config.yaml") if key not in ("defaults", "hydra")}
+
+
+def no_such_setting(group: str, option: str, key: str) -> str:
+    """The error for ``<group>.<key>=...`` when the chosen option defines no ``key``: the closest names, and every
+    setting it has (Hydra's own message would send the user to ``+<group>.<key>``, which adds a key nobody reads)."""
+    from difflib import get_close_matches
+
+    described = set(META_KEYS) if group == "method" else {"name", "family", "scenarios", "summary"}
+    settings = sorted(name for name in option_keys(group, option) - described if not name.startswith("_"))
+    close = get_close_matches(key, settings, n=1)
+    hint = f" (did you mean {group}.{close[0]}?)" if close else ""
+    if not settings:
+        example = " (e.g. backbone=resnet50 backbone.weights=imagenet)" if group == "backbone" else ""
+        return f"{group}.{key}: {group}={option} has no settings; name the {group} to set its keys{example}"
+    return f"{group}.{key}: {group} {option} has no such setting{hint}; its settings: {', '.join(settings)}"
 
 
 def method_scenarios() -> dict[str, list[str]]:

@@ -22,8 +22,9 @@ import numpy as np
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from tlrun.config import (META_KEYS, RUN_URI_PREFIX, constructor_arguments, dataset_scenarios, foreign_targets,
-                          group_options, instantiate, load_option, method_scenarios, natural_backbone, option_keys)
+from tlrun.config import (RUN_URI_PREFIX, constructor_arguments, dataset_scenarios, foreign_targets,
+                          group_options, instantiate, load_option, method_scenarios, natural_backbone, no_such_setting,
+                          option_keys)
 from tlrun.data.base import Domain, TransferDataset, ZeroShotDomains
 from tlrun.errors import TlrunError
 from tlrun.threads import check_threads, current_launcher, limited_threads, run_threads
@@ -143,11 +144,9 @@ def _check_method_settings(method: DictConfig) -> None:
     its config does not define (``+method.transfer_wieght=2``) is refused here, not by the constructor in a run."""
     from tlrun.methods.settings import check_settings
 
-    known = option_keys("method", str(method.name))
-    unknown = sorted(set(map(str, method)) - known)
+    unknown = sorted(set(map(str, method)) - option_keys("method", str(method.name)))
     if unknown:
-        settings = sorted(key for key in known - set(META_KEYS) if not key.startswith("_"))
-        raise TlrunError(f"method.{unknown[0]}: method {method.name} has no such setting; its settings: {', '.join(settings)}")
+        raise TlrunError(no_such_setting("method", str(method.name), unknown[0]))
     try:
         check_settings(str(method.get("_target_", "")), constructor_arguments(method))
     except (ValueError, TypeError) as error:

@@ -103,10 +103,14 @@ def safe_key(name: str) -> str:
 
 #: Signals received while :func:`interrupts_stop_the_run` is active and not yet accounted for by a run's end.
 _pending_signals: list[int] = []
+#: The last signal that interrupted a run in this process (the CLI exits with 128 + it).
+interrupted_by: int | None = None
 
 
 def _remember_and_interrupt(signum: int, frame: Any) -> None:
+    global interrupted_by
     _pending_signals.append(signum)
+    interrupted_by = signum
     raise KeyboardInterrupt(f"signal {signum}")
 
 
