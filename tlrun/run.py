@@ -128,6 +128,7 @@ def preflight(cfg: DictConfig) -> Plan:
             f"choose one of: {', '.join('backbone=' + name for name in image_backbones)} "
             "(e.g. backbone=resnet50 backbone.weights=imagenet)"
         )
+    _check_random_features(cfg, dataset.holds_images, _given_on_command_line("backbone.weights"))
     # Closed-form methods read the rows as they are by design, and the zero-shot methods embed them so.
     reads_through_a_network = cfg.method.get("family") == "deep" and cfg.scenario.name != "zeroshot"
     flat_backbone = cfg.backbone.name in ("identity", "mlp")
@@ -137,6 +138,30 @@ def preflight(cfg: DictConfig) -> Plan:
               f"dataset.image_shape={list(cfg.dataset.image_shape)} serves a CNN (e.g. backbone=lenet)", file=sys.stderr)
     dataset.check()
     return Plan(cfg=cfg, dataset=dataset, backbone_cfg=backbone_cfg, weights_run=weights_run)
+
+
+def _given_on_command_line(key: str) -> bool | None:
+    """Whether the command line set ``key``; ``None`` without one (a config composed in Python)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    return any(override.lstrip("+~").partition("=")[0] == key for override in HydraConfig.get().overrides.task)
+
+
+def _check_random_features(cfg: DictConfig, holds_images: bool, weights_given: bool | None) -> None:
+    """A method that does not train its backbone (closed-form, frozen features) on image files, with a backbone of
+    random weights, would report numbers of random features: refused unless ``backbone.weights=none`` is on the
+    command line (on purpose); a config composed in Python (``weights_given`` None) gets a warning."""
+    if cfg.method.get("family") == "deep" or not holds_images or str(cfg.backbone.get("weights", "none")) != "none":
+        return
+    problem = (f"method {cfg.method.name} does not train its backbone, and backbone {cfg.backbone.name} has random "
+               "weights (backbone.weights=none): its features of the images would be random projections. Set "
+               f"backbone.weights=imagenet (or a state-dict file, or {RUN_URI_PREFIX}<run_id>/model)")
+    if weights_given is False:
+        raise TlrunError(f"{problem}, or put backbone.weights=none on the command line to do so on purpose")
+    if weights_given is None:
+        print(f"tlrun: warning: {problem}", file=sys.stderr)
 
 
 def _check_method_settings(method: DictConfig) -> None:
