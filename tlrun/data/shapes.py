@@ -59,8 +59,8 @@ def check_backbone_input(backbone_cfg: Mapping[str, Any], domain: Domain) -> Non
             what += f", resized to {image_size} x {image_size} (backbone.image_size)"
     if target == RESNET and shape[0] not in (1, 3):
         raise DataError(
-            f"{backbone} reads grey (1 channel) or RGB (3 channels) images, but domain {domain.describe()} holds {what}, "
-            f"with {shape[0]} channels; use backbone=lenet (any number of channels), or images of 1 or 3 channels"
+            f"{backbone} reads grey (1 channel) or RGB (3 channels) images, but domain {domain.describe()} holds "
+            f"{what}, with {shape[0]} channels; use backbone=lenet (any number of channels), or images of 1 or 3 channels"
         )
     if target == LENET:
         sides = (int(image_size),) * 2 if image_size else shape[1:]
