@@ -273,18 +273,25 @@ CHECK_SCRIPT = """
 import sys
 from tlrun.data.features import Features, OfficeCaltech10
 from tlrun.data.digits import Digits
-from tlrun.data.images import Office31, OfficeHome
+from tlrun.data.images import ImageFolder, Office31, OfficeHome
 from tlrun.data.torchvision_digits import DigitDomains
+from tlrun.data.zsl_xlsa import ZslXlsa
 from tlrun.data.base import DataError
+from tlrun.data.shapes import check_backbone_input
 datasets = (
     OfficeCaltech10(root={root!r}), Features(root={root!r}, source='a', target='b'), Office31(root={root!r}),
     OfficeHome(root={root!r}), DigitDomains(root={root!r}, target='svhn'), DigitDomains(), Digits(augment='affine'),
+    ImageFolder(root={root!r}), ZslXlsa(root={root!r}),
 )
 for ds in datasets:
     try:
         ds.check()
     except DataError:
         pass
+try:
+    check_backbone_input({{'_target_': 'tlrun.backbones.small.LeNet', 'name': 'lenet'}}, Digits().load('thick'))
+except DataError:
+    pass
 bad = [m for m in ('torch', 'torchvision', 'lightning', 'pytorch_lightning') if m in sys.modules]
 print('LOADED', bad)
 """

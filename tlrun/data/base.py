@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -42,6 +42,7 @@ class Domain:
         image_shape: ``(C, H, W)`` when each row of an array ``X`` is a flattened image (so that a CNN backbone
             can view it as one); ``None`` for plain features and for image paths.
         checksums: sha256 of every file the domain was read from, by file name (logged as run tags).
+        files: where the domain was read from (data files, or the folder of its images), named in error messages.
     """
 
     name: str
@@ -50,6 +51,7 @@ class Domain:
     classes: tuple[str, ...]
     image_shape: tuple[int, int, int] | None = None
     checksums: dict[str, str] = field(default_factory=dict)
+    files: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.X) != len(self.y):
@@ -62,6 +64,10 @@ class Domain:
 
     def __len__(self) -> int:
         return len(self.y)
+
+    def describe(self) -> str:
+        """The domain's name and where it was read from, for messages: ``amazon (/data/amazon.npz)``."""
+        return f"{self.name} ({', '.join(self.files)})" if self.files else repr(self.name)
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -85,13 +91,38 @@ def image_shape_option(value: Any) -> tuple[int, int, int]:
     return shape
 
 
+def join_problems(problems: Sequence[str]) -> str:
+    """Several problems as one message: ``2 problems: (1) ...; (2) ...`` (one problem: its message)."""
+    if len(problems) == 1:
+        return problems[0]
+    return f"{len(problems)} problems: " + "; ".join(f"({k}) {text}" for k, text in enumerate(problems, start=1))
+
+
+def caught(*checks: Callable[[], Any]) -> list[str]:
+    """Run every check; the message of each :class:`DataError` raised, in order."""
+    found = []
+    for check in checks:
+        try:
+            check()
+        except DataError as error:
+            found.append(str(error))
+    return found
+
+
+def unknown_domains(dataset: str, available: tuple[str, ...], *domains: str) -> list[str]:
+    """A message naming the available domains for each of ``domains`` that is unknown (empty names skipped)."""
+    return [
+        f"dataset {dataset!r} has no domain {domain!r}; choose one of: {', '.join(available) or 'none found'}"
+        for domain in dict.fromkeys(domains)
+        if domain and domain not in available
+    ]
+
+
 def check_domains(dataset: str, available: tuple[str, ...], *domains: str) -> None:
     """Raise :class:`DataError` naming the available domains when one of ``domains`` is unknown."""
-    for domain in domains:
-        if domain not in available:
-            raise DataError(
-                f"dataset {dataset!r} has no domain {domain!r}; choose one of: {', '.join(available)}"
-            )
+    problems = unknown_domains(dataset, available, *domains)
+    if problems:
+        raise DataError(problems[0])
 
 
 def present_classes(domain: Domain) -> list[str]:
@@ -120,6 +151,33 @@ def check_same_classes(source: Domain, target: Domain) -> None:
         )
 
 
+def check_same_features(*domains: tuple[str, Domain]) -> None:
+    """Raise :class:`DataError` when array domains (given as ``(role, domain)``) differ in feature size.
+
+    The message names each domain's role, name, files and size; image files have no size and are skipped.
+    """
+    arrays = [(role, domain) for role, domain in domains if not domain.is_images]
+    if len({domain.X.shape[1] for _, domain in arrays}) > 1:
+        sizes = ", ".join(f"{role} {domain.describe()} has {domain.X.shape[1]} features" for role, domain in arrays)
+        raise DataError(
+            f"{sizes}: the domains must be described by the same features (one extractor, one "
+            "dimension); use files of one release, or extract the features of every domain the same way"
+        )
+
+
+def check_pair(source: Domain, target: Domain) -> None:
+    """What :meth:`TransferDataset.load_pair` checks: the same classes (:func:`check_same_classes`), the same
+    feature size (:func:`check_same_features`), and at least two classes, each a :class:`DataError`."""
+    check_same_classes(source, target)
+    check_same_features(("source", source), ("target", target))
+    present = present_classes(target)
+    if len(present) < 2:
+        raise DataError(
+            f"target {target.describe()} holds a single class ({present[0] if present else 'none'}): there is "
+            "nothing to classify; check the labels (dataset.y_key) or choose another target"
+        )
+
+
 @dataclass(frozen=True)
 class ZeroShotDomains:
     """What a dataset serving ``zeroshot`` loads: seen classes to train on, and the two GZSL test sets.
@@ -144,6 +202,9 @@ class ZeroShotDomains:
     @property
     def classes(self) -> tuple[str, ...]:
         return self.train.classes
+
+    def __post_init__(self) -> None:
+        check_same_features(("train", self.train), ("test_seen", self.test_seen), ("test_unseen", self.test_unseen))
 
     def domains(self) -> tuple[Domain, Domain, Domain]:
         return self.train, self.test_seen, self.test_unseen
@@ -196,26 +257,44 @@ class TransferDataset:
         """True when the samples are images (pixel rows or files), so that ``augment`` can apply to them."""
         return True
 
-    def check(self) -> None:
-        """Fail fast, without reading the data, when the domains or files are not there.
+    def wanted_domains(self) -> tuple[str, ...]:
+        """The domains a run reads: source, target and :attr:`target_test` (when set)."""
+        return tuple(dict.fromkeys(domain for domain in (self.source, self.target, self.target_test) if domain))
 
-        Raises :class:`DataError` with a message that says where to put the data and where to get it.
+    def problems(self) -> list[str]:
+        """Every problem found without reading the data (unknown domains, bad options, missing files), each a
+        message that says where to put the data and where to get it; empty when the data can be loaded.
+
+        Subclasses add theirs to the base's (unknown domains, then :meth:`option_problems`).
         """
-        check_domains(self.name, self.domains, self.source, self.target)
+        return unknown_domains(self.name, self.domains, *self.wanted_domains()) + self.option_problems()
+
+    def option_problems(self) -> list[str]:
+        """The problems of the options every dataset has (preprocess, source_val_fraction, augment)."""
         from tlrun.data import preprocess  # numpy only; imported here because it imports this module
 
-        preprocess.get(self.preprocess)
-        if not 0.0 <= float(self.source_val_fraction) < 1.0:
-            raise DataError(
-                f"dataset.source_val_fraction must be in [0, 1), got {self.source_val_fraction!r}"
-            )
+        found = caught(lambda: preprocess.get(self.preprocess))
+        try:
+            fraction_ok = 0.0 <= float(self.source_val_fraction) < 1.0
+        except (TypeError, ValueError):
+            fraction_ok = False
+        if not fraction_ok:
+            found.append(f"dataset.source_val_fraction must be in [0, 1), got {self.source_val_fraction!r}")
         if self.augment not in AUGMENTATIONS:
-            raise DataError(f"unknown dataset.augment {self.augment!r}; choose one of: {', '.join(AUGMENTATIONS)}")
-        if self.augment != "none" and not self.augmentable():
-            raise DataError(
+            found.append(f"unknown dataset.augment {self.augment!r}; choose one of: {', '.join(AUGMENTATIONS)}")
+        elif self.augment != "none" and not self.augmentable():
+            found.append(
                 f"dataset.augment={self.augment} needs images, but dataset {self.name!r} holds feature vectors "
                 "without an image shape; set dataset.augment=none"
             )
+        return found
+
+    def check(self) -> None:
+        """Fail fast, without reading the data, when the domains or files are not there: one
+        :class:`DataError` telling every problem of :meth:`problems`."""
+        problems = self.problems()
+        if problems:
+            raise DataError(join_problems(problems))
 
     def load(self, domain: str) -> Domain:
         """Read and preprocess one domain."""
@@ -226,11 +305,12 @@ class TransferDataset:
 
         Both domains share the dataset's label space (``Domain.classes``), but a domain may lack some classes
         (a partial file, or mismatched releases). When the classes *present* in the two domains differ, a
-        :class:`DataError` lists, by class name, those only in the source and those only in the target.
+        :class:`DataError` lists, by class name, those only in the source and those only in the target. Domains
+        of different feature sizes, or a target of a single class, are errors too (see :func:`check_pair`).
         """
         source = self.load(self.source)
         target = self.load(self.target)
-        check_same_classes(source, target)
+        check_pair(source, target)
         return source, target
 
     def load_zeroshot(self) -> ZeroShotDomains:

@@ -46,8 +46,9 @@ from tlrun.data.base import (
     Domain,
     TransferDataset,
     ZeroShotDomains,
+    caught,
     check_domains,
-    check_same_classes,
+    check_pair,
     image_shape_option,
     sha256_file,
 )
@@ -211,13 +212,16 @@ class Digits(TransferDataset):
         self.unseen = (unseen,) if isinstance(unseen, int) else tuple(unseen)
         self.image_shape = image_shape
 
-    def check(self) -> None:
-        super().check()
+    def problems(self) -> list[str]:
+        found = super().problems()
         valid = all(isinstance(digit, int) and 0 <= digit <= 9 for digit in self.unseen)
         if not valid or len(set(self.unseen)) != len(self.unseen) or not 1 <= len(self.unseen) <= 8:
-            raise DataError(
+            found.append(
                 f"dataset.unseen must list 1 to 8 distinct digits in 0..9 (at least two stay seen), got {list(self.unseen)}"
             )
+        return found + caught(self._check_image_shape)
+
+    def _check_image_shape(self) -> None:
         if image_shape_option(self.image_shape) != IMAGE_SHAPE:
             raise DataError(
                 f"dataset.image_shape of digits is fixed at {list(IMAGE_SHAPE)} (8 x 8 grey images), got {self.image_shape!r}; "
@@ -285,5 +289,5 @@ class Digits(TransferDataset):
     def load_pair(self) -> tuple[Domain, Domain]:
         source = self.load(self.source, half="source")
         target = self.load(self.target, half="target")
-        check_same_classes(source, target)
+        check_pair(source, target)
         return source, target

@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import csv
 import zipfile
+import zlib
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
 from tlrun.data import preprocess as _preprocess
-from tlrun.data.base import DataError, Domain, TransferDataset, check_domains, image_shape_option, sha256_file
+from tlrun.data.base import (
+    DataError, Domain, TransferDataset, caught, check_domains, image_shape_option, sha256_file,
+)
+from tlrun.data.shapes import square_shape_hint
 
 #: Keys tried, in this order, for the samples and for the labels of a ``.mat`` (or ``.npz``) file.
 X_KEYS = ("X", "fts", "feas", "features", "data")
@@ -54,12 +59,24 @@ def _loadmat(path: Path, variable_names: tuple[str, ...] | None = None, download
     return {key: value for key, value in variables.items() if not key.startswith("__")}
 
 
-def _loadnpz(path: Path) -> dict[str, Any]:
+@contextmanager
+def _npz(path: Path) -> Iterator[Any]:
+    """The open ``.npz`` archive, whose arrays are read (decompressed) only when indexed; a failure to open it or
+    to read an array (truncated, corrupt, an object array) is a :class:`DataError`."""
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            return {key: archive[key] for key in archive.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
-        raise DataError(f"cannot read {path}: corrupt or not a .npz archive ({type(error).__name__}: {error})") from None
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise DataError(
+                f"{path} holds a single array (.npy format), not a .npz archive of features and labels; write it "
+                "with numpy.savez(path, X=..., y=...)"
+            )
+        with archive:
+            yield archive
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, zlib.error) as error:
+        raise DataError(
+            f"cannot read {path}: corrupt, truncated or not a .npz archive ({type(error).__name__}: {error}); "
+            "write it again with numpy.savez(path, X=..., y=...)"
+        ) from None
 
 
 def _pick(variables: dict[str, Any], wanted: str | None, candidates: tuple[str, ...], what: str, path: Path, option: str) -> np.ndarray:
@@ -151,10 +168,22 @@ def _orient(X: Any, n_labels: int, samples: str, path: Path, prefer_rows: bool =
     if X.shape[0] == 0 or X.shape[1] == 0:
         raise DataError(f"{path}: no data (features of shape {X.shape})")
     X = np.asarray(X, dtype=np.float64)
-    if not np.all(np.isfinite(X)):
-        bad = int(np.count_nonzero(~np.isfinite(X)))
+    bad = count_non_finite(X)
+    if bad:
         raise DataError(f"{path}: the features contain {bad} NaN or infinite values; fix or drop those samples")
     return X
+
+
+def count_non_finite(X: np.ndarray) -> int:
+    """How many values of ``X`` are NaN or infinite, without an ``X``-sized temporary when there are none.
+
+    A NaN or an infinity makes the sum non-finite, so a finite sum proves every value finite; only a
+    non-finite sum (bad values, or an overflow) costs the exact count.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.sum(X)):
+            return 0
+    return int(X.size - np.count_nonzero(np.isfinite(X)))
 
 
 def _as_number(text: str) -> float | None:
@@ -200,6 +229,12 @@ def _read_csv(path: Path, header: str | bool) -> tuple[np.ndarray, np.ndarray]:
             features[i, j] = value
         labels.append(row[-1].strip())
     numeric = [_as_number(label) for label in labels]
+    bad = [i for i, value in enumerate(numeric) if not labels[i] or (value is not None and not np.isfinite(value))]
+    if bad:
+        raise DataError(
+            f"{path}, line {bad[0] + first_line}: the label (last column) {labels[bad[0]]!r} is no class"
+            f"{f' (nor on {len(bad) - 1} other lines)' if len(bad) > 1 else ''}; give every row a class id or name"
+        )
     if all(value is not None and value == int(value) for value in numeric):
         y = np.array([int(value) for value in numeric], dtype=np.int64)
     else:
@@ -291,23 +326,37 @@ class Features(TransferDataset):
         except DataError:
             return ()
 
-    def check(self) -> None:
-        files = self._files()
+    def _missing_files(self, missing: list[str], files: dict[str, Path]) -> str:
+        expected = ", ".join(f"{domain!r} (expected {domain}.npz, {domain}.mat or {domain}.csv)" for domain in missing)
+        return (
+            f"no file for domain{'s' if len(missing) > 1 else ''} {expected} in {self.root}; domains found there: "
+            f"{', '.join(files) or 'none'}"
+        )
+
+    def problems(self) -> list[str]:
+        try:
+            files = self._files()
+        except DataError as error:
+            return [str(error), *self.option_problems()]
+        missing = [domain for domain in self.wanted_domains() if domain not in files]
         if not files:
-            raise DataError(
+            found = [
                 f"no feature files in {self.root}: put one file per domain there, named <domain>.npz "
                 "(arrays X, y), <domain>.mat or <domain>.csv (label in the last column)"
-            )
-        for domain in (self.source, self.target):
-            if domain not in files:
-                raise DataError(
-                    f"no file for domain {domain!r} in {self.root} (expected {domain}.npz, {domain}.mat or "
-                    f"{domain}.csv); domains found there: {', '.join(files)}"
-                )
-        check_domains(self.name, tuple(files), self.source, self.target)
+            ]
+        else:
+            found = [self._missing_files(missing, files)] if missing else []
+        return found + self.option_problems()
+
+    def option_problems(self) -> list[str]:
+        found = super().option_problems()
+        if self.samples not in SAMPLE_AXES:
+            found.append(f"dataset.samples must be one of {', '.join(SAMPLE_AXES)}, got {self.samples!r}")
+        if self.csv_header != "auto" and not isinstance(self.csv_header, bool):
+            found.append(f"dataset.csv_header must be auto, true or false, got {self.csv_header!r}")
         if self.image_shape is not None:
-            image_shape_option(self.image_shape)
-        super().check()
+            found += caught(lambda: image_shape_option(self.image_shape))
+        return found
 
     def augmentable(self) -> bool:
         return self.image_shape is not None
@@ -320,19 +369,18 @@ class Features(TransferDataset):
             return self._raw[domain]
         files = self._files()
         if domain not in files:
-            raise DataError(
-                f"no file for domain {domain!r} in {self.root} (expected {domain}.npz, {domain}.mat or "
-                f"{domain}.csv); domains found there: {', '.join(files) or 'none'}"
-            )
+            raise DataError(self._missing_files([domain], files))
         path = files[domain]
         suffix = path.suffix.lower()
         if suffix == ".csv":
             X, y = _read_csv(path, self.csv_header)
             X = _orient(X, len(y), "rows", path)
         else:
-            variables = _loadnpz(path) if suffix == ".npz" else _loadmat(path)
-            y = _labels_vector(_pick(variables, self.y_key, Y_KEYS, "labels", path, "y_key"), path)
-            X = _pick(variables, self.x_key, X_KEYS, "features", path, "x_key")
+            # Only the two arrays used are read from a .npz (an archive's other arrays stay on disk).
+            with _npz(path) if suffix == ".npz" else nullcontext(_loadmat(path)) as variables:
+                y = _pick(variables, self.y_key, Y_KEYS, "labels", path, "y_key")
+                X = _pick(variables, self.x_key, X_KEYS, "features", path, "x_key")
+            y = _labels_vector(y, path)
             X = _orient(X, len(y), self.samples, path, prefer_rows=suffix == ".npz")
         if len(y) == 0:
             raise DataError(f"{path} holds no samples")
@@ -361,7 +409,7 @@ class Features(TransferDataset):
                 raise DataError(
                     f"{path}: dataset.image_shape={list(image_shape)} makes {pixels} pixels per sample, but the "
                     f"samples have {X.shape[1]} features; give the shape of the flattened images (C x H x W = "
-                    f"{X.shape[1]}), or dataset.image_shape=null for plain features"
+                    f"{X.shape[1]}{square_shape_hint(X.shape[1])}), or dataset.image_shape=null for plain features"
                 )
         Xp = _preprocess.apply(self.preprocess, X)
         return Domain(
@@ -371,6 +419,7 @@ class Features(TransferDataset):
             classes=tuple(str(label) for label in labels),
             image_shape=image_shape,
             checksums={path.name: digest},
+            files=(str(path),),
         )
 
 
@@ -468,10 +517,13 @@ class OfficeCaltech10(TransferDataset):
             )
         return self.root / files[domain]
 
-    def check(self) -> None:
-        super().check()
-        files, _, _ = self._release()
-        paths = [self._path(domain) for domain in dict.fromkeys((self.source, self.target))]
+    def problems(self) -> list[str]:
+        found = super().problems()
+        try:
+            files, _, _ = self._release()
+            paths = [self._path(domain) for domain in self.wanted_domains() if domain in self.domains]
+        except DataError as error:
+            return found + [str(error)]
         missing = [path for path in paths if not path.is_file()]
         if missing:
             where = (
@@ -479,11 +531,12 @@ class OfficeCaltech10(TransferDataset):
                 if self.root is not None and not self.root.is_dir()
                 else f"missing: {', '.join(str(path) for path in missing)}"
             )
-            raise DataError(
+            found.append(
                 f"Office+Caltech10 {self.features} files not found ({where}). Put {', '.join(files.values())} "
                 f"directly in {self.root} (or set dataset.root to the folder holding them); the "
                 f"{self.features} release is linked from {OFFICE_CALTECH10_URL}"
             )
+        return found
 
     def load(self, domain: str) -> Domain:
         check_domains(self.name, self.domains, domain)
@@ -494,7 +547,7 @@ class OfficeCaltech10(TransferDataset):
                 f"Office+Caltech10 file {path} not found: put the {self.features} release there "
                 f"(download it from {OFFICE_CALTECH10_URL})"
             )
-        variables = _loadmat(path)
+        variables = _loadmat(path, download=OFFICE_CALTECH10_URL)
         y_raw = _labels_vector(_pick(variables, None, ("labels", "label", "y", "gnd"), "labels", path, "y_key"), path)
         X = _orient(_pick(variables, None, (x_key,) + X_KEYS, "features", path, "x_key"), len(y_raw), "auto" if dim != len(y_raw) else "rows", path)
         if X.shape[1] != dim:
@@ -510,4 +563,5 @@ class OfficeCaltech10(TransferDataset):
             y=(y_raw - 1).astype(np.int64),
             classes=OFFICE_CALTECH10_CLASSES,
             checksums={path.name: sha256_file(path)},
+            files=(str(path),),
         )

@@ -15,6 +15,7 @@ Imports numpy only at module level (PIL when an image is opened); no torch.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import sys
@@ -24,19 +25,25 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from tlrun.data.base import DataError, Domain, TransferDataset, check_domains
+from tlrun.data.base import DataError, Domain, TransferDataset, caught, check_domains, sha256_file
 
 #: File extensions read as images (lower case); other files in class folders are ignored.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 _HASHES = ("md5", "sha1", "sha256")
+#: Bump when the layout of the verified-images cache files changes.
+VERIFIED_VERSION = 1
 
 
 def open_image(path: str | Path):
-    """Open an image file as an RGB ``PIL.Image``, decoded now; :class:`DataError` naming a corrupt file."""
+    """Open an image file as an RGB ``PIL.Image``, decoded now; :class:`DataError` naming a corrupt file.
+
+    Decoding catches truncated files, which ``PIL.Image.verify`` lets through for JPEG.
+    """
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -45,11 +52,93 @@ def open_image(path: str | Path):
             return image.convert("RGB")
     except FileNotFoundError:
         raise DataError(f"image {path} not found: the dataset folder changed since it was listed") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
         raise DataError(
             f"cannot read image {path}: corrupt or not an image ({error}); replace it from the original archive "
             "or delete it"
         ) from None
+
+
+def _read_verified(file: Path) -> dict[str, list]:
+    """The entries of a verified-images file (empty when it is missing or unreadable: it is only a cache)."""
+    try:
+        content = json.loads(file.read_text())
+        return content["files"] if content.get("version") == VERIFIED_VERSION else {}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return {}
+
+
+def _write_verified(file: Path, entries: dict[str, list]) -> None:
+    """Replace ``file`` with ``entries`` atomically; a cache that cannot be written is skipped."""
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=file.parent, prefix=f".{file.name}.", delete=False) as handle:
+            json.dump({"version": VERIFIED_VERSION, "files": entries}, handle)
+        os.replace(handle.name, file)
+    except OSError:
+        pass
+
+
+def _verify_file(path: str, size: int, mtime_ns: int, good: set[str]) -> list:
+    """``[size, mtime_ns, sha256]`` of an image that decodes (not decoded again when its hash is in ``good``);
+    :class:`DataError` when it does not."""
+    try:
+        digest = sha256_file(path)
+    except OSError as error:
+        raise DataError(f"cannot read image {path}: {error}") from None
+    if digest not in good:
+        open_image(path)
+    return [size, mtime_ns, digest]
+
+
+def verify_images(domain: Domain, cache_dir: Path) -> None:
+    """Decode every image file of ``domain`` once, so that a corrupt one stops a run before it starts.
+
+    Images that decode are remembered under ``cache_dir/verified_images/`` (one file per image folder) by the
+    sha256 of their bytes, with their size and modification time: a file whose size and time are unchanged is
+    not read again, and one with a known hash (touched, or copied back) is hashed but not decoded again. So the
+    check reads every image once, and later runs only ``stat`` them. Raises :class:`DataError` naming every
+    file that cannot be decoded (those are not remembered). A domain of arrays has nothing to check.
+    """
+    if not domain.is_images or not domain.X:
+        return
+    folder = os.path.commonpath([os.path.dirname(path) for path in domain.X])
+    cache_file = Path(cache_dir) / "verified_images" / f"{hashlib.sha256(folder.encode()).hexdigest()[:32]}.json"
+    known = _read_verified(cache_file)
+    good = {entry[2] for entry in known.values()}
+    verified: dict[str, list] = {}
+    pending: list[tuple[str, int, int]] = []
+    errors: list[str] = []
+    for path in domain.X:
+        try:
+            stat = os.stat(path)
+        except OSError as error:
+            errors.append(f"cannot read image {path}: {error.strerror}")
+            continue
+        entry = known.get(path)
+        if entry is not None and entry[:2] == [stat.st_size, stat.st_mtime_ns]:
+            verified[path] = entry
+        else:
+            pending.append((path, stat.st_size, stat.st_mtime_ns))
+    if len(pending) >= 1000:
+        print(f"tlrun: decoding the {len(pending)} new images of domain {domain.name} once, to check them "
+              f"(remembered in {cache_file.parent})", file=sys.stderr, flush=True)
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        futures = {path: pool.submit(_verify_file, path, size, mtime, good) for path, size, mtime in pending}
+        for path, future in futures.items():
+            try:
+                verified[path] = future.result()
+            except DataError as error:
+                errors.append(str(error))
+    if verified != known:
+        _write_verified(cache_file, verified)
+    if len(errors) == 1:
+        raise DataError(errors[0])
+    if errors:
+        raise DataError(
+            f"{len(errors)} images of domain {domain.describe()} cannot be read; replace them from the original "
+            f"archive or delete them: {'; '.join(errors[:5])}{'; ...' if len(errors) > 5 else ''}"
+        )
 
 
 # --------------------------------------------------------------------------------------------------- download
@@ -244,8 +333,8 @@ class ImageFolderDataset(TransferDataset):
     def _root(self) -> Path:
         if self.root is None:
             raise DataError(
-                f"dataset.root is not set: give the folder that holds (or will hold) the {self.name} images, "
-                f"e.g. dataset.root=/data/{self.name}; {self._how_to_get()}"
+                f"dataset.root is not set: give the folder that holds (or will hold) the {self.name} images in "
+                f"the layout {self._layout()}, e.g. dataset.root=/data/{self.name}; {self._how_to_get()}"
             )
         return self.root
 
@@ -272,7 +361,8 @@ class ImageFolderDataset(TransferDataset):
         return text
 
     def _missing(self) -> list[str]:
-        return [d for d in dict.fromkeys((self.source, self.target)) if not self.domain_dir(d).is_dir()]
+        """The wanted domains, among those of the dataset, whose folder is not there."""
+        return [d for d in self.wanted_domains() if d in self.domains and not self.domain_dir(d).is_dir()]
 
     def _missing_error(self, missing: list[str]) -> DataError:
         folders = ", ".join(str(self.domain_dir(d)) for d in missing)
@@ -281,17 +371,19 @@ class ImageFolderDataset(TransferDataset):
             f"To fix: {self._how_to_get()}."
         )
 
-    def check(self) -> None:
-        super().check()
-        self._root()
+    def problems(self) -> list[str]:
+        found = super().problems()
         if self.checksum:
-            parse_checksum(self.checksum)
+            found += caught(lambda: parse_checksum(self.checksum))
+        if self.root is None:
+            return found + caught(self._root)
         missing = self._missing()
-        if missing and self.download:
-            self.fetch()
+        if missing and self.download and not found:
+            found += caught(self.fetch)
             missing = self._missing()
         if missing:
-            raise self._missing_error(missing)
+            found.append(str(self._missing_error(missing)))
+        return found
 
     # -- download
 
@@ -393,6 +485,7 @@ class ImageFolderDataset(TransferDataset):
             y=np.asarray(labels, dtype=np.int64),
             classes=classes,
             checksums={f"{domain} (fingerprint of {len(paths)} images)": fingerprint},
+            files=(str(folder),),
         )
 
 
@@ -528,15 +621,17 @@ class ImageFolder(ImageFolderDataset):
         )
 
     def _missing(self) -> list[str]:
-        wanted = (self.source, self.target) + ((self.target_test,) if self.target_test else ())
-        return [d for d in dict.fromkeys(wanted) if not self.domain_dir(d).is_dir()]
+        return [d for d in self.wanted_domains() if not self.domain_dir(d).is_dir()]
 
-    def check(self) -> None:
-        root = self._root()
-        if not root.is_dir():
-            raise DataError(f"dataset.root={root} does not exist; {self._how_to_get()}")
-        if not self.source or not self.target:
-            raise DataError(f"set dataset.source and dataset.target to folders of {root}: {', '.join(self.domains)}")
-        super().check()
-        if self.target_test:
-            check_domains(self.name, self.domains, self.target_test)
+    def problems(self) -> list[str]:
+        if self.root is None or not self.root.is_dir():
+            where = caught(self._root) or [f"dataset.root={self.root} does not exist; {self._how_to_get()}"]
+            return where + self.option_problems()
+        found = [] if self.source and self.target else [
+            f"set dataset.source and dataset.target to folders of {self.root}: {', '.join(self.domains)}"
+        ]
+        missing = self._missing()
+        if missing:
+            folders = ", ".join(self.domains) or "none"
+            found.append(f"{self._missing_error(missing)} Folders found in {self.root}: {folders}")
+        return found + self.option_problems()

@@ -26,7 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from tlrun.data import preprocess as _preprocess
-from tlrun.data.base import DataError, Domain, TransferDataset, check_domains, image_shape_option, sha256_file
+from tlrun.data.base import (
+    DataError, Domain, TransferDataset, caught, check_domains, image_shape_option, sha256_file,
+)
 from tlrun.data.digits import DIGIT_CLASSES
 
 SPLITS = ("train", "test")
@@ -229,16 +231,22 @@ class DigitDomains(TransferDataset):
             f"Set dataset.download=true to let torchvision download it, or {self._where_to_get(domain)}"
         )
 
-    def check(self) -> None:
-        super().check()
-        self._check_options()
-        for domain in dict.fromkeys((self.source, self.target)):
+    def problems(self) -> list[str]:
+        found = super().problems() + caught(self._check_options, self._root)
+        if self.root is not None and self.split in SPLITS:
+            for domain in self.wanted_domains():
+                if domain in self.domains:
+                    found += caught(lambda: self._check_files(domain))
+        return found
+
+    def _check_files(self, domain: str) -> None:
+        """:class:`DataError` when ``domain``'s files are missing (after downloading them, with ``download``)."""
+        missing = self._missing(domain)
+        if missing and self.download:
+            self._read(domain)
             missing = self._missing(domain)
-            if missing and self.download:
-                self._read(domain)
-                missing = self._missing(domain)
-            if missing:
-                raise self._missing_error(domain, missing)
+        if missing:
+            raise self._missing_error(domain, missing)
 
     # -- loading
 

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from tlrun.data import preprocess as _preprocess
-from tlrun.data.base import DataError, Domain, TransferDataset, ZeroShotDomains, sha256_file
-from tlrun.data.features import _labels_vector, _loadmat
+from tlrun.data.base import DataError, Domain, TransferDataset, ZeroShotDomains, caught, sha256_file
+from tlrun.data.features import _labels_vector, _loadmat, count_non_finite
 
 XLSA17_URL = "https://datasets.d2.mpi-inf.mpg.de/xian/xlsa17.zip"
 #: The release's dataset folders (``dataset.release``, case-insensitive).
@@ -60,8 +60,9 @@ def _numeric_matrix(value: Any, key: str, path: Path) -> np.ndarray:
     if array.dtype.kind not in "biuf" or array.ndim != 2 or array.size == 0:
         raise DataError(f"{path}: {key} must be a non-empty numeric matrix, got {array.dtype} of shape {array.shape}")
     array = array.astype(np.float64, copy=False)
-    if not np.all(np.isfinite(array)):
-        raise DataError(f"{path}: {key} contains {int(np.count_nonzero(~np.isfinite(array)))} NaN or infinite values")
+    bad = count_non_finite(array)
+    if bad:
+        raise DataError(f"{path}: {key} contains {bad} NaN or infinite values")
     return array
 
 
@@ -169,10 +170,12 @@ class ZslXlsa(TransferDataset):
         looked = f"looked in {self.root / release} and {self.root}" if self.root.is_dir() else f"{self.root} does not exist"
         raise DataError(f"xlsa17 {release} files not found ({looked}): {where}")
 
-    def check(self) -> None:
-        super().check()
-        _preprocess.check_row_wise(self.preprocess, "would tell the seen test samples from the unseen ones")
-        self._folder()
+    def problems(self) -> list[str]:
+        found = super().problems()
+        if self.preprocess in _preprocess.PREPROCESSORS:  # an unknown one is the base's problem
+            found += caught(lambda: _preprocess.check_row_wise(
+                self.preprocess, "would tell the seen test samples from the unseen ones"))
+        return found + caught(self._folder)
 
     def load(self, domain: str) -> Domain:
         raise DataError(
@@ -221,6 +224,7 @@ class ZslXlsa(TransferDataset):
                 y=y[rows],
                 classes=classes,
                 checksums=checksums,
+                files=(str(features_path),),
             )
             for part, rows in index.items()
         }
