@@ -189,3 +189,29 @@ def test_an_interrupt_ends_the_run_killed_and_keeps_its_metrics(tmp_path, mlflow
     record = client.get_run(run_id)
     assert record.info.status == "KILLED"
     assert len(client.get_metric_history(run_id, "target_acc")) >= 3
+
+
+def test_data_that_cannot_be_used_is_one_line_and_opens_no_run(tmp_path, mlflow_store):
+    """Source and target of different feature sizes: exit 2, both files and sizes named, no MLflow run."""
+    import numpy as np
+
+    root = tmp_path / "features"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    np.savez(root / "a.npz", X=rng.normal(size=(30, 8)), y=np.arange(30) % 3)
+    np.savez(root / "b.npz", X=rng.normal(size=(30, 5)), y=np.arange(30) % 3)
+    result = _probe(tmp_path, mlflow_store, "dataset=features", f"dataset.root={root}", "dataset.source=a",
+                    "dataset.target=b", "logger.experiment=cli-data")
+    assert result.returncode == 2, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("tlrun: error: ") and "a.npz) has 8 features" in last and "b.npz) has 5 features" in last
+    assert "Traceback" not in result.stderr
+    assert MlflowClient(tracking_uri=mlflow_store).get_experiment_by_name("cli-data") is None
+
+
+def test_every_missing_piece_is_named_at_once(tmp_path, mlflow_store):
+    result = _probe(tmp_path, mlflow_store, "dataset=office31", f"dataset.root={tmp_path / 'nowhere'}")
+    assert result.returncode == 2, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("tlrun: error: ") and "problems: (1)" in last
+    assert "backbone" in last and "nowhere" in last

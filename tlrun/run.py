@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from tlrun.config import (RUN_URI_PREFIX, constructor_arguments, dataset_scenarios, foreign_targets,
                           group_options, instantiate, load_option, method_scenarios, natural_backbone, no_such_setting,
                           option_keys)
-from tlrun.data.base import Domain, TransferDataset, ZeroShotDomains
+from tlrun.data.base import DataError, Domain, TransferDataset, ZeroShotDomains, join_problems
 from tlrun.errors import TlrunError
 from tlrun.threads import check_threads, current_launcher, limited_threads, run_threads
 from tlrun.scenarios import (
@@ -120,14 +120,18 @@ def preflight(cfg: DictConfig) -> Plan:
             f"{RUN_URI_PREFIX}<run_id>/model for the weights an earlier run logged)"
         )
     dataset = construct(lambda: instantiate(cfg.dataset), "dataset")
+    problems = []  # every missing piece in one message: the backbone, the data folder, each domain's files
     if dataset.holds_images and cfg.backbone.get("image_size") is None:
         image_backbones = [name for name in group_options("backbone") if load_option("backbone", name).get("image_size")]
-        raise TlrunError(
+        problems.append(
             f"dataset {cfg.dataset.name!r} holds image files, which backbone {cfg.backbone.name!r}"
             f"{' (what backbone=auto chose)' if auto_backbone else ''} cannot read; "
             f"choose one of: {', '.join('backbone=' + name for name in image_backbones)} "
             "(e.g. backbone=resnet50 backbone.weights=imagenet)"
         )
+    problems += dataset.problems()
+    if problems:
+        raise DataError(join_problems(problems))
     _check_random_features(cfg, dataset.holds_images, _given_on_command_line("backbone.weights"))
     # Closed-form methods read the rows as they are by design, and the zero-shot methods embed them so.
     reads_through_a_network = cfg.method.get("family") == "deep" and cfg.scenario.name != "zeroshot"
@@ -136,7 +140,6 @@ def preflight(cfg: DictConfig) -> Plan:
             and str(cfg.dataset.get("augment", "none")) == "none"):
         print(f"tlrun: note: backbone={cfg.backbone.name} reads each sample as a flat vector; "
               f"dataset.image_shape={list(cfg.dataset.image_shape)} serves a CNN (e.g. backbone=lenet)", file=sys.stderr)
-    dataset.check()
     return Plan(cfg=cfg, dataset=dataset, backbone_cfg=backbone_cfg, weights_run=weights_run)
 
 
@@ -402,12 +405,22 @@ class LoadedData:
 
 
 def load_data(plan: Plan) -> LoadedData:
-    """Read every domain the scenario needs (raises :class:`~tlrun.data.base.DataError` on a bad file)."""
+    """Read every domain the scenario needs and check it: readable, consistent, every image decodable (cached by
+    content under ``<cache_dir>/verified_images``), shaped for the backbone. Raises
+    :class:`~tlrun.data.base.DataError` naming the file and what to do."""
+    from tlrun.data.images import verify_images
+    from tlrun.data.shapes import check_backbone_input
+
     dataset, scenario = plan.dataset, plan.cfg.scenario.name
     if scenario == "zeroshot":
-        return LoadedData(zeroshot=dataset.load_zeroshot())
-    target_test = dataset.load_target_test() if scenario in LABELED_TARGET_SCENARIOS else None
-    return LoadedData(pair=dataset.load_pair(), target_test=target_test)
+        loaded = LoadedData(zeroshot=dataset.load_zeroshot())
+    else:
+        target_test = dataset.load_target_test() if scenario in LABELED_TARGET_SCENARIOS else None
+        loaded = LoadedData(pair=dataset.load_pair(), target_test=target_test)
+    for domain in loaded.domains():
+        check_backbone_input(plan.backbone_cfg, domain)
+        verify_images(domain, Path(str(plan.cfg.cache_dir)).expanduser())
+    return loaded
 
 
 def _split_data(plan: Plan, loaded: LoadedData, tracked: Any, feature_device: str | None) -> tuple[TrainingData, EvaluationData, Domain]:
