@@ -57,7 +57,7 @@ def test_a_run_stopped_midway_resumes_into_the_same_run(tmp_path, mlflow_store, 
     assert sorted(set(steps)) == list(range(1, EPOCHS + 1))  # every epoch once, the early ones from before the stop
     assert len(steps) <= EPOCHS + 1  # at most the epoch cut by the stop is logged twice
     assert "target_acc" in resumed.data.metrics and len(client.search_runs([resumed.info.experiment_id])) == 1
-    assert not checkpoint.parent.exists()  # a finished run needs no checkpoint
+    assert not checkpoint.parent.exists() and CHECKPOINT_TAG not in resumed.data.tags  # a finished run needs none
 
     with pytest.raises(TlrunError, match="already FINISHED"):
         run_job(compose(f"resume={run_id}", experiment="resume"))
@@ -101,3 +101,13 @@ def test_resume_builds_only_what_tlrun_configs_name(compose, mlflow_store, tmp_p
         run_job(compose(f"resume={run_id}", experiment="resume-tampered"))
     assert not marker.exists()
     assert client.get_run(run_id).info.status == "KILLED"  # the refused resume did not reopen the run
+
+
+def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_folder_and_no_tag(compose, mlflow_store, tmp_path):
+    cfg = compose("method=source_only", "method.lr=1e12", "method.epochs=2", "diagnostics=false", experiment="resume-failed")
+    with pytest.raises(Exception):  # the loss diverges in the first epoch
+        run_job(cfg)
+    client = MlflowClient(tracking_uri=mlflow_store)
+    (failed,) = client.search_runs([client.get_experiment_by_name("resume-failed").experiment_id])
+    assert failed.info.status == "FAILED" and CHECKPOINT_TAG not in failed.data.tags
+    assert not (tmp_path / "cache" / "checkpoints" / failed.info.run_id).exists()

@@ -13,7 +13,7 @@ import random
 import shutil
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -485,6 +485,20 @@ def _checkpoint_file(cfg: DictConfig, run_id: str) -> Path:
     return Path(str(cfg.cache_dir)).expanduser() / "checkpoints" / run_id / "last.ckpt"
 
 
+def _discard_checkpoint(checkpoint: Path, tracked: Any) -> None:
+    """After the run: a FINISHED run needs no checkpoint, and one that stopped before its first has none to resume
+    from; either way its folder goes, and the run's checkpoint tag with it. An interrupted run keeps both."""
+    if tracked.status != "FINISHED" and checkpoint.is_file():
+        return
+    shutil.rmtree(checkpoint.parent, ignore_errors=True)
+    from mlflow.exceptions import MlflowException
+
+    try:
+        tracked.client.delete_tag(tracked.run_id, CHECKPOINT_TAG)
+    except MlflowException:  # never set (a resumed run's tag was set when it first ran), or the store is gone
+        pass
+
+
 def _resumed_config(cfg: DictConfig) -> DictConfig:
     """``resume=<run id>``: the interrupted run's own config (its ``config.yaml`` artifact), tracked into this
     command's store, after checking that the run stopped before finishing and that its checkpoint is there."""
@@ -568,6 +582,7 @@ def run_job(cfg: DictConfig) -> RunOutcome:
     resolved = OmegaConf.to_container(cfg, resolve=True)
     run_name = f"{cfg.method.name} {task_name(cfg)}"
     with (
+        ExitStack() as after_the_run,  # left last, once the run has its final status
         interrupts_stop_the_run(),
         distributed.rank_zero(cfg),
         _job_device(cfg) as (device, trainer_kwargs),
@@ -584,6 +599,8 @@ def run_job(cfg: DictConfig) -> RunOutcome:
         import torch
 
         checkpoint = _checkpoint_file(cfg, tracked.run_id) if deep and cfg.get("checkpoints", True) else None
+        if checkpoint is not None:
+            after_the_run.callback(_discard_checkpoint, checkpoint, tracked)
         placement = distributed.tags(trainer_kwargs)  # trainer.strategy=ddp, trainer.world_size=N
         if checkpoint is not None and not resume:
             placement[CHECKPOINT_TAG] = str(checkpoint)
@@ -616,7 +633,5 @@ def run_job(cfg: DictConfig) -> RunOutcome:
         final_step = max(reporter.last_step, int(getattr(method, "epochs", 0)))
         result = evaluate(method, evaluation, training.source, training.classes, tracked, step=final_step)
         tracked.log_metrics({"duration_s": time.perf_counter() - started}, final_step)
-    if checkpoint is not None:  # only an interrupted run needs it
-        shutil.rmtree(checkpoint.parent, ignore_errors=True)
     print_summary(cfg, result, tracked)
     return RunOutcome(tracked.run_id, dict(tracked.client.get_run(tracked.run_id).data.metrics))
