@@ -17,6 +17,7 @@ from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import CompactHydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
@@ -37,7 +38,9 @@ def _hydra_main(cfg: DictConfig) -> Any:
         # A problem the user can fix: its message alone says what to do; a traceback would bury it.
         print(f"tlrun: error: {error}", file=sys.stderr)
         if HydraConfig.get().mode == RunMode.MULTIRUN:
-            raise  # the sweep's other jobs still run; Hydra reports the failure when they are done
+            # The sweep's other jobs still run; Hydra reports the first failure when they are done.
+            _failed_jobs.append((str(error), True))
+            raise SweepJobFailed(f"tlrun: error: {error}") from None
         sys.exit(2)
     except KeyboardInterrupt:
         signum = interrupting_signal()
@@ -45,10 +48,20 @@ def _hydra_main(cfg: DictConfig) -> Any:
               "logged", file=sys.stderr)
         sys.exit(128 + signum)  # the shell's convention: 130 for Ctrl-C, 143 for SIGTERM
     except Exception as error:
+        line = _report_unexpected(error)
         if HydraConfig.get().mode == RunMode.MULTIRUN:
-            raise
-        _report_unexpected(error)
+            _failed_jobs.append((line.removeprefix("tlrun: error: "), False))
+            raise SweepJobFailed(line) from error
         sys.exit(1)
+
+
+#: The sweep jobs of this process that failed: (message, whether the input was at fault).
+_failed_jobs: list[tuple[str, bool]] = []
+
+
+class SweepJobFailed(CompactHydraException):
+    """A sweep job's failure, as Hydra prints it once the sweep's jobs are done: the job's ``tlrun: error:`` line
+    alone (Hydra prints a compact exception's message without a traceback)."""
 
 
 def interrupting_signal() -> int:
@@ -57,14 +70,16 @@ def interrupting_signal() -> int:
     return getattr(tracking, "interrupted_by", None) or signal.SIGINT
 
 
-def _report_unexpected(error: BaseException) -> None:
-    """An error tlrun did not foresee: one ``tlrun: error:`` line, last; the traceback before it only on request
-    (``HYDRA_FULL_ERROR=1``), since a run that opened keeps it as its ``error.txt`` artifact."""
+def _report_unexpected(error: BaseException) -> str:
+    """An error tlrun did not foresee: one ``tlrun: error:`` line (returned too), last; the traceback before it only
+    on request (``HYDRA_FULL_ERROR=1``), since a run that opened keeps it as its ``error.txt`` artifact."""
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         traceback.print_exception(error)
     message = " ".join(f"{type(error).__name__}: {error}".split())
-    print(f"tlrun: error: {message} (unexpected: a run that had opened ended FAILED with the traceback in its "
-          "error.txt; HYDRA_FULL_ERROR=1 prints it here)", file=sys.stderr)
+    line = (f"tlrun: error: {message} (unexpected: a run that had opened ended FAILED with the traceback in its "
+            "error.txt; HYDRA_FULL_ERROR=1 prints it here)")
+    print(line, file=sys.stderr)
+    return line
 
 
 #: Characters of Hydra's override grammar beyond a plain option name (interpolation, quoting, lists, sweeps such
@@ -175,7 +190,15 @@ def main() -> None:
     if error:  # Hydra's own message for it spans a screen, or points the wrong way
         print(f"tlrun: error: {error}", file=sys.stderr)
         sys.exit(2)
-    _hydra_main()
+    try:
+        _hydra_main()
+    except SystemExit as leaving:
+        if leaving.code and _failed_jobs:  # Hydra has reported the first; its last line is a hint of its own
+            message, input_at_fault = _failed_jobs[0]
+            count = f"{len(_failed_jobs)} sweep jobs failed; the first" if len(_failed_jobs) > 1 else "a sweep job failed"
+            print(f"tlrun: error: {count}: {message}", file=sys.stderr)
+            sys.exit(2 if all(at_fault for _, at_fault in _failed_jobs) else 1)
+        raise
 
 
 if __name__ == "__main__":
