@@ -13,6 +13,7 @@ tlrun's runs and sweeps write it:
 from __future__ import annotations
 
 import csv
+import ctypes
 import io
 import os
 import statistics
@@ -325,3 +326,53 @@ def test_a_difference_that_rounds_to_zero_has_no_minus_and_logs_keep_every_colum
     assert format_value(-0.004, "%") == "0.00"
     monkeypatch.setattr("sys.stdout", io.StringIO())  # a log file or a pipe: no 80-column cut
     assert wide_console().width == 1000
+
+
+def test_no_store_at_the_location_is_an_error_and_nothing_is_created(monkeypatch, tmp_path):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(TlrunError, match=f"there is no MLflow store at {tmp_path / 'outputs' / 'mlflow.db'}"):
+        main([])
+    with pytest.raises(TlrunError, match="no MLflow store at .*elsewhere"):
+        main([f"tracking_uri=sqlite:///{tmp_path / 'elsewhere' / 'mlflow.db'}"])
+    assert list(tmp_path.iterdir()) == []
+
+
+def _as_a_reader() -> None:
+    """``preexec_fn``: the child (root's, when the tests run as root) loses the capabilities by which root writes
+    whatever the file modes say (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER: dropped from its bounding set,
+    so the program it executes does not get them)."""
+    if os.geteuid() == 0:
+        libc = ctypes.CDLL(None, use_errno=True)
+        for capability in (1, 2, 3):
+            if libc.prctl(24, capability, 0, 0, 0):  # PR_CAPBSET_DROP
+                raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def test_a_read_only_store_is_compared_and_a_run_into_it_says_it_is_read_only(tmp_path):
+    """A store folder and files without write permission, used by processes the modes bind: compare opened the
+    lock beside the store for writing and died with an OSError; a run into it ended in a traceback."""
+    from tlrun.tracking import TrackedRun
+
+    folder = tmp_path / "store"
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    for acc in (0.5, 0.7):
+        with TrackedRun("read-only", tracking_uri=uri, tags={"method": "jda", "source": "a", "target": "b"}) as run:
+            run.log_metrics({"target_acc": acc})
+    (folder / "mlflow.db.lock").unlink()
+    for path in [*folder.rglob("*"), folder]:
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "COLUMNS": "200",
+           "MLFLOW_DISABLE_TELEMETRY": "true"}
+    script = (f"from tlrun.compare import main\nmain(['tracking_uri={uri}', 'out={tmp_path / 'out'}'])\n"
+              "from tlrun.tracking import StoreError, TrackedRun\n"
+              f"try:\n    TrackedRun('read-only', tracking_uri='{uri}')\nexcept StoreError as error:\n    print(error)")
+    try:
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path,
+                              timeout=120, preexec_fn=_as_a_reader)
+        assert done.returncode == 0, done.stderr
+        assert "jda" in done.stdout and "60.00 ± 14.14" in done.stdout  # the comparison of the two runs
+        assert f"the MLflow store {uri} is read-only" in done.stdout, done.stdout + done.stderr
+    finally:
+        for path in [folder, *folder.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import errno
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+from contextlib import contextmanager
 
 import pytest
 
 from mlflow.tracking import MlflowClient
 
-from tlrun.tracking import PROCESS_TAG, TrackedRun, flatten, interrupts_deferred, interrupts_stop_the_run
+from tlrun.tracking import (PROCESS_TAG, RUNS_VIEW_TAG, StoreError, TrackedRun, flatten, interrupts_deferred,
+                            interrupts_stop_the_run)
 
 
 def _ended(store: str, exception: BaseException | None) -> tuple[TrackedRun, object]:
@@ -164,3 +168,107 @@ def test_runs_opened_side_by_side_on_a_fresh_sqlite_store_all_open(tmp_path):
     a benchmark's parallel workers. tlrun opens a sqlite store under a lock beside it."""
     assert _open_a_fresh_store_side_by_side(tmp_path) == ["ok"] * 4
     assert (tmp_path / "mlflow.db.lock").exists()
+
+
+def test_runs_opened_side_by_side_on_a_store_whose_folder_does_not_exist_all_open(tmp_path):
+    """The lock was skipped when the store's folder (parents included) did not exist yet: 7 of 8 runs failed."""
+    folder = tmp_path / "new" / "dir"
+    assert _open_a_fresh_store_side_by_side(folder, processes=8) == ["ok"] * 8
+    assert (folder / "mlflow.db.lock").exists()
+
+
+def test_a_successful_resume_clears_the_error_of_the_failed_attempt(mlflow_store):
+    run, record = _ended(mlflow_store, ValueError("out of memory"))
+    assert record.data.tags["error"] and [item.path for item in run.client.list_artifacts(run.run_id)] == ["error.txt"]
+    with TrackedRun(experiment="tracking-tests", tracking_uri=mlflow_store, run_id=run.run_id) as resumed:
+        resumed.log_metrics({"target_acc": 0.75}, step=4)
+    record = run.client.get_run(run.run_id)
+    assert record.info.status == "FINISHED" and "error" not in record.data.tags
+    assert run.client.list_artifacts(run.run_id) == []
+
+
+def test_delete_tag_removes_a_tag_and_tolerates_a_missing_one(mlflow_store):
+    with TrackedRun(experiment="tracking-tests", tracking_uri=mlflow_store, tags={"checkpoint": "/gone.ckpt"}) as run:
+        run.delete_tag("checkpoint")
+        run.delete_tag("checkpoint")
+    assert "checkpoint" not in run.client.get_run(run.run_id).data.tags
+
+
+def test_experiments_open_on_a_runs_table_with_target_acc(mlflow_store):
+    """MLflow 3's runs table shows no metric column unless a view selects it; tlrun's experiments carry one (the
+    form MLflow's "share" button stores), the experiment kind of MLflow 3 UIs, and a description; an experiment made
+    before gets them with its next run."""
+    client = MlflowClient(tracking_uri=mlflow_store)
+    earlier = client.create_experiment("made-before")
+    for name in ("made-before", "made-now"):
+        with TrackedRun(experiment=name, tracking_uri=mlflow_store):
+            pass
+        tags = client.get_experiment_by_name(name).tags
+        assert json.loads(tags[RUNS_VIEW_TAG])["selectedColumns"][0] == "metrics.`target_acc`"
+        assert tags["mlflow.experimentKind"] == "custom_model_development"
+        assert "target_acc" in tags["mlflow.note.content"]
+    assert client.get_experiment_by_name("made-before").experiment_id == earlier
+
+
+@contextmanager
+def _new_sqlite_connections(store: str, pragma: str):
+    """Every new sqlite connection of this process runs ``pragma`` (``PRAGMA query_only``: writes fail as on a
+    read-only database; ``max_page_count``: as on a full disk); the store's open connections are closed first."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    def on_connect(connection, record):
+        cursor = connection.cursor()
+        cursor.execute(pragma.format(pages=cursor.execute("PRAGMA page_count").fetchone()[0]))
+        cursor.close()
+
+    MlflowClient(tracking_uri=store)._tracking_client.store.engine.dispose()
+    event.listen(Engine, "connect", on_connect)
+    try:
+        yield
+    finally:
+        event.remove(Engine, "connect", on_connect)
+        MlflowClient(tracking_uri=store)._tracking_client.store.engine.dispose()
+
+
+def test_a_read_only_store_is_a_store_error_naming_it(mlflow_store, capfd):
+    """sqlite's own "attempt to write a readonly database" (``PRAGMA query_only``), through MLflow's store."""
+    store = mlflow_store
+    run = TrackedRun(experiment="tracking-tests", tracking_uri=store)
+    with _new_sqlite_connections(store, "PRAGMA query_only = ON"):
+        with pytest.raises(StoreError) as raised:
+            with run:
+                run.log_metrics({"loss": 1.0})
+    message = str(raised.value)
+    assert f"the MLflow store {store} is read-only" in message and "logger.tracking_uri=" in message
+    assert "could not even be ended FAILED" in message  # the store took no write, the end included
+    assert "Traceback" not in capfd.readouterr().err  # MLflow's logged traceback of the sqlite error is left out
+
+
+def test_a_full_store_is_a_store_error_and_the_run_ends_failed(mlflow_store):
+    """sqlite's own "database or disk is full" (``PRAGMA max_page_count``), through MLflow's store."""
+    store = mlflow_store
+    run = TrackedRun(experiment="tracking-tests", tracking_uri=store)
+    with _new_sqlite_connections(store, "PRAGMA max_page_count = {pages}"):
+        with pytest.raises(StoreError, match=f"the MLflow store {store} is full: .*Free space there"):
+            with run:
+                run.log_params({f"p{index}": "v" * 500 for index in range(2000)})
+    assert run.client.get_run(run.run_id).info.status == "FAILED"
+
+
+def test_an_artifact_write_out_of_space_is_a_store_error_naming_the_folder(mlflow_store, monkeypatch):
+    """The OS's ENOSPC raised where MLflow's local artifact repository copies the file."""
+    import shutil
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    run = TrackedRun(experiment="tracking-tests", tracking_uri=mlflow_store)
+    monkeypatch.setattr(shutil, "copyfileobj", no_space)
+    with pytest.raises(StoreError) as raised:
+        with run:
+            run.log_text("x: 1\n", "config.yaml")
+    folder = run.artifact_uri.removeprefix("file://")
+    assert f"the artifact folder {folder} of run {run.run_id} is full (no space left on the device)" in str(raised.value)
+    record = run.client.get_run(run.run_id)
+    assert record.info.status == "FAILED" and "StoreError" in record.data.tags["error"]

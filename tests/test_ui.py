@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from tlrun.errors import TlrunError
-from tlrun.ui import parse_settings
+from tlrun.tracking import TrackedRun
+from tlrun.ui import parse_settings, runs_table
 
 
 def _free_port() -> int:
@@ -37,8 +38,9 @@ def _processes_mentioning(text: str) -> list[int]:
     return found
 
 
-def _wait_for_ui(ui: subprocess.Popen, port: int) -> None:
-    """Read ``tlrun ui``'s output until it prints its address (or ends)."""
+def _wait_for_ui(ui: subprocess.Popen, port: int) -> str:
+    """Read ``tlrun ui``'s output until it prints its address (or ends), and the line after it when the store has
+    runs (the address of a runs table); returns what it read."""
     deadline, output = time.monotonic() + 180, []
     while time.monotonic() < deadline:
         line = ui.stdout.readline()
@@ -46,6 +48,7 @@ def _wait_for_ui(ui: subprocess.Popen, port: int) -> None:
         if "MLflow UI at" in line or (not line and ui.poll() is not None):
             break
     assert f"MLflow UI at http://127.0.0.1:{port}" in "".join(output), "".join(output)[-3000:]
+    return "".join(output)
 
 
 def test_settings_are_key_value_and_checked(monkeypatch, tmp_path):
@@ -87,3 +90,28 @@ def test_ui_answers_on_loopback_and_stopping_it_leaves_no_process(mlflow_store, 
     assert returncode == 0
     time.sleep(1)
     assert _processes_mentioning(f"--port {port}") == []
+
+
+def test_a_port_taken_by_another_program_is_an_error_before_the_server_starts(tmp_path):
+    """The other program answered the readiness probe, tlrun printed the address as its own, then its server failed
+    to bind and tlrun exited 0."""
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        done = subprocess.run([sys.executable, "-c", "from tlrun.cli import main; main()", "ui", f"port={port}",
+                               f"tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}"],
+                              capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.startswith(f"tlrun: error: port {port} on 127.0.0.1 is taken by another program")
+    assert "open this one on a free port: tlrun ui port=" in done.stderr and "MLflow UI at" not in done.stdout
+    assert list(tmp_path.iterdir()) == []  # stopped before the store was touched
+
+
+def test_the_runs_table_address_is_the_latest_experiments_in_the_machine_learning_view(mlflow_store):
+    store = mlflow_store
+    for name in ("older", "latest"):
+        with TrackedRun(name, tracking_uri=store) as run:
+            pass
+    assert runs_table(store, "http://h:1") == (f"runs of experiment 'latest': http://h:1/#/experiments/"
+                                               f"{run.experiment_id}/runs?viewStateShareKey=tlrun&workflowType=machine_learning")

@@ -16,6 +16,7 @@ import contextlib
 import itertools
 import json
 import os
+import re
 import select
 import shutil
 import signal
@@ -210,22 +211,29 @@ def test_browser_shows_sweep_parent_with_its_children(tmp_path):
                           stderr=subprocess.STDOUT, text=True, cwd=tmp_path, env=env)
     browser = devtools = None
     try:
-        _wait_for_ui(ui, port)
+        output = _wait_for_ui(ui, port) + ui.stdout.readline()
         print(f"UI answering: {time.monotonic() - started:.1f} s")
+        printed = re.search(r"tlrun: runs of experiment 'browser-sweep': (\S+)", output)
+        assert printed, output[-3000:]
         browser, devtools = _start_chromium(chromium_home)
         target = devtools.call("Target.createTarget", {"url": "about:blank"})["targetId"]
         page = devtools.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         devtools.call("Emulation.setDeviceMetricsOverride",
                       {"width": 1400, "height": 900, "deviceScaleFactor": 1, "mobile": False}, page)
 
-        # The experiment's runs table (``#/experiments/<id>`` alone opens the experiment's Overview tab in MLflow 3).
+        # What a newcomer sees at the address tlrun ui printed: the experiment's runs table (``#/experiments/<id>``
+        # alone opens MLflow 3's GenAI overview: "Traces 0, No data available") with target_acc and tlrun's tags.
         base = f"http://127.0.0.1:{port}/#/experiments/{experiment_id}"
-        devtools.call("Page.navigate", {"url": f"{base}/runs"}, page)
+        assert printed.group(1).startswith(f"{base}/runs?")
+        devtools.call("Page.navigate", {"url": printed.group(1)}, page)
         parent_row = f'document.querySelector(\'.ag-pinned-left-cols-container [row-id="{parent.info.run_id}"]\')'
         devtools.wait_for(page, f"{parent_row} && {parent_row}.innerText.includes({json.dumps(parent.info.run_name)})",
                           what=f"the parent run {parent.info.run_name!r} in the runs table")
         # Collapsed: the children are in the store's 3 runs but not in the table.
         assert devtools.evaluate(page, "document.body.innerText.includes('3 matching runs')")
+        headers = devtools.evaluate(page, "[...document.querySelectorAll('.ag-header-cell')].map(cell => cell.innerText)")
+        assert {"Run Name", "target_acc", "method", "dataset"} <= set(headers), headers
+        assert not devtools.evaluate(page, "document.body.innerText.includes('No data available')")
         for name in children.values():
             assert not devtools.evaluate(page, f"document.body.innerText.includes({json.dumps(name)})"), name
 

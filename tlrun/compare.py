@@ -65,7 +65,7 @@ from typing import Any, Iterable, Iterator
 
 from tlrun.errors import TlrunError
 from tlrun.sweeps import ROLE_TAG, sweep_runs
-from tlrun.tracking import every_run
+from tlrun.tracking import every_run, store_failure
 
 SETTINGS: dict[str, Any] = {"tracking_uri": None, "experiment": None, "sweep": None, "metric": "target_acc",
                             "better": "higher", "out": None}
@@ -642,16 +642,22 @@ def report(client: Any, runs: list[Any], metric: str = "target_acc", better: str
     console.print(rich_table(comparison))
     for note in comparison.notes():
         console.print(note, highlight=False)
+    logged = f"Logged to the sweep's parent run {parent_run_id} under {artifact_folder(metric)}/"
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(out_dir) if out_dir is not None else Path(scratch)
         write_files(comparison, folder)
         if parent_run_id:
-            client.log_artifacts(parent_run_id, str(folder), artifact_folder(metric))
+            try:
+                client.log_artifacts(parent_run_id, str(folder), artifact_folder(metric))
+            except Exception as error:  # a read-only store is still read
+                problem = store_failure(error)
+                if problem is None:
+                    raise
+                logged = f"Not logged to the sweep's parent run {parent_run_id}: its artifact folder is {problem}"
         if out_dir is not None:
             console.print(f"Files: {folder}", highlight=False, soft_wrap=True)
     if parent_run_id:
-        console.print(f"Logged to the sweep's parent run {parent_run_id} under {artifact_folder(metric)}/",
-                      highlight=False, soft_wrap=True)
+        console.print(logged, highlight=False, soft_wrap=True)
     return comparison
 
 
@@ -710,7 +716,7 @@ def main(arguments: list[str]) -> int:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     from tlrun.tracking import open_client
 
-    client = open_client(str(settings["tracking_uri"]))
+    client = open_client(str(settings["tracking_uri"]), create=False)
     selection = select_runs(client, settings["experiment"], settings["sweep"], settings["tags"])
     report(client, selection.runs, str(settings["metric"]), str(settings["better"]), out_dir=Path(settings["out"]),
            parent_run_id=selection.parent_run_id, heading=f"Runs: {selection.description} ({settings['tracking_uri']})")

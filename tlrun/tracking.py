@@ -10,7 +10,10 @@ Default store: ``sqlite:///<cwd>/outputs/mlflow.db`` with artifacts in ``<cwd>/o
 
 from __future__ import annotations
 
+import errno
 import fcntl
+import json
+import logging
 import os
 import re
 import signal
@@ -30,6 +33,7 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 from tlrun.config import RUN_URI_PREFIX  # noqa: E402
+from tlrun.errors import TlrunError  # noqa: E402
 
 #: MLflow's limits (mlflow.utils.validation): values longer than this are cut, batches split.
 _MAX_PARAM_VALUE = 6000
@@ -37,10 +41,9 @@ _MAX_BATCH = 100
 
 
 def default_tracking_uri(cwd: Path | None = None) -> str:
-    """The local store used when no URI is configured: ``outputs/mlflow.db`` under the working directory."""
-    outputs = (cwd or Path.cwd()) / "outputs"
-    outputs.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{outputs / 'mlflow.db'}"
+    """The local store used when no URI is configured: ``outputs/mlflow.db`` under the working directory (made by
+    the first run, see :func:`open_client`)."""
+    return f"sqlite:///{(cwd or Path.cwd()) / 'outputs' / 'mlflow.db'}"
 
 
 def configured_uri(cfg: Any) -> str:
@@ -192,12 +195,10 @@ def fetch_run_weights(uri: str, tracking_uri: str, destination: Path) -> tuple[s
     from mlflow.artifacts import download_artifacts
     from mlflow.exceptions import MlflowException
 
-    from tlrun.errors import TlrunError
-
     run_id, _, artifact_path = uri.removeprefix(RUN_URI_PREFIX).strip("/").partition("/")
     if not run_id or not artifact_path:
         raise TlrunError(f"backbone.weights={uri}: expected runs:/<run_id>/{MODEL_ARTIFACT} (or .../{MODEL_ARTIFACT}/{MODEL_FILE})")
-    client = open_client(tracking_uri)
+    client = open_client(tracking_uri, create=False)
     try:
         client.get_run(run_id)
     except MlflowException:
@@ -234,19 +235,73 @@ def _sqlite_file(tracking_uri: str) -> Path | None:
     return Path(database)
 
 
-def open_client(tracking_uri: str) -> MlflowClient:
+class StoreError(TlrunError):
+    """The MLflow store cannot be read or written: it does not exist (for a reader), is read-only, or is full."""
+
+
+#: What an OS error number says about a store that could not be written.
+_OS_FAILURES = {errno.ENOSPC: "full (no space left on the device)", errno.EDQUOT: "over its disk quota",
+                errno.EROFS: "read-only (a read-only file system)", errno.EACCES: "not writable (permission denied)",
+                errno.EPERM: "not writable (operation not permitted)"}
+#: The same for sqlite's errors, which MLflow passes on as the text of an ``MlflowException``.
+_SQLITE_FAILURES = {"readonly database": "read-only", "disk is full": "full",
+                    "unable to open database file": "not writable"}
+
+
+def store_failure(error: BaseException) -> str | None:
+    """What is wrong with the store when ``error``, or an error it was raised from, is a failure to write it
+    (read-only, full, not permitted); ``None`` for any other error."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in _OS_FAILURES:
+            return _OS_FAILURES[error.errno]
+        for words, problem in _SQLITE_FAILURES.items():
+            if words in str(error):
+                return problem
+        error = error.__cause__ or error.__context__
+    return None
+
+
+class _StoreFailuresLogged(logging.Filter):
+    """MLflow logs a traceback for every sqlite error before raising it; a store failure is raised again as a
+    :class:`StoreError`, whose one line says what to do, so its traceback is left out."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and store_failure(record.exc_info[1]))
+
+
+logging.getLogger("mlflow.store.db.utils").addFilter(_StoreFailuresLogged())
+
+
+def open_client(tracking_uri: str, create: bool = True) -> MlflowClient:
     """An ``MlflowClient`` of the store ``tracking_uri``; a sqlite store is opened under an exclusive ``flock`` on
-    ``<database>.lock`` beside it.
+    ``<database>.lock`` beside it, its folder (parents included) made first.
 
     MLflow creates a new sqlite store's tables (and migrates an old one) when a process first opens it; two processes
     doing so at the same moment both run the migrations, and one fails (``duplicate column name: step``), so runs
     started side by side on a fresh store (two ``tlrun`` commands, a benchmark's worker processes) would fail
-    before opening. Other stores, and a folder that does not exist yet, are opened without the lock.
+    before opening. ``create=False`` is for readers (``tlrun compare``, a resume's look-up): a sqlite store that does
+    not exist is a :class:`StoreError` and nothing is created. An existing store whose lock cannot be opened (a
+    read-only folder) is opened without it: reading needs no lock, and a write fails with a :class:`StoreError`.
+    Other stores are opened as they are.
     """
     database = _sqlite_file(tracking_uri)
-    if database is None or not database.resolve().parent.is_dir():
+    if database is None:
         return MlflowClient(tracking_uri=tracking_uri)
-    with open(f"{database}.lock", "a") as handle:
+    if not create and not database.is_file():
+        raise StoreError(f"there is no MLflow store at {database} ({tracking_uri}); nothing was created there. Name "
+                         "the store that holds the runs: tracking_uri=sqlite:///<path> (logger.tracking_uri=... for a "
+                         "run, or MLFLOW_TRACKING_URI)")
+    try:
+        database.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(f"{database}.lock", "a")
+    except OSError as error:
+        if database.is_file():
+            return MlflowClient(tracking_uri=tracking_uri)
+        raise StoreError(f"cannot create the MLflow store {tracking_uri}: {error.strerror} ({error.filename}). Track "
+                         "into a writable folder: logger.tracking_uri=sqlite:///<folder>/mlflow.db") from error
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             return MlflowClient(tracking_uri=tracking_uri)
@@ -254,22 +309,44 @@ def open_client(tracking_uri: str) -> MlflowClient:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+#: The shared view of the runs table that tlrun's experiments carry (MLflow's "share" button stores its views so):
+#: the UI opens ``#/experiments/<id>/runs?viewStateShareKey=tlrun`` with these columns shown.
+RUNS_VIEW = "tlrun"
+RUNS_VIEW_TAG = f"mlflow.sharedViewState.{RUNS_VIEW}"
+RUNS_VIEW_COLUMNS = ["metrics.`target_acc`", "tags.`method`", "tags.`dataset`", "tags.`source`", "tags.`target`",
+                     "tags.`seed`"]
+#: The experiment tags tlrun sets: the runs table above; the experiment kind of MLflow 3 UIs before 3.17's
+#: GenAI / machine-learning switch (which :mod:`tlrun.ui` sets in the address instead); the description.
+EXPERIMENT_TAGS = {
+    RUNS_VIEW_TAG: json.dumps({"selectedColumns": RUNS_VIEW_COLUMNS}),
+    "mlflow.experimentKind": "custom_model_development",
+    "mlflow.note.content": (
+        "Runs of tlrun, one per `tlrun` command, named `<method> <source>-><target>`. "
+        "The headline metric is **target_acc**, the accuracy on the target domain's test split: `tlrun ui` prints "
+        "the address of this runs table with it as a column; `tlrun compare experiment=<name>` tabulates it."
+    ),
+}
+
+
 def ensure_experiment(client: MlflowClient, tracking_uri: str, name: str) -> str:
-    """The id of experiment ``name``, created if needed; in a sqlite store (tlrun's default ``outputs/mlflow.db``
-    or another), a new experiment keeps its artifacts beside the database, in ``mlartifacts/`` (MLflow's own
-    default would be ``mlruns/`` in whatever directory the command ran from)."""
+    """The id of experiment ``name``, created if needed, with :data:`EXPERIMENT_TAGS` (added where missing); in a
+    sqlite store (tlrun's default ``outputs/mlflow.db`` or another), a new experiment keeps its artifacts beside the
+    database, in ``mlartifacts/`` (MLflow's own default would be ``mlruns/`` in whatever directory the command ran
+    from)."""
     found = client.get_experiment_by_name(name)
-    if found is not None:
-        return found.experiment_id
-    database = _sqlite_file(tracking_uri)
-    artifact_location = None if database is None else database.resolve().parent.joinpath("mlartifacts").as_uri()
-    try:
-        return client.create_experiment(name, artifact_location=artifact_location)
-    except Exception:  # created meanwhile by a parallel job of the same sweep
-        found = client.get_experiment_by_name(name)
-        if found is None:
-            raise
-        return found.experiment_id
+    if found is None:
+        database = _sqlite_file(tracking_uri)
+        artifact_location = None if database is None else database.resolve().parent.joinpath("mlartifacts").as_uri()
+        try:
+            return client.create_experiment(name, artifact_location=artifact_location, tags=EXPERIMENT_TAGS)
+        except Exception:  # created meanwhile by a parallel job of the same sweep
+            found = client.get_experiment_by_name(name)
+            if found is None:
+                raise
+    for key, value in EXPERIMENT_TAGS.items():
+        if key not in found.tags:
+            client.set_experiment_tag(found.experiment_id, key, value)
+    return found.experiment_id
 
 
 #: The run tag naming the process that runs it, ``host:pid``; every run tlrun opens (and a sweep's parent) has it.
@@ -324,7 +401,9 @@ class TrackedRun:
     traceback is logged as ``error.txt`` and its message as the tag ``error``), or KILLED on
     ``KeyboardInterrupt`` / ``SystemExit`` (Ctrl-C, SIGTERM, Lightning's graceful shutdown). What was logged
     before the end stays. A process killed outright cannot end its run: the run's :data:`PROCESS_TAG` lets the
-    next ``TrackedRun`` in the experiment end it (:func:`end_orphaned_runs`).
+    next ``TrackedRun`` in the experiment end it (:func:`end_orphaned_runs`). A store that cannot be written
+    (read-only, full) raises :class:`StoreError` from the write, naming the store or the artifact folder; the run
+    still ends FAILED where the store allows it.
     """
 
     def __init__(
@@ -338,52 +417,91 @@ class TrackedRun:
         """Create a run in ``experiment``, or with ``run_id``, reopen that run (status RUNNING again) to go on
         logging into it (a resumed run)."""
         self.tracking_uri = tracking_uri or default_tracking_uri()
-        self.client = open_client(self.tracking_uri)
+        self.resumed = run_id is not None
         tags = (tags or {}) | {PROCESS_TAG: this_process()}
-        with interrupts_deferred():
+        with self._writing():
+            self.client = open_client(self.tracking_uri)
             if run_id is not None:
                 self.run_id = run_id
-                self.experiment_id = self.client.get_run(run_id).info.experiment_id
+                info = self.client.get_run(run_id).info
                 self.client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
                 self.client.log_batch(run_id, tags=[RunTag(key, str(value)) for key, value in tags.items()])
             else:
-                self.experiment_id = ensure_experiment(self.client, self.tracking_uri, experiment)
-                self.run_id = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags).info.run_id
+                experiment_id = ensure_experiment(self.client, self.tracking_uri, experiment)
+                info = self.client.create_run(experiment_id, run_name=run_name, tags=tags).info
+                self.run_id = info.run_id
+            self.experiment_id, self.artifact_uri = info.experiment_id, info.artifact_uri
             # After this run carries this process's tag: a resumed run, left RUNNING by its dead process, is not
             # taken for an orphan.
             end_orphaned_runs(self.client, self.experiment_id)
         self.status: str = "RUNNING"
 
+    @contextmanager
+    def _writing(self, artifacts: bool = False) -> Iterator[None]:
+        """A write to the store (``artifacts``: to the run's artifact folder), signals deferred
+        (:func:`interrupts_deferred`); a store failure is raised as a :class:`StoreError` that says where and what
+        to do."""
+        with interrupts_deferred():
+            try:
+                yield
+            except StoreError:
+                raise
+            except Exception as error:
+                problem = store_failure(error)
+                if problem is None:
+                    raise
+                if artifacts:
+                    where = f"the artifact folder {self.artifact_uri.removeprefix('file://')} of run {self.run_id}"
+                else:
+                    where = f"the MLflow store {self.tracking_uri}"
+                remedy = "free space there" if problem.startswith(("full", "over")) else "make it writable"
+                raise StoreError(
+                    f"{where} is {problem}: {str(error).splitlines()[0][:300]}. {remedy.capitalize()}, or track into "
+                    "another store: logger.tracking_uri=sqlite:///<writable folder>/mlflow.db (or MLFLOW_TRACKING_URI)"
+                ) from error
+
     # -- logging -------------------------------------------------------------------------------------------
     def log_params(self, params: dict[str, str]) -> None:
         items = [Param(safe_key(key), value) for key, value in params.items()]
-        with interrupts_deferred():
+        with self._writing():
             for batch in _batched(items):
                 self.client.log_batch(self.run_id, params=batch)
 
     def set_tags(self, tags: dict[str, str]) -> None:
         items = [RunTag(safe_key(key), str(value)) for key, value in tags.items()]
-        with interrupts_deferred():
+        with self._writing():
             for batch in _batched(items):
                 self.client.log_batch(self.run_id, tags=batch)
+
+    def delete_tag(self, key: str) -> None:
+        """Remove the run's tag ``key`` (nothing when it has none), e.g. one naming a file that was deleted."""
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
+
+        with self._writing():
+            try:
+                self.client.delete_tag(self.run_id, key)
+            except MlflowException as error:
+                if error.error_code != ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
+                    raise
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         now = int(time.time() * 1000)
         items = [Metric(key, float(value), now, step or 0) for key, value in metrics.items()]
-        with interrupts_deferred():
+        with self._writing():
             for batch in _batched(items):
                 self.client.log_batch(self.run_id, metrics=batch)
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        with interrupts_deferred():
+        with self._writing(artifacts=True):
             self.client.log_artifact(self.run_id, str(path), artifact_path)
 
     def log_text(self, text: str, artifact_file: str) -> None:
-        with interrupts_deferred():
+        with self._writing(artifacts=True):
             self.client.log_text(self.run_id, text, artifact_file)
 
     def log_figure(self, figure: Any, artifact_file: str) -> None:
-        with interrupts_deferred():
+        with self._writing(artifacts=True):
             self.client.log_figure(self.run_id, figure, artifact_file)
 
     def log_model(self, module: Any) -> None:
@@ -404,9 +522,11 @@ class TrackedRun:
         """A Lightning logger writing into this run (it never ends the run: :class:`TrackedRun` does)."""
         from pytorch_lightning.loggers import MLFlowLogger
 
+        run = self
+
         class _RunOwnedMLFlowLogger(MLFlowLogger):
             def log_metrics(self, metrics: Any, step: int | None = None) -> None:
-                with interrupts_deferred():
+                with run._writing():
                     super().log_metrics(metrics, step)
 
             def log_hyperparams(self, params: Any) -> None:  # the composed config is already the run's params
@@ -440,7 +560,28 @@ class TrackedRun:
         else:
             self.status = "FAILED"
             self._record_error(f"{exc_type.__name__}: {exc}", exc_type, exc, tb)
-        self.client.set_terminated(self.run_id, RunStatus.to_string(getattr(RunStatus, self.status)))
+        try:
+            with self._writing():
+                if self.resumed and self.status == "FINISHED":
+                    self._clear_earlier_error()
+                self.client.set_terminated(self.run_id, RunStatus.to_string(getattr(RunStatus, self.status)))
+        except StoreError as failure:
+            raise StoreError(
+                f"{exc if isinstance(exc, StoreError) else failure}. Run {self.run_id} could not even be ended "
+                f"{self.status}: it shows RUNNING until the next tlrun run in its experiment marks it KILLED"
+            ) from failure
+
+    def _clear_earlier_error(self) -> None:
+        """A resumed run that finishes: the error an earlier attempt recorded (tag ``error``, artifact
+        ``error.txt``) is no longer true. The artifact is deleted through MLflow's artifact repository of the run
+        (local folders, S3, GCS, Azure, ... implement it); where it cannot be, it is overwritten with a note."""
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        self.delete_tag("error")
+        try:
+            get_artifact_repository(self.artifact_uri).delete_artifacts("error.txt")
+        except Exception:  # noqa: BLE001 - a repository without deletion
+            self.log_text("An earlier attempt of this run failed; the run was resumed and FINISHED.\n", "error.txt")
 
     def _record_error(self, message: str, exc_type: type, exc: BaseException | None, tb: Any) -> None:
         try:

@@ -1,8 +1,10 @@
 """``tlrun ui``: the MLflow UI on tlrun's store, started light and stopped cleanly.
 
 ``mlflow ui`` with its defaults starts about 15 processes (~2 GB) and a job runner. ``tlrun ui`` starts one
-server worker with job execution off, on the loopback interface, waits until the UI answers, prints its address,
-and on Ctrl-C stops the server's whole process group, so that nothing is left running::
+server worker with job execution off, on the loopback interface (after checking that the port is free), waits until
+the UI answers, prints its address and the address of the runs table of the experiment whose run started last (with
+tlrun's columns: ``target_acc``, method, dataset, source, target, seed), and on Ctrl-C stops the server's whole process
+group, so that nothing is left running::
 
     tlrun ui                                   # the store tlrun writes by default: ./outputs/mlflow.db
     tlrun ui port=5001 tracking_uri=sqlite:////data/runs/mlflow.db
@@ -14,17 +16,20 @@ else ``sqlite:///<cwd>/outputs/mlflow.db``), ``host`` (default ``127.0.0.1``), `
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from typing import Any
+from urllib.parse import urlencode
 
 from tlrun.errors import TlrunError
-from tlrun.tracking import interrupts_stop_the_run
+from tlrun.tracking import RUNS_VIEW, RUNS_VIEW_TAG, interrupts_stop_the_run, open_client
 
 SETTINGS = {"tracking_uri": None, "host": "127.0.0.1", "port": 5000, "timeout": 120}
 
@@ -52,6 +57,45 @@ def server_command(tracking_uri: str, host: str, port: int) -> list[str]:
     """The MLflow UI with one worker (job execution is turned off through the environment, see :func:`serve`)."""
     return [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", str(tracking_uri), "--host", str(host),
             "--port", str(port), "--workers", "1"]
+
+
+def port_free(host: str, port: int) -> bool:
+    """Whether a server can listen on ``host:port`` (bound as servers bind, with ``SO_REUSEADDR``); a host that
+    cannot be listened on at all is a TlrunError."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                return False
+            raise TlrunError(f"tlrun ui cannot listen on {host}:{port}: {error.strerror}; check host= and port=") from None
+    return True
+
+
+def check_port(host: str, port: int) -> None:
+    """A TlrunError when another program listens on ``host:port``, suggesting the next free port."""
+    if port_free(host, port):
+        return
+    free = next((other for other in range(port + 1, min(port + 100, 65536)) if port_free(host, other)), None)
+    suggestion = f"tlrun ui port={free}" if free else "tlrun ui port=<another>"
+    raise TlrunError(f"port {port} on {host} is taken by another program (another MLflow UI?); "
+                     f"open this one on a free port: {suggestion}")
+
+
+def runs_table(tracking_uri: str, address: str) -> str | None:
+    """The address of the runs table of the experiment whose run started last (``None`` when the store holds no
+    run): MLflow 3's machine-learning view (``workflowType``, else it opens a GenAI overview), with tlrun's columns
+    where the experiment has tlrun's shared view (:data:`~tlrun.tracking.RUNS_VIEW_TAG`)."""
+    client = open_client(tracking_uri)  # a new store is made here, under tlrun's lock, rather than by the server
+    experiments = [experiment.experiment_id for experiment in client.search_experiments(max_results=50000)]
+    latest = client.search_runs(experiments, order_by=["attributes.start_time DESC"], max_results=1) if experiments else []
+    if not latest:
+        return None
+    experiment = client.get_experiment(latest[0].info.experiment_id)
+    query = {"viewStateShareKey": RUNS_VIEW} if RUNS_VIEW_TAG in experiment.tags else {}
+    query["workflowType"] = "machine_learning"
+    return f"runs of experiment {experiment.name!r}: {address}/#/experiments/{experiment.experiment_id}/runs?{urlencode(query)}"
 
 
 def answers(url: str) -> bool:
@@ -89,19 +133,23 @@ def serve(tracking_uri: str, host: str, port: int, timeout: float) -> int:
 def _serve(tracking_uri: str, host: str, port: int, timeout: float) -> int:
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
     address = f"http://{host}:{port}"
+    check_port(host, port)  # else the other program answers the probe below, and this server fails to bind
+    runs = runs_table(tracking_uri, address)
     server = subprocess.Popen(server_command(tracking_uri, host, port), env=env, start_new_session=True)
     try:
         deadline = time.monotonic() + float(timeout)
-        while not answers(address + "/"):
+        while not answers(address + "/") or server.poll() is not None:  # the answer must be this server's
             if server.poll() is not None:
                 raise TlrunError(
-                    f"the MLflow UI stopped before answering (exit code {server.returncode}); is port {port} taken? "
-                    "Try tlrun ui port=<another>"
+                    f"the MLflow UI stopped (exit code {server.returncode}) before answering on {address}; is port "
+                    f"{port} taken? Try tlrun ui port=<another>"
                 )
             if time.monotonic() > deadline:
                 raise TlrunError(f"the MLflow UI did not answer on {address} within {timeout} s")
             time.sleep(0.5)
         print(f"tlrun: MLflow UI at {address} on {tracking_uri} (Ctrl-C stops it)", flush=True)
+        if runs:
+            print(f"tlrun: {runs}", flush=True)
         return server.wait()
     except KeyboardInterrupt:
         print("tlrun: stopping the MLflow UI", flush=True)
