@@ -491,12 +491,10 @@ def _discard_checkpoint(checkpoint: Path, tracked: Any) -> None:
     if tracked.status != "FINISHED" and checkpoint.is_file():
         return
     shutil.rmtree(checkpoint.parent, ignore_errors=True)
-    from mlflow.exceptions import MlflowException
-
     try:
-        tracked.client.delete_tag(tracked.run_id, CHECKPOINT_TAG)
-    except MlflowException:  # never set (a resumed run's tag was set when it first ran), or the store is gone
-        pass
+        tracked.delete_tag(CHECKPOINT_TAG)
+    except TlrunError as error:  # the store failed: the run's own end has said so, or says so now
+        print(f"tlrun: the run's checkpoint tag could not be removed: {error}", file=sys.stderr)
 
 
 def _resumed_config(cfg: DictConfig) -> DictConfig:
@@ -511,7 +509,7 @@ def _resumed_config(cfg: DictConfig) -> DictConfig:
 
     run_id, uri = str(cfg.resume), configured_uri(cfg)
     try:
-        record = open_client(uri).get_run(run_id)
+        record = open_client(uri, create=False).get_run(run_id)
     except MlflowException:
         raise TlrunError(f"resume={run_id}: the MLflow store {uri} has no such run (set logger.tracking_uri to the "
                          "store the run was tracked in)") from None
