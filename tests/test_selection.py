@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from tlrun.errors import TlrunError
+from tlrun.errors import OracleRefused, TlrunError
+from tlrun.run import run_job
 from tlrun.selection import (
     SCORE_HELP,
     SCORES,
@@ -164,3 +165,45 @@ def test_scores_have_help_and_the_oracle_says_so():
 def test_check_score_names_the_options():
     with pytest.raises(TlrunError, match="unknown selection score 'accuracy'.*last, source_val, target_val, dev, snd"):
         check_score("accuracy")
+
+
+def _peeking(method_class, monkeypatch):
+    """Make ``method_class.fit`` try to read target accuracy first; returns what it got."""
+    seen = {}
+    original = method_class.fit
+
+    def fit(self, data, context):
+        predictions = np.zeros(len(data.target), dtype=np.int64)
+        seen["returned"] = context.reporter.target_predictions(predictions, step=0)
+        try:
+            seen["oracle"] = context.reporter.oracle_accuracy(predictions)
+        except OracleRefused as refused:
+            seen["refused"] = str(refused)
+        seen["holds"] = [v for v in vars(context.reporter).values() if isinstance(v, np.ndarray)]
+        return original(self, data, context)
+
+    monkeypatch.setattr(method_class, "fit", fit)
+    return seen
+
+
+@pytest.mark.parametrize("overrides", [("method=no_adaptation",), ("method=source_only", "method.epochs=1", "diagnostics=false")])
+def test_a_method_gets_no_target_accuracy_unless_the_run_is_an_oracle_run(compose, monkeypatch, overrides):
+    """Label-blind by construction, closed-form and deep: the reporter returns nothing and refuses the accuracy."""
+    from tlrun.methods.deep import DeepMethod
+    from tlrun.methods.no_adaptation import SourceClassifier
+
+    seen = _peeking(DeepMethod if "source_only" in overrides[0] else SourceClassifier, monkeypatch)
+    run_job(compose(*overrides, experiment="label-blind"))
+    assert seen["returned"] is None and "oracle run" in seen["refused"] and "oracle" not in seen and not seen["holds"]
+
+
+def test_an_oracle_run_may_read_target_accuracy_and_is_tagged(compose, monkeypatch, mlflow_store):
+    from mlflow.tracking import MlflowClient
+
+    from tlrun.methods.deep import DeepMethod
+
+    seen = _peeking(DeepMethod, monkeypatch)
+    outcome = run_job(compose("method=source_only", "method.epochs=1", "diagnostics=false", "trainer.select=oracle",
+                              experiment="label-blind"))
+    assert 0.0 <= seen["oracle"] <= 1.0
+    assert MlflowClient(tracking_uri=mlflow_store).get_run(outcome.run_id).data.tags["selection.oracle"] == "true"

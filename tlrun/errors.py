@@ -3,3 +3,7 @@
 
 class TlrunError(Exception):
     """A problem with the input (config, data, weights) whose message says what to do about it."""
+
+
+class OracleRefused(RuntimeError):
+    """A method asked for target accuracy in a run that is not an oracle run: a bug in the method, not the input."""

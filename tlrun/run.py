@@ -26,7 +26,7 @@ from tlrun.config import (RUN_URI_PREFIX, constructor_arguments, dataset_scenari
                           group_options, instantiate, load_option, method_scenarios, natural_backbone, no_such_setting,
                           option_keys)
 from tlrun.data.base import DataError, Domain, TransferDataset, ZeroShotDomains, join_problems
-from tlrun.errors import TlrunError
+from tlrun.errors import OracleRefused, TlrunError
 from tlrun.threads import check_threads, current_launcher, limited_threads, run_threads
 from tlrun.scenarios import (
     LABELED_TARGET_SCENARIOS,
@@ -218,35 +218,50 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def target_scorer(evaluation: EvaluationData) -> Callable[[np.ndarray], float] | None:
+    """The accuracy of predictions for the training target, when it *is* the test target (``da``; cluster ids
+    matched to classes in ``selftaught_clustering``); ``None`` otherwise. The labels live only in this closure."""
+    if not evaluation.target_is_training_target:
+        return None
+    labels, clusters = evaluation.target_test.y, evaluation.scenario == "selftaught_clustering"
+
+    def score(predictions: np.ndarray) -> float:
+        if clusters:
+            from tlrun.metrics import clustering_accuracy
+
+            return clustering_accuracy(labels, np.asarray(predictions))
+        return float(np.mean(np.asarray(predictions) == labels))
+
+    return score
+
+
 class EvaluationReporter:
     """The :class:`~tlrun.methods.base.Reporter` a method talks to: metrics into the run, predictions scored.
 
-    Predictions on the training target become ``target_acc`` only when the training target *is* the test
-    target (``da``). The labels stay private here: a method gets back only the accuracy it is logging (which
-    steers nothing but ``trainer.select=oracle``, tagged as such).
+    Label-blind by construction: the reporter holds no labels, only a scorer (:func:`target_scorer`), and a method
+    gets nothing back from :meth:`target_predictions`; the runner logs the accuracy as ``target_acc``. Only an
+    oracle run (``trainer.select=oracle``, tagged ``selection.oracle=true``) may ask for the accuracy, to choose
+    its epoch.
     """
 
-    def __init__(self, tracked: Any, evaluation: EvaluationData) -> None:
+    def __init__(self, tracked: Any, score: Callable[[np.ndarray], float] | None, oracle: bool = False) -> None:
         self.tracked = tracked
-        self._evaluation = evaluation
+        self._score = score
+        self._oracle = oracle
         self.last_step = 0
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         self.tracked.log_metrics(metrics, step)
         self.last_step = max(self.last_step, step or 0)
 
-    def target_predictions(self, predictions: np.ndarray, step: int) -> float | None:
-        if not self._evaluation.target_is_training_target:
-            return None
-        labels = self._evaluation.target_test.y
-        if self._evaluation.scenario == "selftaught_clustering":  # predictions are cluster ids
-            from tlrun.metrics import clustering_accuracy
+    def target_predictions(self, predictions: np.ndarray, step: int) -> None:
+        if self._score is not None:
+            self.log_metrics({"target_acc": self._score(predictions)}, step)
 
-            accuracy = clustering_accuracy(labels, np.asarray(predictions))
-        else:
-            accuracy = float(np.mean(np.asarray(predictions) == labels))
-        self.log_metrics({"target_acc": accuracy}, step)
-        return accuracy
+    def oracle_accuracy(self, predictions: np.ndarray) -> float | None:
+        if not self._oracle:
+            raise OracleRefused("target accuracy is read only by an oracle run (trainer.select=oracle)")
+        return None if self._score is None else self._score(predictions)
 
     def log_figure(self, figure: Any, artifact_file: str) -> None:
         self.tracked.log_figure(figure, artifact_file)
@@ -615,8 +630,8 @@ def run_job(cfg: DictConfig) -> RunOutcome:
 
         from tlrun.methods.base import RunContext
 
-        reporter = EvaluationReporter(tracked, evaluation)
         select = str(cfg.trainer.get("select", "last"))
+        reporter = EvaluationReporter(tracked, target_scorer(evaluation), oracle=select == "oracle")
         context = RunContext(
             reporter=reporter, device=device, seed=cfg.seed, trainer=trainer_kwargs,
             lightning_logger=tracked.lightning_logger, select=select, diagnostics=bool(cfg.get("diagnostics", False)),

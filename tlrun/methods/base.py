@@ -25,7 +25,7 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from tlrun.errors import TlrunError
+from tlrun.errors import OracleRefused, TlrunError
 from tlrun.scenarios import ClassDescriptions, TrainingData
 
 
@@ -35,13 +35,18 @@ class Reporter(Protocol):
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         """Log scalar metrics, optionally at a step (an iteration or epoch)."""
 
-    def target_predictions(self, predictions: np.ndarray, step: int) -> float | None:
+    def target_predictions(self, predictions: np.ndarray, step: int) -> None:
         """Report current predictions for ``TrainingData.target``, in its order.
 
         The runner turns them into ``target_acc`` at ``step`` when it can match them to evaluation labels (in
-        ``da`` the training target *is* the test target) and returns that accuracy, which only oracle model
-        selection may use; otherwise it returns ``None``. The method never sees the labels themselves.
+        ``da`` the training target *is* the test target). The method gets nothing back: it never sees the labels
+        nor any number computed from them.
         """
+
+    def oracle_accuracy(self, predictions: np.ndarray) -> float | None:
+        """The target accuracy of ``predictions`` (``None`` when the training target is not the test target), for
+        oracle model selection only: any run but an oracle run (``trainer.select=oracle``) raises
+        :class:`~tlrun.errors.OracleRefused`."""
 
     def log_figure(self, figure: Any, artifact_file: str) -> None:
         """Store a matplotlib figure as an artifact of the run."""
@@ -140,6 +145,9 @@ class NullReporter:
 
     def target_predictions(self, predictions: np.ndarray, step: int) -> None:
         return None
+
+    def oracle_accuracy(self, predictions: np.ndarray) -> float | None:
+        raise OracleRefused("a method used outside a tracked run has no target labels to select by")
 
     def log_figure(self, figure: Any, artifact_file: str) -> None:
         pass

@@ -443,7 +443,10 @@ class DeepMethod(pl.LightningModule, Method):
         has_target = len(data.target) > 0  # zeroshot trains without target samples
         if has_target:
             target_probs, target_features = self._outputs(data.target.X)
-            oracle = context.reporter.target_predictions(target_probs.argmax(axis=1), step=epoch)
+            predictions = target_probs.argmax(axis=1)
+            context.reporter.target_predictions(predictions, step=epoch)
+            if context.select == "oracle":  # reads target labels: a tagged oracle run only
+                oracle = context.reporter.oracle_accuracy(predictions)
             scores = {"entropy": selection.neg_entropy(target_probs),
                       "snd": selection.soft_neighborhood_density(target_probs, seed=context.seed)}
         if data.target_val is not None and len(data.target_val):

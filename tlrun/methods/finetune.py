@@ -41,6 +41,7 @@ from pytorch_lightning.callbacks import BaseFinetuning
 from torch import nn
 from torch.nn import functional as F
 
+from tlrun.errors import OracleRefused
 from tlrun.methods.base import RunContext
 from tlrun.methods.deep import DeepMethod
 from tlrun.methods.settings import check_fine_tuning
@@ -306,6 +307,9 @@ class PrefixedReporter:
 
     def target_predictions(self, predictions: Any, step: int) -> None:
         return None
+
+    def oracle_accuracy(self, predictions: Any) -> float | None:
+        raise OracleRefused("the pretraining phase keeps its last epoch; it selects by nothing")
 
     def log_figure(self, figure: Any, artifact_file: str) -> None:
         self.reporter.log_figure(figure, self.prefix.rstrip(".") + "/" + artifact_file)
