@@ -16,8 +16,10 @@ def difference_loss(
         L_diff = ‖Ĥ_cᵀ Ĥ_p‖²_F
 
     with ``Ĥ_c`` (n × d_c) and ``Ĥ_p`` (n × d_p) the code matrices, each row L2-normalised
-    (``h_i / (‖h_i‖ + ε)``, ``ε`` = ``eps``). By default the columns are not centred and the squares are summed
-    (the paper's formula): it is ≥ 0 and exactly 0 when every column of ``Ĥ_c`` is orthogonal to every column of
+    (``h_i / (‖h_i‖ + ε)``, ``ε`` = ``eps``). The paper writes ``‖H_cᵀ H_p‖²_F`` on the raw codes; the row
+    normalisation, which makes the loss blind to the codes' scale, is the authors' code's, and no setting here
+    drops it (the two agree on unit-length rows). By default the columns are not centred and the squares are
+    summed, as in the paper: it is ≥ 0 and exactly 0 when every column of ``Ĥ_c`` is orthogonal to every column of
     ``Ĥ_p`` (e.g. the shared codes non-zero only on some samples, the private codes only on the others). Beware
     that for non-negative codes (after a ReLU) this uncentred sum is ≥ the number of non-zero rows, so
     minimising it drives whole codes to zero.
