@@ -26,6 +26,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -230,7 +231,7 @@ def _commit() -> str:
     return git("rev-parse", "--short", "HEAD") + (" (with uncommitted changes)" if git("status", "--porcelain") else "")
 
 
-def report(outcomes: list[Outcome], command: str) -> str:
+def report(outcomes: list[Outcome], command: str, seconds: float) -> str:
     clean = sum(not outcome.faults for outcome in outcomes)
     groups = sorted({outcome.case.group for outcome in outcomes}, key=[o.case.group for o in outcomes].index)
     lines = [
@@ -238,7 +239,7 @@ def report(outcomes: list[Outcome], command: str) -> str:
         "",
         f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, commit {_commit()}, on {platform.node()} "
         f"({platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, {platform.system()}).",
-        f"Command: `{command}`",
+        f"Command: `{command}` ({seconds / 60:.1f} min)",
         "",
         "Clean: exit code 2, stderr's last line `tlrun: error: ...` (naming `method.<key>` for a settings case), no "
         "traceback, and no MLflow run in the case's store.",
@@ -266,10 +267,11 @@ def main() -> None:
     methods = args.methods.split(",") if args.methods else group_options("method")
     cases = ((settings_cases(methods) if args.only != "data" else [])
              + (data_cases() if args.only != "settings" else []))
+    start = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch, ThreadPoolExecutor(args.jobs) as pool:
         outcomes = list(pool.map(lambda numbered: run_case(numbered[1], Path(scratch) / str(numbered[0])),
                                  enumerate(cases)))
-    text = report(outcomes, "python benchmarks/cli_fuzz.py " + " ".join(sys.argv[1:]))
+    text = report(outcomes, "python benchmarks/cli_fuzz.py " + " ".join(sys.argv[1:]), time.perf_counter() - start)
     RESULTS.write_text(text)
     print(text)
 
