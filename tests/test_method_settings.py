@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import math
+import subprocess
+import sys
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -12,9 +15,10 @@ from omegaconf import OmegaConf
 
 from tlrun.backbones import MLP
 from tlrun.classifiers import make_classifier
-from tlrun.config import constructor_arguments, group_options, option_keys
+from tlrun.config import META_KEYS, constructor_arguments, group_options, option_keys
 from tlrun.errors import TlrunError
-from tlrun.methods.settings import CHECKS, CLASSIFIERS, OWN_CHECKS, WEIGHTING_CLASSIFIERS, check_settings
+from tlrun.methods.settings import (CHECKS, CLASSIFIERS, OWN_CHECKS, WEIGHTING_CLASSIFIERS, SettingTypeError,
+                                    check_settings, setting_types, values_of_other_types)
 from tlrun.run import run
 
 
@@ -84,3 +88,68 @@ def test_an_added_key_the_method_does_not_have_fails_before_any_mlflow_run(compo
                                          "backbone_lr_mult, batch_size"):
         run(compose("method=dann", "+method.transfer_wieght=2", experiment="added-key"))
     assert MlflowClient(tracking_uri=mlflow_store).get_experiment_by_name("added-key") is None
+
+
+
+@pytest.mark.parametrize("method", group_options("method"))
+def test_every_setting_of_every_method_has_a_type_and_a_value_of_another_type_fails_naming_the_key(compose, method):
+    """Every key of the method's config (with those merged from conf/method_base) has a type declared by a check
+    of its class; each value the command line can give that is not of that type fails before the range checks
+    compare it, as ``method.<key>=<value>``."""
+    config = compose(f"method={method}").method
+    settings, target = constructor_arguments(config), config._target_
+    types = setting_types(target)
+    keys = sorted(key for key in option_keys("method", method) - set(META_KEYS) if not key.startswith("_"))
+    assert not set(keys) - set(types), f"declare the type of {method}'s settings in a check of {target}"
+    wrong = [(key, value) for key in keys for value in values_of_other_types(types[key])]
+    unnamed = []
+    for key, value in wrong:
+        try:
+            check_settings(target, {**settings, key: value})
+        except SettingTypeError as error:
+            if not str(error).startswith(f"method.{key}="):
+                unnamed.append((key, value, str(error)))
+        else:
+            unnamed.append((key, value, "passed"))
+    assert not unnamed and len(wrong) >= 3 * len(keys)
+
+
+def test_a_wrong_type_says_the_key_the_value_and_what_is_allowed():
+    def message(target: str, **settings: object) -> str:
+        with pytest.raises(SettingTypeError) as error:
+            check_settings(target, settings)
+        return str(error.value)
+
+    assert message("tlrun.methods.tca.TCA", dim=10.5) == "method.dim=10.5: TCA's dim must be an integer"
+    assert message("tlrun.methods.tca.TCA", lamb=math.nan) == "method.lamb=nan: TCA's lamb must be a finite number"
+    assert message("tlrun.methods.dann.DANN", patience=True) == (
+        "method.patience=true: DANN's patience must be an integer or null")
+    assert message("tlrun.methods.dann.DANN", backbone_lr_mult="fast") == (
+        "method.backbone_lr_mult=fast: DANN's backbone_lr_mult must be a finite number or auto")
+    assert message("tlrun.methods.dan.DAN", layers=["features", 1]) == (
+        "method.layers=[features, 1]: DAN's layers must be a string or a list [a string, ...]")
+    check_settings("tlrun.methods.dan.DAN", {"lr": 1, "layers": ["features"], "patience": None})  # an int is a float
+
+
+@pytest.mark.parametrize("target", sorted(CHECKS))
+def test_a_setting_has_one_type_along_a_class_chain(target):
+    declared: dict[str, set] = {}
+    for check in CHECKS[target]:
+        for key, parameter in list(inspect.signature(check).parameters.items())[1:]:
+            if parameter.kind is parameter.KEYWORD_ONLY:
+                declared.setdefault(key, set()).add(parameter.annotation)
+    assert {key: kinds for key, kinds in declared.items() if len(kinds) > 1} == {}
+
+
+def test_a_wrong_type_on_the_command_line_is_one_error_line_and_no_mlflow_run(tmp_path):
+    store = tmp_path / "store" / "mlflow.db"
+    result = subprocess.run(
+        [sys.executable, "-m", "tlrun.cli", "method=tca", "method.dim=10.5", f"logger.tracking_uri=sqlite:///{store}",
+         f"hydra.run.dir={tmp_path / 'run'}", "threads=1"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("tlrun: error:")
+    assert "method.dim=10.5" in result.stderr.strip().splitlines()[-1]
+    assert not store.parent.exists()

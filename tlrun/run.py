@@ -170,13 +170,15 @@ def _check_random_features(cfg: DictConfig, holds_images: bool, weights_given: b
 def _check_method_settings(method: DictConfig) -> None:
     """The method's constructor arguments, checked as its class checks them (:mod:`tlrun.methods.settings`); a key
     its config does not define (``+method.transfer_wieght=2``) is refused here, not by the constructor in a run."""
-    from tlrun.methods.settings import check_settings
+    from tlrun.methods.settings import SettingTypeError, check_settings
 
     unknown = sorted(set(map(str, method)) - option_keys("method", str(method.name)))
     if unknown:
         raise TlrunError(no_such_setting("method", str(method.name), unknown[0]))
     try:
         check_settings(str(method.get("_target_", "")), constructor_arguments(method))
+    except SettingTypeError as error:  # its message starts with the key as typed: method.dim=10.5
+        raise TlrunError(str(error)) from None
     except (ValueError, TypeError) as error:
         raise TlrunError(f"method: {error}") from None
 

@@ -7,13 +7,20 @@ the classes it extends, so :func:`tlrun.run.preflight` rejects a bad ``method.<k
 Each check takes the keyword arguments of its class's constructor, with the same defaults (a test compares them),
 and ignores the others (``**_``). Checks that need the data or the backbone stay in the classes.
 
+The checks' keyword annotations declare the type of every setting of every method config (a test walks them):
+:func:`check_settings` rejects a value of another type, naming ``method.<key>``, before the checks compare values.
+
 The choices of the settings (:data:`KERNELS`, :data:`CLASSIFIERS`, :data:`OPTIMIZERS`, ...) live here too.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from functools import lru_cache
+from inspect import Parameter, signature
+from types import NoneType, UnionType
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from tlrun.config import options_entry
 
@@ -45,15 +52,96 @@ CHECKS: dict[str, tuple[Check, ...]] = {}
 OWN_CHECKS: dict[str, Check] = {}
 
 
+class SettingTypeError(TypeError):
+    """A method setting of a type its declaration does not allow; the message names ``method.<key>`` and the value."""
+
+
 def check_settings(target: str, settings: Mapping[str, Any]) -> None:
     """Run the checks of the method class ``target`` (a ``_target_`` path) on its keyword arguments.
 
-    Raises what the class's constructor would: ``ValueError`` (or ``TypeError``) naming the bad setting. A class
-    without registered checks (one from outside tlrun) passes; its constructor checks.
+    First each setting's type (:func:`setting_types`; :class:`SettingTypeError`), then the checks' values: raises
+    what the class's constructor would, ``ValueError`` (or ``TypeError``) naming the bad setting. A class without
+    registered checks (one from outside tlrun) passes; its constructor checks.
     """
     name = target.rpartition(".")[2]
+    types = setting_types(target)
+    for key, value in settings.items():
+        if key in types and not _is_a(value, types[key]):
+            raise SettingTypeError(f"method.{key}={as_written(value)}: {name}'s {key} must be {_described(types[key])}")
     for check in CHECKS.get(target, ()):
         check(name, **settings)
+
+
+@lru_cache(maxsize=None)
+def setting_types(target: str) -> dict[str, Any]:
+    """The type of each setting of the method class ``target``: the keyword annotations of its checks."""
+    types: dict[str, Any] = {}
+    for check in CHECKS.get(target, ()):
+        hints = get_type_hints(check)
+        types.update((key, hints[key]) for key, parameter in signature(check).parameters.items()
+                     if parameter.kind is Parameter.KEYWORD_ONLY)
+    return types
+
+
+def _is_a(value: Any, kind: Any) -> bool:
+    """Whether ``value`` is of the annotated type ``kind``: an int is no bool, a float a finite number (an int
+    too), a list a list or tuple of its items' type, a Literal one of its values."""
+    origin = get_origin(kind)
+    if origin in (Union, UnionType):
+        return any(_is_a(value, each) for each in get_args(kind))
+    if origin is Literal:
+        return any(type(value) is type(choice) and value == choice for choice in get_args(kind))
+    if origin is list:
+        return isinstance(value, (list, tuple)) and all(_is_a(item, get_args(kind)[0]) for item in value)
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, origin or kind)
+
+
+def _described(kind: Any) -> str:
+    """What the annotated type ``kind`` allows, as a user writes it on the command line (``auto, true or false``)."""
+    *most, last = _alternatives(kind)
+    return f"{', '.join(most)} or {last}" if most else last
+
+
+def _alternatives(kind: Any) -> list[str]:
+    if get_origin(kind) in (Union, UnionType):
+        return [alternative for each in get_args(kind) for alternative in _alternatives(each)]
+    if get_origin(kind) is Literal or kind is bool:
+        return [as_written(choice) for choice in get_args(kind) or (True, False)]
+    if get_origin(kind) is list:
+        return [f"a list [{_described(get_args(kind)[0])}, ...]"]
+    return [{int: "an integer", float: "a finite number", str: "a string", NoneType: "null",
+             Mapping: "a mapping {key: value, ...}"}[get_origin(kind) or kind]]
+
+
+def as_written(value: Any) -> str:
+    """``value`` as it is written on the command line (``true``, ``null``, ``[1, 2]``)."""
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "null"}[value]
+    if isinstance(value, (list, tuple)):
+        return f"[{', '.join(map(as_written, value))}]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{key}: {as_written(item)}" for key, item in value.items()) + "}"
+    return str(value)
+
+
+#: A value of each kind the command line parses to, with the kinds of declared type that allow it (a Literal's
+#: choices are no kind: ``abc`` is none of them; ``inf`` is no setting's, a float being finite).
+COMMAND_LINE_VALUES: tuple[tuple[Any, tuple[Any, ...]], ...] = (
+    ("abc", (str,)), (10.5, (float,)), (3, (int, float)), (True, (bool,)), (None, (NoneType,)), ([1, 2], (list,)),
+    ({"a": 1}, (Mapping,)), (math.inf, ()),
+)
+
+
+def values_of_other_types(kind: Any) -> list[Any]:
+    """The values of :data:`COMMAND_LINE_VALUES` of a kind that no alternative of the annotated type ``kind`` is:
+    wrong-typed values, to test and fuzz the type checks with (independently of how they accept a value)."""
+    alternatives = get_args(kind) if get_origin(kind) in (Union, UnionType) else (kind,)
+    kinds = {get_origin(each) or each for each in alternatives}
+    return [value for value, allowed_in in COMMAND_LINE_VALUES if not kinds & set(allowed_in)]
 
 
 def _checks(target: str, *, extends: str | None = None, also: tuple[str, ...] = ()) -> Callable[[Check], Check]:
@@ -112,15 +200,23 @@ def _is_number_at_least_0(value: Any) -> bool:
 @_checks("tlrun.methods.deep.DeepMethod", also=("tlrun.methods.source_only.SourceOnly",))
 def check_deep_method(
     name: str, *, epochs: int = 30, batch_size: int = 32, optimizer: str = "sgd", lr: float = 0.01,
-    backbone_lr_mult: float | str = "auto", lr_schedule: str = "none", bottleneck_dim: int = 256,
-    iterations_per_epoch: int | None = None, patience: int | None = None, **_: Any,
+    momentum: float = 0.9, nesterov: bool = False, weight_decay: float = 5e-4,
+    backbone_lr_mult: float | Literal["auto"] = "auto", lr_schedule: str = "none", bottleneck_dim: int = 256,
+    iterations_per_epoch: int | None = None, eval_batch_size: int = 256, num_workers: int = 0, report_every: int = 1,
+    patience: int | None = None, **_: Any,
 ) -> None:
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"{name}: optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
     if lr_schedule not in LR_SCHEDULES:
         raise ValueError(f"{name}: lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {lr_schedule!r}")
-    if int(epochs) < 1 or int(batch_size) < 1 or not lr > 0:
-        raise ValueError(f"{name}: epochs, batch_size and lr must be positive")
+    if int(epochs) < 1 or int(batch_size) < 1 or int(eval_batch_size) < 1 or not lr > 0:
+        raise ValueError(f"{name}: epochs, batch_size, eval_batch_size and lr must be positive")
+    if not (_is_number_at_least_0(momentum) and _is_number_at_least_0(weight_decay)):
+        raise ValueError(f"{name}: momentum and weight_decay must be numbers ≥ 0, got {momentum} and {weight_decay}")
+    if nesterov and optimizer == "sgd" and not momentum > 0:
+        raise ValueError(f"{name}: nesterov=true needs momentum > 0, got {momentum}")
+    if int(num_workers) < 0 or int(report_every) < 0:
+        raise ValueError(f"{name}: num_workers and report_every must be ≥ 0, got {num_workers} and {report_every}")
     if int(bottleneck_dim) < 0:
         raise ValueError(f"{name}: bottleneck_dim must be 0 (none) or positive, got {bottleneck_dim}")
     if iterations_per_epoch is not None and int(iterations_per_epoch) < 1:
@@ -135,18 +231,22 @@ def check_deep_method(
 
 
 @_checks("tlrun.methods.adaptation.DomainAdaptation", extends="tlrun.methods.deep.DeepMethod")
-def check_domain_adaptation(name: str, *, transfer_weight: float = 1.0, warmup: str = "none", **_: Any) -> None:
+def check_domain_adaptation(
+    name: str, *, transfer_weight: float = 1.0, warmup: str = "none", warmup_gamma: float = 10.0, **_: Any
+) -> None:
     if warmup not in WARMUPS:
         raise ValueError(f"{name}: warmup must be one of {', '.join(WARMUPS)}, got {warmup!r}")
     if not _is_number_at_least_0(transfer_weight):
         raise ValueError(f"{name}: transfer_weight must be a number ≥ 0, got {transfer_weight!r}")
+    if not _is_number_at_least_0(warmup_gamma):
+        raise ValueError(f"{name}: warmup_gamma must be a number ≥ 0, got {warmup_gamma!r}")
 
 
 @_checks(
     "tlrun.methods.adaptation.DiscrepancyAlignment", extends="tlrun.methods.adaptation.DomainAdaptation",
     also=("tlrun.methods.ddc.DDC", "tlrun.methods.deep_coral.DeepCORAL"),
 )
-def check_discrepancy_alignment(name: str, *, layers: Any = ("features",), **_: Any) -> None:
+def check_discrepancy_alignment(name: str, *, layers: str | list[str] = ("features",), **_: Any) -> None:
     layer_names(name, layers)
 
 
@@ -157,7 +257,9 @@ def check_dan(name: str, *, kernel_mul: float = 2.0, kernel_num: int = 5, **_: A
 
 
 @_checks("tlrun.methods.cmd.CMD", extends="tlrun.methods.adaptation.DiscrepancyAlignment")
-def check_cmd(name: str, *, moments: int = 5, layers: Any = ("features",), bottleneck_dim: int = 256, **_: Any) -> None:
+def check_cmd(
+    name: str, *, moments: int = 5, layers: str | list[str] = ("features",), bottleneck_dim: int = 256, **_: Any
+) -> None:
     if int(moments) < 1:
         raise ValueError(f"{name}: moments must be at least 1, got {moments}")
     names = layer_names(name, layers)
@@ -175,7 +277,10 @@ def check_dann(name: str, *, discriminator_hidden: int = 1024, **_: Any) -> None
 
 
 @_checks("tlrun.methods.cdan.CDAN", extends="tlrun.methods.dann.DANN")
-def check_cdan(name: str, *, randomized: bool | str = "auto", randomized_dim: int = 1024, **_: Any) -> None:
+def check_cdan(
+    name: str, *, entropy_conditioning: bool = True, randomized: Literal["auto"] | bool = "auto",
+    randomized_dim: int = 1024, **_: Any,
+) -> None:
     if randomized not in ("auto", True, False):
         raise ValueError(f"{name}: randomized must be auto, true or false, got {randomized!r}")
     if int(randomized_dim) < 1:
@@ -227,8 +332,9 @@ def check_sdt(
     also=("tlrun.methods.target_only.TargetOnly",),
 )
 def check_fine_tuning(
-    name: str, *, pretrain_epochs: int = 10, freeze: str = "none", layer_decay: float = 1.0,
-    head_lr: float | None = None, unfreeze_every: int = 0, warmup_epochs: int = 0, **_: Any,
+    name: str, *, pretrain_epochs: int = 10, freeze: str = "none", freeze_k: int = 1, freeze_last_k: int = 1,
+    freeze_bn: bool = False, layer_decay: float = 1.0, head_lr: float | None = None, unfreeze_every: int = 0,
+    warmup_epochs: int = 0, **_: Any,
 ) -> None:
     if freeze not in FREEZE_POLICIES:
         raise ValueError(f"{name}: freeze must be one of {', '.join(FREEZE_POLICIES)}, got {freeze!r}")
@@ -256,8 +362,8 @@ def check_distill_finetune(name: str, *, distill_weight: float = 1.0, temperatur
 
 @_checks("tlrun.methods.multitask.MultiTask", extends="tlrun.methods.finetune.FineTuning")
 def check_multitask(
-    name: str, *, sharing: str = "input", weighting: str = "fixed", source_weight: float = 1.0,
-    target_weight: float = 1.0, **_: Any,
+    name: str, *, sharing: str = "input", shared_stages: int | None = None, private_stages: int = 1,
+    weighting: str = "fixed", source_weight: float = 1.0, target_weight: float = 1.0, **_: Any,
 ) -> None:
     if sharing not in SHARINGS:
         raise ValueError(f"{name}: sharing must be one of {', '.join(SHARINGS)}, got {sharing!r}")
@@ -285,12 +391,10 @@ def check_progressive(
         )
 
 
-@_checks(
-    "tlrun.methods.zsl_attribute.AttributeEmbedding", extends="tlrun.methods.deep.DeepMethod",
-    also=("tlrun.methods.devise.LabelEmbedding",),
-)
+@_checks("tlrun.methods.zsl_attribute.AttributeEmbedding", extends="tlrun.methods.deep.DeepMethod")
 def check_attribute_embedding(
-    name: str, *, margin: float = 1.0, violations: str = "max", embedding_dim: int = 64, label_hidden: int = 128,
+    name: str, *, margin: float = 1.0, violations: str = "max", learn_label_embedding: bool = False,
+    embedding_dim: int = 64, label_hidden: int = 128, center_signatures: bool = True, calibration: float = 0.0,
     **_: Any,
 ) -> None:
     if margin < 0:
@@ -299,6 +403,13 @@ def check_attribute_embedding(
         raise ValueError(f"{name}: violations must be max or sum, got {violations!r}")
     if int(embedding_dim) < 1 or int(label_hidden) < 1:
         raise ValueError(f"{name}: embedding_dim and label_hidden must be positive")
+
+
+@_checks("tlrun.methods.devise.LabelEmbedding", extends="tlrun.methods.zsl_attribute.AttributeEmbedding")
+def check_label_embedding(
+    name: str, *, label_embeddings: str = "sentence", label_template: str = "{name}", **_: Any
+) -> None:
+    """Declares the types of the class-name embedding's settings (any text is a vectors file's path or a template)."""
 
 
 # ------------------------------------------------------------------------------------------ closed-form methods
@@ -318,7 +429,10 @@ def check_coral(name: str, *, regularization: float = 1.0, **_: Any) -> None:
 
 
 @_checks("tlrun.methods.kmm.KMM", extends="tlrun.methods.no_adaptation.SourceClassifier")
-def check_kmm(name: str, *, kernel: str = "rbf", bound: float = 10.0, classifier: str = "logreg", **_: Any) -> None:
+def check_kmm(
+    name: str, *, kernel: str = "rbf", gamma: float | None = None, bound: float = 10.0, epsilon: float | None = None,
+    max_iter: int = 2000, tol: float = 1e-7, classifier: str = "logreg", **_: Any,
+) -> None:
     if kernel not in KMM_KERNELS:
         raise ValueError(f"unknown kernel {kernel!r} for KMM; choose one of: {', '.join(KMM_KERNELS)}")
     if classifier not in WEIGHTING_CLASSIFIERS:
@@ -328,11 +442,17 @@ def check_kmm(name: str, *, kernel: str = "rbf", bound: float = 10.0, classifier
         )
     if bound <= 0:
         raise ValueError(f"bound must be > 0 (got {bound})")
+    if gamma is not None and gamma <= 0:
+        raise ValueError(f"gamma must be > 0 or null (the median heuristic) (got {gamma})")
+    if epsilon is not None and epsilon < 0:
+        raise ValueError(f"epsilon must be >= 0 or null ((sqrt(n_s) - 1) / sqrt(n_s)) (got {epsilon})")
+    if max_iter < 1 or tol <= 0:
+        raise ValueError(f"max_iter must be >= 1 and tol > 0 (got {max_iter} and {tol})")
 
 
 @_checks("tlrun.methods.jda.JDA", also=("tlrun.methods.tca.TCA",))
 def check_jda(
-    name: str, *, kernel: str = "linear", dim: int = 100, lamb: float = 1.0, iterations: int = 10,
+    name: str, *, kernel: str = "linear", dim: int = 100, lamb: float = 1.0, gamma: float = 1.0, iterations: int = 10,
     classifier: str = "1nn", classifier_options: Mapping[str, Any] | None = None, **_: Any,
 ) -> None:
     check_kernel(kernel)
@@ -341,12 +461,17 @@ def check_jda(
         raise ValueError(f"dim must be >= 1 (got {dim})")
     if lamb <= 0:
         raise ValueError(f"lamb must be > 0 (got {lamb})")
+    if gamma <= 0:
+        raise ValueError(f"gamma must be > 0 (got {gamma})")
     if iterations < 1:
         raise ValueError(f"iterations must be >= 1 (got {iterations})")
 
 
 @_checks("tlrun.methods.eszsl.ESZSL")
-def check_eszsl(name: str, *, gamma: float = 1.0, lamb: float = 1.0, **_: Any) -> None:
+def check_eszsl(
+    name: str, *, gamma: float = 1.0, lamb: float = 1.0, standardize: bool = True, center_signatures: bool = True,
+    calibration: float = 0.0, **_: Any,
+) -> None:
     if not (gamma > 0 and lamb > 0):
         raise ValueError(f"{name}: gamma and lamb must be positive, got {gamma} and {lamb}")
 
