@@ -107,6 +107,11 @@ def test_a_misspelt_key_is_one_line_naming_the_settings_without_heavy_imports(tm
     (["dataset=features", "dataset.roott=x"], "dataset.roott: dataset features has no such setting (did you mean dataset.root?)"),
     (["backbone.weights=imagenet"], "backbone.weights: backbone=auto has no settings; name the backbone"),
     (["trainer.max_epochs=3"], "trainer.max_epochs: trainer cpu has no such setting"),
+    (["method.classifier_options.logreg.CC=1"],
+     "method.classifier_options.logreg.CC: no such setting (did you mean method.classifier_options.logreg.C?)"),
+    (["method.classifier_options.1nn.max_block=8"], "method.classifier_options.1nn.max_block: method.classifier_options.1nn "
+                                                    "is empty in the config; add an option with +method."),
+    (["method.dim.x=1"], "method.dim.x: method.dim is a value, not a mapping of settings"),
 ])
 def test_misspelt_options_and_keys_are_named_with_the_closest_name(arguments, error):
     from tlrun.cli import unknown_setting
@@ -118,7 +123,7 @@ def test_keys_the_chosen_options_define_pass_the_key_check():
     from tlrun.cli import unknown_setting
 
     for arguments in (
-        ["method.lamb=2", "seed=1", "hydra.run.dir=x", "+trainer.limit_train_batches=2"],
+        ["method.lamb=2", "seed=1", "hydra.run.dir=x", "+trainer.limit_train_batches=2", "method.classifier_options.logreg.C=2"],
         ["method=finetune", "backbone.weights=x"],  # finetune's own backbone (lenet)
         ["+experiment=zsl_cub", "method.margin=2", "dataset.root=x"],  # the recipe's method and dataset
         ["method=jda", "scenario.target_labels_per_class=3"],  # scenario=auto holds every scenario's keys

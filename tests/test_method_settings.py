@@ -153,3 +153,19 @@ def test_a_wrong_type_on_the_command_line_is_one_error_line_and_no_mlflow_run(tm
     assert result.stderr.strip().splitlines()[-1].startswith("tlrun: error:")
     assert "method.dim=10.5" in result.stderr.strip().splitlines()[-1]
     assert not store.parent.exists()
+
+
+@pytest.mark.parametrize("options, error", [
+    ({"logreg": {"C": "abc"}}, "method.classifier_options.logreg.C=abc: must be a finite number"),
+    ({"linear_svm": {"C": -1.0}}, "method.classifier_options.linear_svm.C=-1.0: must be positive"),
+    ({"1nn": {"max_block": 10.5}}, "method.classifier_options.1nn.max_block=10.5: must be an integer"),
+    ({"logreg": {"CC": 1.0}}, "method.classifier_options.logreg.CC: logreg has no option 'CC'; its options: C, max_iter, seed"),
+    ({"logreg": 3}, "method.classifier_options.logreg=3: must be a mapping"),
+])
+def test_classifier_options_are_checked_by_name_type_and_sign(options, error):
+    """Every entry is checked, the chosen classifier's or not: a typo does not wait for the day it is chosen."""
+    from tlrun.methods.settings import chosen_classifier_options
+
+    with pytest.raises((ValueError, TypeError)) as raised:
+        chosen_classifier_options("1nn" if "1nn" not in options else "logreg", options)
+    assert str(raised.value).startswith(error)

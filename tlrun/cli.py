@@ -21,8 +21,8 @@ from hydra.errors import CompactHydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from tlrun.config import (GROUPS, config_dir, group_options, no_such_setting, option_keys, option_overrides,
-                          primary_defaults, register_resolvers, top_level_keys)
+from tlrun.config import (GROUPS, config_dir, group_options, no_such_setting, option_keys, option_node,
+                          option_overrides, primary_defaults, register_resolvers, top_level_keys)
 from tlrun.errors import TlrunError
 
 register_resolvers()
@@ -160,10 +160,30 @@ def unknown_setting(arguments: list[str]) -> str | None:
             continue
         if group not in GROUPS or group == "experiment" or not chosen.get(group):
             continue
-        setting = path.split(".")[0]
         for option in chosen[group]:
-            if setting not in option_keys(group, option):
-                return no_such_setting(group, option, setting)
+            error = _unknown_path(group, option, path.split("."))
+            if error:
+                return error
+    return None
+
+
+def _unknown_path(group: str, option: str, path: list[str]) -> str | None:
+    """The error for ``<group>.<path>`` when the composed option has no such key, at any depth."""
+    if path[0] not in option_keys(group, option):
+        return no_such_setting(group, option, path[0])
+    node: Any = option_node(group, option)
+    for depth, key in enumerate(path):
+        where = ".".join([group, *path[:depth]])
+        if not isinstance(node, dict):
+            return f"{where}.{key}: {where} is a value, not a mapping of settings"
+        if key not in node and not node:  # an empty mapping of options: they are added
+            return f"{where}.{key}: {where} is empty in the config; add an option with +{where}.{key}=..."
+        if key not in node:
+            known = sorted(map(str, node))
+            close = get_close_matches(key, known, n=1)
+            hint = f" (did you mean {where}.{close[0]}?)" if close else ""
+            return f"{where}.{key}: no such setting{hint}; {where} has: {', '.join(known)}"
+        node = node[key]
     return None
 
 

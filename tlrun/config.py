@@ -48,6 +48,16 @@ def load_option(group: str, option: str) -> DictConfig:
     return _load_option(group, option).copy()
 
 
+def option_node(group: str, option: str) -> dict[str, Any]:
+    """A group option as composed (its own keys over those of the configs it merges into itself), unresolved."""
+    merged = OmegaConf.create()
+    for entry in _load_option(group, option).get("defaults", []):
+        if isinstance(entry, str) and entry.endswith("@_here_"):
+            merged = OmegaConf.merge(merged, option_node(*_here_path(group, entry)))
+    own = OmegaConf.masked_copy(_load_option(group, option), [k for k in _load_option(group, option) if k != "defaults"])
+    return OmegaConf.to_container(OmegaConf.merge(merged, own))
+
+
 def _here_path(group: str, entry: str) -> tuple[str, str]:
     """``(group, option)`` of a defaults-list entry ``[/other_group/]option@_here_`` of a ``group`` option."""
     path = entry[: -len("@_here_")]

@@ -166,12 +166,33 @@ def check_kernel(kernel: str) -> None:
         raise ValueError(f"unknown kernel {kernel!r}; choose one of: {', '.join(KERNELS)}")
 
 
+#: The options of each classifier of :mod:`tlrun.classifiers` (``classifier_options.<classifier>.<option>``), with
+#: their types; each must be positive.
+CLASSIFIER_OPTIONS: dict[str, dict[str, type]] = {
+    "1nn": {"max_block": int},
+    "logreg": {"C": float, "max_iter": int, "seed": int},
+    "linear_svm": {"C": float, "max_iter": int, "seed": int},
+}
+
+
 def chosen_classifier_options(classifier: str, options: Mapping[str, Mapping[str, Any]] | None) -> dict[str, Any]:
     """The options of ``classifier`` in a per-classifier mapping (``classifier_options``), after checking that the
-    name and the mapping's keys are classifiers."""
+    name and the mapping's keys are classifiers, and every entry's options their names, types and signs."""
     if classifier not in CLASSIFIERS:
         raise ValueError(f"unknown classifier {classifier!r}; choose one of: {', '.join(CLASSIFIERS)}")
-    return options_entry(classifier, options, CLASSIFIERS, "classifier_options", "classifier", "{linear_svm: {C: 1.0e-4}}")
+    chosen = options_entry(classifier, options, CLASSIFIERS, "classifier_options", "classifier", "{linear_svm: {C: 1.0e-4}}")
+    for name, entry in dict(options or {}).items():
+        if not isinstance(entry, Mapping):
+            raise SettingTypeError(f"method.classifier_options.{name}={as_written(entry)}: must be a mapping {{option: value}}")
+        for key, value in entry.items():
+            where, known = f"method.classifier_options.{name}.{key}", CLASSIFIER_OPTIONS[name]
+            if key not in known:
+                raise ValueError(f"{where}: {name} has no option {key!r}; its options: {', '.join(known) or 'none'}")
+            if not _is_a(value, known[key]):
+                raise SettingTypeError(f"{where}={as_written(value)}: must be {_described(known[key])}")
+            if key != "seed" and not value > 0:
+                raise ValueError(f"{where}={as_written(value)}: must be positive")
+    return chosen
 
 
 def layer_names(method: str, layers: Any) -> tuple[str, ...]:
