@@ -159,3 +159,20 @@ def test_selftaught_clustering_holds_no_label_on_either_side():
 def test_zeroshot_needs_its_own_split():
     with pytest.raises(ScenarioError, match="split_zeroshot"):
         split(_domain("s", 12, 0), _domain("t", 12, 1), "zeroshot", seed=0)
+
+
+def test_da_can_hold_part_of_the_target_out_of_training():
+    """scenario.target_test_fraction: no held-out sample reaches fit; each class keeps its share; the rest is scored
+    transductively, the held-out part inductively."""
+    source, target = _domain("s", 30, 0), _domain("t", 60, 1)
+    whole, transductive = split(source, target, "da", seed=0)
+    assert transductive.protocol == "transductive" and transductive.transductive is None
+    training, evaluation = split(source, target, "da", seed=0, target_test_fraction=0.25)
+    assert evaluation.protocol == "held_out" and not evaluation.target_is_training_target
+    adapted = {tuple(row) for row in training.target.X}
+    held_out = {tuple(row) for row in evaluation.target_test.X}
+    assert not adapted & held_out and len(adapted) + len(held_out) == len(target)
+    assert np.bincount(evaluation.target_test.y).tolist() == [5, 5, 5]  # a quarter of each class's 20
+    np.testing.assert_array_equal(evaluation.transductive.X, training.target.X)
+    again, _ = split(source, target, "da", seed=0, target_test_fraction=0.25)
+    np.testing.assert_array_equal(again.target.X, training.target.X)

@@ -100,6 +100,10 @@ def preflight(cfg: DictConfig) -> Plan:
             "trainer.select=target_val needs a held-out part of the labeled target: scenario=finetune with "
             "scenario.target_val_fraction > 0 (e.g. 0.2)"
         )
+    held_out = cfg.scenario.get("target_test_fraction", 0.0)
+    if isinstance(held_out, bool) or not isinstance(held_out, (int, float)) or not 0.0 <= held_out < 1.0:
+        raise TlrunError(f"scenario.target_test_fraction={held_out}: must be a number in [0, 1) (0: the whole target "
+                         "is adapted to and scored, the papers' transductive protocol)")
     if cfg.scenario.name in LABELED_TARGET_SCENARIOS:
         check_target_labels(
             cfg.scenario.get("target_labels_per_class"), cfg.scenario.get("target_label_fraction"),
@@ -471,6 +475,7 @@ def _split_data(plan: Plan, loaded: LoadedData, tracked: Any, feature_device: st
             target_label_fraction=scenario.get("target_label_fraction"),
             target_val_fraction=float(scenario.get("target_val_fraction", 0.0)),
             target_test=loaded.target_test,
+            target_test_fraction=float(scenario.get("target_test_fraction", 0.0)),
             augment=augment,
         )
     tracked.set_tags({f"data.sha256.{name}": digest for d in loaded.domains() for name, digest in d.checksums.items()})

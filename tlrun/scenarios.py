@@ -145,6 +145,15 @@ class EvaluationData:
     seen_test: Labeled | None = None
     classes: ClassDescriptions | None = None
     unseen: tuple[int, ...] = ()
+    #: ``da`` with part of the target held out: the training target's labels, for the transductive figure beside
+    #: the held-out one.
+    transductive: Labeled | None = None
+
+    @property
+    def protocol(self) -> str:
+        """How the target is scored: ``transductive`` (the target samples the method adapted to, unlabeled: the
+        papers' ``da`` protocol, and clustering) or ``held_out`` (samples no ``fit`` saw)."""
+        return "transductive" if self.target_is_training_target else "held_out"
 
 
 def natural_scenario(method_scenarios: list[str]) -> str:
@@ -191,6 +200,23 @@ def _holdout(n: int, fraction: float, rng: np.random.Generator) -> tuple[np.ndar
     order = rng.permutation(n)
     n_out = int(round(fraction * n))
     return np.sort(order[n_out:]), np.sort(order[:n_out])
+
+
+def _per_class_holdout(y: np.ndarray, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held-out) indices with ``round(fraction · n_c)`` of each class ``c`` held out, at least one, and at
+    least one kept."""
+    if not 0.0 < fraction < 1.0:
+        raise ScenarioError(f"dataset.target_test_fraction must be in [0, 1), got {fraction}")
+    kept, held = [], []
+    for label in np.unique(y):
+        members = rng.permutation(np.flatnonzero(y == label))
+        if len(members) < 2:
+            raise ScenarioError(f"da: target class {label} has {len(members)} sample, so none can be held out and "
+                                "adapted to at once; set dataset.target_test_fraction=0")
+        n_out = min(max(1, int(round(fraction * len(members)))), len(members) - 1)
+        held.append(members[:n_out])
+        kept.append(members[n_out:])
+    return np.sort(np.concatenate(kept)), np.sort(np.concatenate(held))
 
 
 def take(X: np.ndarray | tuple[str, ...], index: np.ndarray) -> np.ndarray | tuple[str, ...]:
@@ -271,13 +297,16 @@ def split(
     target_label_fraction: float | None = None,
     target_val_fraction: float = 0.0,
     target_test: Domain | None = None,
+    target_test_fraction: float = 0.0,
     augment: str = "none",
 ) -> tuple[TrainingData, EvaluationData]:
     """Split two loaded domains into training and evaluation data for ``scenario`` (``zeroshot``: see
     :func:`split_zeroshot`).
 
     - ``da``: labeled source (less ``source_val_fraction`` held out), the whole target *without* labels;
-      evaluation on the whole target.
+      evaluation on the whole target (transductive, the papers' protocol). ``target_test_fraction`` > 0 holds
+      that fraction of each target class out of training instead: evaluation on those samples (held out), and
+      the transductive figure on the rest.
     - ``finetune``: labeled source, a labeled pool of the target (per class or a fraction of each class, drawn
       from ``seed``) of which ``target_val_fraction`` of each class is held out as ``target_val`` (early
       stopping, checkpoint selection); evaluation on the rest of the target, or on ``target_test`` when the
@@ -312,6 +341,7 @@ def split(
         training_source = Unlabeled(source.X)
 
     target_val: Labeled | None = None
+    transductive: Labeled | None = None
     if scenario in LABELED_TARGET_SCENARIOS:
         labeled, validating = _labeled_target_index(
             target.y, target_labels_per_class, target_label_fraction, target_val_fraction, rng,
@@ -325,6 +355,12 @@ def split(
             test = Labeled(take(target.X, rest), target.y[rest])
         else:
             test = Labeled(target_test.X, target_test.y)
+        aligned = False
+    elif scenario == "da" and target_test_fraction > 0:
+        adapted, held_out = _per_class_holdout(target.y, target_test_fraction, rng)
+        training_target = Unlabeled(take(target.X, adapted))
+        transductive = Labeled(take(target.X, adapted), target.y[adapted])
+        test = Labeled(take(target.X, held_out), target.y[held_out])
         aligned = False
     else:  # da, selftaught_clustering: the whole target, unlabeled, is also the test set
         training_target = Unlabeled(target.X)
@@ -342,7 +378,8 @@ def split(
         target_val=target_val,
     )
     evaluation = EvaluationData(
-        target_test=test, source_val=source_val, target_is_training_target=aligned, scenario=scenario
+        target_test=test, source_val=source_val, target_is_training_target=aligned, scenario=scenario,
+        transductive=transductive,
     )
     return training, evaluation
 
