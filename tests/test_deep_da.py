@@ -210,6 +210,7 @@ def test_pixelda_generated_images_leave_the_batch_norm_statistics_that_evaluatio
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in method.bottleneck.parameters())
 
 
+@pytest.mark.slow  # two full-length trainings, the longest check of the suite; the transfer term's wiring: above
 def test_dann_adapts_beyond_its_no_transfer_control(compose):
     """The adversarial term itself must lift target accuracy. The control is DANN with ``transfer_weight=0``: the
     target batches still pass the network (its batch norm sees them), which alone beats source_only; before the

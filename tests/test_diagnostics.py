@@ -6,16 +6,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from tlrun.diagnostics import embedding_figure, proxy_a_distance
-
-
-@pytest.fixture(autouse=True)
-def one_openmp_thread():
-    """t-SNE's OpenMP threads spin against each other on a small shared machine, where one thread is faster."""
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(1, user_api="openmp"):
-        yield
+from tlrun.diagnostics import EMBEDDING_PCA_DIMS, EMBEDDING_POINTS, embedding_figure, proxy_a_distance
 
 
 def gaussian(n: int, d: int, seed: int, shift: float = 0.0) -> np.ndarray:
@@ -70,9 +61,25 @@ def test_embedding_figure_has_one_panel_per_pair_and_every_point():
     assert colors[0] != colors[1]
 
 
-def test_embedding_figure_subsamples_to_max_points():
-    figure = embedding_figure((gaussian(40, 5, 0), gaussian(8, 5, 1)), max_points=15, seed=1)
+def test_embedding_figure_subsamples_to_max_points_in_all():
+    figure = embedding_figure((gaussian(40, 5, 0), gaussian(8, 5, 1)), max_points=30, seed=1)
     assert points_per_domain(figure.axes[0]) == [15, 8]
+
+
+def test_large_features_reach_tsne_subsampled_balanced_and_reduced_by_pca(monkeypatch):
+    from sklearn.manifold import TSNE
+
+    embedded = []
+
+    def recorded(self, X):
+        embedded.append(X.shape)
+        return np.zeros((len(X), 2))
+
+    monkeypatch.setattr(TSNE, "fit_transform", recorded)
+    big = (gaussian(20_000, 256, 0), gaussian(20_000, 256, 1, shift=1.0))
+    figure = embedding_figure(big, big)
+    assert embedded == [(EMBEDDING_POINTS, EMBEDDING_PCA_DIMS)] * 2 and EMBEDDING_POINTS <= 2000
+    assert [points_per_domain(axis) for axis in figure.axes] == [[EMBEDDING_POINTS // 2] * 2] * 2
 
 
 @pytest.mark.parametrize("d", [1, 2])

@@ -45,9 +45,13 @@ LAUNCHERS = {
     # A local Ray instance (the ray extra): jobs are Ray tasks in Ray's worker processes.
     "ray": (["hydra/launcher=ray", "hydra.launcher.ray.init.num_cpus=2"], "RayLauncher"),
 }
+#: Launchers checked only with -m slow: basic and joblib already show jobs in this and in other processes nesting
+#: under the parent, and tests/test_threads.py checks submitit's threads.
+SLOW_LAUNCHERS = ("submitit", "ray")
 
 
-@pytest.mark.parametrize("launcher", list(LAUNCHERS))
+@pytest.mark.parametrize("launcher", [pytest.param(name, marks=pytest.mark.slow) if name in SLOW_LAUNCHERS else name
+                                      for name in LAUNCHERS])
 def test_a_two_by_two_sweep_is_one_parent_with_four_children(tmp_path, mlflow_store, launcher):
     if launcher == "ray":
         pytest.importorskip("ray", reason="Ray is not installed (pip install 'tlrun[ray]')")
@@ -70,6 +74,9 @@ def test_a_two_by_two_sweep_is_one_parent_with_four_children(tmp_path, mlflow_st
     assert parent.data.tags["sweep"] == str((tmp_path / "sweep").resolve())
     assert parent.info.end_time >= max(c.info.end_time for c in children)
     assert f"sweep run {parent.info.run_id} ended FINISHED" in result.stdout
+    # The sweep ends with one methods x tasks table of the jobs' target accuracies, read back from MLflow.
+    table = result.stdout[result.stdout.index("target_acc (%)"):]
+    assert all(f"{100 * c.data.metrics['target_acc']:.2f}" in table for c in children) and "original→thick" in table
     if launcher == "submitit":  # its jobs all run at once here: one CPU thread each (hydra.launcher.cpus_per_task)
         assert {c.data.tags["threads"] for c in children} == {"1"}
 

@@ -2,7 +2,9 @@
 
 :func:`proxy_a_distance` measures the gap with a domain classifier (0: indistinguishable, 2: perfectly separable);
 :func:`embedding_figure` draws a t-SNE map of the source and target features, before and after adaptation.
-Both take numpy arrays of shape ``(n, d)``, one row per sample, and subsample large inputs with a seeded generator.
+Both take numpy arrays of shape ``(n, d)``, one row per sample, and subsample large inputs with a seeded generator,
+so their cost is bounded whatever the data's size: at most ``max_samples`` rows per domain for the proxy A-distance,
+``EMBEDDING_POINTS`` per t-SNE panel, reduced to ``EMBEDDING_PCA_DIMS`` principal components first.
 
 Imports numpy only at module level: scikit-learn and matplotlib are imported by the functions that use them.
 """
@@ -16,6 +18,13 @@ import numpy as np
 SOURCE_COLOR = "tab:blue"
 TARGET_COLOR = "tab:orange"
 PAD_C_GRID = (0.01, 0.1, 1.0, 10.0)
+#: Points one t-SNE panel embeds at most, half from each domain (t-SNE's cost grows as n log n).
+EMBEDDING_POINTS = 1000
+#: Features wider than this are reduced to this many principal components before t-SNE.
+EMBEDDING_PCA_DIMS = 50
+#: t-SNE's gradient-descent iterations: scikit-learn's default 1000 reached a KL divergence within 4 % of 500's on
+#: DANN's digits features (0.682 vs 0.706 before training, 0.558 vs 0.576 after) at twice the cost.
+TSNE_ITERATIONS = 500
 
 
 def check_feature_pair(
@@ -89,16 +98,24 @@ def proxy_a_distance(source_features: Any, target_features: Any, seed: int = 0, 
 def embedding_coordinates(source: np.ndarray, target: np.ndarray, seed: int) -> tuple[np.ndarray, bool]:
     """2-D coordinates of the pooled rows (source first) and whether they come from t-SNE.
 
-    Features with ``d ≤ 2`` are plotted as they are (``d = 1`` on a line at height 0). Otherwise t-SNE
-    (``init="pca"``, seeded) with the perplexity clipped to ``min(30, (n − 1) / 3)`` so that tiny inputs work.
+    Features with ``d ≤ 2`` are plotted as they are (``d = 1`` on a line at height 0). Otherwise the pooled rows
+    are reduced to ``EMBEDDING_PCA_DIMS`` principal components when wider, then embedded by t-SNE (``init="pca"``,
+    seeded, ``TSNE_ITERATIONS`` iterations) with the perplexity clipped to ``min(30, (n − 1) / 3)`` so that tiny
+    inputs work. t-SNE runs on one OpenMP thread: on 2 busy cores, two spinning threads took 2 to 4 times as long.
     """
     pooled = np.concatenate([source, target])
     if pooled.shape[1] <= 2:
         return np.column_stack([pooled, np.zeros((len(pooled), 2 - pooled.shape[1]))]), False
+    from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
 
+    if pooled.shape[1] > EMBEDDING_PCA_DIMS:
+        pooled = PCA(min(EMBEDDING_PCA_DIMS, len(pooled)), random_state=seed).fit_transform(pooled)
     perplexity = min(30.0, (len(pooled) - 1) / 3)
-    return TSNE(n_components=2, init="pca", perplexity=perplexity, random_state=seed).fit_transform(pooled), True
+    tsne = TSNE(n_components=2, init="pca", perplexity=perplexity, max_iter=TSNE_ITERATIONS, random_state=seed)
+    with threadpool_limits(1, user_api="openmp"):
+        return tsne.fit_transform(pooled), True
 
 
 def embedding_figure(
@@ -106,14 +123,15 @@ def embedding_figure(
     before: tuple[Any, Any] | None = None,
     *,
     seed: int = 0,
-    max_points: int = 1000,
+    max_points: int = EMBEDDING_POINTS,
     titles: tuple[str, str] = ("before adaptation", "after adaptation"),
 ) -> Any:
     """A ``matplotlib.figure.Figure`` with one scatter panel per ``(source, target)`` feature pair.
 
     Panels: ``before`` (when given, titled ``titles[0]``) then ``after`` (``titles[1]``). Each domain is
-    subsampled (seeded) to ``max_points`` rows, the pair is embedded in 2-D by t-SNE (:func:`embedding_coordinates`;
-    features with ``d ≤ 2`` are plotted directly), and source and target are drawn in two colours with a legend.
+    subsampled (seeded) to ``max_points // 2`` rows, so a panel shows at most ``max_points``, the pair is embedded
+    in 2-D by t-SNE (:func:`embedding_coordinates`; features with ``d ≤ 2`` are plotted directly), and source and
+    target are drawn in two colours with a legend.
     Built without pyplot's global state, so it is safe under the Agg backend and needs no ``plt.close``.
     """
     from matplotlib.figure import Figure
@@ -124,7 +142,7 @@ def embedding_figure(
     rng = np.random.default_rng(seed)
     for axis, ((source_features, target_features), title) in zip(axes, panels):
         source, target = check_feature_pair(source_features, target_features)
-        source, target = subsample_rows(source, max_points, rng), subsample_rows(target, max_points, rng)
+        source, target = (subsample_rows(x, max_points // 2, rng) for x in (source, target))
         coordinates, from_tsne = embedding_coordinates(source, target, seed)
         for points, color, label in (
             (coordinates[: len(source)], SOURCE_COLOR, f"source ({len(source)})"),

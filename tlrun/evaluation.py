@@ -3,10 +3,12 @@
 ``target_acc`` is every run's headline number, measured on the scenario's target test set: the accuracy
 (``da``, ``finetune``, ``selftaught``); the mean per-class accuracy on the unseen classes (``zeroshot``, which
 also logs GZSL's ``gzsl_seen_acc``, ``gzsl_unseen_acc`` and their harmonic mean ``gzsl_h``); the clustering
-accuracy (``selftaught_clustering``, with ``nmi`` and ``ari``). ``source_acc`` is measured on the held-out
-source split (or, when the whole source trained, on the training source, tagged ``source_acc_split=train``);
-an unlabeled source has none. All are fractions in [0, 1]. The per-class target accuracy and the confusion
-matrix are logged as artifacts (after matching clusters to classes, for clustering).
+accuracy (``selftaught_clustering``, with ``nmi`` and ``ari``). ``source_acc`` is the accuracy on the held-out
+source split (tagged ``source_acc_split=validation``). Without one there is no ``source_acc``: when the whole
+labeled source trained (``source_acc_split=train``) its accuracy would measure the fit, not what the method learned
+(1 by construction for a 1-NN classifier), and an unlabeled source (``none``) has no labels. All are fractions in
+[0, 1]. The per-class target accuracy and the confusion matrix are logged as artifacts (after matching clusters to
+classes, for clustering).
 """
 
 from __future__ import annotations
@@ -69,14 +71,12 @@ def confusion_figure(labels: np.ndarray, predictions: np.ndarray, classes: tuple
 
 
 def _source_accuracy(method: Any, evaluation: EvaluationData, source_train: Labeled | Unlabeled) -> tuple[float | None, str]:
-    """``source_acc`` on the held-out source split, else on the training source; ``None`` when unlabeled."""
-    if evaluation.source_val is not None:
-        source, split = evaluation.source_val, "validation"
-    elif isinstance(source_train, Labeled):
-        source, split = source_train, "train"
-    else:
-        return None, "none"
-    return float(np.mean(np.asarray(method.predict(source.X)) == source.y)), split
+    """``source_acc`` on the held-out source split and ``validation``; else ``None`` and ``train`` (the labeled
+    source all trained) or ``none`` (an unlabeled source)."""
+    source = evaluation.source_val
+    if source is None:
+        return None, "train" if isinstance(source_train, Labeled) else "none"
+    return float(np.mean(np.asarray(method.predict(source.X)) == source.y)), "validation"
 
 
 def _zeroshot_predictions(method: Any, evaluation: EvaluationData) -> tuple[np.ndarray, dict[str, float]]:
@@ -165,7 +165,9 @@ def print_summary(cfg: Any, result: Result, tracked: Any) -> None:
     for name, value in result.extra.items():
         table.add_row(name, f"{100 * value:.2f} %")
     if result.source_acc is not None:
-        table.add_row(f"source_acc ({result.source_acc_split})", f"{100 * result.source_acc:.2f} %")
+        table.add_row("source_acc (held-out)", f"{100 * result.source_acc:.2f} %")
+    elif result.source_acc_split == "train":
+        table.add_row("source_acc", "none: the whole source trained (dataset.source_val_fraction > 0 holds some out)")
     table.add_row("MLflow run", f"{tracked.run_id} ({tracked.status})")
     console = Console()
     console.print(table)

@@ -21,7 +21,8 @@ Subclasses implement ``training_step`` (returning the loss). The base provides, 
 - the optimizer (``sgd`` with momentum or ``adam``; the backbone's learning rate scaled by
   ``backbone_lr_mult``) and the learning-rate schedule (``none``, ``cosine``, or ``inv``:
   ``lr · (1 + 10 p)^-0.75`` over the training progress ``p``, as in DANN);
-- a check that stops training with :class:`FloatingPointError` when a loss is NaN or infinite;
+- a check that stops training with :class:`TrainingDiverged` (a :class:`~tlrun.errors.TlrunError`) when a loss is
+  NaN or infinite, naming the learning rate to try;
 - per-epoch means of every term passed to :meth:`~DeepMethod.record` (``train_loss``, ``transfer_loss``...)
   and ``source_train_acc``, logged at ``step = epoch`` (1-based, epochs completed);
 - at the end of every ``report_every``-th epoch (and the last): predictions for the training target sent to
@@ -60,7 +61,9 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
 from tlrun import distributed
+from tlrun.config import group_options, load_option
 from tlrun.backbones import inputs as _inputs
+from tlrun.errors import TlrunError
 from tlrun.methods.base import Method, RunContext
 from tlrun.methods.settings import check_deep_method
 from tlrun.scenarios import Labeled, TrainingData, take
@@ -79,6 +82,35 @@ RESERVED_TRAINER_KEYS = ("max_epochs", "logger", "enable_checkpointing", "callba
 #: Samples per domain used for the label-free scores that need features, and for the diagnostics.
 SCORE_SAMPLES = 1000
 DIAGNOSTIC_SAMPLES = 500
+
+
+class TrainingDiverged(TlrunError, FloatingPointError):
+    """A NaN or infinite training loss: the run stops, and the message names a learning rate to try."""
+
+
+def configured_lr(method: type) -> tuple[str, float] | None:
+    """``(name, lr)`` of the config ``conf/method/<name>.yaml`` whose ``_target_`` is ``method``: the ``lr`` it sets
+    itself, else the one of the configs it merges (``- /method_base/deep_da@_here_``); ``None`` when no config
+    builds ``method``."""
+
+    def lr_of(group: str, option: str) -> float | None:
+        node = load_option(group, option)
+        if "lr" in node:
+            return float(node.lr)
+        for entry in reversed(node.get("defaults", [])):  # the last merged config wins
+            if isinstance(entry, str) and entry.endswith("@_here_"):
+                path = entry[: -len("@_here_")]
+                lr = lr_of(*path.lstrip("/").rsplit("/", 1)) if path.startswith("/") else lr_of(group, path)
+                if lr is not None:
+                    return lr
+        return None
+
+    target = f"{method.__module__}.{method.__qualname__}"
+    for name in group_options("method"):
+        if load_option("method", name).get("_target_") == target:
+            lr = lr_of("method", name)
+            return None if lr is None else (name, lr)
+    return None
 
 
 def _subsample(n: int, size: int, seed: int) -> np.ndarray:
@@ -382,10 +414,17 @@ class DeepMethod(pl.LightningModule, Method):
                 self._diverged(float(loss), step)
 
     def _diverged(self, loss: float | str, step: int) -> None:
-        raise FloatingPointError(
-            f"{type(self).__name__}: the training loss is {loss} at epoch {self.current_epoch + 1}, "
-            f"optimizer step {step}: training diverged. Lower the learning rate (now lr={self.lr}; "
-            f"try method.lr={self.lr / 10:g}), or check the inputs for NaN/inf values."
+        """Raise :class:`TrainingDiverged`: it advises the method's configured default ``lr`` when the run's is higher
+        (a diverging ``lr=1e6`` gets ``0.001``, not ``1e5``), else ten times lower than the run's."""
+        configured = configured_lr(type(self))
+        if configured is not None and configured[1] < self.lr:
+            advice = f"method.lr={configured[1]:g} ({configured[0]}'s default)"
+        else:
+            advice = f"method.lr={self.lr / 10:g} (ten times lower)"
+        raise TrainingDiverged(
+            f"{type(self).__name__}: the training loss became {loss} at epoch {self.current_epoch + 1}, optimizer "
+            f"step {step}, with method.lr={self.lr:g}: training diverged. Try {advice}, or check the inputs for "
+            "NaN/inf values."
         )
 
     def on_train_epoch_start(self) -> None:
