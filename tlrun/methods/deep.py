@@ -61,7 +61,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
 from tlrun import distributed
-from tlrun.config import group_options, load_option
+from tlrun.config import group_options, option_node
 from tlrun.backbones import inputs as _inputs
 from tlrun.errors import TlrunError
 from tlrun.methods.base import Method, RunContext
@@ -89,27 +89,14 @@ class TrainingDiverged(TlrunError, FloatingPointError):
 
 
 def configured_lr(method: type) -> tuple[str, float] | None:
-    """``(name, lr)`` of the config ``conf/method/<name>.yaml`` whose ``_target_`` is ``method``: the ``lr`` it sets
-    itself, else the one of the configs it merges (``- /method_base/deep_da@_here_``); ``None`` when no config
-    builds ``method``."""
-
-    def lr_of(group: str, option: str) -> float | None:
-        node = load_option(group, option)
-        if "lr" in node:
-            return float(node.lr)
-        for entry in reversed(node.get("defaults", [])):  # the last merged config wins
-            if isinstance(entry, str) and entry.endswith("@_here_"):
-                path = entry[: -len("@_here_")]
-                lr = lr_of(*path.lstrip("/").rsplit("/", 1)) if path.startswith("/") else lr_of(group, path)
-                if lr is not None:
-                    return lr
-        return None
-
+    """``(name, lr)`` of the config ``conf/method/<name>.yaml`` whose ``_target_`` is ``method``, as composed (its
+    own ``lr``, else the one of the configs it merges, ``- /method_base/deep_da@_here_``); ``None`` when no config
+    builds ``method`` or it sets no ``lr``."""
     target = f"{method.__module__}.{method.__qualname__}"
     for name in group_options("method"):
-        if load_option("method", name).get("_target_") == target:
-            lr = lr_of("method", name)
-            return None if lr is None else (name, lr)
+        composed = option_node("method", name)
+        if composed.get("_target_") == target:
+            return None if composed.get("lr") is None else (name, float(composed["lr"]))
     return None
 
 
