@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 from tlrun.config import load_option
 from tlrun.data.base import DataError
 from tlrun.errors import TlrunError
-from tlrun.run import preflight, run
+from tlrun.run import preflight, run, run_job
 from tlrun.scenarios import ScenarioError
 
 
@@ -209,3 +209,17 @@ def test_a_closed_form_method_on_images_is_not_given_random_features_by_default(
                  compose("method=jda", "dataset=office31", "dataset.root=x", "backbone=resnet18", "backbone.weights=imagenet")):
         _check_random_features(fine, holds_images=True, weights_given=False)
     _check_random_features(cfg, holds_images=False, weights_given=False)  # features are read as they are
+
+
+def test_every_run_records_its_protocol_and_mean_class_accuracy(compose, mlflow_store):
+    client = MlflowClient(tracking_uri=mlflow_store)
+    whole = client.get_run(run_job(compose("method=no_adaptation", experiment="protocol")).run_id)
+    assert whole.data.tags["protocol"] == "transductive"
+    assert 0 < whole.data.metrics["target_mean_class_acc"] <= 1 and "target_transductive_acc" not in whole.data.metrics
+    held = client.get_run(run_job(compose("method=no_adaptation", "scenario.target_test_fraction=0.3",
+                                          experiment="protocol")).run_id)
+    assert held.data.tags["protocol"] == "held_out"
+    assert {"target_acc", "target_mean_class_acc", "target_transductive_acc"} <= set(held.data.metrics)
+    held_out, target = int(held.data.params["data.n_target_test"]), int(whole.data.params["data.n_target_test"])
+    assert abs(held_out - 0.3 * target) <= 10  # 0.3 of each of the 10 classes, rounded
+    assert int(held.data.params["data.n_target_train"]) == target - held_out

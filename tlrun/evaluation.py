@@ -1,7 +1,10 @@
 """Scoring a fitted method on data it never saw labels of, and reporting the result.
 
-``target_acc`` is every run's headline number, measured on the scenario's target test set: the accuracy
-(``da``, ``finetune``, ``selftaught``); the mean per-class accuracy on the unseen classes (``zeroshot``, which
+``target_acc`` is every run's headline number, measured on the scenario's target test set (the run's tag
+``protocol`` says which: ``transductive``, the very target samples a ``da`` method adapted to, as the papers
+measure; ``held_out``, samples no ``fit`` saw), beside ``target_mean_class_acc`` (the mean per-class accuracy,
+VisDA's measure): the accuracy (``da``, ``finetune``, ``selftaught``; with ``scenario.target_test_fraction`` the
+adapted part's is ``target_transductive_acc``); the mean per-class accuracy on the unseen classes (``zeroshot``, which
 also logs GZSL's ``gzsl_seen_acc``, ``gzsl_unseen_acc`` and their harmonic mean ``gzsl_h``); the clustering
 accuracy (``selftaught_clustering``, with ``nmi`` and ``ari``). ``source_acc`` is the accuracy on the held-out
 source split (tagged ``source_acc_split=validation``). Without one there is no ``source_acc``: when the whole
@@ -30,6 +33,8 @@ class Result:
     per_class_acc: dict[str, float]
     #: The scenario's own metrics (``gzsl_h``, ``nmi``...), logged beside ``target_acc``.
     extra: dict[str, float] = field(default_factory=dict)
+    #: How the target was scored (:attr:`~tlrun.scenarios.EvaluationData.protocol`).
+    protocol: str = "transductive"
 
 
 def per_class_accuracy(labels: np.ndarray, predictions: np.ndarray, classes: tuple[str, ...]) -> dict[str, float]:
@@ -129,6 +134,10 @@ def evaluate(
         target_pred = np.asarray(method.predict(test.X))
         target_acc = float(np.mean(target_pred == test.y))
         what = "acc"
+    extra["target_mean_class_acc"] = metrics.mean_per_class_accuracy(test.y, target_pred)
+    if evaluation.transductive is not None:  # part of the target held out: the adapted part scored too
+        extra["target_transductive_acc"] = float(np.mean(np.asarray(method.predict(evaluation.transductive.X))
+                                                         == evaluation.transductive.y))
     source_acc, source_split = _source_accuracy(method, evaluation, source_train)
     per_class = per_class_accuracy(test.y, target_pred, classes)
 
@@ -148,7 +157,7 @@ def evaluate(
     figure = confusion_figure(column[test.y], column[target_pred], names, f"target confusion ({what} {100 * target_acc:.1f}%)")
     tracked.log_figure(figure, "confusion_matrix.png")
     plt.close(figure)
-    return Result(target_acc, source_acc, source_split, per_class, extra)
+    return Result(target_acc, source_acc, source_split, per_class, extra, evaluation.protocol)
 
 
 def print_summary(cfg: Any, result: Result, tracked: Any) -> None:
@@ -161,7 +170,7 @@ def print_summary(cfg: Any, result: Result, tracked: Any) -> None:
     from tlrun.run import task_name
 
     table.add_row("task", f"{task_name(cfg).replace('->', ' → ')} ({cfg.scenario.name})")
-    table.add_row("target_acc", f"{100 * result.target_acc:.2f} %")
+    table.add_row(f"target_acc ({result.protocol.replace('_', '-')})", f"{100 * result.target_acc:.2f} %")
     for name, value in result.extra.items():
         table.add_row(name, f"{100 * value:.2f} %")
     if result.source_acc is not None:

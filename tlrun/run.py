@@ -478,7 +478,8 @@ def _split_data(plan: Plan, loaded: LoadedData, tracked: Any, feature_device: st
             target_test_fraction=float(scenario.get("target_test_fraction", 0.0)),
             augment=augment,
         )
-    tracked.set_tags({f"data.sha256.{name}": digest for d in loaded.domains() for name, digest in d.checksums.items()})
+    tracked.set_tags({f"data.sha256.{name}": digest for d in loaded.domains() for name, digest in d.checksums.items()}
+                     | {"protocol": evaluation.protocol})
     return training, evaluation, source
 
 
