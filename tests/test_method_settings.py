@@ -84,8 +84,8 @@ def test_the_recipes_set_only_settings_their_methods_have(compose, recipe):
 
 
 def test_an_added_key_the_method_does_not_have_fails_before_any_mlflow_run(compose, mlflow_store):
-    with pytest.raises(TlrunError, match="method.transfer_wieght: method dann has no such setting; its settings: "
-                                         "backbone_lr_mult, batch_size"):
+    with pytest.raises(TlrunError, match=r"method.transfer_wieght: method dann has no such setting \(did you mean "
+                                         r"method.transfer_weight\?\); its settings: backbone_lr_mult, batch_size"):
         run(compose("method=dann", "+method.transfer_wieght=2", experiment="added-key"))
     assert MlflowClient(tracking_uri=mlflow_store).get_experiment_by_name("added-key") is None
 
