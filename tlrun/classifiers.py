@@ -20,7 +20,12 @@ from typing import Any, Mapping, Protocol
 import numpy as np
 import torch
 
+from tlrun.config import read_only
 from tlrun.methods.settings import chosen_classifier_options
+
+#: The ``classifier_options`` of the method configs (conf/method/*.yaml), their constructors' default: each
+#: classifier's entry, ``C`` at 1.
+DEFAULT_CLASSIFIER_OPTIONS = read_only({"1nn": {}, "logreg": {"C": 1.0}, "linear_svm": {"C": 1.0}})
 
 
 class Classifier(Protocol):

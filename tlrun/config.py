@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator
+from collections.abc import Iterator, Mapping
+from types import MappingProxyType
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -206,6 +208,18 @@ def constructor_arguments(node: DictConfig) -> dict[str, Any]:
     less the metadata keys and Hydra's ``_target_``-like keys)."""
     arguments = _without_metadata(node)
     return {key: value for key, value in arguments.items() if not (key.startswith("_") and key.endswith("_"))}
+
+
+def read_only(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A read-only copy of a nested mapping: the default of a constructor's mapping setting (``classifier_options``),
+    equal to its method config's value and safe to share between calls."""
+    return MappingProxyType({key: read_only(value) if isinstance(value, Mapping) else value
+                             for key, value in mapping.items()})
+
+
+def as_dicts(mapping: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A nested mapping (``None``: empty) as plain dicts: what a constructor keeps of a mapping setting."""
+    return {key: as_dicts(value) if isinstance(value, Mapping) else value for key, value in (mapping or {}).items()}
 
 
 def options_entry(name: str, options_by_name: Any, known: Any, what: str, noun: str, example: str) -> dict[str, Any]:

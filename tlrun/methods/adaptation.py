@@ -98,7 +98,9 @@ class DomainAdaptation(DeepMethod):
         **kwargs: Any,
     ) -> None:
         super().__init__(backbone, **kwargs)
-        check_domain_adaptation(type(self).__name__, transfer_weight=transfer_weight, warmup=warmup)
+        check_domain_adaptation(
+            type(self).__name__, transfer_weight=transfer_weight, warmup=warmup, warmup_gamma=warmup_gamma
+        )
         self.transfer_weight = float(transfer_weight)
         self.warmup = warmup
         self.warmup_gamma = float(warmup_gamma)

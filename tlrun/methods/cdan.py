@@ -42,7 +42,10 @@ class CDAN(DANN):
         **kwargs: Any,
     ) -> None:
         super().__init__(backbone, **kwargs)
-        check_cdan(type(self).__name__, randomized=randomized, randomized_dim=randomized_dim)
+        check_cdan(
+            type(self).__name__, entropy_conditioning=entropy_conditioning, randomized=randomized,
+            randomized_dim=randomized_dim,
+        )
         self.entropy_conditioning = bool(entropy_conditioning)
         self.randomized = randomized
         self.randomized_dim = int(randomized_dim)

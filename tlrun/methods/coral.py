@@ -13,11 +13,13 @@ the target features unchanged. ``C`` is the sample covariance (``n − 1`` denom
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
+from tlrun.classifiers import DEFAULT_CLASSIFIER_OPTIONS
 from tlrun.losses.discrepancy import coral_loss, covariance
 from tlrun.methods.no_adaptation import SourceClassifier
 from tlrun.methods.settings import check_coral
@@ -45,7 +47,7 @@ class CORAL(SourceClassifier):
         self,
         regularization: float = 1.0,
         classifier: str = "1nn",
-        classifier_options: dict[str, Any] | None = None,
+        classifier_options: Mapping[str, Any] | None = DEFAULT_CLASSIFIER_OPTIONS,
     ) -> None:
         check_coral(type(self).__name__, regularization=regularization)
         super().__init__(classifier=classifier, classifier_options=classifier_options)

@@ -173,9 +173,9 @@ class DeepMethod(pl.LightningModule, Method):
         lr: float = 0.01,
         momentum: float = 0.9,
         nesterov: bool = False,
-        weight_decay: float = 5e-4,
+        weight_decay: float = 1e-3,
         backbone_lr_mult: float | str = "auto",
-        lr_schedule: str = "none",
+        lr_schedule: str = "inv",
         bottleneck_dim: int = 256,
         iterations_per_epoch: int | None = None,
         eval_batch_size: int = 256,
@@ -186,9 +186,10 @@ class DeepMethod(pl.LightningModule, Method):
         super().__init__()
         name = type(self).__name__
         check_deep_method(
-            name, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, backbone_lr_mult=backbone_lr_mult,
-            lr_schedule=lr_schedule, bottleneck_dim=bottleneck_dim, iterations_per_epoch=iterations_per_epoch,
-            patience=patience,
+            name, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum,
+            nesterov=nesterov, weight_decay=weight_decay, backbone_lr_mult=backbone_lr_mult, lr_schedule=lr_schedule,
+            bottleneck_dim=bottleneck_dim, iterations_per_epoch=iterations_per_epoch, eval_batch_size=eval_batch_size,
+            num_workers=num_workers, report_every=report_every, patience=patience,
         )
         if not hasattr(backbone, "out_features"):
             raise TypeError(f"{name}: the backbone must expose out_features")

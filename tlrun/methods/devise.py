@@ -17,6 +17,7 @@ import numpy as np
 from torch import nn
 
 from tlrun.label_embeddings import embed_class_names
+from tlrun.methods.settings import check_label_embedding
 from tlrun.methods.zsl_attribute import AttributeEmbedding
 from tlrun.scenarios import ClassDescriptions
 
@@ -27,11 +28,16 @@ class LabelEmbedding(AttributeEmbedding):
     Args:
         label_embeddings: ``sentence`` (the local sentence-embedding model) or a vectors file's path.
         label_template: the text embedded for a class, ``{name}`` standing for its name (sentence model only).
+        violations: ``sum``, DeViSE's (see :class:`~tlrun.methods.zsl_attribute.AttributeEmbedding`).
         (every other argument: see :class:`~tlrun.methods.zsl_attribute.AttributeEmbedding`.)
     """
 
-    def __init__(self, backbone: nn.Module, label_embeddings: str = "sentence", label_template: str = "{name}", **kwargs: Any) -> None:
-        super().__init__(backbone, **kwargs)
+    def __init__(
+        self, backbone: nn.Module, label_embeddings: str = "sentence", label_template: str = "{name}",
+        violations: str = "sum", **kwargs: Any,
+    ) -> None:
+        super().__init__(backbone, violations=violations, **kwargs)
+        check_label_embedding(type(self).__name__, label_embeddings=label_embeddings, label_template=label_template)
         self.label_embeddings = str(label_embeddings)
         self.label_template = str(label_template)
         self._vectors: dict[str, np.ndarray] = {}

@@ -37,7 +37,10 @@ class ESZSL(ZeroShotMethod):
         self, gamma: float = 1.0, lamb: float = 1.0, standardize: bool = True, center_signatures: bool = True,
         calibration: float = 0.0,
     ) -> None:
-        check_eszsl(type(self).__name__, gamma=gamma, lamb=lamb)
+        check_eszsl(
+            type(self).__name__, gamma=gamma, lamb=lamb, standardize=standardize, center_signatures=center_signatures,
+            calibration=calibration,
+        )
         self.gamma, self.lamb = float(gamma), float(lamb)
         self.standardize, self.center_signatures = bool(standardize), bool(center_signatures)
         self.calibration = float(calibration)

@@ -89,7 +89,8 @@ class GradualUnfreezing(BaseFinetuning):
 class FineTuning(DeepMethod):
     """Fine-tune a pre-trained network on the labeled target (see the module docstring for the objective).
 
-    Args (besides :class:`~tlrun.methods.deep.DeepMethod`'s):
+    Args (besides :class:`~tlrun.methods.deep.DeepMethod`'s, whose defaults the family changes as
+    ``conf/method_base/finetune.yaml`` does: a small labeled pool, Adam at 1e-3, 20 epochs of 20 steps, no bottleneck):
         pretrain_epochs: epochs of source pre-training when the backbone has no weights (0: start from random).
         freeze: ``none``, ``all_but_head``, ``first_k`` or ``last_k``.
         freeze_k: stages frozen from the input side by ``first_k``.
@@ -121,17 +122,28 @@ class FineTuning(DeepMethod):
         unfreeze_every: int = 0,
         warmup_epochs: int = 0,
         backbone_lr_mult: float | str = "auto",
+        epochs: int = 20,
+        optimizer: str = "adam",
+        lr: float = 1e-3,
+        weight_decay: float = 5e-4,
+        bottleneck_dim: int = 0,
+        iterations_per_epoch: int | None = 20,
         **kwargs: Any,
     ) -> None:
         given = getattr(backbone, "weights_id", lambda: "none")() != "none"
         pretrained = given or (self.starts_pretrained and int(pretrain_epochs) > 0)
         if backbone_lr_mult == "auto":
             backbone_lr_mult = 0.1 if pretrained else 1.0
-        super().__init__(backbone, backbone_lr_mult=backbone_lr_mult, **kwargs)
+        super().__init__(
+            backbone, backbone_lr_mult=backbone_lr_mult, epochs=epochs, optimizer=optimizer, lr=lr,
+            weight_decay=weight_decay, bottleneck_dim=bottleneck_dim, iterations_per_epoch=iterations_per_epoch,
+            **kwargs,
+        )
         name = type(self).__name__
         check_fine_tuning(
-            name, pretrain_epochs=pretrain_epochs, freeze=freeze, layer_decay=layer_decay, head_lr=head_lr,
-            unfreeze_every=unfreeze_every, warmup_epochs=warmup_epochs,
+            name, pretrain_epochs=pretrain_epochs, freeze=freeze, freeze_k=freeze_k, freeze_last_k=freeze_last_k,
+            freeze_bn=freeze_bn, layer_decay=layer_decay, head_lr=head_lr, unfreeze_every=unfreeze_every,
+            warmup_epochs=warmup_epochs,
         )
         if freeze != "none" and not pretrained:
             raise ValueError(

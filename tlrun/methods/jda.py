@@ -24,14 +24,16 @@ last one exactly); ``iterations_run`` is logged.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
-from tlrun.classifiers import as_float64, make_classifier
+from tlrun.classifiers import DEFAULT_CLASSIFIER_OPTIONS, as_float64, make_classifier
+from tlrun.config import as_dicts
 from tlrun.methods.base import Method, RunContext
-from tlrun.methods.settings import check_jda
+from tlrun.methods.settings import check_jda, check_tca
 from tlrun.methods.subspace import (
     l2_normalize_rows,
     make_feature_map,
@@ -75,19 +77,20 @@ class JDA(Method):
         gamma: float = 1.0,
         iterations: int = 10,
         classifier: str = "1nn",
-        classifier_options: dict[str, Any] | None = None,
+        classifier_options: Mapping[str, Any] | None = DEFAULT_CLASSIFIER_OPTIONS,
     ) -> None:
-        check_jda(
-            type(self).__name__, kernel=kernel, dim=dim, lamb=lamb, iterations=iterations, classifier=classifier,
+        check_tca(
+            type(self).__name__, kernel=kernel, dim=dim, lamb=lamb, gamma=gamma, classifier=classifier,
             classifier_options=classifier_options,
         )
+        check_jda(type(self).__name__, iterations=iterations)
         self.kernel = kernel
         self.dim = dim
         self.lamb = lamb
         self.gamma = gamma
         self.iterations = iterations
         self.classifier = classifier
-        self.classifier_options = dict(classifier_options or {})
+        self.classifier_options = as_dicts(classifier_options)
 
     def _features(self, X: np.ndarray | torch.Tensor) -> torch.Tensor:
         """``f(x)`` of the L2-normalised samples (the rows of ``F``)."""

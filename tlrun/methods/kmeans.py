@@ -12,11 +12,21 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from tlrun.config import read_only
 from tlrun.errors import TlrunError
 from tlrun.methods.base import Method, RunContext
 from tlrun.methods.settings import check_kmeans_clustering
 from tlrun.representations import learn_and_encode, options_for
 from tlrun.scenarios import TrainingData
+
+
+#: The ``representation_options`` default (conf/method/kmeans.yaml).
+REPRESENTATION_OPTIONS = read_only({
+    "sparse_coding": {"n_atoms": 32, "sparsity": 0.45, "patch_size": 3, "pool_grid": 3},
+    "autoencoder": {"hidden": 128, "noise": 0.3, "sparsity": 0.02},
+    "pca": {"dim": 30},
+    "none": {},
+})
 
 
 class KMeansClustering(Method):
@@ -39,7 +49,7 @@ class KMeansClustering(Method):
     def __init__(
         self,
         representation: str = "none",
-        representation_options: Mapping[str, Mapping[str, Any]] | None = None,
+        representation_options: Mapping[str, Mapping[str, Any]] | None = REPRESENTATION_OPTIONS,
         learn_representation_on: str = "source",
         n_clusters: int | None = None,
         n_init: int = 10,

@@ -16,11 +16,13 @@ step ``1/λ_max(K)``), each step projected exactly onto the feasible set by :fun
 from __future__ import annotations
 
 from functools import partial
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
+from tlrun.config import read_only
 from tlrun.methods.no_adaptation import SourceClassifier
 from tlrun.methods.settings import check_kmm
 from tlrun.losses.discrepancy import squared_distances
@@ -113,6 +115,10 @@ def weighted_mmd(K_ss: torch.Tensor, K_st: torch.Tensor, K_tt_mean: float, weigh
     return float(weights @ K_ss @ weights / n_s**2 - 2 * (weights @ K_st.mean(dim=1)) / n_s + K_tt_mean)
 
 
+#: KMM's ``classifier_options`` default (conf/method/kmm.yaml): those of the classifiers that weight samples.
+KMM_CLASSIFIER_OPTIONS = read_only({"logreg": {"C": 1.0}, "linear_svm": {"C": 1.0}})
+
+
 class KMM(SourceClassifier):
     """Kernel mean matching, then a sample-weighted classifier on the source.
 
@@ -139,10 +145,13 @@ class KMM(SourceClassifier):
         max_iter: int = 2000,
         tol: float = 1e-7,
         classifier: str = "logreg",
-        classifier_options: dict[str, Any] | None = None,
+        classifier_options: Mapping[str, Any] | None = KMM_CLASSIFIER_OPTIONS,
     ) -> None:
         super().__init__(classifier=classifier, classifier_options=classifier_options)
-        check_kmm(type(self).__name__, kernel=kernel, bound=bound, classifier=classifier)
+        check_kmm(
+            type(self).__name__, kernel=kernel, gamma=gamma, bound=bound, epsilon=epsilon, max_iter=max_iter, tol=tol,
+            classifier=classifier,
+        )
         self.kernel = kernel
         self.gamma = gamma
         self.bound = bound

@@ -28,8 +28,10 @@ class L2SP(FineTuning):
         beta: weight of the head's L2 penalty.
     """
 
-    def __init__(self, backbone: nn.Module, alpha: float = 0.01, beta: float = 0.01, **kwargs: Any) -> None:
-        super().__init__(backbone, **kwargs)
+    def __init__(
+        self, backbone: nn.Module, alpha: float = 0.01, beta: float = 0.01, weight_decay: float = 0.0, **kwargs: Any
+    ) -> None:
+        super().__init__(backbone, weight_decay=weight_decay, **kwargs)
         check_l2sp(type(self).__name__, alpha=alpha, beta=beta)
         self.alpha, self.beta = float(alpha), float(beta)
         self.starting_point: list[torch.Tensor] = []

@@ -76,7 +76,8 @@ class MultiTask(FineTuning):
         super().__init__(backbone, **kwargs)
         name = type(self).__name__
         check_multitask(
-            name, sharing=sharing, weighting=weighting, source_weight=source_weight, target_weight=target_weight
+            name, sharing=sharing, shared_stages=shared_stages, private_stages=private_stages, weighting=weighting,
+            source_weight=source_weight, target_weight=target_weight,
         )
         stage_names = [stage for stage, _ in backbone.stages()]
         count = len(stage_names)

@@ -5,12 +5,14 @@ re-colours the source, KMM re-weights it).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
-from tlrun.classifiers import as_float64, make_classifier
+from tlrun.classifiers import DEFAULT_CLASSIFIER_OPTIONS, as_float64, make_classifier
+from tlrun.config import as_dicts
 from tlrun.methods.base import Method, RunContext
 from tlrun.methods.settings import check_source_classifier
 from tlrun.scenarios import Labeled, TrainingData
@@ -30,7 +32,7 @@ class SourceClassifier(Method):
     def __init__(self, classifier: str, classifier_options: dict[str, Any] | None = None) -> None:
         check_source_classifier(type(self).__name__, classifier=classifier, classifier_options=classifier_options)
         self.classifier = classifier
-        self.classifier_options = dict(classifier_options or {})
+        self.classifier_options = as_dicts(classifier_options)
 
     def training_set(
         self, source: torch.Tensor, target: torch.Tensor
@@ -67,5 +69,7 @@ class NoAdaptation(SourceClassifier):
     In ``finetune`` the labeled target samples are pooled with the source: the plain supervised baseline.
     """
 
-    def __init__(self, classifier: str = "1nn", classifier_options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, classifier: str = "1nn", classifier_options: Mapping[str, Any] | None = DEFAULT_CLASSIFIER_OPTIONS
+    ) -> None:
         super().__init__(classifier=classifier, classifier_options=classifier_options)

@@ -16,11 +16,21 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from tlrun.classifiers import make_classifier
+from tlrun.classifiers import DEFAULT_CLASSIFIER_OPTIONS, make_classifier
+from tlrun.config import as_dicts, read_only
 from tlrun.methods.base import Method, RunContext
 from tlrun.methods.settings import check_self_taught
 from tlrun.representations import learn_and_encode, options_for
 from tlrun.scenarios import Labeled, TrainingData
+
+
+#: The ``encoder_options`` default (conf/method/selftaught.yaml), chosen on the embedded digits.
+ENCODER_OPTIONS = read_only({
+    "sparse_coding": {"n_atoms": 32, "sparsity": 0.45, "positive": True, "patch_size": 3, "pool_grid": 3},
+    "autoencoder": {"hidden": 128, "activation": "relu", "noise": 0.3, "sparsity": 0.02, "epochs": 100, "lr": 0.01},
+    "pca": {"dim": 30},
+    "none": {},
+})
 
 
 class SelfTaught(Method):
@@ -41,9 +51,9 @@ class SelfTaught(Method):
     def __init__(
         self,
         encoder: str = "sparse_coding",
-        encoder_options: Mapping[str, Mapping[str, Any]] | None = None,
+        encoder_options: Mapping[str, Mapping[str, Any]] | None = ENCODER_OPTIONS,
         classifier: str = "linear_svm",
-        classifier_options: Mapping[str, Mapping[str, Any]] | None = None,
+        classifier_options: Mapping[str, Mapping[str, Any]] | None = DEFAULT_CLASSIFIER_OPTIONS,
     ) -> None:
         check_self_taught(
             type(self).__name__, encoder=encoder, encoder_options=encoder_options, classifier=classifier,
@@ -52,7 +62,7 @@ class SelfTaught(Method):
         self.encoder = encoder
         self.encoder_options = options_for(encoder, encoder_options, "encoder_options")
         self.classifier = classifier
-        self.classifier_options = dict(classifier_options or {})
+        self.classifier_options = as_dicts(classifier_options)
 
     def fit(self, data: TrainingData, context: RunContext) -> None:
         if not isinstance(data.target, Labeled):

@@ -4,8 +4,10 @@ One check per method class, registered under the class's ``_target_`` path: ``ch
 raises the ``ValueError`` the class's constructor raises for a bad setting (``name``: the class name the message
 starts with). A class's constructor calls its own check; :func:`check_settings` runs the checks of a class and of
 the classes it extends, so :func:`tlrun.run.preflight` rejects a bad ``method.<key>`` before torch is imported.
-Each check takes the keyword arguments of its class's constructor, with the same defaults (a test compares them),
-and ignores the others (``**_``). Checks that need the data or the backbone stay in the classes.
+Each check takes the keyword arguments of its class's constructor, without defaults: the method's composed config
+(``conf/method/<name>.yaml``) is the recipe, its constructor's defaults are its values (a test keeps them equal), and
+every caller passes every setting (the pre-flight the whole config, a constructor all of its own); each check
+ignores the others (``**_``). Checks that need the data or the backbone stay in the classes.
 
 The checks' keyword annotations declare the type of every setting of every method config (a test walks them):
 :func:`check_settings` rejects a value of another type, naming ``method.<key>``, before the checks compare values.
@@ -59,15 +61,22 @@ class SettingTypeError(TypeError):
 def check_settings(target: str, settings: Mapping[str, Any]) -> None:
     """Run the checks of the method class ``target`` (a ``_target_`` path) on its keyword arguments.
 
-    First each setting's type (:func:`setting_types`; :class:`SettingTypeError`), then the checks' values: raises
-    what the class's constructor would, ``ValueError`` (or ``TypeError``) naming the bad setting. A class without
-    registered checks (one from outside tlrun) passes; its constructor checks.
+    First each setting's type (:func:`setting_types`; :class:`SettingTypeError`), then that every setting the checks
+    take is given (the checks have no defaults: the config is the recipe), then the checks' values: raises what the
+    class's constructor would, ``ValueError`` (or ``TypeError``) naming the bad setting. A class without registered
+    checks (one from outside tlrun) passes; its constructor checks.
     """
     name = target.rpartition(".")[2]
     types = setting_types(target)
     for key, value in settings.items():
         if key in types and not _is_a(value, types[key]):
             raise SettingTypeError(f"method.{key}={as_written(value)}: {name}'s {key} must be {_described(types[key])}")
+    missing = sorted(set(types) - set(settings))
+    if missing:
+        raise ValueError(
+            f"{name}: the method config sets no {', '.join(missing)}; a method config sets every setting of its "
+            "class (see conf/method/: a deep method includes a conf/method_base/ file with its defaults list)"
+        )
     for check in CHECKS.get(target, ()):
         check(name, **settings)
 
@@ -220,11 +229,10 @@ def _is_number_at_least_0(value: Any) -> bool:
 
 @_checks("tlrun.methods.deep.DeepMethod", also=("tlrun.methods.source_only.SourceOnly",))
 def check_deep_method(
-    name: str, *, epochs: int = 30, batch_size: int = 32, optimizer: str = "sgd", lr: float = 0.01,
-    momentum: float = 0.9, nesterov: bool = False, weight_decay: float = 5e-4,
-    backbone_lr_mult: float | Literal["auto"] = "auto", lr_schedule: str = "none", bottleneck_dim: int = 256,
-    iterations_per_epoch: int | None = None, eval_batch_size: int = 256, num_workers: int = 0, report_every: int = 1,
-    patience: int | None = None, **_: Any,
+    name: str, *, epochs: int, batch_size: int, optimizer: str, lr: float, momentum: float, nesterov: bool,
+    weight_decay: float, backbone_lr_mult: float | Literal["auto"], lr_schedule: str, bottleneck_dim: int,
+    iterations_per_epoch: int | None, eval_batch_size: int, num_workers: int, report_every: int, patience: int | None,
+    **_: Any,
 ) -> None:
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"{name}: optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
@@ -252,9 +260,7 @@ def check_deep_method(
 
 
 @_checks("tlrun.methods.adaptation.DomainAdaptation", extends="tlrun.methods.deep.DeepMethod")
-def check_domain_adaptation(
-    name: str, *, transfer_weight: float = 1.0, warmup: str = "none", warmup_gamma: float = 10.0, **_: Any
-) -> None:
+def check_domain_adaptation(name: str, *, transfer_weight: float, warmup: str, warmup_gamma: float, **_: Any) -> None:
     if warmup not in WARMUPS:
         raise ValueError(f"{name}: warmup must be one of {', '.join(WARMUPS)}, got {warmup!r}")
     if not _is_number_at_least_0(transfer_weight):
@@ -267,20 +273,18 @@ def check_domain_adaptation(
     "tlrun.methods.adaptation.DiscrepancyAlignment", extends="tlrun.methods.adaptation.DomainAdaptation",
     also=("tlrun.methods.ddc.DDC", "tlrun.methods.deep_coral.DeepCORAL"),
 )
-def check_discrepancy_alignment(name: str, *, layers: str | list[str] = ("features",), **_: Any) -> None:
+def check_discrepancy_alignment(name: str, *, layers: str | list[str], **_: Any) -> None:
     layer_names(name, layers)
 
 
 @_checks("tlrun.methods.dan.DAN", extends="tlrun.methods.adaptation.DiscrepancyAlignment")
-def check_dan(name: str, *, kernel_mul: float = 2.0, kernel_num: int = 5, **_: Any) -> None:
+def check_dan(name: str, *, kernel_mul: float, kernel_num: int, **_: Any) -> None:
     if not kernel_mul > 1 or int(kernel_num) < 1:
         raise ValueError(f"{name}: kernel_mul must be > 1 and kernel_num ≥ 1, got {kernel_mul} and {kernel_num}")
 
 
 @_checks("tlrun.methods.cmd.CMD", extends="tlrun.methods.adaptation.DiscrepancyAlignment")
-def check_cmd(
-    name: str, *, moments: int = 5, layers: str | list[str] = ("features",), bottleneck_dim: int = 256, **_: Any
-) -> None:
+def check_cmd(name: str, *, moments: int, layers: str | list[str], bottleneck_dim: int, **_: Any) -> None:
     if int(moments) < 1:
         raise ValueError(f"{name}: moments must be at least 1, got {moments}")
     names = layer_names(name, layers)
@@ -292,15 +296,14 @@ def check_cmd(
 
 
 @_checks("tlrun.methods.dann.DANN", extends="tlrun.methods.adaptation.DomainAdaptation")
-def check_dann(name: str, *, discriminator_hidden: int = 1024, **_: Any) -> None:
+def check_dann(name: str, *, discriminator_hidden: int, **_: Any) -> None:
     if int(discriminator_hidden) < 1:
         raise ValueError(f"{name}: discriminator_hidden must be positive, got {discriminator_hidden}")
 
 
 @_checks("tlrun.methods.cdan.CDAN", extends="tlrun.methods.dann.DANN")
 def check_cdan(
-    name: str, *, entropy_conditioning: bool = True, randomized: Literal["auto"] | bool = "auto",
-    randomized_dim: int = 1024, **_: Any,
+    name: str, *, entropy_conditioning: bool, randomized: Literal["auto"] | bool, randomized_dim: int, **_: Any,
 ) -> None:
     if randomized not in ("auto", True, False):
         raise ValueError(f"{name}: randomized must be auto, true or false, got {randomized!r}")
@@ -310,8 +313,8 @@ def check_cdan(
 
 @_checks("tlrun.methods.dsn.DSN", extends="tlrun.methods.adaptation.DomainAdaptation")
 def check_dsn(
-    name: str, *, reconstruction_weight: float = 0.1, difference_weight: float = 0.05, similarity_weight: float = 0.25,
-    decoder_hidden: int = 512, discriminator_hidden: int = 1024, difference_reduction: str = "mean", **_: Any,
+    name: str, *, reconstruction_weight: float, difference_weight: float, similarity_weight: float,
+    decoder_hidden: int, discriminator_hidden: int, difference_reduction: str, **_: Any,
 ) -> None:
     weights = (reconstruction_weight, difference_weight, similarity_weight)
     if not all(_is_number_at_least_0(weight) for weight in weights):
@@ -323,15 +326,15 @@ def check_dsn(
 
 
 @_checks("tlrun.methods.mcc.MCC", extends="tlrun.methods.adaptation.DomainAdaptation")
-def check_mcc(name: str, *, temperature: float = 2.5, **_: Any) -> None:
+def check_mcc(name: str, *, temperature: float, **_: Any) -> None:
     if not temperature > 0:
         raise ValueError(f"{name}: temperature must be positive, got {temperature}")
 
 
 @_checks("tlrun.methods.pixelda.PixelDA", extends="tlrun.methods.adaptation.DomainAdaptation")
 def check_pixelda(
-    name: str, *, noise_dim: int = 10, generator_channels: int = 64, generator_blocks: int = 4,
-    discriminator_channels: int = 64, **_: Any,
+    name: str, *, noise_dim: int, generator_channels: int, generator_blocks: int, discriminator_channels: int,
+    **_: Any,
 ) -> None:
     if min(int(noise_dim), int(generator_channels), int(generator_blocks), int(discriminator_channels)) < 1:
         raise ValueError(f"{name}: noise_dim, generator_channels, generator_blocks and discriminator_channels must be positive")
@@ -339,8 +342,8 @@ def check_pixelda(
 
 @_checks("tlrun.methods.sdt.SDT", extends="tlrun.methods.adaptation.DomainAdaptation")
 def check_sdt(
-    name: str, *, discriminator_hidden: int = 1024, temperature: float = 2.0, soft_label_weight: float = 0.1,
-    pseudo_label_threshold: float = 0.9, **_: Any,
+    name: str, *, discriminator_hidden: int, temperature: float, soft_label_weight: float,
+    pseudo_label_threshold: float, **_: Any,
 ) -> None:
     if int(discriminator_hidden) < 1 or not temperature > 0 or soft_label_weight < 0:
         raise ValueError(f"{name}: discriminator_hidden and temperature must be positive, soft_label_weight ≥ 0")
@@ -353,9 +356,8 @@ def check_sdt(
     also=("tlrun.methods.target_only.TargetOnly",),
 )
 def check_fine_tuning(
-    name: str, *, pretrain_epochs: int = 10, freeze: str = "none", freeze_k: int = 1, freeze_last_k: int = 1,
-    freeze_bn: bool = False, layer_decay: float = 1.0, head_lr: float | None = None, unfreeze_every: int = 0,
-    warmup_epochs: int = 0, **_: Any,
+    name: str, *, pretrain_epochs: int, freeze: str, freeze_k: int, freeze_last_k: int, freeze_bn: bool,
+    layer_decay: float, head_lr: float | None, unfreeze_every: int, warmup_epochs: int, **_: Any,
 ) -> None:
     if freeze not in FREEZE_POLICIES:
         raise ValueError(f"{name}: freeze must be one of {', '.join(FREEZE_POLICIES)}, got {freeze!r}")
@@ -368,13 +370,13 @@ def check_fine_tuning(
 
 
 @_checks("tlrun.methods.l2sp.L2SP", extends="tlrun.methods.finetune.FineTuning")
-def check_l2sp(name: str, *, alpha: float = 0.01, beta: float = 0.01, **_: Any) -> None:
+def check_l2sp(name: str, *, alpha: float, beta: float, **_: Any) -> None:
     if alpha < 0 or beta < 0:
         raise ValueError(f"{name}: alpha and beta must be >= 0, got alpha={alpha}, beta={beta}")
 
 
 @_checks("tlrun.methods.distill_finetune.DistillFinetune", extends="tlrun.methods.finetune.FineTuning")
-def check_distill_finetune(name: str, *, distill_weight: float = 1.0, temperature: float = 2.0, **_: Any) -> None:
+def check_distill_finetune(name: str, *, distill_weight: float, temperature: float, **_: Any) -> None:
     if distill_weight < 0 or temperature <= 0:
         raise ValueError(
             f"{name}: distill_weight must be >= 0 and temperature > 0, got {distill_weight}, {temperature}"
@@ -383,8 +385,8 @@ def check_distill_finetune(name: str, *, distill_weight: float = 1.0, temperatur
 
 @_checks("tlrun.methods.multitask.MultiTask", extends="tlrun.methods.finetune.FineTuning")
 def check_multitask(
-    name: str, *, sharing: str = "input", shared_stages: int | None = None, private_stages: int = 1,
-    weighting: str = "fixed", source_weight: float = 1.0, target_weight: float = 1.0, **_: Any,
+    name: str, *, sharing: str, shared_stages: int | None, private_stages: int, weighting: str, source_weight: float,
+    target_weight: float, **_: Any,
 ) -> None:
     if sharing not in SHARINGS:
         raise ValueError(f"{name}: sharing must be one of {', '.join(SHARINGS)}, got {sharing!r}")
@@ -398,9 +400,7 @@ def check_multitask(
 
 
 @_checks("tlrun.methods.progressive.Progressive", extends="tlrun.methods.finetune.FineTuning")
-def check_progressive(
-    name: str, *, column2_init: str = "random", lateral_scale: float = 1.0, freeze: str = "none", **_: Any
-) -> None:
+def check_progressive(name: str, *, column2_init: str, lateral_scale: float, freeze: str, **_: Any) -> None:
     if column2_init not in COLUMN2_INITS:
         raise ValueError(f"{name}: column2_init must be one of {', '.join(COLUMN2_INITS)}, got {column2_init!r}")
     if not _is_number_at_least_0(lateral_scale):
@@ -414,9 +414,8 @@ def check_progressive(
 
 @_checks("tlrun.methods.zsl_attribute.AttributeEmbedding", extends="tlrun.methods.deep.DeepMethod")
 def check_attribute_embedding(
-    name: str, *, margin: float = 1.0, violations: str = "max", learn_label_embedding: bool = False,
-    embedding_dim: int = 64, label_hidden: int = 128, center_signatures: bool = True, calibration: float = 0.0,
-    **_: Any,
+    name: str, *, margin: float, violations: str, learn_label_embedding: bool, embedding_dim: int, label_hidden: int,
+    center_signatures: bool, calibration: float, **_: Any,
 ) -> None:
     if margin < 0:
         raise ValueError(f"{name}: margin must be >= 0, got {margin}")
@@ -427,9 +426,7 @@ def check_attribute_embedding(
 
 
 @_checks("tlrun.methods.devise.LabelEmbedding", extends="tlrun.methods.zsl_attribute.AttributeEmbedding")
-def check_label_embedding(
-    name: str, *, label_embeddings: str = "sentence", label_template: str = "{name}", **_: Any
-) -> None:
+def check_label_embedding(name: str, *, label_embeddings: str, label_template: str, **_: Any) -> None:
     """Declares the types of the class-name embedding's settings (any text is a vectors file's path or a template)."""
 
 
@@ -438,21 +435,21 @@ def check_label_embedding(
 
 @_checks("tlrun.methods.no_adaptation.SourceClassifier", also=("tlrun.methods.no_adaptation.NoAdaptation",))
 def check_source_classifier(
-    name: str, *, classifier: str, classifier_options: Mapping[str, Any] | None = None, **_: Any
+    name: str, *, classifier: str, classifier_options: Mapping[str, Any] | None, **_: Any,
 ) -> None:
     chosen_classifier_options(classifier, classifier_options)
 
 
 @_checks("tlrun.methods.coral.CORAL", extends="tlrun.methods.no_adaptation.SourceClassifier")
-def check_coral(name: str, *, regularization: float = 1.0, **_: Any) -> None:
+def check_coral(name: str, *, regularization: float, **_: Any) -> None:
     if regularization <= 0:
         raise ValueError(f"regularization must be > 0 (got {regularization})")
 
 
 @_checks("tlrun.methods.kmm.KMM", extends="tlrun.methods.no_adaptation.SourceClassifier")
 def check_kmm(
-    name: str, *, kernel: str = "rbf", gamma: float | None = None, bound: float = 10.0, epsilon: float | None = None,
-    max_iter: int = 2000, tol: float = 1e-7, classifier: str = "logreg", **_: Any,
+    name: str, *, kernel: str, gamma: float | None, bound: float, epsilon: float | None, max_iter: int, tol: float,
+    classifier: str, **_: Any,
 ) -> None:
     if kernel not in KMM_KERNELS:
         raise ValueError(f"unknown kernel {kernel!r} for KMM; choose one of: {', '.join(KMM_KERNELS)}")
@@ -471,11 +468,12 @@ def check_kmm(
         raise ValueError(f"max_iter must be >= 1 and tol > 0 (got {max_iter} and {tol})")
 
 
-@_checks("tlrun.methods.jda.JDA", also=("tlrun.methods.tca.TCA",))
-def check_jda(
-    name: str, *, kernel: str = "linear", dim: int = 100, lamb: float = 1.0, gamma: float = 1.0, iterations: int = 10,
-    classifier: str = "1nn", classifier_options: Mapping[str, Any] | None = None, **_: Any,
+@_checks("tlrun.methods.tca.TCA")
+def check_tca(
+    name: str, *, kernel: str, dim: int, lamb: float, gamma: float, classifier: str,
+    classifier_options: Mapping[str, Any] | None, **_: Any,
 ) -> None:
+    """The MMD subspace's settings, TCA's all (its config has no ``iterations``: it is JDA's first)."""
     check_kernel(kernel)
     chosen_classifier_options(classifier, classifier_options)
     if dim < 1:
@@ -484,14 +482,17 @@ def check_jda(
         raise ValueError(f"lamb must be > 0 (got {lamb})")
     if gamma <= 0:
         raise ValueError(f"gamma must be > 0 (got {gamma})")
+
+
+@_checks("tlrun.methods.jda.JDA", extends="tlrun.methods.tca.TCA")
+def check_jda(name: str, *, iterations: int, **_: Any) -> None:
     if iterations < 1:
         raise ValueError(f"iterations must be >= 1 (got {iterations})")
 
 
 @_checks("tlrun.methods.eszsl.ESZSL")
 def check_eszsl(
-    name: str, *, gamma: float = 1.0, lamb: float = 1.0, standardize: bool = True, center_signatures: bool = True,
-    calibration: float = 0.0, **_: Any,
+    name: str, *, gamma: float, lamb: float, standardize: bool, center_signatures: bool, calibration: float, **_: Any,
 ) -> None:
     if not (gamma > 0 and lamb > 0):
         raise ValueError(f"{name}: gamma and lamb must be positive, got {gamma} and {lamb}")
@@ -499,9 +500,8 @@ def check_eszsl(
 
 @_checks("tlrun.methods.kmeans.KMeansClustering")
 def check_kmeans_clustering(
-    name: str, *, representation: str = "none", representation_options: Mapping[str, Any] | None = None,
-    learn_representation_on: str = "source", n_clusters: int | None = None, n_init: int = 10, max_iter: int = 300,
-    **_: Any,
+    name: str, *, representation: str, representation_options: Mapping[str, Any] | None, learn_representation_on: str,
+    n_clusters: int | None, n_init: int, max_iter: int, **_: Any,
 ) -> None:
     if learn_representation_on not in REPRESENTATION_DATA:
         raise ValueError(
@@ -517,8 +517,8 @@ def check_kmeans_clustering(
 
 @_checks("tlrun.methods.selftaught.SelfTaught")
 def check_self_taught(
-    name: str, *, encoder: str = "sparse_coding", encoder_options: Mapping[str, Any] | None = None,
-    classifier: str = "linear_svm", classifier_options: Mapping[str, Any] | None = None, **_: Any,
+    name: str, *, encoder: str, encoder_options: Mapping[str, Any] | None, classifier: str,
+    classifier_options: Mapping[str, Any] | None, **_: Any,
 ) -> None:
     chosen_classifier_options(classifier, classifier_options)
     _check_encoder(encoder, encoder_options, "encoder_options")
@@ -534,8 +534,8 @@ def _check_count(key: str, value: object, minimum: int, optional: bool = False) 
 
 @_checks("tlrun.methods.stc.SelfTaughtClustering")
 def check_self_taught_clustering(
-    name: str, *, n_clusters: int | None = None, feature_clusters: int = 20, source_clusters: int | None = None,
-    lamb: float = 1.0, iterations: int = 100, init: str = "kmeans", **_: Any,
+    name: str, *, n_clusters: int | None, feature_clusters: int, source_clusters: int | None, lamb: float,
+    iterations: int, init: str, **_: Any,
 ) -> None:
     _check_count("n_clusters", n_clusters, 2, optional=True)
     _check_count("feature_clusters", feature_clusters, 2)

@@ -12,8 +12,10 @@ classifier then runs on the embedding.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from tlrun.classifiers import DEFAULT_CLASSIFIER_OPTIONS
 from tlrun.methods.jda import JDA
 
 
@@ -31,7 +33,7 @@ class TCA(JDA):
         lamb: float = 1.0,
         gamma: float = 1.0,
         classifier: str = "1nn",
-        classifier_options: dict[str, Any] | None = None,
+        classifier_options: Mapping[str, Any] | None = DEFAULT_CLASSIFIER_OPTIONS,
     ) -> None:
         super().__init__(
             kernel=kernel,

@@ -55,7 +55,8 @@ class AttributeEmbedding(DeepMethod, ZeroShotMethod):
 
     Args:
         backbone, and every :class:`~tlrun.methods.deep.DeepMethod` argument (``bottleneck_dim`` is the hidden
-            layer of ``f`` on top of the backbone; 0: a linear ``f``).
+            layer of ``f`` on top of the backbone; 0: a linear ``f``), with the defaults of
+            ``conf/method/zsl_attribute.yaml``: batches of 64, Adam at 1e-3, weight decay 1e-4, no lr schedule.
         margin: the margin ``k`` of the ranking hinge.
         violations: ``max`` (the notes: the most-violating class) or ``sum`` (every violating class, DeViSE).
         learn_label_embedding: train ``g`` (a two-layer network over the signatures) jointly with ``f``;
@@ -76,12 +77,21 @@ class AttributeEmbedding(DeepMethod, ZeroShotMethod):
         label_hidden: int = 128,
         center_signatures: bool = True,
         calibration: float = 0.0,
+        batch_size: int = 64,
+        optimizer: str = "adam",
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        lr_schedule: str = "none",
         **deep: Any,
     ) -> None:
-        super().__init__(backbone, **deep)
+        super().__init__(
+            backbone, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
+            lr_schedule=lr_schedule, **deep,
+        )
         check_attribute_embedding(
-            type(self).__name__, margin=margin, violations=violations, embedding_dim=embedding_dim,
-            label_hidden=label_hidden,
+            type(self).__name__, margin=margin, violations=violations, learn_label_embedding=learn_label_embedding,
+            embedding_dim=embedding_dim, label_hidden=label_hidden, center_signatures=center_signatures,
+            calibration=calibration,
         )
         self.margin = float(margin)
         self.violations = violations
