@@ -104,11 +104,11 @@ def preflight(cfg: DictConfig) -> Plan:
     if isinstance(held_out, bool) or not isinstance(held_out, (int, float)) or not 0.0 <= held_out < 1.0:
         raise TlrunError(f"scenario.target_test_fraction={held_out}: must be a number in [0, 1) (0: the whole target "
                          "is adapted to and scored, the papers' transductive protocol)")
-    if cfg.scenario.name in LABELED_TARGET_SCENARIOS:
+    if cfg.scenario.name in (*LABELED_TARGET_SCENARIOS, "semi_da"):
         check_target_labels(
             cfg.scenario.get("target_labels_per_class"), cfg.scenario.get("target_label_fraction"),
-            float(cfg.scenario.get("target_val_fraction", 0.0)), bool(cfg.dataset.get("target_test")),
-            cfg.scenario.name,
+            float(cfg.scenario.get("target_val_fraction", 0.0)),
+            cfg.scenario.name != "semi_da" and bool(cfg.dataset.get("target_test")), cfg.scenario.name,
         )
     weights = str(cfg.backbone.get("weights", "none"))
     backbone_cfg, weights_run = cfg.backbone, None

@@ -9,6 +9,8 @@ labeled        ``finetune``                ``da``, ``zeroshot`` (target classes 
 unlabeled      ``selftaught``              ``selftaught_clustering``
 =============  ==========================  ========================================
 
+Between ``finetune`` and ``da`` lies ``semi_da``: a few labeled target samples per class, the rest unlabeled.
+
 :func:`split` turns two loaded domains into what a method may train on (:class:`TrainingData`) and what only
 the evaluation reads (:class:`EvaluationData`). Labels a scenario withholds are not hidden: they are never put
 into the training containers at all (:class:`Unlabeled` has no label field).
@@ -40,6 +42,7 @@ SCENARIOS: dict[str, ScenarioSpec] = {
     spec.name: spec
     for spec in (
         ScenarioSpec("da", "labeled", "unlabeled", "domain adaptation: same classes, shifted inputs"),
+        ScenarioSpec("semi_da", "labeled", "a few labeled, the rest unlabeled", "semi-supervised domain adaptation"),
         ScenarioSpec("finetune", "labeled", "labeled (a few)", "fine-tuning, layer transfer, multi-task"),
         ScenarioSpec("zeroshot", "labeled", "unseen classes", "classes linked by attributes or label embeddings"),
         ScenarioSpec("selftaught", "unlabeled", "labeled (a few)", "self-taught learning"),
@@ -104,7 +107,8 @@ class TrainingData:
 
     ``source_val`` is the held-out labeled part of the source (for label-free model selection), or ``None``;
     ``target_val`` (``finetune``, ``selftaught``) is the part of the labeled target pool held out for early
-    stopping and checkpoint selection, or ``None``; ``augment`` names the dataset's training-time augmentation
+    stopping and checkpoint selection, or ``None``; ``target_labeled`` (``semi_da``) the few labeled target
+    samples beside the unlabeled ``target``; ``augment`` names the dataset's training-time augmentation
     policy (see :mod:`tlrun.backbones.inputs`).
 
     In ``zeroshot`` the training world holds the seen classes only: ``num_classes``, ``classes`` and the labels
@@ -122,6 +126,8 @@ class TrainingData:
     augment: str = "none"
     target_val: Labeled | None = None
     seen_classes: ClassDescriptions | None = None
+    #: ``semi_da``: the few labeled target samples (``target`` holds the unlabeled rest).
+    target_labeled: Labeled | None = None
 
 
 @dataclass(frozen=True)
@@ -219,6 +225,11 @@ def _per_class_holdout(y: np.ndarray, fraction: float, rng: np.random.Generator)
     return np.sort(np.concatenate(kept)), np.sort(np.concatenate(held))
 
 
+def join_samples(first: np.ndarray | tuple[str, ...], second: np.ndarray | tuple[str, ...]) -> np.ndarray | tuple[str, ...]:
+    """The samples of ``first`` then ``second`` (arrays, or tuples of image paths)."""
+    return np.concatenate([first, second]) if isinstance(first, np.ndarray) else (*first, *second)
+
+
 def take(X: np.ndarray | tuple[str, ...], index: np.ndarray) -> np.ndarray | tuple[str, ...]:
     if isinstance(X, np.ndarray):
         return X[index]
@@ -307,6 +318,8 @@ def split(
       evaluation on the whole target (transductive, the papers' protocol). ``target_test_fraction`` > 0 holds
       that fraction of each target class out of training instead: evaluation on those samples (held out), and
       the transductive figure on the rest.
+    - ``semi_da``: labeled source, a labeled pool of the target as in ``finetune`` (no validation part), the rest
+      of the target unlabeled; evaluation on that rest (the samples adapted to without their labels).
     - ``finetune``: labeled source, a labeled pool of the target (per class or a fraction of each class, drawn
       from ``seed``) of which ``target_val_fraction`` of each class is held out as ``target_val`` (early
       stopping, checkpoint selection); evaluation on the rest of the target, or on ``target_test`` when the
@@ -315,12 +328,12 @@ def split(
       the target's).
     - ``selftaught_clustering``: source and target without labels; evaluation clusters the whole target.
     """
-    if scenario not in ("da", "finetune", "selftaught", "selftaught_clustering"):
+    if scenario not in ("da", "semi_da", "finetune", "selftaught", "selftaught_clustering"):
         raise ScenarioError(
             f"scenario {scenario!r} has no two-domain split"
             + ("; zeroshot data are split by split_zeroshot" if scenario == "zeroshot" else "")
         )
-    labeled_source = scenario in ("da", "finetune")
+    labeled_source = scenario in ("da", "semi_da", "finetune")
     if labeled_source:
         check_same_classes(source, target)
     if target_test is not None:
@@ -342,6 +355,7 @@ def split(
 
     target_val: Labeled | None = None
     transductive: Labeled | None = None
+    target_labeled: Labeled | None = None
     if scenario in LABELED_TARGET_SCENARIOS:
         labeled, validating = _labeled_target_index(
             target.y, target_labels_per_class, target_label_fraction, target_val_fraction, rng,
@@ -356,6 +370,14 @@ def split(
         else:
             test = Labeled(target_test.X, target_test.y)
         aligned = False
+    elif scenario == "semi_da":
+        labeled, _ = _labeled_target_index(target.y, target_labels_per_class, target_label_fraction, 0.0, rng, False,
+                                           scenario)
+        rest = np.setdiff1d(np.arange(len(target)), labeled)
+        target_labeled = Labeled(take(target.X, labeled), target.y[labeled])
+        training_target = Unlabeled(take(target.X, rest))
+        test = Labeled(take(target.X, rest), target.y[rest])
+        aligned = True
     elif scenario == "da" and target_test_fraction > 0:
         adapted, held_out = _per_class_holdout(target.y, target_test_fraction, rng)
         training_target = Unlabeled(take(target.X, adapted))
@@ -376,6 +398,7 @@ def split(
         source_val=source_val,
         augment=augment,
         target_val=target_val,
+        target_labeled=target_labeled,
     )
     evaluation = EvaluationData(
         target_test=test, source_val=source_val, target_is_training_target=aligned, scenario=scenario,

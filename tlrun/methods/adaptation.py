@@ -52,6 +52,9 @@ class DomainBatch:
     target_features: torch.Tensor
     source_logits: torch.Tensor
     target_logits: torch.Tensor
+    #: ``semi_da``: the logits and labels of a batch of the few labeled target samples (``None`` in ``da``).
+    labeled_target_logits: torch.Tensor | None = None
+    labeled_target_labels: torch.Tensor | None = None
 
     def layer(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """The (source, target) pair of one representation: ``backbone``, ``features``, ``logits`` or
@@ -133,11 +136,19 @@ class DomainAdaptation(DeepMethod):
         )
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        """``CE`` on the labeled samples (the source; in ``semi_da`` also the labeled target batch, every sample
+        weighted alike) plus the weighted transfer term."""
         (source_inputs, source_labels), target_inputs = batch["source"], batch["target"]
         if isinstance(target_inputs, (list, tuple)):  # a labeled target (finetune): its labels are not used here
             target_inputs = target_inputs[0]
         outputs = self.forward_domains(source_inputs, source_labels, target_inputs)
-        classification = F.cross_entropy(outputs.source_logits, source_labels)
+        if "labeled_target" in batch:
+            inputs, labels = batch["labeled_target"]
+            outputs.labeled_target_logits, outputs.labeled_target_labels = self(inputs), labels
+            classification = F.cross_entropy(torch.cat([outputs.source_logits, outputs.labeled_target_logits]),
+                                             torch.cat([source_labels, labels]))
+        else:
+            classification = F.cross_entropy(outputs.source_logits, source_labels)
         factor = self.warmup_factor()
         if self.reversal is not None:
             self.reversal.coefficient = factor
@@ -156,11 +167,13 @@ class DomainAdaptation(DeepMethod):
     # ------------------------------------------------------------------------------------------- data
 
     def train_dataloaders(self, data: TrainingData) -> Any:
-        """Source ``(x, y)`` and target ``x`` batches, drawn together (see the module docstring for the epoch)."""
+        """Source ``(x, y)`` and target ``x`` batches, drawn together (see the module docstring for the epoch), and
+        in ``semi_da`` batches of the labeled target samples (``labeled_target``, cycling)."""
         source = self.labeled(data, "source")
         return self.paired_loaders(
             self.make_loader(source.X, source.y, shuffle=True, drop_last=True),
             self.make_loader(data.target.X, shuffle=True, drop_last=True, seed_offset=1),
+            labeled_target=self.labeled_target_loader(data),
         )
 
 

@@ -66,7 +66,7 @@ from tlrun.backbones import inputs as _inputs
 from tlrun.errors import TlrunError
 from tlrun.methods.base import Method, RunContext
 from tlrun.methods.settings import check_deep_method
-from tlrun.scenarios import Labeled, TrainingData, take
+from tlrun.scenarios import Labeled, TrainingData, join_samples, take
 
 class _WithoutAdvertising(logging.Filter):
     """Drops Lightning's tip advertising its cloud logger, printed at every ``Trainer`` construction."""
@@ -327,16 +327,30 @@ class DeepMethod(pl.LightningModule, Method):
         return self.train_dataloaders(self._data)
 
     def train_dataloaders(self, data: TrainingData) -> Any:
-        """What ``Trainer.fit`` iterates over: the labeled :attr:`trains_on` side, shuffled, in ``(x, y)`` batches."""
+        """What ``Trainer.fit`` iterates over: the labeled :attr:`trains_on` side, shuffled, in ``(x, y)`` batches;
+        in ``semi_da`` a method trained on the source also trains on the few labeled target samples (the usual
+        "S+T" baseline)."""
         labeled = self.labeled(data, self.trains_on)
+        if self.trains_on == "source" and data.target_labeled is not None:
+            labeled = Labeled(join_samples(labeled.X, data.target_labeled.X),
+                              np.concatenate([labeled.y, data.target_labeled.y]))
         return self.epoch_of(self.make_loader(labeled.X, labeled.y, shuffle=True, drop_last=True))
 
-    def paired_loaders(self, source: DataLoader, target: DataLoader) -> Any:
-        """Source and target batches drawn together, as ``{"source": ..., "target": ...}``: an epoch is one pass
-        over the larger domain (the smaller cycling), or ``iterations_per_epoch`` steps with both cycling."""
+    def labeled_target_loader(self, data: TrainingData) -> DataLoader | None:
+        """``semi_da``: the few labeled target samples in shuffled ``(x, y)`` batches of at most ``batch_size``."""
+        if data.target_labeled is None:
+            return None
+        part = data.target_labeled
+        return self.make_loader(part.X, part.y, shuffle=True, drop_last=True, seed_offset=2,
+                                batch_size=min(self.batch_size, len(part)))
+
+    def paired_loaders(self, source: DataLoader, target: DataLoader, **others: DataLoader | None) -> Any:
+        """Source and target batches (and any ``others`` given, e.g. ``labeled_target``) drawn together, as
+        ``{"source": ..., "target": ..., ...}``: an epoch is one pass over the larger domain (the smaller cycling),
+        or ``iterations_per_epoch`` steps with all cycling."""
         from pytorch_lightning.utilities.combined_loader import CombinedLoader
 
-        loaders = {"source": source, "target": target}
+        loaders = {"source": source, "target": target} | {name: loader for name, loader in others.items() if loader}
         if self.iterations_per_epoch is None:
             return CombinedLoader(loaders, mode="max_size_cycle")
         return CombinedLoader({name: self.epoch_of(loader) for name, loader in loaders.items()}, mode="min_size")

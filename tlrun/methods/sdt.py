@@ -25,11 +25,13 @@ class SDT(DomainAdaptation):
     - ``L_conf = −(1/n) Σ_i ½ [log q_i + log(1 − q_i)]``: the cross-entropy of its prediction ``q`` against the
       uniform domain distribution, minimised by the features only (the classifier's parameters are frozen in
       this term): the features make the domains indistinguishable;
-    - ``L_soft = −(1/m) Σ_i Σ_k l^{(ŷ_i)}_k log softmax(z_i^t / τ)_k``: target predictions at temperature
-      ``τ`` pulled towards the per-class mean soft label ``l^{(y)}`` of the source (an exponential moving
-      average over source batches). The paper uses a few labeled target samples here; with an unlabeled
-      target (``da``), ``ŷ_i`` are the pseudo-labels of target samples predicted with probability at least
-      ``pseudo_label_threshold``.
+    - ``L_soft = −(1/m) Σ_i Σ_k l^{(y_i)}_k log softmax(z_i^t / τ)_k``: target predictions at temperature
+      ``τ`` pulled towards the per-class mean soft label ``l^{(y)}`` of the source. In ``semi_da``, as in the
+      paper, ``i`` runs over the few labeled target samples with their labels ``y_i`` (which also join the
+      classification loss). In ``da`` (a variant: no target label exists) ``y_i`` are the pseudo-labels of target
+      samples predicted with probability at least ``pseudo_label_threshold``. One difference from the paper
+      remains in both: ``l^{(y)}`` is an exponential moving average of the softened outputs, over source batches,
+      of the network being trained on the source, not the averages of a separately pre-trained source network.
 
     Args:
         discriminator_hidden: width of the domain classifier's hidden layers.
@@ -71,13 +73,13 @@ class SDT(DomainAdaptation):
         discriminator = domain_adversarial_loss(self.discriminator, source.detach(), target.detach())
         confusion = domain_confusion_loss(frozen_call(self.discriminator, torch.cat([source, target])))
         self.soft_labels.update(batch.source_logits.detach(), batch.source_labels)
-        confidence, pseudo_labels = F.softmax(batch.target_logits.detach(), dim=1).max(dim=1)
-        confident = confidence >= self.pseudo_label_threshold
-        if confident.any():
-            soft = soft_label_loss(
-                batch.target_logits[confident], pseudo_labels[confident], self.soft_labels.soft_labels, self.temperature
-            )
-        else:
-            soft = batch.target_logits.new_zeros(())
+        if batch.labeled_target_logits is not None:  # semi_da: the labeled target samples, as published
+            soft = soft_label_loss(batch.labeled_target_logits, batch.labeled_target_labels, self.soft_labels.soft_labels,
+                                   self.temperature)
+        else:  # da: confident pseudo-labels stand in for the labels
+            confidence, pseudo_labels = F.softmax(batch.target_logits.detach(), dim=1).max(dim=1)
+            confident = confidence >= self.pseudo_label_threshold
+            soft = (soft_label_loss(batch.target_logits[confident], pseudo_labels[confident], self.soft_labels.soft_labels,
+                                    self.temperature) if confident.any() else batch.target_logits.new_zeros(()))
         self.note(discriminator_loss=discriminator, confusion_loss=confusion, soft_label_loss=soft)
         return discriminator + confusion + self.soft_label_weight * soft
