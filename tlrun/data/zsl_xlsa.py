@@ -110,6 +110,17 @@ def _sample_indices(value: Any, key: str, path: Path, n_samples: int) -> np.ndar
     return indices - 1
 
 
+def _named(classes: tuple[str, ...], ids: list[int]) -> str:
+    """The names of classes ``ids`` for a message: the first ten, then ``...``."""
+    return ", ".join(classes[k] for k in ids[:10]) + (" ..." if len(ids) > 10 else "")
+
+
+def _shared_classes(y: np.ndarray, rows: np.ndarray, others: np.ndarray | set[int]) -> list[int]:
+    """The classes of the samples ``rows`` that are also classes of the samples ``others`` (or in the set)."""
+    other = others if isinstance(others, set) else set(np.unique(y[others]).tolist())
+    return sorted(other.intersection(np.unique(y[rows]).tolist()))
+
+
 def _class_names(value: Any, path: Path) -> list[str]:
     """The strings of ``allclasses_names`` (a cell array of strings, or a char matrix)."""
     names = []
@@ -321,27 +332,25 @@ class ZslXlsa(TransferDataset):
                 chosen = np.isin(y[index["trainval"]], [ids[name] for name in listed])
                 tuning[part] = index["trainval"][chosen]
         where = VAL_CLASS_FILES if files else VAL_PARTS
-        test_unseen_classes = set(np.unique(y[index["test_unseen"]]).tolist())
         for part, rows in tuning.items():
-            touched = sorted(test_unseen_classes.intersection(np.unique(y[rows]).tolist()))
-            if touched or np.isin(rows, index["test_unseen"]).any():
+            touched = _shared_classes(y, rows, index["test_unseen"])
+            if touched:
                 raise DataError(
-                    f"{path}: {where[part]} holds samples of the unseen (test) classes "
-                    f"({', '.join(classes[k] for k in touched[:10])}); tuning must not see them"
+                    f"{path}: {where[part]} holds samples of the unseen (test) classes ({_named(classes, touched)}); "
+                    "tuning must not see them"
                 )
             # Never tune on a test sample: drop test_seen_loc samples (some copies list them in train/val_loc).
             tuning[part] = np.setdiff1d(rows, index["test_seen"])
             if tuning[part].size == 0:
                 raise DataError(f"{path}: {where[part]} holds no sample outside the test parts")
-        train_classes = set(np.unique(y[tuning["train"]]).tolist())
-        val_classes = tuple(np.unique(y[tuning["val"]]).tolist())
-        shared = sorted(train_classes.intersection(val_classes))
+        shared = _shared_classes(y, tuning["train"], tuning["val"])
         if shared:
             raise DataError(
-                f"{path}: {where['train']} and {where['val']} share classes ({', '.join(classes[k] for k in shared[:10])}); "
-                "the validation classes must be unseen at training"
+                f"{path}: {where['train']} and {where['val']} share classes ({_named(classes, shared)}); the "
+                "validation classes must be unseen at training"
             )
         train, held_out = self._hold_out(tuning["train"], y)
+        val_classes = tuple(np.unique(y[tuning["val"]]).tolist())
         return {"trainval": train, "test_seen": held_out, "test_unseen": tuning["val"]}, val_classes, files
 
     def _hold_out(self, rows: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -373,16 +382,15 @@ class ZslXlsa(TransferDataset):
                 )
         seen = set(np.unique(y[index["trainval"]]).tolist())
         unseen = tuple(np.unique(y[index["test_unseen"]]).tolist())
-        leaked = sorted(seen.intersection(unseen))
+        leaked = _shared_classes(y, index["test_unseen"], seen)
         if leaked:
             raise DataError(
-                f"{path}: trainval_loc holds samples of unseen classes (those of test_unseen_loc): "
-                f"{', '.join(classes[k] for k in leaked[:10])}{' ...' if len(leaked) > 10 else ''}"
+                f"{path}: trainval_loc holds samples of unseen classes (those of test_unseen_loc): {_named(classes, leaked)}"
             )
         untrained = sorted(set(np.unique(y[index["test_seen"]]).tolist()) - seen)
         if untrained:
             raise DataError(
                 f"{path}: test_seen_loc holds classes without a trainval sample: "
-                f"{', '.join(classes[k] for k in untrained[:10])}{' ...' if len(untrained) > 10 else ''}"
+                f"{_named(classes, untrained)}"
             )
         return unseen
