@@ -8,7 +8,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from tlrun.data.base import DataError, Domain, ZeroShotDomains
-from tlrun.data.digits import DIGIT_ATTRIBUTES, Digits
+from tlrun.data.digits import DEFAULT_UNSEEN, DIGIT_ATTRIBUTES, TUNED_UNSEEN, UNSEEN_SPLITS, Digits
 from tlrun.errors import TlrunError
 from tlrun.losses.ranking import eszsl_weights, hinge_ranking_loss
 from tlrun.methods.base import NullReporter, RunContext
@@ -23,6 +23,16 @@ def digits_zeroshot() -> ZeroShotDomains:
     return Digits().load_zeroshot()
 
 
+@pytest.fixture(scope="module")
+def tuned_zeroshot() -> ZeroShotDomains:
+    """The tuned split (0, 2, 6, 7), ESZSL's best of 210: for checks of a method's mechanics that need transfer to
+    work (calibration moving GZSL), never for a reported number."""
+    return Digits(unseen=list(TUNED_UNSEEN)).load_zeroshot()
+
+#: Overrides that pick the tuned split in a run whose test needs transfer to work (see ``tuned_zeroshot``).
+TUNED = "dataset.unseen=[0,2,6,7]"
+
+
 def _latest(store: str, experiment: str):
     client = MlflowClient(tracking_uri=store)
     found = client.get_experiment_by_name(experiment)
@@ -35,7 +45,7 @@ def _latest(store: str, experiment: str):
 def test_no_unseen_sample_label_or_description_reaches_training(digits_zeroshot):
     training, evaluation = split_zeroshot(digits_zeroshot, seed=0, source_val_fraction=0.2)
     unseen = set(digits_zeroshot.unseen)
-    assert unseen == {0, 2, 6, 7}
+    assert digits_zeroshot.unseen == DEFAULT_UNSEEN == UNSEEN_SPLITS[0] == (0, 1, 5, 6)
     seen = training.seen_classes
     assert set(seen.labels).isdisjoint(unseen) and set(seen.labels) | unseen == set(range(10))
     assert seen.attributes.shape == (6, DIGIT_ATTRIBUTES.shape[1])
@@ -75,6 +85,42 @@ def test_digits_glyph_attributes_and_unseen_option():
     # A statistic over the samples would mix the unseen digits into the training inputs.
     with pytest.raises(DataError, match="statistics over samples"):
         Digits(preprocess="zscore").load_zeroshot()
+
+
+def test_default_unseen_digits_follow_the_seeded_rule_not_accuracy():
+    """The 5 splits are default_rng(2026) draws of 4 digits, a repeat or the tuned split (0, 2, 6, 7) redrawn."""
+    rng, expected = np.random.default_rng(2026), []
+    while len(expected) < 5:
+        draw = tuple(sorted(int(digit) for digit in rng.choice(10, size=4, replace=False)))
+        if draw not in expected and draw != (0, 2, 6, 7):
+            expected.append(draw)
+    assert UNSEEN_SPLITS == tuple(expected) == ((0, 1, 5, 6), (2, 3, 5, 8), (1, 5, 6, 7), (2, 5, 6, 8), (0, 4, 5, 8))
+    assert DEFAULT_UNSEEN == UNSEEN_SPLITS[0] != TUNED_UNSEEN
+    default = Digits()
+    assert default.unseen == UNSEEN_SPLITS[0] and default.split_rule.startswith("0 of 5 (seeded rule")
+    for k, split in enumerate(UNSEEN_SPLITS):
+        chosen = Digits(unseen_split=k)
+        assert chosen.unseen == split and chosen.split_rule.startswith(f"{k} of 5")
+    domains = Digits(unseen_split=3).load_zeroshot()
+    assert domains.unseen == (2, 5, 6, 8) and set(np.unique(domains.test_unseen.y)) == {2, 5, 6, 8}
+    assert domains.split_rule == Digits(unseen_split=3).split_rule
+    # An explicit list wins over unseen_split; the tuned split says what it is.
+    assert Digits(unseen=[1, 4], unseen_split=3).unseen == (1, 4) and Digits(unseen=[1, 4]).split_rule == "explicit"
+    assert "tuned on test labels" in Digits(unseen=[7, 6, 2, 0]).split_rule
+    for bad in (5, -1, "1", True):
+        with pytest.raises(DataError, match="dataset.unseen_split must be an integer in 0..4"):
+            Digits(unseen_split=bad).check()
+    Digits(unseen=[1, 4], unseen_split=9).check()  # ignored when the digits are listed
+
+
+def test_digits_config_defaults_to_the_rule(compose):
+    from tlrun.config import instantiate
+
+    cfg = compose("method=eszsl")
+    assert cfg.dataset.unseen is None and cfg.dataset.unseen_split == 0
+    assert instantiate(cfg.dataset).unseen == UNSEEN_SPLITS[0]
+    assert instantiate(compose("method=eszsl", "dataset.unseen_split=4").dataset).unseen == UNSEEN_SPLITS[4]
+    assert instantiate(compose("method=eszsl", "dataset.unseen_split=4", "dataset.unseen=[3,9]").dataset).unseen == (3, 9)
 
 
 def test_zeroshot_configuration_errors_come_before_any_run(compose):
@@ -134,10 +180,10 @@ def test_eszsl_equals_a_direct_linear_solve():
     np.testing.assert_allclose(V, direct, rtol=1e-9, atol=1e-12)
 
 
-def test_eszsl_recognises_unseen_digits_and_calibration_moves_gzsl(digits_zeroshot):
+def test_eszsl_recognises_unseen_digits_and_calibration_moves_gzsl(tuned_zeroshot):
     from tlrun.evaluation import _zeroshot_predictions
 
-    training, evaluation = split_zeroshot(digits_zeroshot, seed=0, source_val_fraction=0.2)
+    training, evaluation = split_zeroshot(tuned_zeroshot, seed=0, source_val_fraction=0.2)
     method = ESZSL()
     method.fit(training, RunContext(reporter=NullReporter()))
     predictions, gzsl = _zeroshot_predictions(method, evaluation)
@@ -169,17 +215,17 @@ def test_zeroshot_runs_log_zsl_and_gzsl_metrics(compose, mlflow_store, one_torch
     accuracy = run(compose("method=eszsl", "scenario=zeroshot", experiment="zsl-eszsl"))
     record = _latest(mlflow_store, "zsl-eszsl")
     metrics, tags = record.data.metrics, record.data.tags
-    assert metrics["target_acc"] == pytest.approx(accuracy) and accuracy >= 0.5
+    assert metrics["target_acc"] == pytest.approx(accuracy) and 0.0 <= accuracy <= 1.0
     assert {"gzsl_seen_acc", "gzsl_unseen_acc", "gzsl_h", "source_acc"} <= set(metrics)
     assert metrics["gzsl_h"] == pytest.approx(harmonic_mean(metrics["gzsl_seen_acc"], metrics["gzsl_unseen_acc"]))
-    assert tags["scenario"] == "zeroshot" and tags["unseen"] == "0,2,6,7" and tags["target"] == "original-unseen"
+    assert tags["scenario"] == "zeroshot" and tags["unseen"] == "0,1,5,6" and tags["target"] == "original-unseen"
     assert record.data.params["data.n_target_train"] == "0"
 
 
 @pytest.mark.parametrize("learn", [False, True])
 def test_zsl_attribute_learns_the_seen_classes_and_transfers(compose, mlflow_store, one_torch_thread, learn):
     experiment = f"zsl-attribute-{learn}"
-    accuracy = run(compose("method=zsl_attribute", f"method.learn_label_embedding={learn}", "method.epochs=6",
+    accuracy = run(compose("method=zsl_attribute", f"method.learn_label_embedding={learn}", "method.epochs=6", TUNED,
                            "trainer.enable_progress_bar=false", experiment=experiment))
     metrics = _latest(mlflow_store, experiment).data.metrics
     assert metrics["source_acc"] > 0.85  # the seen digits are learned
@@ -193,7 +239,7 @@ def test_devise_reads_a_vectors_file_and_says_what_is_missing(compose, mlflow_st
     # Vectors that carry the glyph (plus noise): the label embedding then holds what the attributes hold.
     rows = np.hstack([DIGIT_ATTRIBUTES, 0.1 * rng.normal(size=(10, 5))])
     vectors.write_text("".join(f"{digit} " + " ".join(f"{v:.4f}" for v in row) + "\n" for digit, row in enumerate(rows)))
-    accuracy = run(compose("method=devise", f"method.label_embeddings={vectors}", "method.epochs=12",
+    accuracy = run(compose("method=devise", f"method.label_embeddings={vectors}", "method.epochs=12", TUNED,
                            "trainer.enable_progress_bar=false", experiment="zsl-devise"))
     assert accuracy > 0.35
     partial = tmp_path / "partial.txt"

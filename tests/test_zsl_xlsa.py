@@ -12,13 +12,16 @@ from tlrun.data.zsl_xlsa import XLSA17_URL, ZslXlsa, readable_class_name
 
 RAW_NAMES = ["001.Black_footed_Albatross", "killer+whale", "polar_bear", "004.Cat", "zebra"]
 SEEN, UNSEEN = (1, 2, 3), (4, 5)  # 1-based class ids, as in the release
+TRAIN, VAL = (1, 2), (3,)  # the tuning split: train and validation classes split the seen ones
 PER_CLASS, DIM, ATTRIBUTES = 4, 6, 3
 
 
 def _release_arrays(seed: int = 0) -> tuple[dict, dict]:
     """``res101.mat`` and ``att_splits.mat`` variables: features d × N, N × 1 labels, a × C unit-norm attributes,
     a C × 1 cell array of names, 1-based column-vector indices. Each seen class gives 3 trainval and 1 test_seen
-    sample; every unseen sample is in test_unseen."""
+    sample; every unseen sample is in test_unseen. ``train_loc``/``val_loc`` split the seen classes (:data:`TRAIN`,
+    :data:`VAL`) and, as some copies of the release do, list every sample of those classes, test_seen ones
+    included."""
     rng = np.random.default_rng(seed)
     labels = np.repeat(np.arange(1, len(RAW_NAMES) + 1), PER_CLASS).astype(np.float64)[:, None]
     features = rng.normal(size=(DIM, len(labels)))
@@ -34,8 +37,8 @@ def _release_arrays(seed: int = 0) -> tuple[dict, dict]:
         "original_att": att * 100,
         "allclasses_names": names,
         "trainval_loc": ids[seen & (position < 3)][:, None],
-        "train_loc": ids[seen & (position < 2)][:, None],
-        "val_loc": ids[seen & (position == 2)][:, None],
+        "train_loc": ids[np.isin(labels[:, 0], TRAIN)][:, None],
+        "val_loc": ids[np.isin(labels[:, 0], VAL)][:, None],
         "test_seen_loc": ids[seen & (position == 3)][:, None],
         "test_unseen_loc": ids[~seen][:, None],
     }
@@ -236,3 +239,109 @@ def test_config_passes_release_not_name(compose, data_root):
     ds = instantiate(cfg.dataset)
     assert isinstance(ds, ZslXlsa) and ds.release == "awa2" and (ds.source, ds.target) == ("trainval", "test")
     ds.check()
+
+
+# ------------------------------------------------------------------------------- split=val (tuning split)
+
+
+def test_default_split_is_test_and_ignores_the_tuning_split(data_root):
+    zsl = ZslXlsa(root=str(data_root)).load_zeroshot()
+    assert [part.name for part in zsl.domains()] == ["trainval", "test_seen", "test_unseen"]
+    assert zsl.split_rule.startswith("test: ")
+
+
+def test_split_val_trains_on_train_loc_and_scores_the_val_classes_unseen(data_root):
+    samples, splits = _release_arrays()
+    ds = ZslXlsa(root=str(data_root), split="val", val_seen_fraction=0.34)
+    ds.check()
+    zsl = ds.load_zeroshot()
+    assert [part.name for part in zsl.domains()] == ["train", "train_heldout", "val"]
+    assert zsl.split_rule.startswith("val: ") and "train_loc, val_loc" in zsl.split_rule
+    # The validation class (3, id 2) is the unseen one: no training sample carries it.
+    assert zsl.unseen == (2,)
+    assert not np.isin(zsl.train.y, zsl.unseen).any() and set(np.unique(zsl.train.y)) == {0, 1}
+    # No sample of the test parts: the test_seen_loc samples listed in train_loc/val_loc are dropped.
+    features = samples["features"].T
+    test_rows = {features[i].tobytes() for i in np.concatenate([splits["test_seen_loc"], splits["test_unseen_loc"]])[:, 0].astype(int) - 1}
+    for part in zsl.domains():
+        assert not any(row.tobytes() in test_rows for row in part.X)
+    np.testing.assert_array_equal(zsl.test_unseen.y, [2, 2, 2])
+    # 3 samples per train class remain; round(0.34 * 3) = 1 of each is held out as the GZSL seen test set.
+    np.testing.assert_array_equal(zsl.test_seen.y, [0, 1])
+    np.testing.assert_array_equal(zsl.train.y, [0, 0, 1, 1])
+    assert not {row.tobytes() for row in zsl.train.X} & {row.tobytes() for row in zsl.test_seen.X}
+    # The held-out draw is fixed (independent of any run seed) and 0 leaves test_seen empty.
+    again = ZslXlsa(root=str(data_root), split="val", val_seen_fraction=0.34).load_zeroshot()
+    np.testing.assert_array_equal(again.test_seen.X, zsl.test_seen.X)
+    assert len(ZslXlsa(root=str(data_root), split="val", val_seen_fraction=0.0).load_zeroshot().test_seen) == 0
+
+
+def test_split_val_falls_back_to_the_class_lists(tmp_path):
+    _, splits = _release_arrays()
+    del splits["train_loc"], splits["val_loc"]
+    folder = _write_release(tmp_path / "AWA2", splits=splits)
+    with pytest.raises(DataError, match="no train_loc/val_loc.*trainclasses1.txt"):
+        ZslXlsa(root=str(tmp_path), split="val").load_zeroshot()
+    (folder / "trainclasses1.txt").write_text("001.Black_footed_Albatross\nkiller+whale\n")
+    (folder / "valclasses1.txt").write_text("polar_bear\n")
+    zsl = ZslXlsa(root=str(tmp_path), split="val", val_seen_fraction=0.0).load_zeroshot()
+    assert zsl.unseen == (2,) and set(np.unique(zsl.train.y)) == {0, 1} and len(zsl.test_unseen) == 3
+    assert "trainclasses1.txt" in zsl.split_rule and "valclasses1.txt" in zsl.train.checksums
+
+
+@pytest.mark.parametrize("change, pattern", [
+    ("unseen_in_val", "val_loc holds samples of the unseen \\(test\\) classes .*Cat"),
+    ("shared_class", "train_loc and val_loc share classes .*polar bear"),
+])
+def test_split_val_refuses_a_tuning_split_that_touches_test_classes_or_shares_classes(tmp_path, change, pattern):
+    _, splits = _release_arrays()
+    if change == "unseen_in_val":
+        splits["val_loc"] = np.vstack([splits["val_loc"], splits["test_unseen_loc"][:1]])
+    else:
+        splits["train_loc"] = np.vstack([splits["train_loc"], splits["val_loc"][:1]])
+    _write_release(tmp_path / "AWA2", splits=splits)
+    ZslXlsa(root=str(tmp_path)).load_zeroshot()  # split=test does not read the tuning split
+    with pytest.raises(DataError, match=pattern):
+        ZslXlsa(root=str(tmp_path), split="val").load_zeroshot()
+
+
+@pytest.mark.parametrize("option, value, pattern", [
+    ("split", "trainval", "dataset.split must be one of test, val"),
+    ("val_seen_fraction", 1.0, "val_seen_fraction must be in"),
+])
+def test_check_rejects_bad_split_options(data_root, option, value, pattern):
+    with pytest.raises(DataError, match=pattern):
+        ZslXlsa(root=str(data_root), **{option: value}).check()
+
+
+def test_a_split_val_run_scores_the_validation_classes(compose, mlflow_store, tmp_path):
+    """End to end through the runner: 7 classes, train 1-3, val 4-5, test unseen 6-7."""
+    from mlflow.tracking import MlflowClient
+
+    from tlrun.run import run
+
+    rng = np.random.default_rng(1)
+    n_classes, per_class = 7, 10
+    att = rng.uniform(0.1, 1.0, size=(5, n_classes))
+    att /= np.linalg.norm(att, axis=0)
+    labels = np.repeat(np.arange(1, n_classes + 1), per_class).astype(np.float64)[:, None]
+    features = (rng.normal(size=(8, 5)) @ att)[:, labels[:, 0].astype(int) - 1] + 0.05 * rng.normal(size=(8, len(labels)))
+    ids = np.arange(1, len(labels) + 1, dtype=np.float64)
+    position = np.tile(np.arange(per_class), n_classes)
+    klass = labels[:, 0]
+    names = np.empty((n_classes, 1), dtype=object)
+    names[:, 0] = [f"class_{k}" for k in range(1, n_classes + 1)]
+    seen = klass <= 5
+    splits = {"att": att, "allclasses_names": names,
+              "trainval_loc": ids[seen & (position < 8)][:, None], "test_seen_loc": ids[seen & (position >= 8)][:, None],
+              "test_unseen_loc": ids[~seen][:, None],
+              "train_loc": ids[klass <= 3][:, None], "val_loc": ids[(klass > 3) & seen][:, None]}
+    root = tmp_path / "data"
+    _write_release(root / "AWA2", {"features": features, "labels": labels}, splits)
+    accuracy = run(compose("method=eszsl", "dataset=zsl_xlsa", f"dataset.root={root}", "dataset.split=val",
+                           "backbone=identity", experiment="zsl-xlsa-val"))
+    client = MlflowClient(tracking_uri=mlflow_store)
+    record = client.search_runs([client.get_experiment_by_name("zsl-xlsa-val").experiment_id],
+                                order_by=["attributes.start_time DESC"], max_results=1)[0]
+    assert record.data.tags["unseen"] == "class 4,class 5" and record.data.tags["target"] == "val"
+    assert record.data.metrics["target_acc"] == pytest.approx(accuracy) and "gzsl_seen_acc" in record.data.metrics

@@ -191,6 +191,9 @@ class ZeroShotDomains:
         unseen: label ids of the unseen classes; no sample of ``train`` carries one.
         attributes: ``(C, a)`` side information, row ``k`` describing class ``k`` (attribute vectors), or
             ``None`` when the dataset has none (label-embedding methods embed ``classes`` names instead).
+        split_rule: where the seen/unseen split comes from, in a few words (the run's ``unseen_split`` tag), e.g.
+            digits' ``0 of 5 (seeded rule, ...)`` or ``explicit``, zsl_xlsa's ``proposed split: val``; ``None``
+            when the dataset does not say.
     """
 
     train: Domain
@@ -198,6 +201,7 @@ class ZeroShotDomains:
     test_unseen: Domain
     unseen: tuple[int, ...]
     attributes: np.ndarray | None = None
+    split_rule: str | None = None
 
     @property
     def classes(self) -> tuple[str, ...]:

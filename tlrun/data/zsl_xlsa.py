@@ -6,11 +6,31 @@ The release (``xlsa17.zip``, :data:`XLSA17_URL`) unpacks to ``xlsa17/data/<RELEA
   ``1..C`` (the row of the class in ``allclasses.txt``);
 - ``att_splits.mat``: ``att``, a × C class attribute vectors (columns are classes, each of unit L2 norm);
   ``allclasses_names``, a C × 1 cell array of class names; ``trainval_loc``, ``test_seen_loc``,
-  ``test_unseen_loc``, 1-based sample indices into ``res101.mat`` (column vectors). ``train_loc``/``val_loc``
-  (the hyperparameter-tuning split) and ``original_att`` (attributes before normalisation) are not read.
+  ``test_unseen_loc``, 1-based sample indices into ``res101.mat`` (column vectors); ``train_loc``/``val_loc``,
+  the hyperparameter-tuning split (its train and validation classes split the trainval classes), read only by
+  ``dataset.split=val``. ``original_att`` (attributes before normalisation) is not read. Some copies of the release
+  lack ``train_loc``/``val_loc``; ``split=val`` then reads the class lists ``trainclasses1.txt`` and
+  ``valclasses1.txt`` beside the file (one class name per line, as in ``allclasses_names``) and takes those
+  classes' ``trainval_loc`` samples.
 
-The dataset serves the ``zeroshot`` scenario only: :meth:`ZslXlsa.load_zeroshot` returns the trainval samples (seen
-classes), the seen and unseen test samples, and the ``(C, a)`` attribute matrix. Imports numpy and scipy only.
+The dataset serves the ``zeroshot`` scenario only: :meth:`ZslXlsa.load_zeroshot` returns the training samples
+(seen classes), the seen and unseen test samples, and the ``(C, a)`` attribute matrix. ``dataset.split`` says which:
+
+=========  ==========================================  ==========================================  ===================
+split      train                                       test_seen (GZSL seen)                       test_unseen
+=========  ==========================================  ==========================================  ===================
+``test``   ``trainval_loc``                            ``test_seen_loc``                           ``test_unseen_loc``
+``val``    ``train_loc`` less the held-out part        ``val_seen_fraction`` (0.2) of each train   ``val_loc``
+                                                       class's ``train_loc`` samples, fixed draw   (val classes)
+=========  ==========================================  ==========================================  ===================
+
+``split=val`` is the protocol's tuning split: the validation classes are unseen at training, so γ, λ, calibration
+and epochs are chosen on them, then the chosen values run once with ``split=test``. The release has no seen
+held-out part for the train classes, so ``split=val`` holds one out (:data:`VAL_SEEN_SEED`; 0 leaves test_seen
+empty and GZSL reports no seen accuracy). No test sample enters ``split=val``: samples of ``test_seen_loc`` or
+``test_unseen_loc`` listed in ``train_loc``/``val_loc`` are dropped (some copies list every sample of the trainval
+classes there, test_seen ones included), and a ``train_loc``/``val_loc`` sample of an unseen (test) class, or a
+class in both ``train_loc`` and ``val_loc``, is a :class:`DataError`. Imports numpy and scipy only.
 """
 
 from __future__ import annotations
@@ -32,6 +52,13 @@ FEATURES_FILE = "res101.mat"
 SPLITS_FILE = "att_splits.mat"
 #: Domain name of each part → the index variable of ``att_splits.mat`` that selects its samples.
 PARTS = {"trainval": "trainval_loc", "test_seen": "test_seen_loc", "test_unseen": "test_unseen_loc"}
+#: The tuning split's index variables (``dataset.split=val``), and the class lists read when they are absent.
+VAL_PARTS = {"train": "train_loc", "val": "val_loc"}
+VAL_CLASS_FILES = {"train": "trainclasses1.txt", "val": "valclasses1.txt"}
+#: ``dataset.split`` values.
+SPLITS = ("test", "val")
+#: Seed of the fixed draw that holds out ``val_seen_fraction`` of each train class under ``split=val``.
+VAL_SEEN_SEED = 17
 
 
 def readable_class_name(name: str) -> str:
@@ -83,6 +110,17 @@ def _sample_indices(value: Any, key: str, path: Path, n_samples: int) -> np.ndar
     return indices - 1
 
 
+def _named(classes: tuple[str, ...], ids: list[int]) -> str:
+    """The names of classes ``ids`` for a message: the first ten, then ``...``."""
+    return ", ".join(classes[k] for k in ids[:10]) + (" ..." if len(ids) > 10 else "")
+
+
+def _shared_classes(y: np.ndarray, rows: np.ndarray, others: np.ndarray | set[int]) -> list[int]:
+    """The classes of the samples ``rows`` that are also classes of the samples ``others`` (or in the set)."""
+    other = others if isinstance(others, set) else set(np.unique(y[others]).tolist())
+    return sorted(other.intersection(np.unique(y[rows]).tolist()))
+
+
 def _class_names(value: Any, path: Path) -> list[str]:
     """The strings of ``allclasses_names`` (a cell array of strings, or a char matrix)."""
     names = []
@@ -107,9 +145,15 @@ class ZslXlsa(TransferDataset):
     the attributes (``att``: unit L2 norm per class), not the features; methods that standardise features do so
     with the training samples' statistics (``eszsl``'s ``standardize``).
 
+    ``split`` (default ``test``) chooses the release's evaluation split (trainval → test_seen, test_unseen) or its
+    tuning split ``val`` (train_loc → held-out train samples, val_loc): see the module docstring.
+
     Args:
         release: the dataset of the release: AWA1, AWA2, CUB, SUN or APY (any case).
         source, target: fixed to ``trainval`` and ``test`` (they name the run; the parts come from the split).
+        split: ``test`` (the proposed split's evaluation) or ``val`` (tune on the validation classes).
+        val_seen_fraction: under ``split=val``, the fraction of each train class's samples held out as the GZSL
+            seen test set (default 0.2, about the release's test_seen share; 0: none).
     """
 
     name = "zsl_xlsa"
@@ -124,9 +168,13 @@ class ZslXlsa(TransferDataset):
         preprocess: str = "none",
         source_val_fraction: float = 0.0,
         augment: str = "none",
+        split: str = "test",
+        val_seen_fraction: float = 0.2,
     ) -> None:
         super().__init__(root, source, target, preprocess, source_val_fraction, augment)
         self.release = release
+        self.split = split
+        self.val_seen_fraction = val_seen_fraction
 
     def augmentable(self) -> bool:
         return False
@@ -172,6 +220,11 @@ class ZslXlsa(TransferDataset):
 
     def problems(self) -> list[str]:
         found = super().problems()
+        if self.split not in SPLITS:
+            found.append(f"dataset.split must be one of {', '.join(SPLITS)} for zsl_xlsa, got {self.split!r}")
+        fraction = self.val_seen_fraction
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 <= fraction < 1.0:
+            found.append(f"dataset.val_seen_fraction must be in [0, 1), got {fraction!r}")
         if self.preprocess in _preprocess.PREPROCESSORS:  # an unknown one is the base's problem
             found += caught(lambda: _preprocess.check_row_wise(
                 self.preprocess, "would tell the seen test samples from the unseen ones"))
@@ -184,6 +237,7 @@ class ZslXlsa(TransferDataset):
         )
 
     def load_zeroshot(self) -> ZeroShotDomains:
+        self.check()
         folder = self._folder()
         features_path, splits_path = folder / FEATURES_FILE, folder / SPLITS_FILE
         samples = _read_mat(features_path, ("features", "labels"))
@@ -215,11 +269,19 @@ class ZslXlsa(TransferDataset):
         index = {part: _sample_indices(splits[key], key, splits_path, len(y)) for part, key in PARTS.items()}
         classes = tuple(readable_class_name(name) for name in raw_names)
         unseen = self._check_split(index, y, classes, splits_path)
-
         checksums = {features_path.name: sha256_file(features_path), splits_path.name: sha256_file(splits_path)}
+        split_rule = "test: xlsa17 proposed split (trainval_loc; test_seen_loc, test_unseen_loc)"
+        if self.split == "val":
+            index, unseen, files = self._val_split(index, y, raw_names, classes, splits_path)
+            checksums.update({path.name: sha256_file(path) for path in files})
+            source = ", ".join(path.name for path in files) if files else "train_loc, val_loc"
+            split_rule = (f"val: xlsa17 tuning split ({source}; {self.val_seen_fraction:g} of each train class held "
+                          "out as test_seen; the val classes unseen)")
+
+        names = dict(zip(PARTS, ("train", "train_heldout", "val") if self.split == "val" else PARTS))
         parts = {
             part: Domain(
-                name=part,
+                name=names[part],
                 X=np.asarray(_preprocess.apply(self.preprocess, X[rows]), dtype=np.float64),
                 y=y[rows],
                 classes=classes,
@@ -234,7 +296,74 @@ class ZslXlsa(TransferDataset):
             test_unseen=parts["test_unseen"],
             unseen=unseen,
             attributes=np.ascontiguousarray(attributes.T),
+            split_rule=split_rule,
         )
+
+    def _val_split(
+        self, index: dict[str, np.ndarray], y: np.ndarray, raw_names: list[str], classes: tuple[str, ...], path: Path
+    ) -> tuple[dict[str, np.ndarray], tuple[int, ...], list[Path]]:
+        """``split=val``: the parts (keyed as :data:`PARTS`) from ``train_loc``/``val_loc`` (or the class lists),
+        with no sample of the test parts and no unseen (test) class; the validation classes are the unseen ones."""
+        import scipy.io
+
+        present = {name for name, _, _ in scipy.io.whosmat(str(path))}
+        files: list[Path] = []
+        if all(key in present for key in VAL_PARTS.values()):
+            variables = _read_mat(path, tuple(VAL_PARTS.values()))
+            tuning = {part: _sample_indices(variables[key], key, path, len(y)) for part, key in VAL_PARTS.items()}
+        else:
+            files = [path.parent / name for name in VAL_CLASS_FILES.values()]
+            if not all(file.is_file() for file in files):
+                raise DataError(
+                    f"dataset.split=val needs the release's tuning split: {path} has no train_loc/val_loc (some "
+                    f"copies of the release lack them) and {' and '.join(str(f) for f in files)} are not both "
+                    "there; use dataset.split=test, or put the class lists of the release's data folder there"
+                )
+            ids = {name.strip(): k for k, name in enumerate(raw_names)}
+            tuning = {}
+            for part, file in zip(VAL_CLASS_FILES, files):
+                listed = [line.strip() for line in file.read_text().splitlines() if line.strip()]
+                unknown = [name for name in listed if name not in ids]
+                if unknown or not listed:
+                    raise DataError(
+                        f"{file}: " + (f"classes not in allclasses_names of {path.name}: {', '.join(unknown[:5])}"
+                                       if unknown else "lists no class")
+                    )
+                chosen = np.isin(y[index["trainval"]], [ids[name] for name in listed])
+                tuning[part] = index["trainval"][chosen]
+        where = VAL_CLASS_FILES if files else VAL_PARTS
+        for part, rows in tuning.items():
+            touched = _shared_classes(y, rows, index["test_unseen"])
+            if touched:
+                raise DataError(
+                    f"{path}: {where[part]} holds samples of the unseen (test) classes ({_named(classes, touched)}); "
+                    "tuning must not see them"
+                )
+            # Never tune on a test sample: drop test_seen_loc samples (some copies list them in train/val_loc).
+            tuning[part] = np.setdiff1d(rows, index["test_seen"])
+            if tuning[part].size == 0:
+                raise DataError(f"{path}: {where[part]} holds no sample outside the test parts")
+        shared = _shared_classes(y, tuning["train"], tuning["val"])
+        if shared:
+            raise DataError(
+                f"{path}: {where['train']} and {where['val']} share classes ({_named(classes, shared)}); the "
+                "validation classes must be unseen at training"
+            )
+        train, held_out = self._hold_out(tuning["train"], y)
+        val_classes = tuple(np.unique(y[tuning["val"]]).tolist())
+        return {"trainval": train, "test_seen": held_out, "test_unseen": tuning["val"]}, val_classes, files
+
+    def _hold_out(self, rows: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``val_seen_fraction`` of each class's ``rows`` (rounded, at least one sample left to train), drawn
+        with :data:`VAL_SEEN_SEED` independent of the run's seed."""
+        rng = np.random.default_rng(VAL_SEEN_SEED)
+        kept, held = [], []
+        for label in np.unique(y[rows]):
+            members = rng.permutation(np.sort(rows[y[rows] == label]))
+            count = min(int(round(self.val_seen_fraction * len(members))), len(members) - 1)
+            held.append(members[:count])
+            kept.append(members[count:])
+        return np.sort(np.concatenate(kept)), np.sort(np.concatenate(held)).astype(np.int64)
 
     @staticmethod
     def _check_split(
@@ -253,16 +382,15 @@ class ZslXlsa(TransferDataset):
                 )
         seen = set(np.unique(y[index["trainval"]]).tolist())
         unseen = tuple(np.unique(y[index["test_unseen"]]).tolist())
-        leaked = sorted(seen.intersection(unseen))
+        leaked = _shared_classes(y, index["test_unseen"], seen)
         if leaked:
             raise DataError(
-                f"{path}: trainval_loc holds samples of unseen classes (those of test_unseen_loc): "
-                f"{', '.join(classes[k] for k in leaked[:10])}{' ...' if len(leaked) > 10 else ''}"
+                f"{path}: trainval_loc holds samples of unseen classes (those of test_unseen_loc): {_named(classes, leaked)}"
             )
         untrained = sorted(set(np.unique(y[index["test_seen"]]).tolist()) - seen)
         if untrained:
             raise DataError(
                 f"{path}: test_seen_loc holds classes without a trainval sample: "
-                f"{', '.join(classes[k] for k in untrained[:10])}{' ...' if len(untrained) > 10 else ''}"
+                f"{_named(classes, untrained)}"
             )
         return unseen
