@@ -219,6 +219,7 @@ def test_zeroshot_runs_log_zsl_and_gzsl_metrics(compose, mlflow_store, one_torch
     assert {"gzsl_seen_acc", "gzsl_unseen_acc", "gzsl_h", "source_acc"} <= set(metrics)
     assert metrics["gzsl_h"] == pytest.approx(harmonic_mean(metrics["gzsl_seen_acc"], metrics["gzsl_unseen_acc"]))
     assert tags["scenario"] == "zeroshot" and tags["unseen"] == "0,1,5,6" and tags["target"] == "original-unseen"
+    assert tags["unseen_split"].startswith("0 of 5")
     assert record.data.params["data.n_target_train"] == "0"
 
 

@@ -460,7 +460,8 @@ def _split_data(plan: Plan, loaded: LoadedData, tracked: Any, feature_device: st
             domains, **{key: as_features(domain) for key, domain in zip(("train", "test_seen", "test_unseen"), domains.domains())}
         )
         # The zero-shot target is the unseen classes (digits: under the source's shift), whatever dataset.target says.
-        tracked.set_tags({"target": domains.test_unseen.name, "unseen": ",".join(domains.classes[k] for k in domains.unseen)})
+        tracked.set_tags({"target": domains.test_unseen.name, "unseen": ",".join(domains.classes[k] for k in domains.unseen)}
+                         | ({"unseen_split": domains.split_rule} if domains.split_rule else {}))
         training, evaluation = split_zeroshot(domains, seed=cfg.seed, source_val_fraction=source_val_fraction, augment=augment)
         source = domains.train
     else:
