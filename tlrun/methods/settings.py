@@ -46,6 +46,8 @@ COLUMN2_INITS = ("random", "copy")
 REPRESENTATION_DATA = ("source", "source_and_target")
 #: How self-taught clustering draws its initial clusters.
 STC_INITS = ("kmeans", "random")
+#: The variants of the attribute embedding (zsl_attribute): the notes' MLP and hinge, or ALE's bilinear form and loss.
+ZSL_VARIANTS = ("notes", "ale")
 
 Check = Callable[..., None]
 #: The checks of each method class (by ``_target_``): those of the classes it extends, then its own.
@@ -414,9 +416,16 @@ def check_progressive(name: str, *, column2_init: str, lateral_scale: float, fre
 
 @_checks("tlrun.methods.zsl_attribute.AttributeEmbedding", extends="tlrun.methods.deep.DeepMethod")
 def check_attribute_embedding(
-    name: str, *, margin: float, violations: str, learn_label_embedding: bool, embedding_dim: int, label_hidden: int,
-    center_signatures: bool, calibration: float, **_: Any,
+    name: str, *, variant: str, margin: float, violations: str, learn_label_embedding: bool, embedding_dim: int,
+    label_hidden: int, center_signatures: bool, calibration: float, **_: Any,
 ) -> None:
+    if variant not in ZSL_VARIANTS:
+        raise ValueError(f"{name}: variant must be one of {', '.join(ZSL_VARIANTS)}, got {variant!r}")
+    if variant == "ale" and learn_label_embedding:
+        raise ValueError(
+            f"{name}: variant=ale compares samples with the class signatures themselves (phi(y) = s_y); "
+            "learn_label_embedding=true is the notes variant's option"
+        )
     if margin < 0:
         raise ValueError(f"{name}: margin must be >= 0, got {margin}")
     if violations not in ("max", "sum"):
@@ -428,6 +437,12 @@ def check_attribute_embedding(
 @_checks("tlrun.methods.devise.LabelEmbedding", extends="tlrun.methods.zsl_attribute.AttributeEmbedding")
 def check_label_embedding(name: str, *, label_embeddings: str, label_template: str, **_: Any) -> None:
     """Declares the types of the class-name embedding's settings (any text is a vectors file's path or a template)."""
+
+
+@_checks("tlrun.methods.conse.ConSE", extends="tlrun.methods.deep.DeepMethod")
+def check_conse(name: str, *, top: int, center_signatures: bool, calibration: float, **_: Any) -> None:
+    if int(top) < 1:
+        raise ValueError(f"{name}: top (T, the seen classes whose embeddings are mixed) must be >= 1, got {top}")
 
 
 # ------------------------------------------------------------------------------------------ closed-form methods

@@ -1,17 +1,33 @@
-"""Attribute embedding for zero-shot learning: the notes' hinge ranking loss over a learned compatibility.
+"""Attribute embedding for zero-shot learning: a learned compatibility ``F(x, y)`` trained with a ranking hinge.
 
-A sample ``x`` and a class ``y`` are compared by ``F(x, y) = f(x) · g(s_y)``: ``f`` is the backbone (and
-bottleneck) followed by a linear projection into the embedding space, ``s_y`` the class signature (its attribute
-vector, centred and scaled to unit length; see :class:`~tlrun.methods.base.ZeroShotMethod`), and ``g`` either the
-identity (the attribute space is the embedding space, as in ALE, Akata et al., 2013) or a small network trained
-jointly (``learn_label_embedding``: ``g(s) = W₂ ReLU(W₁ s)``). Training on the seen classes minimises::
+Two variants (``variant``), one class.
+
+``notes`` (the default): the source notes' attribute embedding. ``F(x, y) = f(x) · g(s_y)``: ``f`` is the backbone
+and an MLP on it (the bottleneck, ``ReLU(BN(W_b h))``, then a linear projection with bias into the embedding
+space), ``s_y`` the class signature (its attribute vector, centred and scaled to unit length; see
+:class:`~tlrun.methods.base.ZeroShotMethod`), ``g`` either the identity or a small network trained jointly
+(``learn_label_embedding``: ``g(s) = W₂ ReLU(W₁ s)``). Training on the seen classes minimises the notes' hinge::
 
     L = (1/n) Σ_n max(0, k − F(x_n, y_n) + max_{m ≠ y_n} F(x_n, y_m))
 
-(:func:`~tlrun.losses.ranking.hinge_ranking_loss`, margin ``k``), so that every sample scores its own class
-above every other seen class by ``k``. Prediction: the candidate class (the unseen ones in ZSL) whose ``g(s_y)``
-scores highest. :class:`AttributeEmbedding` is also the base of :mod:`tlrun.methods.devise`, which only changes
-where the class vectors come from.
+(:func:`~tlrun.losses.ranking.hinge_ranking_loss`, margin ``k``; ``violations=sum`` sums over every violating
+class instead, DeViSE's form).
+
+``ale``: ALE, "Label-Embedding for Image Classification" (Akata et al., TPAMI 2016), like for like with its
+published numbers. The bilinear compatibility ``F(x, y) = θ(x)ᵀ W φ(y)``: ``θ(x)`` the backbone's output (no
+bottleneck: ``bottleneck_dim`` is not used), ``W`` one linear map without bias, ``φ(y) = s_y`` (``g`` the identity;
+``learn_label_embedding``, ``embedding_dim``, ``label_hidden`` and ``violations`` are not used). Training
+minimises ALE's weighted approximate ranking loss (:func:`~tlrun.losses.ranking.ale_ranking_loss`)::
+
+    L = (1/n) Σ_n [ℓ(r_n) / r_n] Σ_{m ≠ y_n} max(0, Δ − F(x_n, y_n) + F(x_n, y_m)),   ℓ(r) = Σ_{i=1..r} 1/i
+
+with ``r_n`` the number of violating seen classes and ``Δ = margin``. Where it differs from the paper: the rank
+``r_n`` is counted exactly rather than estimated by WSABIE's sampling; training is the deep base's (Adam,
+mini-batches, weight decay 1e-4 by default) where ALE runs plain SGD regularised by early stopping.
+
+Prediction, both variants: the candidate class (the unseen ones in ZSL) whose signature scores highest.
+:class:`AttributeEmbedding` is also the base of :mod:`tlrun.methods.devise`, which only changes where the class
+vectors come from.
 """
 
 from __future__ import annotations
@@ -22,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tlrun.losses.ranking import compatibility, hinge_ranking_loss
+from tlrun.losses.ranking import ale_ranking_loss, compatibility, hinge_ranking_loss
 from tlrun.methods.base import RunContext, ZeroShotMethod
 from tlrun.methods.deep import DeepMethod
 from tlrun.methods.settings import check_attribute_embedding
@@ -30,9 +46,12 @@ from tlrun.scenarios import ClassDescriptions, TrainingData
 
 
 class CompatibilityHead(nn.Module):
-    """``F(h, y) = (W h) · g(s_y)`` for features ``h`` and class signatures ``s_y`` (the seen classes' by default)."""
+    """``F(h, y) = (W h + b) · g(s_y)`` for features ``h`` and class signatures ``s_y`` (the seen classes' by
+    default); ``bias=False``: ``F(h, y) = hᵀ Wᵀ g(s_y)``, bilinear."""
 
-    def __init__(self, in_features: int, signatures: torch.Tensor, embedding_dim: int | None, hidden: int) -> None:
+    def __init__(
+        self, in_features: int, signatures: torch.Tensor, embedding_dim: int | None, hidden: int, bias: bool = True,
+    ) -> None:
         super().__init__()
         signature_dim = signatures.shape[1]
         self.register_buffer("seen_signatures", signatures.float())
@@ -43,7 +62,7 @@ class CompatibilityHead(nn.Module):
             self.label_embedding = nn.Sequential(
                 nn.Linear(signature_dim, hidden), nn.ReLU(), nn.Linear(hidden, embedding_dim)
             )
-        self.projection = nn.Linear(in_features, embedding_dim)
+        self.projection = nn.Linear(in_features, embedding_dim, bias=bias)
 
     def forward(self, features: torch.Tensor, signatures: torch.Tensor | None = None) -> torch.Tensor:
         classes = self.seen_signatures if signatures is None else signatures
@@ -51,13 +70,15 @@ class CompatibilityHead(nn.Module):
 
 
 class AttributeEmbedding(DeepMethod, ZeroShotMethod):
-    """Zero-shot learning with the hinge ranking loss over ``f(x) · g(s_y)`` (see the module docstring).
+    """Zero-shot learning with a ranking hinge over a learned compatibility (see the module docstring).
 
     Args:
         backbone, and every :class:`~tlrun.methods.deep.DeepMethod` argument (``bottleneck_dim`` is the hidden
             layer of ``f`` on top of the backbone; 0: a linear ``f``), with the defaults of
             ``conf/method/zsl_attribute.yaml``: batches of 64, Adam at 1e-3, weight decay 1e-4, no lr schedule.
-        margin: the margin ``k`` of the ranking hinge.
+        variant: ``notes`` (an MLP ``f`` and the notes' hinge) or ``ale`` (ALE's bilinear ``θ(x)ᵀ W φ(y)`` and
+            weighted approximate ranking loss; the settings it does not use are named in the module docstring).
+        margin: the margin ``k`` of the ranking hinge (ALE's ``Δ``).
         violations: ``max`` (the notes: the most-violating class) or ``sum`` (every violating class, DeViSE).
         learn_label_embedding: train ``g`` (a two-layer network over the signatures) jointly with ``f``;
             otherwise ``g`` is the identity and ``f`` maps into the signature space.
@@ -70,6 +91,7 @@ class AttributeEmbedding(DeepMethod, ZeroShotMethod):
     def __init__(
         self,
         backbone: nn.Module,
+        variant: str = "notes",
         margin: float = 1.0,
         violations: str = "max",
         learn_label_embedding: bool = False,
@@ -89,10 +111,11 @@ class AttributeEmbedding(DeepMethod, ZeroShotMethod):
             lr_schedule=lr_schedule, **deep,
         )
         check_attribute_embedding(
-            type(self).__name__, margin=margin, violations=violations, learn_label_embedding=learn_label_embedding,
-            embedding_dim=embedding_dim, label_hidden=label_hidden, center_signatures=center_signatures,
-            calibration=calibration,
+            type(self).__name__, variant=variant, margin=margin, violations=violations,
+            learn_label_embedding=learn_label_embedding, embedding_dim=embedding_dim, label_hidden=label_hidden,
+            center_signatures=center_signatures, calibration=calibration,
         )
+        self.variant = variant
         self.margin = float(margin)
         self.violations = violations
         self.learn_label_embedding = bool(learn_label_embedding)
@@ -106,22 +129,31 @@ class AttributeEmbedding(DeepMethod, ZeroShotMethod):
         self._seen_signatures = self.remember_seen(data.seen_classes, self.center_signatures)
         super().fit(data, context)
 
+    @property
+    def feature_dim(self) -> int:
+        """The bottleneck's size (``notes``), or the backbone's output size (``ale``: ``θ(x)``, no bottleneck)."""
+        return int(self.backbone.out_features) if self.variant == "ale" else super().feature_dim
+
     def build_head(self, num_classes: int) -> tuple[nn.Module, nn.Module]:
-        """The bottleneck of :class:`~tlrun.methods.deep.DeepMethod` and, instead of its linear classifier, the
-        :class:`CompatibilityHead` over the seen classes' signatures."""
-        bottleneck = self.build_bottleneck()
+        """The bottleneck of :class:`~tlrun.methods.deep.DeepMethod` (none for ``ale``) and, instead of its linear
+        classifier, the :class:`CompatibilityHead` over the seen classes' signatures (bias-free for ``ale``)."""
+        ale = self.variant == "ale"
         head = CompatibilityHead(
             self.feature_dim,
             torch.as_tensor(self._seen_signatures),
             self.embedding_dim if self.learn_label_embedding else None,
             self.label_hidden,
+            bias=not ale,
         )
-        return bottleneck, head
+        return (nn.Identity() if ale else self.build_bottleneck()), head
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_index: int) -> torch.Tensor:
         x, y = batch
         scores = self(x)
-        loss = hinge_ranking_loss(scores, y, self.margin, self.violations)
+        if self.variant == "ale":
+            loss = ale_ranking_loss(scores, y, self.margin)
+        else:
+            loss = hinge_ranking_loss(scores, y, self.margin, self.violations)
         self.record(loss, scores, y)
         return loss
 
