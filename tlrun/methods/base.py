@@ -117,6 +117,17 @@ class ZeroShotMethod(Method):
             )
         return np.asarray(classes.attributes, dtype=np.float64)
 
+    def keep_signature_settings(self, center_signatures: bool, calibration: float) -> None:
+        """The constructor's part: whether signatures are centred on the seen classes', and the GZSL calibration;
+        the seen classes' signatures are set by :meth:`fit_signatures`."""
+        self.center_signatures = bool(center_signatures)
+        self.calibration = float(calibration)
+        self._seen_signatures: np.ndarray | None = None
+
+    def fit_signatures(self, data: TrainingData) -> None:
+        """``fit``'s part: the seen classes' signatures (:meth:`remember_seen`), kept for :meth:`class_scores`."""
+        self._seen_signatures = self.remember_seen(data.seen_classes, self.center_signatures)
+
     def remember_seen(self, seen: ClassDescriptions | None, center: bool) -> np.ndarray:
         """Called by ``fit``: checks that the scenario described the seen classes, sets :attr:`signature_mean`
         when ``center``, and returns the seen classes' signatures."""

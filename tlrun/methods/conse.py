@@ -56,12 +56,10 @@ class ConSE(SourceOnly, ZeroShotMethod):
         super().__init__(backbone, **deep)
         check_conse(type(self).__name__, top=top, center_signatures=center_signatures, calibration=calibration)
         self.top = int(top)
-        self.center_signatures = bool(center_signatures)
-        self.calibration = float(calibration)
-        self._seen_signatures: np.ndarray | None = None
+        self.keep_signature_settings(center_signatures, calibration)
 
     def fit(self, data: TrainingData, context: RunContext) -> None:
-        self._seen_signatures = self.remember_seen(data.seen_classes, self.center_signatures)
+        self.fit_signatures(data)
         super().fit(data, context)
 
     def class_scores(self, X: np.ndarray | tuple[str, ...], classes: ClassDescriptions) -> np.ndarray:

@@ -121,12 +121,10 @@ class AttributeEmbedding(DeepMethod, ZeroShotMethod):
         self.learn_label_embedding = bool(learn_label_embedding)
         self.embedding_dim = int(embedding_dim)
         self.label_hidden = int(label_hidden)
-        self.center_signatures = bool(center_signatures)
-        self.calibration = float(calibration)
-        self._seen_signatures: np.ndarray | None = None
+        self.keep_signature_settings(center_signatures, calibration)
 
     def fit(self, data: TrainingData, context: RunContext) -> None:
-        self._seen_signatures = self.remember_seen(data.seen_classes, self.center_signatures)
+        self.fit_signatures(data)
         super().fit(data, context)
 
     @property
