@@ -353,7 +353,7 @@ def test_scale_invariant_mse_is_the_variance_of_the_error_and_ignores_a_constant
 # --- PixelDA --------------------------------------------------------------------------------------------------
 
 
-def test_pixel_generator_keeps_the_shape_is_close_to_identity_and_learns_from_a_downstream_loss():
+def test_pixel_generator_keeps_the_shape_stays_in_its_range_and_learns_from_a_downstream_loss():
     torch.manual_seed(0)
     generator = PixelGenerator((1, 8, 8), noise_dim=5, channels=8, blocks=2)
     discriminator = PixelDiscriminator((1, 8, 8), channels=8)
@@ -361,7 +361,7 @@ def test_pixel_generator_keeps_the_shape_is_close_to_identity_and_learns_from_a_
     images, noise = torch.rand(4, 1, 8, 8) * 2 - 1, torch.rand(4, 5) * 2 - 1
     fake = generator(images, noise)
     assert fake.shape == images.shape
-    assert (fake - images).abs().max().item() < 0.05
+    assert fake.abs().max().item() <= 1.0  # the default range [−1, 1] (tests/test_pixelda.py: any range)
     flat = generator(images.reshape(4, -1), noise)
     assert flat.shape == (4, 64)
     torch.testing.assert_close(flat, fake.reshape(4, -1))

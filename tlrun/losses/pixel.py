@@ -1,12 +1,15 @@
 """The pixel-level adaptation blocks of PixelDA (Bousmalis et al., "Unsupervised Pixel-Level Domain Adaptation
 with Generative Adversarial Networks", CVPR 2017): a residual generator that maps a source image and a noise
-vector to a target-like image, a convolutional discriminator with one logit per image, and their GAN losses.
+vector to a target-like image (its tanh output mapped onto the images' pixel range), a convolutional discriminator
+with one logit per image, their GAN losses, and the content-similarity loss (masked pairwise mean squared error).
 
 Both networks take images ``(n, C, H, W)`` or flat rows ``(n, C·H·W)`` (as the feature datasets store them) and
 the generator answers in the form it was given.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -50,19 +53,45 @@ class ResidualBlock(nn.Module):
         return x + self.body(x)
 
 
+def channel_bounds(value: float | Sequence[float], channels: int, name: str) -> torch.Tensor:
+    """``value`` (one number, or one per channel) as a ``(1, channels, 1, 1)`` tensor of finite floats."""
+    bounds = torch.as_tensor(value, dtype=torch.float32).flatten()
+    if bounds.numel() == 1:
+        bounds = bounds.expand(channels)
+    if bounds.numel() != channels or not torch.isfinite(bounds).all():
+        raise ValueError(f"{name} must be one finite number or one per channel ({channels}), got {value}")
+    return bounds.clone().reshape(1, channels, 1, 1)
+
+
+def squash(u: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+    """``low + (high − low) · (tanh(u) + 1) / 2``: the paper's tanh output layer, mapped from ``(−1, 1)`` onto the
+    pixel range ``[low, high]`` (broadcast per channel); never outside it, whatever ``u`` (computed as a
+    :func:`torch.lerp`, exact at both ends where ``low + (high − low) · 1`` could round past ``high``)."""
+    return torch.lerp(low.expand_as(u), high.expand_as(u), (torch.tanh(u) + 1) / 2)
+
+
 class PixelGenerator(nn.Module):
-    """PixelDA's residual generator ``G(x, z) = x + r(x, z)``::
+    """PixelDA's residual generator ``G(x, z)`` (the paper's Figure 2, and the authors' ``resnet_generator``)::
 
         plane = reshape(Linear(z), 1 × H × W)                  (the noise as one extra channel)
-        r = conv3×3_{channels→C}( blocks × ResidualBlock( ReLU(conv3×3_{C+1→channels}([x, plane])) ) )
+        u = conv3×3_{channels→C}( blocks × ResidualBlock( ReLU(conv3×3_{C+1→channels}([x, plane])) ) )
+        G(x, z) = low + (high − low) · (tanh(u) + 1) / 2
 
     with ``x`` the source images ``(n, C, H, W)`` and ``z`` the noise ``(n, noise_dim)``; the output has the shape
-    of ``x``. The last convolution starts with its weights scaled by 0.01 and a zero bias, so an untrained
-    generator is close to the identity (and every layer still receives a gradient from the first step).
+    of ``x``. The paper ends ``G`` in tanh on images scaled to ``[−1, 1]``; here the tanh is mapped onto the range
+    the images actually have, ``[low, high]`` (one number, or one per channel), so generated pixels can never leave
+    it (an unbounded last layer once produced pixels of ±50 against data in ``[0, 1]``). As in the paper there is no
+    skip connection from ``x`` to the output: an untrained generator gives images near the middle of the range.
     """
 
     def __init__(
-        self, image_shape: tuple[int, int, int], noise_dim: int = 10, channels: int = 64, blocks: int = 4
+        self,
+        image_shape: tuple[int, int, int],
+        noise_dim: int = 10,
+        channels: int = 64,
+        blocks: int = 4,
+        low: float | Sequence[float] = -1.0,
+        high: float | Sequence[float] = 1.0,
     ) -> None:
         super().__init__()
         self.image_shape = check_image_shape(image_shape)
@@ -72,14 +101,16 @@ class PixelGenerator(nn.Module):
                 f"got {noise_dim}, {channels} and {blocks}"
             )
         C, H, W = self.image_shape
+        lows, highs = channel_bounds(low, C, "low"), channel_bounds(high, C, "high")
+        if not (lows < highs).all():
+            raise ValueError(f"the pixel range needs low < high in every channel, got low={low}, high={high}")
+        self.register_buffer("low", lows)
+        self.register_buffer("high", highs)
         self.noise_dim = noise_dim
         self.noise_to_plane = nn.Linear(noise_dim, H * W)
         self.head = nn.Sequential(nn.Conv2d(C + 1, channels, 3, padding=1), nn.ReLU())
         self.blocks = nn.Sequential(*(ResidualBlock(channels) for _ in range(blocks)))
         self.tail = nn.Conv2d(channels, C, 3, padding=1)
-        with torch.no_grad():
-            self.tail.weight.mul_(0.01)
-            self.tail.bias.zero_()
 
     def forward(self, images: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         x, flat = as_images(images, self.image_shape)
@@ -89,8 +120,8 @@ class PixelGenerator(nn.Module):
             )
         _, H, W = self.image_shape
         plane = self.noise_to_plane(noise).reshape(x.shape[0], 1, H, W)
-        residual = self.tail(self.blocks(self.head(torch.cat([x, plane], dim=1))))
-        out = x + residual
+        u = self.tail(self.blocks(self.head(torch.cat([x, plane], dim=1))))
+        out = squash(u, self.low, self.high)
         return out.reshape(out.shape[0], -1) if flat else out
 
 
@@ -157,3 +188,25 @@ def generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
     """The non-saturating generator loss ``L_G = −mean_j log σ(D(G(x_j^s, z_j)))`` = BCE(fake, 1) on logits."""
     check_logits(fake_logits, "fake_logits")
     return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+
+
+def pairwise_mse(generated: torch.Tensor, source: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """PixelDA's content-similarity loss, the masked pairwise mean squared error (PMSE, the paper's ``L_c``)::
+
+        d_i = x_i − G(x_i, z_i)                      (flattened: k = C·H·W values per image)
+        L_c = mean_i [ (1/k) ‖d_i ∘ m_i‖² − (1/k²) (d_iᵀ m_i)² ]
+
+    It penalises differences between pairs of pixels rather than between a pixel and its source value, so a
+    constant change of the masked pixels costs nothing: ``G`` may change the overall colour or brightness of the
+    object but should keep its shape. ``source`` ``x`` and ``generated`` ``G(x, z)`` are ``(n, ...)`` of one shape
+    (images or flat rows); ``mask`` ``m`` (0/1, the foreground; the paper's LineMod masks come from the rendering's
+    depth) has the shape of one image or of the batch; ``None`` means every pixel (``m = 1``, plain PMSE).
+    """
+    if generated.shape != source.shape or generated.dim() < 2:
+        raise ValueError(
+            f"generated and source images must be (n, ...) of one shape, got {tuple(generated.shape)} and {tuple(source.shape)}"
+        )
+    d = (source - generated).reshape(source.shape[0], -1)
+    k = d.shape[1]
+    m = torch.ones_like(d) if mask is None else torch.broadcast_to(mask.to(d.dtype), source.shape).reshape(d.shape)
+    return ((d * m).pow(2).sum(1) / k - (d * m).sum(1).pow(2) / k**2).mean()

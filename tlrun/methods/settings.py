@@ -336,10 +336,14 @@ def check_mcc(name: str, *, temperature: float, **_: Any) -> None:
 @_checks("tlrun.methods.pixelda.PixelDA", extends="tlrun.methods.adaptation.DomainAdaptation")
 def check_pixelda(
     name: str, *, noise_dim: int, generator_channels: int, generator_blocks: int, discriminator_channels: int,
-    **_: Any,
+    adversarial_weight: float, content_weight: float, **_: Any,
 ) -> None:
     if min(int(noise_dim), int(generator_channels), int(generator_blocks), int(discriminator_channels)) < 1:
         raise ValueError(f"{name}: noise_dim, generator_channels, generator_blocks and discriminator_channels must be positive")
+    if not (_is_number_at_least_0(adversarial_weight) and _is_number_at_least_0(content_weight)):
+        raise ValueError(
+            f"{name}: adversarial_weight and content_weight must be numbers ≥ 0, got {adversarial_weight} and {content_weight}"
+        )
 
 
 @_checks("tlrun.methods.sdt.SDT", extends="tlrun.methods.adaptation.DomainAdaptation")
