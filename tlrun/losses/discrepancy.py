@@ -2,8 +2,10 @@
 
 Each function takes two 2-D tensors of shape ``(n_s, d)`` and ``(n_t, d)`` (one row per sample) and returns a
 scalar tensor that is differentiable with respect to both, so that a deep domain-adaptation method can add it to
-its classification loss with a trade-off weight. Used by DDC (:func:`mmd_linear`), DAN (:func:`mmd_multi_kernel`,
-:func:`mmd_multi_layer`), Deep CORAL (:func:`coral_loss`) and CMD (:func:`cmd`).
+its classification loss with a trade-off weight. Used by DDC (:func:`mmd_linear`), DAN (:func:`mk_mmd`, with the
+bandwidth family of :func:`multi_kernel_bandwidths` and the estimates :func:`mk_mmd_quadratic` and
+:func:`mk_mmd_linear_time`), Deep CORAL (:func:`coral_loss`) and CMD (:func:`cmd`). :func:`mmd_multi_kernel` and
+:func:`mmd_multi_layer` are the earlier summed-kernel MK-MMD, kept for direct use.
 """
 
 from __future__ import annotations
@@ -65,29 +67,130 @@ def mmd_linear(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (delta * delta).sum()
 
 
+def median_squared_distance(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The median heuristic's centre: the median of ``‖z_i − z_j‖²`` over the distinct pairs ``i < j`` of the pooled
+    samples ``z = [source; target]`` (an even number of pairs takes the mean of the two middle values), detached
+    (the bandwidths are not trained) and clamped above 0.
+
+    The median of the squared distances is the square of the median distance (exactly, for an odd number of
+    pairs): with the kernel ``exp(−‖x − y‖² / γ)`` it puts the median pair at ``exp(−1)``.
+    """
+    pooled = torch.cat([source, target]).detach()
+    n = pooled.shape[0]
+    if n < 2:
+        raise ValueError(f"the median pairwise distance needs at least 2 samples, got {n}")
+    rows, columns = torch.triu_indices(n, n, offset=1, device=pooled.device)
+    pairs = squared_distances(pooled, pooled)[rows, columns]
+    return torch.quantile(pairs, 0.5).clamp_min(torch.finfo(pooled.dtype).tiny)
+
+
 def multi_kernel_bandwidths(
-    source: torch.Tensor, target: torch.Tensor, kernel_mul: float, kernel_num: int, bandwidth: float | None
+    source: torch.Tensor,
+    target: torch.Tensor,
+    kernel_mul: float,
+    kernel_num: int,
+    bandwidth: float | None,
+    center: str = "mean",
 ) -> torch.Tensor:
     """``h_u = h · kernel_mul^(u − ⌊kernel_num/2⌋)``, ``u = 0 … kernel_num−1``, a geometric family around ``h``.
 
-    ``h`` is ``bandwidth`` when given, else the mean squared distance ``‖z_i − z_j‖²`` over the distinct pairs of
-    the pooled samples ``z`` (detached: the bandwidths are not trained).
+    ``h`` is ``bandwidth`` when given, else a statistic of the pooled batch, detached (the bandwidths are not
+    trained): ``center=mean``, the mean squared distance ``‖z_i − z_j‖²`` over the distinct pairs; ``median``,
+    their median (:func:`median_squared_distance`, the median heuristic). DAN's family (Long et al. 2015, after
+    Gretton et al. 2012b) is ``kernel_mul = 2^(1/2)``, ``kernel_num = 33``, ``center = median``:
+    ``h_u = 2^(u/2 − 8) γ``, ``u = 0 … 32``, i.e. ``2⁻⁸γ, 2^(−7.5)γ, …, 2⁸γ``.
     """
     if kernel_num < 1:
         raise ValueError(f"kernel_num must be at least 1, got {kernel_num}")
     if kernel_mul <= 0:
         raise ValueError(f"kernel_mul must be positive, got {kernel_mul}")
-    if bandwidth is None:
+    if center not in ("mean", "median"):
+        raise ValueError(f"center must be mean or median, got {center!r}")
+    if bandwidth is not None and bandwidth <= 0:
+        raise ValueError(f"bandwidth must be positive, got {bandwidth}")
+    if bandwidth is not None:
+        h = torch.tensor(float(bandwidth), dtype=source.dtype, device=source.device)
+    elif center == "median":
+        h = median_squared_distance(source, target)
+    else:
         pooled = torch.cat([source, target]).detach()
         n = pooled.shape[0]
-        center = squared_distances(pooled, pooled).sum() / (n * n - n)
-        center = center.clamp_min(torch.finfo(pooled.dtype).tiny)
-    elif bandwidth <= 0:
-        raise ValueError(f"bandwidth must be positive, got {bandwidth}")
-    else:
-        center = torch.tensor(float(bandwidth), dtype=source.dtype, device=source.device)
+        h = squared_distances(pooled, pooled).sum() / (n * n - n)
+        h = h.clamp_min(torch.finfo(pooled.dtype).tiny)
     exponents = torch.arange(kernel_num, dtype=source.dtype, device=source.device) - kernel_num // 2
-    return center * kernel_mul**exponents
+    return h * kernel_mul**exponents
+
+
+def mk_mmd_quadratic(source: torch.Tensor, target: torch.Tensor, bandwidths: torch.Tensor) -> torch.Tensor:
+    """The squared MK-MMD with equal kernel weights ``β_u = 1/m`` over the ``m`` ``bandwidths``, biased
+    (V-statistic, all ``n_s² + n_t² + n_s n_t`` pairs, ``O(n²)``)::
+
+        MMD²_k = mean_{i,i'} k(x_i, x_i') + mean_{j,j'} k(y_j, y_j') − 2 mean_{i,j} k(x_i, y_j),
+        k(x, y) = (1/m) Σ_u exp(−‖x − y‖² / h_u)
+
+    with ``x`` the source rows and ``y`` the target rows. ≥ 0, and exactly 0 for identical batches.
+    """
+    check_pair(source, target)
+    m = torch.as_tensor(bandwidths).numel()
+    k_ss = gaussian_kernel_matrix(source, source, bandwidths).mean()
+    k_tt = gaussian_kernel_matrix(target, target, bandwidths).mean()
+    k_st = gaussian_kernel_matrix(source, target, bandwidths).mean()
+    return (k_ss + k_tt - 2.0 * k_st) / m
+
+
+def mk_mmd_linear_time(source: torch.Tensor, target: torch.Tensor, bandwidths: torch.Tensor) -> torch.Tensor:
+    """The unbiased linear-time estimate of the squared MK-MMD (Gretton et al. 2012, Lemma 14; DAN's Eq. 5), with
+    the kernel ``k(x, y) = (1/m) Σ_u exp(−‖x − y‖² / h_u)``. Over the quad-tuples
+    ``z_i = (x_{2i−1}, x_{2i}, y_{2i−1}, y_{2i})``, ``i = 1 … n/2``::
+
+        MMD²_l = (2/n) Σ_i g(z_i),
+        g(z_i) = k(x_{2i−1}, x_{2i}) + k(y_{2i−1}, y_{2i}) − k(x_{2i−1}, y_{2i}) − k(x_{2i}, y_{2i−1})
+
+    ``n`` is the smaller batch's size rounded down to even; the rows past it are left out (so are those of the
+    larger batch). ``O(n)`` kernel evaluations; unbiased, so it can be negative; it depends on the rows' order (a
+    shuffled batch is a random pairing).
+    """
+    check_pair(source, target, min_samples=2)
+    n = min(source.shape[0], target.shape[0]) // 2 * 2
+    x1, x2, y1, y2 = source[0:n:2], source[1:n:2], target[0:n:2], target[1:n:2]
+    h = torch.as_tensor(bandwidths, dtype=source.dtype, device=source.device).reshape(-1)
+    if h.numel() == 0 or bool((h <= 0).any()):
+        raise ValueError(f"bandwidths must be a non-empty list of positive numbers, got {h.tolist()}")
+
+    def k(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # row-wise k(a_i, b_i), shape (n/2,)
+        d2 = ((a - b) ** 2).sum(dim=1)
+        return torch.exp(-d2[None, :] / h[:, None]).mean(dim=0)
+
+    g = k(x1, x2) + k(y1, y2) - k(x1, y2) - k(x2, y1)
+    return 2.0 / n * g.sum()
+
+
+def mk_mmd(
+    source: torch.Tensor,
+    target: torch.Tensor,
+    kernel_mul: float = 2.0**0.5,
+    kernel_num: int = 33,
+    center: str = "median",
+    estimator: str = "quadratic",
+    bandwidth: float | None = None,
+) -> torch.Tensor:
+    """DAN's multi-kernel MMD² (Long et al. 2015, Eq. 3) with the convex kernel ``k = Σ_u β_u k_u`` at equal
+    weights ``β_u = 1/m``::
+
+        MMD²_k = E k(x, x') + E k(y, y') − 2 E k(x, y),   k_u(x, y) = exp(−‖x − y‖² / h_u)
+
+    over the family ``h_u`` of :func:`multi_kernel_bandwidths` (by default DAN's: ``2⁻⁸γ … 2⁸γ`` in steps of
+    ``2^(1/2)``, 33 kernels, ``γ`` the median squared pairwise distance of the pooled batch), estimated by
+    :func:`mk_mmd_quadratic` (``estimator=quadratic``) or :func:`mk_mmd_linear_time` (``linear``, the paper's).
+    DAN learns ``β`` by a quadratic program maximising the test power; here ``β`` is fixed.
+    """
+    if estimator not in ("quadratic", "linear"):
+        raise ValueError(f"estimator must be quadratic or linear, got {estimator!r}")
+    check_pair(source, target, min_samples=2 if estimator == "linear" else 1)
+    h = multi_kernel_bandwidths(source, target, kernel_mul, kernel_num, bandwidth, center=center)
+    if estimator == "linear":
+        return mk_mmd_linear_time(source, target, h)
+    return mk_mmd_quadratic(source, target, h)
 
 
 def mmd_multi_kernel(
@@ -104,7 +207,8 @@ def mmd_multi_kernel(
     with ``k(x, y) = Σ_u exp(−‖x − y‖² / h_u)`` (:func:`gaussian_kernel_matrix`) and the bandwidths
     ``h_u = h · kernel_mul^(u − ⌊kernel_num/2⌋)`` (:func:`multi_kernel_bandwidths`; ``h`` = ``bandwidth``, or by
     default the mean squared pairwise distance of the pooled batch). It is ≥ 0, symmetric in its arguments and
-    exactly 0 for identical batches. The kernels are weighted equally (DAN learns the weights; we fix them).
+    exactly 0 for identical batches. The kernels are summed (weights 1 each); :func:`mk_mmd` is DAN's version,
+    with weights ``1/m``, the median-centred family and the linear-time estimate as an option.
     """
     check_pair(source, target)
     h = multi_kernel_bandwidths(source, target, kernel_mul, kernel_num, bandwidth)

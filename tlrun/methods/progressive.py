@@ -66,16 +66,23 @@ class Progressive(FineTuning):
     (``head_lr``). ``backbone_lr_mult=auto`` is 1 for a random column 2 (it learns from scratch) and 0.1 for a
     copied one.
 
-    ``lateral_scale`` defaults to 1: PyTorch's default initialisation of ``W_i`` already gives lateral signals of
-    the order of column 2's own activations (the two columns have the same architecture), and column 2 starts
-    random, so the laterals are the informative path from the first step. The paper initialises ``α`` "by a
-    random small value" against scale mismatches between columns; with a small ``α`` the gradient reaching
-    ``W_i`` is scaled down by it, and the few hundred steps of a small target pool are spent growing ``α``.
-    Set it lower to start column 2 closer to an independent network.
+    ``lateral_scale`` (the initial ``α_i``) defaults to 0.01. The paper multiplies the lateral activations "by a
+    learned scalar, initialized by a random small value" to adjust for the different scales of the columns, and
+    gives neither the value nor its distribution; 0.01 is our choice of "small" (public re-implementations use 0.1,
+    or one of 1, 0.1, 0.01 drawn at random). Column 2 then starts close to an independent network and the
+    optimizer grows ``α_i`` where column 1 helps; ``lateral_scale=1`` gives lateral signals of the order of
+    column 2's own activations from the first step (the default before; with a small ``α`` the gradient reaching
+    ``W_i`` is scaled down by it, which matters with the few hundred steps of a small target pool).
+
+    Remaining differences from the paper: every ``α_i`` starts at the same fixed value rather than a random draw;
+    the adapter is linear (``W_i α_i u``: a 1×1 convolution or a linear layer of column 1's width), where the
+    paper's dense adapter is a one-hidden-layer MLP ``U_i σ(V_i α_i u)`` whose hidden layer projects to the
+    layer's width (and 1×1 convolutions reduce the channels for convolutional layers); there are two columns (one
+    source task), where the paper stacks a column per task.
 
     Args (besides :class:`~tlrun.methods.finetune.FineTuning`'s):
         column2_init: ``random`` or ``copy``.
-        lateral_scale: initial ``α_i`` of every adapter (>= 0).
+        lateral_scale: initial ``α_i`` of every adapter (>= 0), learned from there.
     """
 
     unsaved_modules = ("column1",)
@@ -84,7 +91,7 @@ class Progressive(FineTuning):
         self,
         backbone: nn.Module,
         column2_init: str = "random",
-        lateral_scale: float = 1.0,
+        lateral_scale: float = 0.01,
         backbone_lr_mult: float | str = "auto",
         freeze: str = "none",
         **kwargs: Any,

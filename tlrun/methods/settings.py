@@ -280,9 +280,16 @@ def check_discrepancy_alignment(name: str, *, layers: str | list[str], **_: Any)
 
 
 @_checks("tlrun.methods.dan.DAN", extends="tlrun.methods.adaptation.DiscrepancyAlignment")
-def check_dan(name: str, *, kernel_mul: float, kernel_num: int, **_: Any) -> None:
+def check_dan(
+    name: str, *, kernel_mul: float, kernel_num: int, bandwidth_center: Literal["median", "mean"],
+    estimator: Literal["quadratic", "linear"], **_: Any,
+) -> None:
     if not kernel_mul > 1 or int(kernel_num) < 1:
         raise ValueError(f"{name}: kernel_mul must be > 1 and kernel_num ≥ 1, got {kernel_mul} and {kernel_num}")
+    if bandwidth_center not in ("median", "mean"):
+        raise ValueError(f"{name}: bandwidth_center must be median or mean, got {bandwidth_center!r}")
+    if estimator not in ("quadratic", "linear"):
+        raise ValueError(f"{name}: estimator must be quadratic or linear, got {estimator!r}")
 
 
 @_checks("tlrun.methods.cmd.CMD", extends="tlrun.methods.adaptation.DiscrepancyAlignment")
