@@ -83,11 +83,14 @@ def test_tca_is_one_marginal_only_jda_iteration():
 def test_coral_maps_the_regularised_source_covariance_onto_the_targets():
     data, _ = shifted_task(seed=4, n_source=80, n_target=70, d=6)
     source, target = (torch.as_tensor(X) for X in (data.source.X, data.target.X))
-    A = CORAL().alignment(source, target)
+    for coral in (CORAL(), CORAL(shrinkage="absolute")):
+        A = coral.alignment(source, target)
+        np.testing.assert_allclose((A.T @ coral.regularized(covariance(source)) @ A).numpy(),
+                                   coral.regularized(covariance(target)).numpy(), atol=1e-10)
     identity = torch.eye(6, dtype=torch.float64)
-    np.testing.assert_allclose(
-        (A.T @ (covariance(source) + identity) @ A).numpy(), (covariance(target) + identity).numpy(), atol=1e-10
-    )
+    torch.testing.assert_close(CORAL(shrinkage="absolute").regularized(covariance(source)), covariance(source) + identity)
+    C = covariance(source)
+    torch.testing.assert_close(CORAL().regularized(C), C + torch.trace(C) / 6 * identity)
     reporter = RecordingReporter()
     CORAL(classifier="1nn").fit(data, RunContext(reporter=reporter))
     (_, metrics), = reporter.metrics
@@ -168,3 +171,30 @@ def test_classifier_options_are_per_classifier():
     assert make_classifier("linear_svm", options=options).estimator.C == 1e-4
     with pytest.raises(ValueError, match="maps classifier names"):
         make_classifier("logreg", options={"C": 1.0})
+
+
+def test_coral_trace_shrinkage_does_not_depend_on_the_features_unit():
+    """Scaling every feature by c leaves the re-coloured source scaled by c (trace shrinkage), so a scale-invariant
+    classifier predicts the same; the paper's absolute + I does not: on features of tiny variance it re-colours
+    nothing (the transform is nearly the identity)."""
+    import torch
+
+    from tlrun.methods.coral import CORAL
+
+    generator = torch.Generator().manual_seed(0)
+    source = torch.randn(200, 5, generator=generator, dtype=torch.float64) @ torch.diag(torch.tensor([3.0, 1, 1, 1, 0.2], dtype=torch.float64))
+    target = torch.randn(150, 5, generator=generator, dtype=torch.float64) + 1
+    trace = CORAL(shrinkage="trace")
+    for scale in (1e-3, 1.0, 1e3):
+        scaled = source * scale @ trace.alignment(source * scale, target * scale)
+        torch.testing.assert_close(scaled, scale * (source @ trace.alignment(source, target)))
+    tiny = 1e-3
+    absolute = CORAL(shrinkage="absolute").alignment(source * tiny, target * tiny)
+    torch.testing.assert_close(absolute, torch.eye(5, dtype=torch.float64), atol=1e-4, rtol=0)
+    standardised = source / source.std(dim=0)
+    target_standardised = target / target.std(dim=0)
+    # trace and absolute agree when the mean variance is 1
+    mean_variance = float(torch.trace(torch.cov(standardised.T)) / 5)
+    assert mean_variance == pytest.approx(1.0)
+    torch.testing.assert_close(CORAL(shrinkage="trace").alignment(standardised, target_standardised),
+                               CORAL(shrinkage="absolute", regularization=mean_variance).alignment(standardised, target_standardised))

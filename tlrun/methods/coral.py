@@ -1,14 +1,21 @@
 """CORAL: correlation alignment (Sun, Feng & Saenko, AAAI 2016, "Return of frustratingly easy domain adaptation").
 
 CORAL aligns the second-order statistics of the source to the target's. It looks for the linear map ``A`` that
-minimises ``‖Aᵀ C_s A − C_t‖²_F``; with regularised covariances ``C_s + I`` and ``C_t + I`` the solution
-whitens the source and re-colours it with the target covariance::
+minimises ``‖Aᵀ C_s A − C_t‖²_F``; with regularised covariances ``Ĉ_s`` and ``Ĉ_t`` the solution whitens the
+source and re-colours it with the target covariance::
 
-    A = (C_s + I)^{-1/2} (C_t + I)^{1/2},      x_s ↦ x_sᵀ A
+    A = Ĉ_s^{-1/2} Ĉ_t^{1/2},      x_s ↦ x_sᵀ A
 
-(symmetric matrix functions, from ``eigh``), so that ``Aᵀ (C_s + I) A = C_t + I`` exactly: the regularised
-source covariance becomes the regularised target covariance. The classifier is trained on the re-coloured source and applied to
-the target features unchanged. ``C`` is the sample covariance (``n − 1`` denominator), as MATLAB's ``cov``.
+(symmetric matrix functions, from ``eigh``), so that ``Aᵀ Ĉ_s A = Ĉ_t`` exactly: the regularised source
+covariance becomes the regularised target covariance. The classifier is trained on the re-coloured source and
+applied to the target features unchanged. ``C`` is the sample covariance (``n − 1`` denominator), as MATLAB's
+``cov``.
+
+The paper regularises with ``Ĉ = C + I`` (``shrinkage=absolute``, ``regularization`` = 1), meant for standardised
+features. Whatever the features' scale, ``shrinkage=trace`` (the default) adds ``r · (tr C / d) · I``, the
+identity scaled by the mean variance, so the transform does not depend on the features' unit: on features of
+tiny variance the paper's ``+ I`` would swamp both covariances and re-colour nothing, on features of large
+variance it would barely regularise. On standardised features (unit variances) the two agree.
 """
 
 from __future__ import annotations
@@ -35,7 +42,9 @@ class CORAL(SourceClassifier):
     """Correlation alignment, then the classifier on the re-coloured source.
 
     Args:
-        regularization: the multiple of ``I`` added to both covariances (the paper's ``+ I``).
+        regularization: ``r``, the multiple of ``I`` (``absolute``) or of ``(tr C / d) I`` (``trace``) added to
+            each covariance.
+        shrinkage: ``trace`` (scale-free, the default) or ``absolute`` (the paper's ``+ I``).
         classifier: the classifier's name (see :mod:`tlrun.classifiers`); the paper uses a linear SVM.
         classifier_options: keyword arguments per classifier (e.g. ``{"linear_svm": {"C": 1e-4}}``).
 
@@ -46,18 +55,24 @@ class CORAL(SourceClassifier):
     def __init__(
         self,
         regularization: float = 1.0,
+        shrinkage: str = "trace",
         classifier: str = "1nn",
         classifier_options: Mapping[str, Any] | None = DEFAULT_CLASSIFIER_OPTIONS,
     ) -> None:
-        check_coral(type(self).__name__, regularization=regularization)
+        check_coral(type(self).__name__, regularization=regularization, shrinkage=shrinkage)
         super().__init__(classifier=classifier, classifier_options=classifier_options)
         self.regularization = regularization
+        self.shrinkage = shrinkage
+
+    def regularized(self, C: torch.Tensor) -> torch.Tensor:
+        """``Ĉ = C + r I`` (``absolute``) or ``C + r (tr C / d) I`` (``trace``)."""
+        scale = torch.trace(C) / C.shape[0] if self.shrinkage == "trace" else 1.0
+        return C + self.regularization * scale * torch.eye(C.shape[0], dtype=C.dtype, device=C.device)
 
     def alignment(self, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """``A = (C_s + rI)^{-1/2} (C_t + rI)^{1/2}`` (``d × d``)."""
-        identity = torch.eye(source.shape[1], dtype=source.dtype, device=source.device)
-        whiten = symmetric_power(covariance(source) + self.regularization * identity, -0.5)
-        recolor = symmetric_power(covariance(target) + self.regularization * identity, 0.5)
+        """``A = Ĉ_s^{-1/2} Ĉ_t^{1/2}`` (``d × d``)."""
+        whiten = symmetric_power(self.regularized(covariance(source)), -0.5)
+        recolor = symmetric_power(self.regularized(covariance(target)), 0.5)
         return whiten @ recolor
 
     def training_set(
