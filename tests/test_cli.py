@@ -213,3 +213,17 @@ def test_a_sweep_whose_jobs_fail_ends_with_one_error_line(tmp_path, mlflow_store
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().splitlines()[-1] == "tlrun: error: 2 sweep jobs failed; the first: method: dim must be >= 1 (got 0)"
     assert "Traceback" not in result.stderr
+
+
+def test_a_command_line_hydra_cannot_compose_is_one_line(tmp_path, mlflow_store):
+    """Hydra's own composition errors (a mapping where the config has a list, a broken override) end in one
+    tlrun: error: line, exit code 2, no traceback and no MLflow run."""
+    for arguments, message in (
+        (["method=dan", "method.layers={a: 1}"], "tlrun: error: Error merging override method.layers={a: 1}"),
+        (["seed=[1"], "tlrun: error: no viable alternative at input '[1'"),
+    ):
+        result = _probe(tmp_path, mlflow_store, *arguments, "logger.experiment=cli-compose")
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.strip().splitlines()[-1].startswith(message), result.stderr
+        assert "Traceback" not in result.stderr
+    assert MlflowClient(tracking_uri=mlflow_store).get_experiment_by_name("cli-compose") is None

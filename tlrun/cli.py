@@ -17,7 +17,8 @@ from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import CompactHydraException
+from hydra.errors import CompactHydraException, HydraException
+from omegaconf.errors import OmegaConfBaseException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
@@ -73,7 +74,7 @@ def interrupting_signal() -> int:
 def _report_unexpected(error: BaseException) -> str:
     """An error tlrun did not foresee: one ``tlrun: error:`` line (returned too), last; the traceback before it only
     on request (``HYDRA_FULL_ERROR=1``), since a run that opened keeps it as its ``error.txt`` artifact."""
-    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+    if _TRACEBACKS_ASKED:
         traceback.print_exception(error)
     message = " ".join(f"{type(error).__name__}: {error}".split())
     line = (f"tlrun: error: {message} (unexpected: a run that had opened ended FAILED with the traceback in its "
@@ -187,6 +188,10 @@ def _unknown_path(group: str, option: str, path: list[str]) -> str | None:
     return None
 
 
+#: Whether the user asked for tracebacks (``HYDRA_FULL_ERROR=1``); tlrun itself sets the variable so that Hydra raises
+#: what it would print (:func:`main` prints it as one line).
+_TRACEBACKS_ASKED = os.environ.get("HYDRA_FULL_ERROR") == "1"
+
 #: Subcommands that are not runs: ``tlrun <name> key=value ...`` calls ``main(arguments)`` of the module.
 SUBCOMMANDS = {"ui": "tlrun.ui", "compare": "tlrun.compare"}
 
@@ -210,15 +215,23 @@ def main() -> None:
     if error:  # Hydra's own message for it spans a screen, or points the wrong way
         print(f"tlrun: error: {error}", file=sys.stderr)
         sys.exit(2)
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises its errors instead of printing them: one line each, below
     try:
         _hydra_main()
-    except SystemExit as leaving:
-        if leaving.code and _failed_jobs:  # Hydra has reported the first; its last line is a hint of its own
-            message, input_at_fault = _failed_jobs[0]
-            count = f"{len(_failed_jobs)} sweep jobs failed; the first" if len(_failed_jobs) > 1 else "a sweep job failed"
-            print(f"tlrun: error: {count}: {message}", file=sys.stderr)
-            sys.exit(2 if all(at_fault for _, at_fault in _failed_jobs) else 1)
-        raise
+    except SweepJobFailed:  # every job has run; each failure was printed when it happened
+        message, _ = _failed_jobs[0]
+        count = f"{len(_failed_jobs)} sweep jobs failed; the first" if len(_failed_jobs) > 1 else "a sweep job failed"
+        print(f"tlrun: error: {count}: {message}", file=sys.stderr)
+        sys.exit(2 if all(at_fault for _, at_fault in _failed_jobs) else 1)
+    except (HydraException, OmegaConfBaseException) as error:  # the command line could not be composed
+        if _TRACEBACKS_ASKED:
+            traceback.print_exception(error)
+        cause = f" ({str(error.__cause__).splitlines()[0]})" if error.__cause__ and str(error.__cause__) else ""
+        print(f"tlrun: error: {' '.join(str(error).split())}{cause}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as error:
+        _report_unexpected(error)
+        sys.exit(1)
 
 
 if __name__ == "__main__":
