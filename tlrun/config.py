@@ -7,9 +7,9 @@ only OmegaConf and Hydra, so ``tlrun --help`` and configuration errors never pay
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path
-from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -69,11 +69,7 @@ def _here_path(group: str, entry: str) -> tuple[str, str]:
 def option_keys(group: str, option: str) -> set[str]:
     """The keys a group option defines, with those of the configs its defaults list merges into it
     (``- /method_base/deep_da@_here_``, ``- deep@_here_``): what ``<group>.<key>=`` may set without a ``+``."""
-    keys = {str(key) for key in _load_option(group, option) if key != "defaults"}
-    for entry in _load_option(group, option).get("defaults", []):
-        if isinstance(entry, str) and entry.endswith("@_here_"):
-            keys |= option_keys(*_here_path(group, entry))
-    return keys
+    return set(map(str, option_node(group, option)))
 
 
 def _targets_in(node: Any) -> Iterator[tuple[str, Any]]:
