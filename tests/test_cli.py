@@ -207,11 +207,13 @@ def test_every_missing_piece_is_named_at_once(tmp_path, mlflow_store):
     assert "backbone" in last and "nowhere" in last
 
 
-def test_a_sweep_whose_jobs_fail_ends_with_one_error_line(tmp_path, mlflow_store):
-    result = _probe(tmp_path, mlflow_store, "--multirun", "method=jda,tca", "method.dim=0", "logger.experiment=cli-bad-sweep",
-                    f"hydra.sweep.dir={tmp_path / 'sweep'}")
+@pytest.mark.parametrize("launcher, counted", [("basic", "2 sweep jobs failed; the first"), ("joblib", "a sweep job failed")])
+def test_a_sweep_whose_jobs_fail_ends_with_one_error_line(tmp_path, mlflow_store, launcher, counted):
+    """Jobs in this process are all counted; a launcher's workers report their first failure (it crosses processes)."""
+    result = _probe(tmp_path, mlflow_store, "--multirun", f"hydra/launcher={launcher}", "method=jda,tca", "method.dim=0",
+                    "threads=1", "logger.experiment=cli-bad-sweep", f"hydra.sweep.dir={tmp_path / 'sweep'}")
     assert result.returncode == 2, result.stderr
-    assert result.stderr.strip().splitlines()[-1] == "tlrun: error: 2 sweep jobs failed; the first: method: dim must be >= 1 (got 0)"
+    assert result.stderr.strip().splitlines()[-1] == f"tlrun: error: {counted}: method: dim must be >= 1 (got 0)"
     assert "Traceback" not in result.stderr
 
 

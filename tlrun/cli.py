@@ -41,7 +41,7 @@ def _hydra_main(cfg: DictConfig) -> Any:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             # The sweep's other jobs still run; Hydra reports the first failure when they are done.
             _failed_jobs.append((str(error), True))
-            raise SweepJobFailed(f"tlrun: error: {error}") from None
+            raise SweepJobFailed(f"tlrun: error: {error}", True) from None
         sys.exit(2)
     except KeyboardInterrupt:
         signum = interrupting_signal()
@@ -52,7 +52,7 @@ def _hydra_main(cfg: DictConfig) -> Any:
         line = _report_unexpected(error)
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             _failed_jobs.append((line.removeprefix("tlrun: error: "), False))
-            raise SweepJobFailed(line) from error
+            raise SweepJobFailed(line, False) from error
         sys.exit(1)
 
 
@@ -61,8 +61,11 @@ _failed_jobs: list[tuple[str, bool]] = []
 
 
 class SweepJobFailed(CompactHydraException):
-    """A sweep job's failure, as Hydra prints it once the sweep's jobs are done: the job's ``tlrun: error:`` line
-    alone (Hydra prints a compact exception's message without a traceback)."""
+    """A sweep job's failure, raised to the sweep once its jobs are done: the job's ``tlrun: error:`` line and
+    whether the input was at fault. It crosses processes (joblib, submitit launchers) as its ``args``."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 def interrupting_signal() -> int:
@@ -218,11 +221,12 @@ def main() -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises its errors instead of printing them: one line each, below
     try:
         _hydra_main()
-    except SweepJobFailed:  # every job has run; each failure was printed when it happened
-        message, _ = _failed_jobs[0]
-        count = f"{len(_failed_jobs)} sweep jobs failed; the first" if len(_failed_jobs) > 1 else "a sweep job failed"
-        print(f"tlrun: error: {count}: {message}", file=sys.stderr)
-        sys.exit(2 if all(at_fault for _, at_fault in _failed_jobs) else 1)
+    except SweepJobFailed as failure:  # every job has run; each failure was printed when it happened
+        # Jobs that ran in this process are all counted; those of a launcher's workers only by the first failure.
+        failed = _failed_jobs or [(str(failure).removeprefix("tlrun: error: "), bool(failure.args[1]))]
+        count = f"{len(failed)} sweep jobs failed; the first" if len(failed) > 1 else "a sweep job failed"
+        print(f"tlrun: error: {count}: {failed[0][0]}", file=sys.stderr)
+        sys.exit(2 if all(at_fault for _, at_fault in failed) else 1)
     except (HydraException, OmegaConfBaseException) as error:  # the command line could not be composed
         if _TRACEBACKS_ASKED:
             traceback.print_exception(error)
