@@ -4,8 +4,9 @@ Run by hand from the repository root with the project's venv:
 
     python benchmarks/finetune_curve.py                            # labels 1 5 10 50, seeds 0 1 2, every variant
     python benchmarks/finetune_curve.py --labels 1 5 --seeds 0 --variants target_only finetune
+    python benchmarks/finetune_curve.py --target rotate --output benchmarks/results/finetune_curve_rotate.md
 
-Every cell is a full tlrun run (composed in-process; scenario finetune, original → thick, the method's default
+Every cell is a full tlrun run (composed in-process; scenario finetune, original → thick unless ``--target``, the method's default
 config with the LeNet backbone; diagnostics off). The fine-tuning methods pre-train on the labeled source inside
 the run (their default when no weights are given). The seed changes the labeled target sample, the initialisation
 and the batches. Writes benchmarks/results/finetune_curve.md (mean ± std per variant and label count) and
@@ -44,7 +45,7 @@ VARIANTS: dict[str, list[str]] = {
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def curve_figure(labels: list[int], scores: dict[str, dict[int, list[float]]]):
+def curve_figure(labels: list[int], scores: dict[str, dict[int, list[float]]], target: str):
     """Mean target accuracy vs. labels per class (log axis), one line per variant, ±1 std as error bars."""
     from matplotlib.figure import Figure
 
@@ -59,7 +60,7 @@ def curve_figure(labels: list[int], scores: dict[str, dict[int, list[float]]]):
     axes.set_xticks(labels, [str(n) for n in labels])
     axes.set_xlabel("labeled target samples per class")
     axes.set_ylabel("target accuracy (%)")
-    axes.set_title("Fine-tuning on digits original → thick (LeNet; mean ± std over seeds)")
+    axes.set_title(f"Fine-tuning on digits original → {target} (LeNet; mean ± std over seeds)")
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize=8, loc="lower right")
     return figure
@@ -69,6 +70,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--labels", nargs="+", type=int, default=[1, 5, 10, 50])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--target", default="thick", help="the target domain of dataset=digits")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS), metavar="VARIANT")
     parser.add_argument("--output", type=Path, default=RESULTS / "finetune_curve.md")
     parser.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri())
@@ -83,7 +85,8 @@ def main() -> None:
             for labels in args.labels:
                 scores[name][labels] = [
                     100 * run(compose("config", overrides=VARIANTS[name] + [
-                        "scenario=finetune", f"scenario.target_labels_per_class={labels}", f"seed={seed}",
+                        "scenario=finetune", f"dataset.target={args.target}",
+                        f"scenario.target_labels_per_class={labels}", f"seed={seed}",
                         f"logger.tracking_uri={args.tracking_uri}", "logger.experiment=bench-finetune-curve",
                         "trainer.enable_progress_bar=false", "diagnostics=false", "save_model=false",
                     ]))
@@ -93,7 +96,7 @@ def main() -> None:
     elapsed = time.perf_counter() - started
 
     lines = [
-        "# Fine-tuning learning curve on the embedded digits (original → thick)",
+        f"# Fine-tuning learning curve on the embedded digits (original → {args.target})",
         "",
         f"Target accuracy (%) on the unlabeled rest of the target, mean ± std over seeds {', '.join(map(str, args.seeds))}, "
         "by labeled target samples per class. LeNet backbone, each method's default config (Adam 1e-3, 20 epochs × 20 "
@@ -120,7 +123,7 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text)
-    figure = curve_figure(args.labels, scores)
+    figure = curve_figure(args.labels, scores, args.target)
     plot = args.output.with_suffix(".png")
     figure.savefig(plot, dpi=120)
     with TrackedRun("bench-finetune-curve", tracking_uri=args.tracking_uri, run_name="finetune learning curve",

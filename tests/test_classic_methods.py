@@ -83,14 +83,13 @@ def test_tca_is_one_marginal_only_jda_iteration():
 def test_coral_maps_the_regularised_source_covariance_onto_the_targets():
     data, _ = shifted_task(seed=4, n_source=80, n_target=70, d=6)
     source, target = (torch.as_tensor(X) for X in (data.source.X, data.target.X))
-    for coral in (CORAL(), CORAL(shrinkage="absolute")):
+    for coral in (CORAL(), CORAL(shrinkage="trace"), CORAL(shrinkage="absolute")):
         A = coral.alignment(source, target)
-        np.testing.assert_allclose((A.T @ coral.regularized(covariance(source)) @ A).numpy(),
-                                   coral.regularized(covariance(target)).numpy(), atol=1e-10)
+        np.testing.assert_allclose((A.T @ coral.estimate(source) @ A).numpy(), coral.estimate(target).numpy(), atol=1e-10)
     identity = torch.eye(6, dtype=torch.float64)
-    torch.testing.assert_close(CORAL(shrinkage="absolute").regularized(covariance(source)), covariance(source) + identity)
     C = covariance(source)
-    torch.testing.assert_close(CORAL().regularized(C), C + torch.trace(C) / 6 * identity)
+    torch.testing.assert_close(CORAL(shrinkage="absolute").estimate(source), C + identity)
+    torch.testing.assert_close(CORAL(shrinkage="trace").estimate(source), C + torch.trace(C) / 6 * identity)
     reporter = RecordingReporter()
     CORAL(classifier="1nn").fit(data, RunContext(reporter=reporter))
     (_, metrics), = reporter.metrics
@@ -173,6 +172,37 @@ def test_classifier_options_are_per_classifier():
         make_classifier("logreg", options={"C": 1.0})
 
 
+@pytest.mark.parametrize("n,d", [(50, 10), (30, 80), (200, 3)])
+def test_coral_ledoit_wolf_estimate_equals_scikit_learns_on_the_standardised_features(n, d):
+    """The reference: scikit-learn's Ledoit–Wolf of the standardised features, rescaled (skada's CORAL estimate),
+    a constant feature included."""
+    from sklearn.covariance import ledoit_wolf
+    from sklearn.preprocessing import StandardScaler
+
+    from tlrun.methods.coral import ledoit_wolf_covariance
+
+    rng = np.random.default_rng(n)
+    X = rng.normal(size=(n, d)) * rng.uniform(0.01, 5.0, size=d)
+    X[:, 0] = 0.3
+    scaler = StandardScaler().fit(X)
+    reference = scaler.scale_[:, None] * ledoit_wolf(scaler.transform(X))[0] * scaler.scale_[None, :]
+    np.testing.assert_allclose(ledoit_wolf_covariance(torch.as_tensor(X)).numpy(), reference, atol=1e-12)
+
+
+def test_coral_centers_each_domain_with_its_own_mean():
+    """With ``center`` the classifier sees the source and the target each minus its own mean: a pure mean shift of
+    the target leaves the predictions unchanged; without it, the shift moves them."""
+    data, _ = shifted_task(seed=5, n_source=80, n_target=70, d=6)
+    shifted = TrainingData(data.source, Unlabeled(data.target.X + 50.0), data.num_classes, data.classes)
+    for center, same in ((True, True), (False, False)):
+        predictions = []
+        for task in (data, shifted):
+            coral = CORAL(center=center, classifier="logreg")
+            coral.fit(task, RunContext(reporter=NullReporter()))
+            predictions.append(coral.predict(task.target.X))
+        assert np.array_equal(*predictions) == same
+
+
 def test_coral_trace_shrinkage_does_not_depend_on_the_features_unit():
     """Scaling every feature by c leaves the re-coloured source scaled by c (trace shrinkage), so a scale-invariant
     classifier predicts the same; the paper's absolute + I does not: on features of tiny variance it re-colours
@@ -185,6 +215,10 @@ def test_coral_trace_shrinkage_does_not_depend_on_the_features_unit():
     source = torch.randn(200, 5, generator=generator, dtype=torch.float64) @ torch.diag(torch.tensor([3.0, 1, 1, 1, 0.2], dtype=torch.float64))
     target = torch.randn(150, 5, generator=generator, dtype=torch.float64) + 1
     trace = CORAL(shrinkage="trace")
+    lw = CORAL()
+    for scale in (1e-3, 1e3):  # Ledoit–Wolf works on the correlation scale: unit-free too
+        torch.testing.assert_close(source * scale @ lw.alignment(source * scale, target * scale),
+                                   scale * (source @ lw.alignment(source, target)))
     for scale in (1e-3, 1.0, 1e3):
         scaled = source * scale @ trace.alignment(source * scale, target * scale)
         torch.testing.assert_close(scaled, scale * (source @ trace.alignment(source, target)))

@@ -57,10 +57,14 @@ class SourceClassifier(Method):
         self._classifier.fit(samples, labels, sample_weight=weights)
         if metrics:
             context.reporter.log_metrics(metrics, step=0)
-        context.reporter.target_predictions(self._classifier.predict(target), step=0)
+        context.reporter.target_predictions(self._classifier.predict(self.test_features(target)), step=0)
+
+    def test_features(self, X: torch.Tensor) -> torch.Tensor:
+        """What the classifier reads of a sample to label (subclasses may map it as the fit did)."""
+        return X
 
     def predict(self, X: np.ndarray | tuple[str, ...]) -> np.ndarray:
-        return self._classifier.predict(as_float64(X, self._device))
+        return self._classifier.predict(self.test_features(as_float64(X, self._device)))
 
 
 class NoAdaptation(SourceClassifier):

@@ -28,8 +28,9 @@ from tlrun.config import options_entry
 
 #: Kernels of the MMD subspace methods (JDA, TCA).
 KERNELS: tuple[str, ...] = ("primal", "linear", "rbf")
-#: How CORAL regularises the covariances: ``+ r I`` (``absolute``, the paper's) or ``+ r (tr C / d) I`` (``trace``).
-CORAL_SHRINKAGES = ("trace", "absolute")
+#: How CORAL estimates the covariances: Ledoit–Wolf shrinkage (``ledoit_wolf``), ``+ r (tr C / d) I`` (``trace``) or
+#: ``+ r I`` (``absolute``, the paper's).
+CORAL_SHRINKAGES = ("ledoit_wolf", "trace", "absolute")
 #: Kernels of KMM.
 KMM_KERNELS = ("rbf", "linear")
 #: The classifiers of :mod:`tlrun.classifiers`, and those whose ``fit`` honours sample weights.
@@ -469,7 +470,7 @@ def check_source_classifier(
 
 
 @_checks("tlrun.methods.coral.CORAL", extends="tlrun.methods.no_adaptation.SourceClassifier")
-def check_coral(name: str, *, regularization: float, shrinkage: str, **_: Any) -> None:
+def check_coral(name: str, *, regularization: float, shrinkage: str, center: bool, **_: Any) -> None:
     if regularization <= 0:
         raise ValueError(f"regularization must be > 0 (got {regularization})")
     if shrinkage not in CORAL_SHRINKAGES:
