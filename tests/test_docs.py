@@ -18,7 +18,7 @@ CONTRIBUTING = REPO / "docs" / "contributing.md"
 PAGES = (README, REPO / "CHANGELOG.md", REPO / "benchmarks" / "README.md", *sorted((REPO / "docs").glob("*.md")))
 MAX_README_LINES = 250
 
-_FENCED = re.compile(r"^```.*?^```", re.S | re.M)
+_FENCED = re.compile(r"^ *```.*?^ *```", re.S | re.M)
 _INLINE_CODE = re.compile(r"`[^`\n]*`")
 _LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 _HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$", re.M)
