@@ -264,7 +264,7 @@ def register_resolvers() -> None:
 
 
 def _gpus_per_job() -> int:
-    """Resolver ``${tlrun.gpus_per_job:}`` (the Ray launcher's GPUs per job): see :func:`tlrun.devices.gpus_per_job`."""
-    from tlrun.devices import gpus_per_job
+    """Resolver ``${tlrun.gpus_per_job:}`` (the Ray launcher's GPUs per job): see :func:`tlrun.runner.devices.gpus_per_job`."""
+    from tlrun.runner.devices import gpus_per_job
 
     return gpus_per_job()

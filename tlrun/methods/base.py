@@ -67,6 +67,8 @@ class RunContext:
         diagnostics: whether deep methods log the before/after proxy A-distance and t-SNE figure.
         checkpoint: where a deep method writes a resumable checkpoint after every epoch (``None``: none).
         resume_from: a checkpoint written so by an interrupted run, to continue training from.
+        callbacks: Lightning callbacks the runner adds to a deep method's ``Trainer`` (the supervision of the DDP
+            processes it starts, :mod:`tlrun.runner.ddp`).
     """
 
     reporter: Reporter
@@ -78,6 +80,7 @@ class RunContext:
     diagnostics: bool = False
     checkpoint: Path | None = None
     resume_from: Path | None = None
+    callbacks: list[Any] = field(default_factory=list)
 
 
 class Method(ABC):

@@ -11,7 +11,8 @@ The runner builds it with the backbone network (``instantiate(cfg.method, backbo
 2. builds the training DataLoaders (:meth:`DeepMethod.train_dataloaders`; shuffled with a generator seeded
    from ``context.seed``, ``num_workers=0`` by default, training-time augmentation ``data.augment``);
 3. trains with ``pl.Trainer(max_epochs=epochs, logger=context.lightning_logger() or False,
-   enable_checkpointing=False, **context.trainer)``; with ``context.checkpoint`` it writes a resumable Lightning
+   enable_checkpointing=False, **context.trainer)`` and the callbacks of the method and of ``context.callbacks``
+   (the runner's supervision of DDP processes); with ``context.checkpoint`` it writes a resumable Lightning
    checkpoint there after every epoch (weights, optimizer, schedule, epoch, and the model-selection state), and
    with ``context.resume_from`` it continues training from such a checkpoint;
 4. restores the weights of the epoch chosen by ``context.select`` (label-free model selection, see below).
@@ -39,7 +40,7 @@ Subclasses implement ``training_step`` (returning the loss). The base provides, 
   is empty: ``zeroshot``);
 - :meth:`~DeepMethod.predict` in batches, in eval mode, without gradients.
 
-With several processes (``trainer=ddp``, Lightning DDP; see :mod:`tlrun.distributed`) each process draws its own
+With several processes (``trainer=ddp``, Lightning DDP; see :mod:`tlrun.runner.ddp`) each process draws its own
 1/N of every shuffled training loader (the effective batch is N × ``batch_size``; the learning rate is not
 scaled), the epoch means are summed over the processes, and only rank 0 predicts the target, scores, keeps and
 restores the selected epoch and logs; early stopping and the non-finite-loss check are agreed by all processes.
@@ -60,11 +61,11 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
-from tlrun import distributed
 from tlrun.config import group_options, option_node
 from tlrun.backbones import inputs as _inputs
 from tlrun.errors import TlrunError
 from tlrun.methods.base import Method, RunContext
+from tlrun.methods.deep_ddp import agree, shard_sampler, sum_over_processes
 from tlrun.methods.settings import check_deep_method
 from tlrun.scenarios import Labeled, TrainingData, join_samples, take
 
@@ -281,7 +282,7 @@ class DeepMethod(pl.LightningModule, Method):
 
         Shuffled loaders are training loaders: seeded from the run's seed (plus ``seed_offset``, so that two
         loaders of one run draw different orders) and augmented with the dataset's ``augment`` policy. Under DDP a
-        shuffled loader draws this process's 1/N of the samples (:func:`tlrun.distributed.shard_sampler`).
+        shuffled loader draws this process's 1/N of the samples (:func:`tlrun.methods.deep_ddp.shard_sampler`).
         """
         dataset = _inputs.make_dataset(
             X, y, backbone=self.backbone, image_shape=self._image_shape, augment=self._augment if shuffle else "none"
@@ -291,7 +292,7 @@ class DeepMethod(pl.LightningModule, Method):
             seed = self._context.seed if self._context is not None else 0
             if self._shard is not None:
                 rank, world_size = self._shard
-                sampler = distributed.shard_sampler(dataset, world_size, rank, int(seed) + seed_offset)
+                sampler = shard_sampler(dataset, world_size, rank, int(seed) + seed_offset)
             else:
                 generator = torch.Generator().manual_seed(int(seed) + seed_offset)
         size = batch_size or self.batch_size
@@ -392,7 +393,7 @@ class DeepMethod(pl.LightningModule, Method):
         in a collective."""
         if self.trainer.world_size > 1:
             local = bool(torch.isfinite(loss.detach()).all())
-            if not distributed.agree(self.trainer, local, every=True):
+            if not agree(self.trainer, local, every=True):
                 self._diverged(float(loss.detach()) if not local else "not finite in another DDP process", self.global_step)
             return
         finite = torch.isfinite(loss.detach()).all()
@@ -446,7 +447,7 @@ class DeepMethod(pl.LightningModule, Method):
         epoch = self.current_epoch + 1
         trainer = self.trainer
         metrics = {}
-        for name, sums in distributed.sum_over_processes(self._epoch_sums, trainer).items():
+        for name, sums in sum_over_processes(self._epoch_sums, trainer).items():
             total, count = sums.tolist()
             if count:
                 metrics[name] = total / count
@@ -456,7 +457,7 @@ class DeepMethod(pl.LightningModule, Method):
         ):
             metrics.update(self._score_epoch(epoch))
         if trainer.world_size > 1:  # early stopping is rank 0's decision: every process must stop with it
-            trainer.should_stop = distributed.agree(trainer, trainer.should_stop, every=False)
+            trainer.should_stop = agree(trainer, trainer.should_stop, every=False)
         if trainer.is_global_zero:
             self._log_epoch(metrics, epoch)
         if self._checkpoint is not None:  # after scoring: the checkpoint holds this epoch's selection state
@@ -622,7 +623,7 @@ class DeepMethod(pl.LightningModule, Method):
         logger = context.lightning_logger() if context.lightning_logger is not None else None
         trainer = pl.Trainer(
             max_epochs=self.epochs, logger=logger or False, enable_checkpointing=False,
-            callbacks=self.callbacks() + distributed.callbacks(context.trainer), **context.trainer,
+            callbacks=self.callbacks() + list(context.callbacks), **context.trainer,
         )
         try:
             with warnings.catch_warnings():

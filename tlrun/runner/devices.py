@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 LOCK_FOLDER = "tlrun-gpu-locks"
+# torch is imported by the functions that ask it about GPUs: the config's resolvers import this module.
 
 
 def gpus_per_job() -> int:
