@@ -55,18 +55,18 @@ def _device(cfg):
 
 
 def test_a_worker_is_a_nonzero_rank_of_a_run_that_asks_for_several_processes(compose, no_rank_env, no_gpu):
-    ddp = compose(*DDP)
-    assert not ddp.is_worker(ddp)  # the command the user started: rank 0
+    several = compose(*DDP)
+    assert not ddp.is_worker(several)  # the command the user started: rank 0
     port = {"MASTER_PORT": "12910"}  # Lightning's launcher, torchrun: with the rank, the address of rank 0
     for env in ({"LOCAL_RANK": "1", **port}, {"RANK": "1", "LOCAL_RANK": "1", **port},
                 {"LOCAL_RANK": "0", "NODE_RANK": "1", **port}, {"SLURM_PROCID": "1"}):
         with pytest.MonkeyPatch.context() as patch:
             for key, value in env.items():
                 patch.setenv(key, value)
-            assert ddp.is_worker(ddp), env
+            assert ddp.is_worker(several), env
     no_rank_env.setenv("LOCAL_RANK", "0")
     no_rank_env.setenv("MASTER_PORT", "12910")
-    assert not ddp.is_worker(ddp)
+    assert not ddp.is_worker(several)
     # A stray LOCAL_RANK changes nothing unless the run asks for several processes of a deep method...
     no_rank_env.setenv("LOCAL_RANK", "1")
     no_rank_env.delenv("MASTER_PORT")
@@ -75,7 +75,7 @@ def test_a_worker_is_a_nonzero_rank_of_a_run_that_asks_for_several_processes(com
     assert not ddp.is_worker(compose("method=jda", "trainer=ddp", "trainer.devices=2"))  # closed-form
     # ... and there, without MASTER_PORT, it is an error rather than a silent worker (or a wait for one).
     with pytest.raises(TlrunError, match="LOCAL_RANK=1 is set in the environment without MASTER_PORT"):
-        ddp.is_worker(ddp)
+        ddp.is_worker(several)
 
 
 def test_device_maps_auto_and_ddp_on_a_machine_without_gpu(compose, no_gpu, capsys):

@@ -28,7 +28,7 @@ Subclasses implement ``training_step`` (returning the loss). The base provides, 
   and ``source_train_acc``, logged at ``step = epoch`` (1-based, epochs completed);
 - at the end of every ``report_every``-th epoch (and the last): predictions for the training target sent to
   ``context.reporter.target_predictions`` (the runner scores them; the method never sees target labels), and
-  the label-free model-selection scores of :mod:`tlrun.selection` logged as ``select.<score>``:
+  the label-free model-selection scores of :mod:`tlrun.methods.components.selection` logged as ``select.<score>``:
   ``source_val`` (accuracy on the held-out source split), ``dev`` (importance-weighted validation),
   ``snd`` (soft neighbourhood density) and ``entropy`` (minus the target prediction entropy);
 - checkpoint selection: with ``context.select`` other than ``last`` the weights of the epoch with the best
@@ -65,6 +65,8 @@ from tlrun.config import group_options, option_node
 from tlrun.backbones import inputs as _inputs
 from tlrun.errors import TlrunError
 from tlrun.methods.base import Method, RunContext
+from tlrun.methods.components import selection
+from tlrun.methods.components.diagnostics import embedding_figure, proxy_a_distance
 from tlrun.methods.deep_ddp import agree, shard_sampler, sum_over_processes
 from tlrun.methods.settings import check_deep_method
 from tlrun.scenarios import Labeled, TrainingData, join_samples, take
@@ -478,8 +480,6 @@ class DeepMethod(pl.LightningModule, Method):
 
     def _score_epoch(self, epoch: int) -> dict[str, float]:
         """Report target predictions, keep the weights if they score best; the ``select.*`` metrics."""
-        from tlrun import selection
-
         data, context = self._data, self._context
         scores, oracle = {}, None
         has_target = len(data.target) > 0  # zeroshot trains without target samples
@@ -543,8 +543,6 @@ class DeepMethod(pl.LightningModule, Method):
                 take(data.target.X, _subsample(len(data.target), DIAGNOSTIC_SAMPLES, seed)))
 
     def _log_diagnostics(self, before: tuple[np.ndarray, np.ndarray], after: tuple[np.ndarray, np.ndarray]) -> None:
-        from tlrun.diagnostics import embedding_figure, proxy_a_distance
-
         context = self._context
         seed = context.seed
         context.reporter.log_metrics(

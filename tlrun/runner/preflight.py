@@ -21,10 +21,10 @@ from tlrun.config import (RUN_URI_PREFIX, constructor_arguments, dataset_scenari
 from tlrun.data.base import DataError, TransferDataset, join_problems
 from tlrun.data.preprocess import check_row_wise
 from tlrun.errors import TlrunError
+from tlrun.methods.components.selection import SCORES
 from tlrun.methods.settings import SettingTypeError, check_settings
 from tlrun.runner.threads import check_threads
 from tlrun.scenarios import LABELED_TARGET_SCENARIOS, check_fit, check_target_labels, natural_scenario
-from tlrun.selection import SCORES
 
 
 @dataclass
