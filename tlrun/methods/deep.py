@@ -56,13 +56,14 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 import pytorch_lightning as pl
+from pytorch_lightning.utilities.combined_loader import CombinedLoader
 import torch
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
-from tlrun.config import group_options, option_node
 from tlrun.backbones import inputs as _inputs
+from tlrun.config import group_options, option_node
 from tlrun.errors import TlrunError
 from tlrun.methods.base import Method, RunContext
 from tlrun.methods.components import selection
@@ -351,8 +352,6 @@ class DeepMethod(pl.LightningModule, Method):
         """Source and target batches (and any ``others`` given, e.g. ``labeled_target``) drawn together, as
         ``{"source": ..., "target": ..., ...}``: an epoch is one pass over the larger domain (the smaller cycling),
         or ``iterations_per_epoch`` steps with all cycling."""
-        from pytorch_lightning.utilities.combined_loader import CombinedLoader
-
         loaders = {"source": source, "target": target} | {name: loader for name, loader in others.items() if loader}
         if self.iterations_per_epoch is None:
             return CombinedLoader(loaders, mode="max_size_cycle")
