@@ -3,6 +3,8 @@
 - **No import cycle in** ``tlrun/``: every ``import``/``from`` statement counts, at any depth (a function-local import
   is how a cycle hides). Importing ``a.b.c`` is an edge to the module ``a.b.c`` (or to ``a.b`` when ``c`` is a name
   in it), not to the packages above it.
+- **Dependencies point down**: the core (config, scenarios, data, backbones, losses, methods...) reaches neither the
+  runner nor the record (the MLflow side), and the record does not reach the runner.
 - **No private name of another module**: nowhere in ``tlrun/``, ``tests/``, ``benchmarks/`` or ``hydra_plugins/``
   does code import ``_name`` from a tlrun module, read ``module._name`` of one, or name ``"tlrun.x._name"`` in a
   string (a ``monkeypatch`` target), except a module's own tests (``tests/**/test_<x>.py`` for ``tlrun/**/x.py``).
@@ -21,6 +23,10 @@ PACKAGE = "tlrun"
 CHECKED_FOLDERS = ("tlrun", "tests", "benchmarks", "hydra_plugins")
 #: Cycles the lead removes at merge, each as the sorted modules of its strongly connected component (none now).
 KNOWN_CYCLES: list[list[str]] = []
+#: The wings above the core, by module prefix; the CLI, the door, may import anything.
+RUNNER = ("tlrun.runner", "tlrun.run")
+RECORD = ("tlrun.tracking", "tlrun.sweeps", "tlrun.callbacks", "tlrun.search", "tlrun.compare", "tlrun.ui")
+DOOR = ("tlrun.cli",)
 
 
 def module_name(path: Path) -> str:
@@ -143,6 +149,30 @@ def test_tlrun_has_no_import_cycle():
     graph = import_graph()
     cycles = [component for component in strongly_connected(graph) if component not in KNOWN_CYCLES]
     assert not cycles, "import cycles in tlrun/:\n" + "\n".join(" -> ".join(a_cycle(graph, c)) for c in cycles)
+
+
+def in_wing(module: str, prefixes: tuple[str, ...]) -> bool:
+    return any(module == prefix or module.startswith(prefix + ".") for prefix in prefixes)
+
+
+def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        for successor in graph[todo.pop()] - seen:
+            seen.add(successor)
+            todo.append(successor)
+    return seen
+
+
+def test_dependencies_point_down():
+    graph = import_graph()
+    wrong = []
+    for module in sorted(graph):
+        if in_wing(module, RUNNER + DOOR):
+            continue
+        above = RUNNER if in_wing(module, RECORD) else RUNNER + RECORD
+        wrong += [f"{module} -> {target}" for target in sorted(reachable(graph, module)) if in_wing(target, above)]
+    assert not wrong, "imports that point up (directly or through other modules):\n" + "\n".join(wrong)
 
 
 # ------------------------------------------------------------------------------------------- private names

@@ -12,6 +12,6 @@
 - :mod:`~tlrun.runner.evaluation`: scoring a fitted method, the label-blind reporter, the terminal summary.
 
 Dependencies point down: ``job`` → ``steps`` → ``preflight``; ``ddp``, ``devices``, ``threads`` and ``evaluation``
-import no other runner module. Outside the runner, only the CLI, :mod:`tlrun.run` (the entry point user scripts
-import) and the config's ``${tlrun.gpus_per_job:}`` resolver import it.
+import no other runner module. Outside the runner, only the CLI and :mod:`tlrun.run` (the entry point user scripts
+import) import it.
 """
