@@ -7,7 +7,7 @@ CPU, and the file says so):
 
 For each ``trainer.jobs_per_gpu`` value it launches ``tlrun --multirun hydra/launcher=joblib hydra.launcher.n_jobs=2
 trainer=gpu method=<method> seed=<seeds> method.epochs=<epochs>`` on the embedded digits shift, into a fresh MLflow
-store, and times the whole sweep. With ``jobs_per_gpu=1`` the GPU claim rule (:mod:`tlrun.devices`) runs the jobs
+store, and times the whole sweep. With ``jobs_per_gpu=1`` the GPU claim rule (:mod:`tlrun.runner.devices`) runs the jobs
 one after the other on a one-GPU machine; with 2 they share it. Per job it reads back from MLflow the device tag,
 ``target_acc``, ``duration_s`` (the run, data loading and evaluation included) and the number of source training
 samples, and reports the end-to-end training throughput ``epochs × n_source_train / duration_s`` (source samples

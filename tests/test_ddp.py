@@ -20,9 +20,11 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from tlrun import distributed
+from tlrun.methods.deep_ddp import shard_sampler
+from tlrun.runner import ddp
 from tlrun.errors import TlrunError
-from tlrun.run import _job_device, run
+from tlrun.run import run
+from tlrun.runner.steps import job_device
 
 REPO = Path(__file__).resolve().parents[1]
 DDP = ["method=dann", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
@@ -48,44 +50,44 @@ def no_gpu(monkeypatch):
 
 def _device(cfg):
     """The device and trainer settings a run uses (the GPU claim, if any, released at once)."""
-    with _job_device(cfg) as pair:
+    with job_device(cfg) as pair:
         return pair
 
 
 def test_a_worker_is_a_nonzero_rank_of_a_run_that_asks_for_several_processes(compose, no_rank_env, no_gpu):
-    ddp = compose(*DDP)
-    assert not distributed.is_worker(ddp)  # the command the user started: rank 0
+    several = compose(*DDP)
+    assert not ddp.is_worker(several)  # the command the user started: rank 0
     port = {"MASTER_PORT": "12910"}  # Lightning's launcher, torchrun: with the rank, the address of rank 0
     for env in ({"LOCAL_RANK": "1", **port}, {"RANK": "1", "LOCAL_RANK": "1", **port},
                 {"LOCAL_RANK": "0", "NODE_RANK": "1", **port}, {"SLURM_PROCID": "1"}):
         with pytest.MonkeyPatch.context() as patch:
             for key, value in env.items():
                 patch.setenv(key, value)
-            assert distributed.is_worker(ddp), env
+            assert ddp.is_worker(several), env
     no_rank_env.setenv("LOCAL_RANK", "0")
     no_rank_env.setenv("MASTER_PORT", "12910")
-    assert not distributed.is_worker(ddp)
+    assert not ddp.is_worker(several)
     # A stray LOCAL_RANK changes nothing unless the run asks for several processes of a deep method...
     no_rank_env.setenv("LOCAL_RANK", "1")
     no_rank_env.delenv("MASTER_PORT")
-    assert not distributed.is_worker(compose("method=dann"))  # trainer=cpu
-    assert not distributed.is_worker(compose("method=dann", "trainer=ddp"))  # no GPU: one process
-    assert not distributed.is_worker(compose("method=jda", "trainer=ddp", "trainer.devices=2"))  # closed-form
+    assert not ddp.is_worker(compose("method=dann"))  # trainer=cpu
+    assert not ddp.is_worker(compose("method=dann", "trainer=ddp"))  # no GPU: one process
+    assert not ddp.is_worker(compose("method=jda", "trainer=ddp", "trainer.devices=2"))  # closed-form
     # ... and there, without MASTER_PORT, it is an error rather than a silent worker (or a wait for one).
     with pytest.raises(TlrunError, match="LOCAL_RANK=1 is set in the environment without MASTER_PORT"):
-        distributed.is_worker(ddp)
+        ddp.is_worker(several)
 
 
 def test_device_maps_auto_and_ddp_on_a_machine_without_gpu(compose, no_gpu, capsys):
     device, trainer = _device(compose("method=dann", "trainer=ddp"))
     assert device == "cpu" and trainer["accelerator"] == "cpu" and trainer["precision"] == "32-true"
-    assert trainer["strategy"] == "auto" and distributed.tags(trainer) == {}  # one CPU process: a normal run
+    assert trainer["strategy"] == "auto" and ddp.tags(trainer) == {}  # one CPU process: a normal run
     assert "normal single-process run" in capsys.readouterr().out
     device, trainer = _device(compose(*DDP))
     assert (device, trainer["strategy"], trainer["devices"], trainer["precision"]) == ("cpu", "ddp", 2, "32-true")
-    assert distributed.tags(trainer) == {"trainer.strategy": "ddp", "trainer.world_size": "2"}
+    assert ddp.tags(trainer) == {"trainer.strategy": "ddp", "trainer.world_size": "2"}
     device, trainer = _device(compose("method=jda", "trainer=ddp", "trainer.devices=2"))
-    assert device == "cpu" and "strategy" not in trainer and distributed.tags(trainer) == {}
+    assert device == "cpu" and "strategy" not in trainer and ddp.tags(trainer) == {}
     assert "jda is closed-form: it computes in this one process on cpu" in capsys.readouterr().out
     _, trainer = _device(compose("method=dann", "trainer.devices=2"))  # Lightning would start DDP for it anyway
     assert trainer["strategy"] == "ddp"
@@ -104,9 +106,9 @@ def test_device_takes_every_gpu_for_ddp(compose, monkeypatch, tmp_path):
                         staticmethod(lambda devices: list(range(4 if devices in (-1, 4) else int(devices)))))
     device, trainer = _device(compose("method=dann", "trainer=ddp"))
     assert (device, trainer["accelerator"], trainer["precision"], trainer["strategy"]) == ("cuda", "gpu", "16-mixed", "ddp")
-    assert distributed.tags(trainer)["trainer.world_size"] == "4"
-    assert distributed.process_count({**trainer, "devices": -1}) == 4
-    monkeypatch.setattr("tlrun.devices.visible_gpu_ids", lambda: ["GPU-stand-in"])
+    assert ddp.tags(trainer)["trainer.world_size"] == "4"
+    assert ddp.process_count({**trainer, "devices": -1}) == 4
+    monkeypatch.setattr("tlrun.runner.devices.visible_gpu_ids", lambda: ["GPU-stand-in"])
     monkeypatch.setattr(torch.cuda, "set_device", lambda index: None)
     monkeypatch.setattr("tempfile.gettempdir", lambda: str(tmp_path))
     device, trainer = _device(compose("method=dann", "trainer=ddp", "trainer.devices=1"))
@@ -137,18 +139,18 @@ def test_gradual_unfreezing_is_refused_on_several_processes(compose, no_gpu, mon
     monkeypatch.setattr(HydraConfig, "initialized", staticmethod(lambda: True))
     cfg = compose("method=finetune", "backbone=mlp", "trainer=ddp", "trainer.devices=2", "method.unfreeze_every=1")
     with pytest.raises(TlrunError, match="gradual unfreezing"):
-        distributed._check(cfg)
+        ddp._check(cfg)
 
 
 def test_each_process_draws_its_own_share_reshuffled_at_every_pass():
     dataset = torch.utils.data.TensorDataset(torch.arange(11))
-    shares = [distributed.shard_sampler(dataset, 2, rank, seed=5) for rank in (0, 1)]
+    shares = [shard_sampler(dataset, 2, rank, seed=5) for rank in (0, 1)]
     first = [list(share) for share in shares]
     assert [len(order) for order in first] == [6, 6]  # padded to as many samples each
     assert set(first[0]) | set(first[1]) == set(range(11)) and len(set(first[0]) & set(first[1])) <= 1
     second = [list(share) for share in shares]
     assert second != first and set(second[0]) | set(second[1]) == set(range(11))
-    again = distributed.shard_sampler(dataset, 2, 0, seed=5)
+    again = shard_sampler(dataset, 2, 0, seed=5)
     assert list(again) == first[0]  # deterministic from the seed
 
 

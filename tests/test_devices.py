@@ -1,4 +1,4 @@
-"""The GPU claim rule of parallel jobs (tlrun.devices), on stand-in GPU ids (no GPU needed), and the CPU fallback."""
+"""The GPU claim rule of parallel jobs (tlrun.runner.devices), on stand-in GPU ids (no GPU needed), and the CPU fallback."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from tlrun.devices import claimed_gpu, wants_one_gpu
-from tlrun.run import _job_device
+from tlrun.runner.devices import claimed_gpu, wants_one_gpu
+from tlrun.runner.steps import job_device
 
 GPUS = ["GPU-aaaa", "GPU-bbbb"]
 
@@ -72,7 +72,7 @@ def test_trainer_gpu_falls_back_to_the_cpu_without_a_gpu(compose, monkeypatch, c
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with _job_device(compose("trainer=gpu")) as (device, trainer):
+    with job_device(compose("trainer=gpu")) as (device, trainer):
         assert device == "cpu"
         assert trainer["accelerator"] == "cpu" and trainer["precision"] == "32-true"
         assert "select" not in trainer and "jobs_per_gpu" not in trainer

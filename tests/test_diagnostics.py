@@ -1,4 +1,4 @@
-"""The domain-gap diagnostics of tlrun.diagnostics: the proxy A-distance and the t-SNE embedding figure."""
+"""The domain-gap diagnostics of tlrun.methods.components.diagnostics: the proxy A-distance and the t-SNE embedding figure."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from tlrun.diagnostics import EMBEDDING_PCA_DIMS, EMBEDDING_POINTS, embedding_figure, proxy_a_distance
+from tlrun.methods.components.diagnostics import EMBEDDING_PCA_DIMS, EMBEDDING_POINTS, embedding_figure, proxy_a_distance
 
 
 def gaussian(n: int, d: int, seed: int, shift: float = 0.0) -> np.ndarray:

@@ -7,7 +7,7 @@ import pytest
 from omegaconf import OmegaConf
 from sklearn.neighbors import KNeighborsClassifier
 
-from tlrun.evaluation import evaluate, print_summary
+from tlrun.runner.evaluation import evaluate, print_summary
 from tlrun.scenarios import EvaluationData, Labeled, Unlabeled
 
 

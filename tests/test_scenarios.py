@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tlrun.config import dataset_scenarios
-from tlrun.run import EvaluationReporter, target_scorer
+from tlrun.runner.evaluation import EvaluationReporter, target_scorer
 from tlrun.data.base import DataError, Domain
 from tlrun.scenarios import EvaluationData, ScenarioError, TrainingData, Unlabeled, check_fit, split
 

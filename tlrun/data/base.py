@@ -17,16 +17,13 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from tlrun.errors import TlrunError
+from tlrun.data import preprocess
+from tlrun.errors import DataError
 
 #: Training-time augmentation policies (``dataset.augment``), applied by :mod:`tlrun.backbones.inputs`:
 #: ``none``; ``crop_flip`` (random crop + horizontal flip, for object photos); ``affine`` (small random rotation,
 #: translation and scale, no flip, for digits).
 AUGMENTATIONS = ("none", "crop_flip", "affine")
-
-
-class DataError(TlrunError):
-    """A dataset cannot be loaded: missing, corrupt, or inconsistent files. The message says what to do."""
 
 
 @dataclass(frozen=True)
@@ -275,8 +272,6 @@ class TransferDataset:
 
     def option_problems(self) -> list[str]:
         """The problems of the options every dataset has (preprocess, source_val_fraction, augment)."""
-        from tlrun.data import preprocess  # numpy only; imported here because it imports this module
-
         found = caught(lambda: preprocess.get(self.preprocess))
         try:
             fraction_ok = 0.0 <= float(self.source_val_fraction) < 1.0

@@ -32,7 +32,7 @@ SAMPLE_AXES = ("auto", "rows", "columns")
 # --------------------------------------------------------------------------------------------------- reading
 
 
-def _loadmat(path: Path, variable_names: tuple[str, ...] | None = None, download: str | None = None) -> dict[str, Any]:
+def load_mat(path: Path, variable_names: tuple[str, ...] | None = None, download: str | None = None) -> dict[str, Any]:
     """Variables of a MATLAB file (v4 to v7; v7.3 is HDF5, which scipy cannot read): all of them, or only
     ``variable_names`` (the others are not parsed). ``download``: where a release's files come from, named in the
     errors."""
@@ -109,7 +109,7 @@ def _dense(array: Any, path: Path, what: str) -> np.ndarray:
     return array
 
 
-def _labels_vector(y: Any, path: Path) -> np.ndarray:
+def labels_vector(y: Any, path: Path) -> np.ndarray:
     """Labels as a 1-D array: integers (from integral numbers) or strings."""
     y = _dense(y, path, "labels")
     if y.ndim == 2 and 1 in y.shape:
@@ -377,10 +377,10 @@ class Features(TransferDataset):
             X = _orient(X, len(y), "rows", path)
         else:
             # Only the two arrays used are read from a .npz (an archive's other arrays stay on disk).
-            with _npz(path) if suffix == ".npz" else nullcontext(_loadmat(path)) as variables:
+            with _npz(path) if suffix == ".npz" else nullcontext(load_mat(path)) as variables:
                 y = _pick(variables, self.y_key, Y_KEYS, "labels", path, "y_key")
                 X = _pick(variables, self.x_key, X_KEYS, "features", path, "x_key")
-            y = _labels_vector(y, path)
+            y = labels_vector(y, path)
             X = _orient(X, len(y), self.samples, path, prefer_rows=suffix == ".npz")
         if len(y) == 0:
             raise DataError(f"{path} holds no samples")
@@ -547,8 +547,8 @@ class OfficeCaltech10(TransferDataset):
                 f"Office+Caltech10 file {path} not found: put the {self.features} release there "
                 f"(download it from {OFFICE_CALTECH10_URL})"
             )
-        variables = _loadmat(path, download=OFFICE_CALTECH10_URL)
-        y_raw = _labels_vector(_pick(variables, None, ("labels", "label", "y", "gnd"), "labels", path, "y_key"), path)
+        variables = load_mat(path, download=OFFICE_CALTECH10_URL)
+        y_raw = labels_vector(_pick(variables, None, ("labels", "label", "y", "gnd"), "labels", path, "y_key"), path)
         X = _orient(_pick(variables, None, (x_key,) + X_KEYS, "features", path, "x_key"), len(y_raw), "auto" if dim != len(y_raw) else "rows", path)
         if X.shape[1] != dim:
             raise DataError(f"{path}: expected {dim} {self.features} features per sample, found {X.shape[1]}")

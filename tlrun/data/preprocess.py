@@ -26,7 +26,7 @@ from typing import Callable
 
 import numpy as np
 
-from tlrun.data.base import DataError
+from tlrun.errors import DataError
 
 
 def _as_matrix(X: np.ndarray) -> np.ndarray:

@@ -43,7 +43,7 @@ import numpy as np
 
 from tlrun.data import preprocess as _preprocess
 from tlrun.data.base import DataError, Domain, TransferDataset, ZeroShotDomains, caught, sha256_file
-from tlrun.data.features import _labels_vector, _loadmat, count_non_finite
+from tlrun.data.features import labels_vector, load_mat, count_non_finite
 
 XLSA17_URL = "https://datasets.d2.mpi-inf.mpg.de/xian/xlsa17.zip"
 #: The release's dataset folders (``dataset.release``, case-insensitive).
@@ -71,7 +71,7 @@ def _read_mat(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
     read or lacks one of them."""
     import scipy.io
 
-    variables = _loadmat(path, keys, XLSA17_URL)
+    variables = load_mat(path, keys, XLSA17_URL)
     missing = [key for key in keys if key not in variables]
     if missing:
         held = sorted(name for name, _, _ in scipy.io.whosmat(str(path)))
@@ -250,7 +250,7 @@ class ZslXlsa(TransferDataset):
                 f"{splits_path}: att is {attributes.shape[0]} x {attributes.shape[1]} (attributes x classes) but "
                 f"allclasses_names names {len(raw_names)} classes"
             )
-        labels = _labels_vector(samples["labels"], features_path)
+        labels = labels_vector(samples["labels"], features_path)
         if labels.dtype.kind != "i" or labels.min() < 1 or labels.max() > len(raw_names):
             raise DataError(
                 f"{features_path}: labels must be class ids 1..{len(raw_names)} (the classes of {SPLITS_FILE}), "

@@ -63,10 +63,12 @@ class RunContext:
         trainer: keyword arguments for ``pytorch_lightning.Trainer`` (from ``conf/trainer``).
         lightning_logger: builds a Lightning logger that writes into the current MLflow run.
         select: how a deep method chooses the epoch whose weights it keeps (``trainer.select``; see
-            :mod:`tlrun.selection`): ``last`` keeps the final weights.
+            :mod:`tlrun.methods.components.selection`): ``last`` keeps the final weights.
         diagnostics: whether deep methods log the before/after proxy A-distance and t-SNE figure.
         checkpoint: where a deep method writes a resumable checkpoint after every epoch (``None``: none).
         resume_from: a checkpoint written so by an interrupted run, to continue training from.
+        callbacks: Lightning callbacks the runner adds to a deep method's ``Trainer`` (the supervision of the DDP
+            processes it starts, :mod:`tlrun.runner.ddp`).
     """
 
     reporter: Reporter
@@ -78,6 +80,7 @@ class RunContext:
     diagnostics: bool = False
     checkpoint: Path | None = None
     resume_from: Path | None = None
+    callbacks: list[Any] = field(default_factory=list)
 
 
 class Method(ABC):

@@ -11,7 +11,8 @@ The runner builds it with the backbone network (``instantiate(cfg.method, backbo
 2. builds the training DataLoaders (:meth:`DeepMethod.train_dataloaders`; shuffled with a generator seeded
    from ``context.seed``, ``num_workers=0`` by default, training-time augmentation ``data.augment``);
 3. trains with ``pl.Trainer(max_epochs=epochs, logger=context.lightning_logger() or False,
-   enable_checkpointing=False, **context.trainer)``; with ``context.checkpoint`` it writes a resumable Lightning
+   enable_checkpointing=False, **context.trainer)`` and the callbacks of the method and of ``context.callbacks``
+   (the runner's supervision of DDP processes); with ``context.checkpoint`` it writes a resumable Lightning
    checkpoint there after every epoch (weights, optimizer, schedule, epoch, and the model-selection state), and
    with ``context.resume_from`` it continues training from such a checkpoint;
 4. restores the weights of the epoch chosen by ``context.select`` (label-free model selection, see below).
@@ -27,7 +28,7 @@ Subclasses implement ``training_step`` (returning the loss). The base provides, 
   and ``source_train_acc``, logged at ``step = epoch`` (1-based, epochs completed);
 - at the end of every ``report_every``-th epoch (and the last): predictions for the training target sent to
   ``context.reporter.target_predictions`` (the runner scores them; the method never sees target labels), and
-  the label-free model-selection scores of :mod:`tlrun.selection` logged as ``select.<score>``:
+  the label-free model-selection scores of :mod:`tlrun.methods.components.selection` logged as ``select.<score>``:
   ``source_val`` (accuracy on the held-out source split), ``dev`` (importance-weighted validation),
   ``snd`` (soft neighbourhood density) and ``entropy`` (minus the target prediction entropy);
 - checkpoint selection: with ``context.select`` other than ``last`` the weights of the epoch with the best
@@ -39,7 +40,7 @@ Subclasses implement ``training_step`` (returning the loss). The base provides, 
   is empty: ``zeroshot``);
 - :meth:`~DeepMethod.predict` in batches, in eval mode, without gradients.
 
-With several processes (``trainer=ddp``, Lightning DDP; see :mod:`tlrun.distributed`) each process draws its own
+With several processes (``trainer=ddp``, Lightning DDP; see :mod:`tlrun.runner.ddp`) each process draws its own
 1/N of every shuffled training loader (the effective batch is N × ``batch_size``; the learning rate is not
 scaled), the epoch means are summed over the processes, and only rank 0 predicts the target, scores, keeps and
 restores the selected epoch and logs; early stopping and the non-finite-loss check are agreed by all processes.
@@ -55,16 +56,19 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 import pytorch_lightning as pl
+from pytorch_lightning.utilities.combined_loader import CombinedLoader
 import torch
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
-from tlrun import distributed
-from tlrun.config import group_options, option_node
 from tlrun.backbones import inputs as _inputs
+from tlrun.config import group_options, option_node
 from tlrun.errors import TlrunError
 from tlrun.methods.base import Method, RunContext
+from tlrun.methods.components import selection
+from tlrun.methods.components.diagnostics import embedding_figure, proxy_a_distance
+from tlrun.methods.deep_ddp import agree, shard_sampler, sum_over_processes
 from tlrun.methods.settings import check_deep_method
 from tlrun.scenarios import Labeled, TrainingData, join_samples, take
 
@@ -281,7 +285,7 @@ class DeepMethod(pl.LightningModule, Method):
 
         Shuffled loaders are training loaders: seeded from the run's seed (plus ``seed_offset``, so that two
         loaders of one run draw different orders) and augmented with the dataset's ``augment`` policy. Under DDP a
-        shuffled loader draws this process's 1/N of the samples (:func:`tlrun.distributed.shard_sampler`).
+        shuffled loader draws this process's 1/N of the samples (:func:`tlrun.methods.deep_ddp.shard_sampler`).
         """
         dataset = _inputs.make_dataset(
             X, y, backbone=self.backbone, image_shape=self._image_shape, augment=self._augment if shuffle else "none"
@@ -291,7 +295,7 @@ class DeepMethod(pl.LightningModule, Method):
             seed = self._context.seed if self._context is not None else 0
             if self._shard is not None:
                 rank, world_size = self._shard
-                sampler = distributed.shard_sampler(dataset, world_size, rank, int(seed) + seed_offset)
+                sampler = shard_sampler(dataset, world_size, rank, int(seed) + seed_offset)
             else:
                 generator = torch.Generator().manual_seed(int(seed) + seed_offset)
         size = batch_size or self.batch_size
@@ -348,8 +352,6 @@ class DeepMethod(pl.LightningModule, Method):
         """Source and target batches (and any ``others`` given, e.g. ``labeled_target``) drawn together, as
         ``{"source": ..., "target": ..., ...}``: an epoch is one pass over the larger domain (the smaller cycling),
         or ``iterations_per_epoch`` steps with all cycling."""
-        from pytorch_lightning.utilities.combined_loader import CombinedLoader
-
         loaders = {"source": source, "target": target} | {name: loader for name, loader in others.items() if loader}
         if self.iterations_per_epoch is None:
             return CombinedLoader(loaders, mode="max_size_cycle")
@@ -392,7 +394,7 @@ class DeepMethod(pl.LightningModule, Method):
         in a collective."""
         if self.trainer.world_size > 1:
             local = bool(torch.isfinite(loss.detach()).all())
-            if not distributed.agree(self.trainer, local, every=True):
+            if not agree(self.trainer, local, every=True):
                 self._diverged(float(loss.detach()) if not local else "not finite in another DDP process", self.global_step)
             return
         finite = torch.isfinite(loss.detach()).all()
@@ -446,7 +448,7 @@ class DeepMethod(pl.LightningModule, Method):
         epoch = self.current_epoch + 1
         trainer = self.trainer
         metrics = {}
-        for name, sums in distributed.sum_over_processes(self._epoch_sums, trainer).items():
+        for name, sums in sum_over_processes(self._epoch_sums, trainer).items():
             total, count = sums.tolist()
             if count:
                 metrics[name] = total / count
@@ -456,7 +458,7 @@ class DeepMethod(pl.LightningModule, Method):
         ):
             metrics.update(self._score_epoch(epoch))
         if trainer.world_size > 1:  # early stopping is rank 0's decision: every process must stop with it
-            trainer.should_stop = distributed.agree(trainer, trainer.should_stop, every=False)
+            trainer.should_stop = agree(trainer, trainer.should_stop, every=False)
         if trainer.is_global_zero:
             self._log_epoch(metrics, epoch)
         if self._checkpoint is not None:  # after scoring: the checkpoint holds this epoch's selection state
@@ -477,8 +479,6 @@ class DeepMethod(pl.LightningModule, Method):
 
     def _score_epoch(self, epoch: int) -> dict[str, float]:
         """Report target predictions, keep the weights if they score best; the ``select.*`` metrics."""
-        from tlrun import selection
-
         data, context = self._data, self._context
         scores, oracle = {}, None
         has_target = len(data.target) > 0  # zeroshot trains without target samples
@@ -542,8 +542,6 @@ class DeepMethod(pl.LightningModule, Method):
                 take(data.target.X, _subsample(len(data.target), DIAGNOSTIC_SAMPLES, seed)))
 
     def _log_diagnostics(self, before: tuple[np.ndarray, np.ndarray], after: tuple[np.ndarray, np.ndarray]) -> None:
-        from tlrun.diagnostics import embedding_figure, proxy_a_distance
-
         context = self._context
         seed = context.seed
         context.reporter.log_metrics(
@@ -622,7 +620,7 @@ class DeepMethod(pl.LightningModule, Method):
         logger = context.lightning_logger() if context.lightning_logger is not None else None
         trainer = pl.Trainer(
             max_epochs=self.epochs, logger=logger or False, enable_checkpointing=False,
-            callbacks=self.callbacks() + distributed.callbacks(context.trainer), **context.trainer,
+            callbacks=self.callbacks() + list(context.callbacks), **context.trainer,
         )
         try:
             with warnings.catch_warnings():

@@ -295,7 +295,7 @@ class FineTuning(DeepMethod):
         )
         phase.fit(data, RunContext(
             reporter=PrefixedReporter(context.reporter, "pretrain."), device=context.device, seed=context.seed,
-            trainer=context.trainer,
+            trainer=context.trainer, callbacks=context.callbacks,
         ))
         self.pretraining = SimpleNamespace(head=phase.classifier)
 

@@ -12,7 +12,7 @@ The claims are seen by the processes that share that folder: one machine's tlrun
 each job has its own temporary folder (Slurm's per-job ``TMPDIR``, a container's ``/tmp``) the scheduler gives
 it its own GPUs anyway. ``trainer=ddp`` takes every GPU of the node and claims none.
 
-Under Ray (``hydra/launcher=ray``) each job asks Ray for one GPU (:func:`gpus_per_job`) and Ray makes only that
+Under Ray (``hydra/launcher=ray``) each job asks Ray for one GPU (``${tlrun.gpus_per_job:}``) and Ray makes only that
 GPU visible to it, so the claim simply takes it. Without a GPU, nothing is claimed and the run uses the CPU.
 """
 
@@ -27,13 +27,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 LOCK_FOLDER = "tlrun-gpu-locks"
-
-
-def gpus_per_job() -> int:
-    """Resolver ``${tlrun.gpus_per_job:}``: 1 on a machine with a CUDA GPU, else 0 (the job runs on the CPU)."""
-    import torch
-
-    return 1 if torch.cuda.is_available() else 0
+# torch is imported by the functions that ask it about GPUs: the CLI imports this module before any check.
 
 
 def visible_gpu_ids() -> list[str]:

@@ -21,6 +21,8 @@ import os
 from contextlib import contextmanager
 from typing import Any, Iterator
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from tlrun.errors import TlrunError
@@ -53,9 +55,6 @@ def run_threads(value: Any, launcher: DictConfig | None, environ: dict[str, str]
 
 def current_launcher() -> DictConfig | None:
     """``hydra.launcher`` when this process runs a job of a ``--multirun``, else None."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         return None
     return HydraConfig.get().launcher
@@ -67,7 +66,7 @@ def limited_threads(threads: int | None) -> Iterator[None]:
     if threads is None:
         yield
         return
-    import torch
+    import torch  # imported by the run that limits its threads: this module is imported before the checks
     from threadpoolctl import threadpool_limits
 
     before = torch.get_num_threads()

@@ -1,13 +1,16 @@
 """``trainer=ddp``: one run trained on every device of a node with Lightning's DDP, one process per device.
 
+This module controls the processes; what :class:`~tlrun.methods.deep.DeepMethod` does on sharded data is in
+:mod:`tlrun.methods.deep_ddp`.
+
 **How the processes come about.** Lightning's ``strategy: ddp`` uses its subprocess launcher: at the first
 ``Trainer.fit`` the process the user started (rank 0) re-executes the same ``tlrun`` command once for each other
 device, with ``LOCAL_RANK=1..N-1``, ``WORLD_SIZE=N``, ``MASTER_ADDR``/``MASTER_PORT`` in the environment and
 (Hydra) ``hydra.run.dir=<rank 0's run dir> hydra.output_subdir=null`` appended. Those *workers* run
-:func:`tlrun.run.run` from the start: :func:`is_worker` recognises them, and :func:`join_training` has them load
-the same data, build the same method and join ``trainer.fit``, then exit: no MLflow run, no evaluation, no
-summary, no model. Rank 0 does everything a single-process run does, and records the run's tags
-``trainer.strategy=ddp`` and ``trainer.world_size=N``.
+:func:`tlrun.runner.job.run_job` from the start: :func:`is_worker` recognises them, and
+:func:`tlrun.runner.job.join_training` has them load the same data, build the same method and join
+``trainer.fit``, then exit: no MLflow run, no evaluation, no summary, no model. Rank 0 does everything a
+single-process run does, and records the run's tags ``trainer.strategy=ddp`` and ``trainer.world_size=N``.
 
 A worker is a process whose trainer settings ask for several processes *and* whose environment names a rank other
 than 0 (``RANK``, ``LOCAL_RANK``/``NODE_RANK``, ``SLURM_PROCID``): a stray ``LOCAL_RANK`` in the environment of a
@@ -15,9 +18,9 @@ single-process run changes nothing, one without ``MASTER_PORT`` (which launchers
 is an error, and a worker says on stderr what it is.
 
 **What one epoch is.** Each process draws its own disjoint 1/N of every shuffled training loader
-(:func:`shard_sampler`, a ``DistributedSampler`` reshuffled at each pass), so one pass over the data takes 1/N
-of the steps per process and every optimizer step averages the gradients of N batches: the effective batch is
-N × ``method.batch_size``. The learning rate is *not* scaled: raise ``method.lr`` yourself if you want the
+(:func:`tlrun.methods.deep_ddp.shard_sampler`, a ``DistributedSampler`` reshuffled at each pass), so one pass over
+the data takes 1/N of the steps per process and every optimizer step averages the gradients of N batches: the
+effective batch is N × ``method.batch_size``. The learning rate is *not* scaled: raise ``method.lr`` yourself if you want the
 linear-scaling rule. With ``method.iterations_per_epoch`` set, each process still takes that many steps per epoch
 (an epoch then sees N times as many samples).
 
@@ -39,14 +42,15 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import io
 import os
 import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import Any, Iterator, Mapping
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import OmegaConf, read_write
 
 from tlrun.errors import TlrunError
 
@@ -61,6 +65,9 @@ _workers: list[Any] = []
 
 
 # ------------------------------------------------------------------------------------------- settings
+
+
+# torch and Lightning are imported by the functions that use them: the CLI imports this module before any check.
 
 
 def _uses_cuda(trainer: Mapping[str, Any]) -> bool:
@@ -105,8 +112,6 @@ def _rank(per_node: int) -> int:
 
 
 def _trainer_settings(cfg: Any) -> dict[str, Any]:
-    from omegaconf import OmegaConf
-
     trainer = cfg.trainer
     return OmegaConf.to_container(trainer, resolve=True) if OmegaConf.is_config(trainer) else dict(trainer)
 
@@ -135,7 +140,7 @@ def _rank_of(trainer: Mapping[str, Any], count: int) -> int:
 
 
 def configure(trainer: dict[str, Any], method: str, family: str | None, device: str) -> dict[str, Any]:
-    """The Trainer settings as a run uses them (called by :func:`tlrun.run._job_device`, accelerator already chosen).
+    """The Trainer settings as a run uses them (called by :func:`tlrun.runner.steps.job_device`, accelerator already chosen).
 
     Several processes for a deep method: ``strategy`` ``ddp`` (``auto`` becomes ``ddp``: Lightning would pick it
     anyway). One process: DDP is dropped (a normal run). Closed-form methods ignore the settings and compute here.
@@ -171,8 +176,6 @@ def tags(trainer: Mapping[str, Any]) -> dict[str, str]:
 
 def _check(cfg: Any) -> None:
     """What several processes need, checked before rank 0 opens its MLflow run."""
-    from hydra.core.hydra_config import HydraConfig
-
     strategy = str(cfg.trainer.get("strategy", "auto"))
     if strategy != "auto" and strategy not in DDP_STRATEGIES:
         raise TlrunError(
@@ -215,7 +218,7 @@ def rank_zero(cfg: Any) -> Iterator[None]:
         try:
             stop_workers(grace_s=10.0)  # they exit on their own after training
         finally:
-            _end_process_group()
+            end_process_group()
             sys.argv[:] = saved_argv
             restore_run_dir()
             for key, value in saved_env.items():
@@ -229,10 +232,6 @@ def _relaunch_this_job_alone() -> Any:
     """In a ``--multirun`` job: make Lightning's relaunch command (``sys.argv`` plus ``hydra.run.dir=<run dir>``)
     this job's own command (its overrides, without ``--multirun``) writing into the job's output folder. Returns
     what undoes the run-dir change."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-    from omegaconf import read_write
-
     hydra_cfg = HydraConfig.get()
     if hydra_cfg.mode != RunMode.MULTIRUN:
         return lambda: None
@@ -281,7 +280,8 @@ def stop_workers(grace_s: float = 0.0) -> None:
     _workers.clear()
 
 
-def _end_process_group() -> None:
+def end_process_group() -> None:
+    """End this process's DDP process group, if it has one."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
@@ -290,12 +290,14 @@ def _end_process_group() -> None:
 
 
 def callbacks(trainer: Mapping[str, Any]) -> list[Any]:
-    """The Lightning callbacks a deep method adds for these Trainer settings: the workers' supervision with DDP."""
+    """The Lightning callbacks the runner hands a deep method (``RunContext.callbacks``) for these Trainer settings:
+    the workers' supervision with DDP."""
     return [_supervision_class()()] if process_count(trainer) > 1 else []
 
 
 @functools.cache
 def _supervision_class() -> type:
+    """The supervision callback's class, built at first use: Lightning is imported only then."""
     from pytorch_lightning import Callback
 
     class Supervision(Callback):
@@ -323,15 +325,13 @@ def _remember_workers(trainer: Any) -> None:
 # ------------------------------------------------------------------------------------------- workers
 
 
-class _Untracked:
-    """Stands in for the MLflow run in a worker: the data loading sets tags, which only rank 0 records."""
-
-    def set_tags(self, tags: Mapping[str, str]) -> None:
-        pass
-
-
-def _watch_parent() -> None:
-    """A worker exits when the process that launched it is gone (killed without a chance to stop it)."""
+def become_worker(cfg: Any) -> None:
+    """In a worker (:func:`is_worker`): say on stderr what this process is, and exit when the process that launched
+    it is gone (killed without a chance to stop it)."""
+    trainer = _trainer_settings(cfg)
+    count = process_count(trainer)
+    print(f"tlrun: DDP process {_rank_of(trainer, count)} of {count} (pid {os.getpid()}): trains alongside process 0, "
+          "which records the MLflow run", file=sys.stderr)
     parent = os.getppid()
 
     def watch() -> None:
@@ -340,95 +340,3 @@ def _watch_parent() -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="tlrun-ddp-parent-watch", daemon=True).start()
-
-
-def join_training(plan: Any) -> None:
-    """A worker's whole run: the same data, seed and method as rank 0, then ``method.fit`` (which joins
-    ``trainer.fit``); no MLflow run, no evaluation, no summary, no model (rank 0 holds the result)."""
-    from tlrun import run as runner
-    from tlrun.methods.base import NullReporter, RunContext
-
-    cfg = plan.cfg
-    trainer = _trainer_settings(cfg)
-    count = process_count(trainer)
-    rank = _rank_of(trainer, count)
-    print(f"tlrun: DDP process {rank} of {count} (pid {os.getpid()}): trains alongside process 0, which records the "
-          "MLflow run", file=sys.stderr)
-    _watch_parent()
-    runner.seed_everything(cfg.seed)
-    with contextlib.ExitStack() as stack:
-        with contextlib.redirect_stdout(io.StringIO()):  # rank 0 already printed the notes
-            device, trainer_kwargs = stack.enter_context(runner._job_device(cfg))
-        training, _, source = runner._split_data(plan, runner.load_data(plan), _Untracked(), None)
-        method = runner._build_deep_method(plan, source)
-        # Saving a checkpoint is collective: a worker calls it when rank 0 does (only rank 0 writes), and a resumed
-        # run's workers start from rank 0's checkpoint.
-        resume = str(cfg.resume) if cfg.get("resume") else None
-        checkpoint = None
-        if cfg.get("checkpoints", True):
-            unused = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tlrun-ddp-"))) / "unused.ckpt"
-            checkpoint = runner._checkpoint_file(cfg, resume) if resume else unused
-        context = RunContext(reporter=NullReporter(), device=device, seed=cfg.seed, trainer=trainer_kwargs,
-                             lightning_logger=None, select=str(cfg.trainer.get("select", "last")), diagnostics=False,
-                             checkpoint=checkpoint, resume_from=checkpoint if resume else None)
-        # A failure here ends this process at once: its closed connections fail rank 0's next collective (gloo),
-        # which then ends its run FAILED and stops the other workers (see _supervision_class).
-        method.fit(training, context)
-    _end_process_group()
-
-
-# ------------------------------------------------------------------------------------------- training aids
-
-
-def shard_sampler(dataset: Any, num_replicas: int, rank: int, seed: int) -> Any:
-    """This process's share of a shuffled training loader under DDP: a ``DistributedSampler`` (each of the N
-    processes draws a disjoint 1/N of a permutation, padded by repeating a few samples so all draw as many) whose
-    permutation changes at every pass, as a generator-shuffled loader's does: ``seed`` plus the pass number
-    (Lightning's per-epoch ``set_epoch`` is ignored: a loader cycling within an epoch passes several times)."""
-    return _shard_sampler_class()(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed,
-                                  drop_last=False)
-
-
-@functools.cache
-def _shard_sampler_class() -> type:
-    from torch.utils.data.distributed import DistributedSampler
-
-    class ShardSampler(DistributedSampler):
-        __doc__ = shard_sampler.__doc__
-        _passes = 0
-
-        def set_epoch(self, epoch: int) -> None:
-            pass
-
-        def __iter__(self) -> Iterator[int]:
-            self.epoch, self._passes = self._passes, self._passes + 1
-            return super().__iter__()
-
-    return ShardSampler
-
-
-def sum_over_processes(sums: dict[str, Any], trainer: Any) -> dict[str, Any]:
-    """Per-name ``[total, count]`` tensors summed over the DDP processes (as they are with one process)."""
-    if trainer.world_size <= 1:
-        return sums
-    import torch
-    import torch.distributed as dist
-
-    names: list[Any] = [None] * trainer.world_size
-    dist.all_gather_object(names, sorted(sums))
-    union = sorted(set().union(*names))
-    if not union:
-        return {}
-    device = trainer.strategy.root_device
-    stacked = torch.stack([
-        sums[name].to(device) if name in sums else torch.zeros(2, dtype=torch.float64, device=device) for name in union
-    ])
-    dist.all_reduce(stacked)
-    return dict(zip(union, stacked))
-
-
-def agree(trainer: Any, decision: bool, every: bool) -> bool:
-    """One decision for every process: ``every`` process's, or ``any``'s (identity with one process)."""
-    if trainer.world_size <= 1:
-        return bool(decision)
-    return bool(trainer.strategy.reduce_boolean_decision(bool(decision), all=every))

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from tlrun.diagnostics import check_feature_pair, subsample_rows
+from tlrun.methods.components.diagnostics import check_feature_pair, subsample_rows
 from tlrun.errors import TlrunError
 
 SCORES = ("last", "source_val", "target_val", "dev", "snd", "entropy", "oracle")

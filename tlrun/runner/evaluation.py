@@ -12,17 +12,25 @@ labeled source trained (``source_acc_split=train``) its accuracy would measure t
 (1 by construction for a 1-NN classifier), and an unlabeled source (``none``) has no labels. All are fractions in
 [0, 1]. The per-class target accuracy and the confusion matrix are logged as artifacts (after matching clusters to
 classes, for clustering).
+
+While a method trains, it sends its predictions for the training target to an :class:`EvaluationReporter`, which
+logs their accuracy without letting the method see it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
+from omegaconf import DictConfig
 
 from tlrun import metrics
+from tlrun.errors import OracleRefused
 from tlrun.scenarios import EvaluationData, Labeled, Unlabeled
+
+# matplotlib, scikit-learn and rich are imported by the functions that draw, count and print: this module is
+# imported before a run's checks.
 
 
 @dataclass(frozen=True)
@@ -84,7 +92,7 @@ def _source_accuracy(method: Any, evaluation: EvaluationData, source_train: Labe
     return float(np.mean(np.asarray(method.predict(source.X)) == source.y)), "validation"
 
 
-def _zeroshot_predictions(method: Any, evaluation: EvaluationData) -> tuple[np.ndarray, dict[str, float]]:
+def zeroshot_predictions(method: Any, evaluation: EvaluationData) -> tuple[np.ndarray, dict[str, float]]:
     """ZSL predictions of the unseen test samples (among the unseen classes) and the GZSL metrics (among every
     class, the seen classes' scores lowered by ``method.calibration``). A class's score does not depend on which
     other classes compete, so the unseen test samples are scored once, against every class."""
@@ -117,7 +125,7 @@ def evaluate(
     test = evaluation.target_test
     extra: dict[str, float] = {}
     if evaluation.scenario == "zeroshot":
-        target_pred, extra = _zeroshot_predictions(method, evaluation)
+        target_pred, extra = zeroshot_predictions(method, evaluation)
         classes = evaluation.classes.names
         target_acc = metrics.mean_per_class_accuracy(test.y, target_pred)
         what = "unseen classes, mean per-class acc"
@@ -160,6 +168,12 @@ def evaluate(
     return Result(target_acc, source_acc, source_split, per_class, extra, evaluation.protocol)
 
 
+def task_name(cfg: DictConfig) -> str:
+    """``source->target``, or ``source->unseen`` in ``zeroshot`` (whose target is the unseen classes)."""
+    target = "unseen" if cfg.scenario.name == "zeroshot" else cfg.dataset.get("target", "")
+    return f"{cfg.dataset.get('source', '')}->{target}"
+
+
 def print_summary(cfg: Any, result: Result, tracked: Any) -> None:
     """A short summary on the terminal, ending with the commands that open the MLflow UI on this store: ``tlrun ui``
     (light: one worker, job execution off) or MLflow's own ``mlflow ui``."""
@@ -167,8 +181,6 @@ def print_summary(cfg: Any, result: Result, tracked: Any) -> None:
     from rich.table import Table
 
     table = Table(title=f"tlrun: {cfg.method.name} on {cfg.dataset.name}", show_header=False)
-    from tlrun.run import task_name
-
     table.add_row("task", f"{task_name(cfg).replace('->', ' → ')} ({cfg.scenario.name})")
     table.add_row(f"target_acc ({result.protocol.replace('_', '-')})", f"{100 * result.target_acc:.2f} %")
     for name, value in result.extra.items():
@@ -183,3 +195,50 @@ def print_summary(cfg: Any, result: Result, tracked: Any) -> None:
     console.print("See it in the MLflow UI:")
     console.print(f"  tlrun ui tracking_uri={tracked.tracking_uri}", soft_wrap=True, highlight=False)
     console.print(f"  (or: mlflow ui --backend-store-uri {tracked.tracking_uri})", soft_wrap=True, highlight=False)
+
+
+def target_scorer(evaluation: EvaluationData) -> Callable[[np.ndarray], float] | None:
+    """The accuracy of predictions for the training target, when it *is* the test target (``da``; cluster ids
+    matched to classes in ``selftaught_clustering``); ``None`` otherwise. The labels live only in this closure."""
+    if not evaluation.target_is_training_target:
+        return None
+    labels, clusters = evaluation.target_test.y, evaluation.scenario == "selftaught_clustering"
+
+    def score(predictions: np.ndarray) -> float:
+        if clusters:
+            return metrics.clustering_accuracy(labels, np.asarray(predictions))
+        return float(np.mean(np.asarray(predictions) == labels))
+
+    return score
+
+
+class EvaluationReporter:
+    """The :class:`~tlrun.methods.base.Reporter` a method talks to: metrics into the run, predictions scored.
+
+    Label-blind by construction: the reporter holds no labels, only a scorer (:func:`target_scorer`), and a method
+    gets nothing back from :meth:`target_predictions`; the runner logs the accuracy as ``target_acc``. Only an
+    oracle run (``trainer.select=oracle``, tagged ``selection.oracle=true``) may ask for the accuracy, to choose
+    its epoch.
+    """
+
+    def __init__(self, tracked: Any, score: Callable[[np.ndarray], float] | None, oracle: bool = False) -> None:
+        self.tracked = tracked
+        self._score = score
+        self._oracle = oracle
+        self.last_step = 0
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        self.tracked.log_metrics(metrics, step)
+        self.last_step = max(self.last_step, step or 0)
+
+    def target_predictions(self, predictions: np.ndarray, step: int) -> None:
+        if self._score is not None:
+            self.log_metrics({"target_acc": self._score(predictions)}, step)
+
+    def oracle_accuracy(self, predictions: np.ndarray) -> float | None:
+        if not self._oracle:
+            raise OracleRefused("target accuracy is read only by an oracle run (trainer.select=oracle)")
+        return None if self._score is None else self._score(predictions)
+
+    def log_figure(self, figure: Any, artifact_file: str) -> None:
+        self.tracked.log_figure(figure, artifact_file)

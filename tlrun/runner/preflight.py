@@ -1,0 +1,190 @@
+"""The checks of a composed config that need no data and no heavy import: a bad command line fails in about a second.
+
+:func:`preflight` resolves ``scenario=auto`` and ``backbone=auto`` and checks method × scenario × dataset, the
+method's settings, the trainer's model selection, the scenario's fractions and the dataset's files. It imports no
+torch, Lightning or MLflow (``tests/test_cli.py`` checks it through the command), and opens no MLflow run.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from tlrun.config import (RUN_URI_PREFIX, constructor_arguments, dataset_scenarios, group_options, instantiate,
+                          load_option, method_scenarios, natural_backbone, no_such_setting, option_keys)
+from tlrun.data.base import DataError, TransferDataset, join_problems
+from tlrun.data.preprocess import check_row_wise
+from tlrun.errors import TlrunError
+from tlrun.methods.components.selection import SCORES
+from tlrun.methods.settings import SettingTypeError, check_settings
+from tlrun.runner.threads import check_threads
+from tlrun.scenarios import LABELED_TARGET_SCENARIOS, check_fit, check_target_labels, natural_scenario
+
+
+@dataclass
+class Plan:
+    """A composition that passed the pre-flight checks."""
+
+    cfg: DictConfig
+    dataset: TransferDataset
+    #: ``cfg.backbone`` as the backbone is built: ``runs:/`` weights replaced by the downloaded file
+    #: (:func:`tlrun.runner.steps.with_run_weights`).
+    backbone_cfg: DictConfig
+    #: The run whose logged weights the backbone starts from (``backbone.weights=runs:/...``), if any.
+    weights_run: str | None = None
+
+
+def preflight(cfg: DictConfig) -> Plan:
+    """Resolve ``scenario=auto``, check that method, scenario and dataset fit, the method's settings, and that the
+    data is there. ``backbone.weights=runs:/...`` is checked against its store later, by
+    :func:`tlrun.runner.steps.with_run_weights`.
+
+    Raises :class:`~tlrun.errors.TlrunError` subclasses with a message naming what would fit. Imports no torch.
+    """
+    cfg = cfg.copy()
+    missing = sorted(key for key in OmegaConf.missing_keys(cfg) if not key.startswith("hydra"))
+    if missing:
+        raise TlrunError(f"set {', '.join(missing)} on the command line (e.g. {missing[0]}=...)")
+    if not isinstance(cfg.seed, int):
+        raise TlrunError(f"seed must be an integer, got {cfg.seed!r}")
+    check_threads(cfg.get("threads", "auto"))
+    _check_select(str(cfg.trainer.get("select", "last")), cfg.method.get("family"),
+                  float(cfg.dataset.get("source_val_fraction", 0.0)))
+    methods = method_scenarios()
+    method = cfg.method.get("name")
+    if method not in methods:
+        raise TlrunError(f"unknown method {method!r}; known methods: {', '.join(sorted(methods))}")
+    if cfg.scenario.name == "auto":
+        with open_dict(cfg):
+            resolved = load_option("scenario", natural_scenario(methods[method]))
+            for key in resolved:  # settings given on the command line as scenario.<key> carry over
+                if key != "name" and key in cfg.scenario:
+                    resolved[key] = cfg.scenario[key]
+            cfg.scenario = resolved
+    check_fit(method, cfg.scenario.name, cfg.dataset.name, list(cfg.dataset.scenarios), methods, dataset_scenarios())
+    _check_method_settings(cfg.method)
+    auto_backbone = cfg.backbone.name == "auto"
+    if auto_backbone:
+        with open_dict(cfg):
+            cfg.backbone = load_option("backbone", natural_backbone(cfg.dataset, cfg.method.get("family")))
+    if cfg.scenario.name == "zeroshot":
+        check_row_wise(str(cfg.dataset.get("preprocess", "none")), "in zeroshot would mix unseen-class samples into training")
+        if str(cfg.trainer.get("select", "last")) not in ("last", "source_val"):
+            raise TlrunError(
+                f"trainer.select={cfg.trainer.select}: zeroshot trains without target samples, so only source_val (the "
+                "held-out seen-class samples, dataset.source_val_fraction > 0) or last can choose the epoch"
+            )
+    if str(cfg.trainer.get("select", "last")) == "target_val" and not (
+        cfg.scenario.name == "finetune" and float(cfg.scenario.get("target_val_fraction", 0.0)) > 0
+    ):
+        raise TlrunError(
+            "trainer.select=target_val needs a held-out part of the labeled target: scenario=finetune with "
+            "scenario.target_val_fraction > 0 (e.g. 0.2)"
+        )
+    held_out = cfg.scenario.get("target_test_fraction", 0.0)
+    if isinstance(held_out, bool) or not isinstance(held_out, (int, float)) or not 0.0 <= held_out < 1.0:
+        raise TlrunError(f"scenario.target_test_fraction={held_out}: must be a number in [0, 1) (0: the whole target "
+                         "is adapted to and scored, the papers' transductive protocol)")
+    if cfg.scenario.name in (*LABELED_TARGET_SCENARIOS, "semi_da"):
+        check_target_labels(
+            cfg.scenario.get("target_labels_per_class"), cfg.scenario.get("target_label_fraction"),
+            float(cfg.scenario.get("target_val_fraction", 0.0)),
+            cfg.scenario.name != "semi_da" and bool(cfg.dataset.get("target_test")), cfg.scenario.name,
+        )
+    weights = str(cfg.backbone.get("weights", "none"))
+    a_file = weights not in ("none", "imagenet") and not weights.startswith(RUN_URI_PREFIX)
+    if a_file and not Path(weights).expanduser().is_file():
+        raise TlrunError(
+            f"backbone.weights={weights}: no such file (use none, imagenet, a state-dict file, or "
+            f"{RUN_URI_PREFIX}<run_id>/model for the weights an earlier run logged)"
+        )
+    dataset = construct(lambda: instantiate(cfg.dataset), "dataset")
+    problems = []  # every missing piece in one message: the backbone, the data folder, each domain's files
+    if dataset.holds_images and cfg.backbone.get("image_size") is None:
+        image_backbones = [name for name in group_options("backbone") if load_option("backbone", name).get("image_size")]
+        problems.append(
+            f"dataset {cfg.dataset.name!r} holds image files, which backbone {cfg.backbone.name!r}"
+            f"{' (what backbone=auto chose)' if auto_backbone else ''} cannot read; "
+            f"choose one of: {', '.join('backbone=' + name for name in image_backbones)} "
+            "(e.g. backbone=resnet50 backbone.weights=imagenet)"
+        )
+    problems += dataset.problems()
+    if problems:
+        raise DataError(join_problems(problems))
+    check_random_features(cfg, dataset.holds_images, _given_on_command_line("backbone.weights"))
+    # Closed-form methods read the rows as they are by design, and the zero-shot methods embed them so.
+    reads_through_a_network = cfg.method.get("family") == "deep" and cfg.scenario.name != "zeroshot"
+    flat_backbone = cfg.backbone.name in ("identity", "mlp")
+    if (reads_through_a_network and cfg.dataset.get("image_shape") and flat_backbone
+            and str(cfg.dataset.get("augment", "none")) == "none"):
+        print(f"tlrun: note: backbone={cfg.backbone.name} reads each sample as a flat vector; "
+              f"dataset.image_shape={list(cfg.dataset.image_shape)} serves a CNN (e.g. backbone=lenet)", file=sys.stderr)
+    return Plan(cfg=cfg, dataset=dataset, backbone_cfg=cfg.backbone)
+
+
+def _given_on_command_line(key: str) -> bool | None:
+    """Whether the command line set ``key``; ``None`` without one (a config composed in Python)."""
+    if not HydraConfig.initialized():
+        return None
+    return any(override.lstrip("+~").partition("=")[0] == key for override in HydraConfig.get().overrides.task)
+
+
+def check_random_features(cfg: DictConfig, holds_images: bool, weights_given: bool | None) -> None:
+    """A method that does not train its backbone (closed-form, frozen features) on image files, with a backbone of
+    random weights, would report numbers of random features: refused unless ``backbone.weights=none`` is on the
+    command line (on purpose); a config composed in Python (``weights_given`` None) gets a warning."""
+    if cfg.method.get("family") == "deep" or not holds_images or str(cfg.backbone.get("weights", "none")) != "none":
+        return
+    problem = (f"method {cfg.method.name} does not train its backbone, and backbone {cfg.backbone.name} has random "
+               "weights (backbone.weights=none): its features of the images would be random projections. Set "
+               f"backbone.weights=imagenet (or a state-dict file, or {RUN_URI_PREFIX}<run_id>/model)")
+    if weights_given is False:
+        raise TlrunError(f"{problem}, or put backbone.weights=none on the command line to do so on purpose")
+    if weights_given is None:
+        print(f"tlrun: warning: {problem}", file=sys.stderr)
+
+
+def _check_method_settings(method: DictConfig) -> None:
+    """The method's constructor arguments, checked as its class checks them (:mod:`tlrun.methods.settings`); a key
+    its config does not define (``+method.transfer_wieght=2``) is refused here, not by the constructor in a run."""
+    unknown = sorted(set(map(str, method)) - option_keys("method", str(method.name)))
+    if unknown:
+        raise TlrunError(no_such_setting("method", str(method.name), unknown[0]))
+    try:
+        check_settings(str(method.get("_target_", "")), constructor_arguments(method))
+    except SettingTypeError as error:  # its message starts with the key as typed: method.dim=10.5
+        raise TlrunError(str(error)) from None
+    except (ValueError, TypeError) as error:
+        raise TlrunError(f"method: {error}") from None
+
+
+def _check_select(select: str, family: str | None, source_val_fraction: float) -> None:
+    """``trainer.select`` must name a known score, only deep methods (which train in epochs) select, and the
+    scores computed on the held-out source (``source_val``, ``dev``) need one."""
+    if select not in SCORES:
+        raise TlrunError(f"trainer.select={select}: unknown; choose one of {', '.join(SCORES)}")
+    if select != "last" and family != "deep":
+        raise TlrunError(f"trainer.select={select} chooses among the epochs of a deep method; use trainer.select=last")
+    if select in ("source_val", "dev") and source_val_fraction <= 0:
+        raise TlrunError(f"trainer.select={select} scores a held-out part of the labeled source, and this dataset "
+                         "holds out none: add dataset.source_val_fraction=0.1 (or another fraction)")
+
+
+def construct(build: Callable[[], Any], what: str) -> Any:
+    """``build()``, with a constructor's complaint about its arguments turned into a :class:`TlrunError`.
+
+    Hydra wraps what a ``_target_`` raises; a ``ValueError``/``TypeError`` there is a bad config value.
+    """
+    try:
+        return build()
+    except InstantiationException as error:
+        cause = error.__cause__
+        if isinstance(cause, (ValueError, TypeError, TlrunError)):
+            raise TlrunError(f"{what}: {cause}") from error
+        raise
