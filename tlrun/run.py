@@ -392,11 +392,11 @@ def _tags(cfg: DictConfig, weights_run: str | None = None) -> dict[str, str]:
 
 def _sweep_tags() -> dict[str, str]:
     """Tags that tie the runs of one ``--multirun`` together (empty for a single run): the sweep folder, the
-    job's number, and the link to the sweep's parent run (see :mod:`tlrun.sweeps`)."""
+    job's number, and the link to the sweep's parent run (see :mod:`tlrun.tracking.sweeps`)."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from tlrun.sweeps import PARENT_TAG, parent_of_job
+    from tlrun.tracking.sweeps import PARENT_TAG, parent_of_job
     from tlrun.tracking import sweep_tag
 
     if not HydraConfig.initialized():
@@ -568,7 +568,7 @@ def _resumed_config(cfg: DictConfig) -> DictConfig:
 def run_job(cfg: DictConfig) -> RunOutcome:
     """Run one composed config into a new MLflow run, unless a relaunched sweep finds it FINISHED already;
     with ``resume=<run id>``, continue that interrupted deep run from its last checkpoint, into the same run."""
-    from tlrun.sweeps import HASH_TAG, config_hash, note_job, record_failed_before_run, reuse_finished
+    from tlrun.tracking.sweeps import HASH_TAG, config_hash, note_job, record_failed_before_run, reuse_finished
 
     resume = str(cfg.resume) if cfg.get("resume") else None
     try:
