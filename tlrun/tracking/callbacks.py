@@ -1,11 +1,11 @@
 """Hydra callbacks: a ``--multirun`` sweep as one MLflow parent run, compared when it ends.
 
-:class:`SweepTracking` opens the sweep's parent run when the multirun starts (:func:`tlrun.tracking.sweeps.open_parent`)
-and ends it with the sweep's aggregate status when the sweep ends, or when the process exits without the sweep's
-normal end (a failed job, Ctrl-C, SIGTERM): no parent is left RUNNING. Either way the sweep's comparison table
-(:func:`tlrun.tracking.compare.compare_sweep`: methods as rows, tasks as columns, mean ± std over seeds) is printed,
-written to ``<sweep dir>/comparison`` and logged as artifacts of the parent. Imports MLflow only when a sweep
-starts.
+:class:`SweepTracking` opens the sweep's parent run when the multirun starts
+(:func:`tlrun.tracking.sweeps.open_parent`) and ends it with the sweep's aggregate status when the sweep ends, or
+when the process exits without the sweep's normal end (a failed job, Ctrl-C, SIGTERM): no parent is left RUNNING.
+Either way the sweep's comparison table (:func:`tlrun.tracking.compare.compare_sweep`: methods as rows, tasks as
+columns, mean ± std over seeds) is printed, written to ``<sweep dir>/comparison`` and logged as artifacts of the
+parent. Imports MLflow only when a sweep starts; the store is resolved once, when it starts.
 """
 
 from __future__ import annotations

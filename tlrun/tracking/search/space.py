@@ -1,6 +1,8 @@
 """The search space, written in Hydra's sweep grammar, as Optuna's dimensions.
 
-Every spec is read by Hydra's own override parser, so the search space is written as hydra-optuna-sweeper's is:
+Every spec is read by Hydra's own override parser: the grammar of hydra-optuna-sweeper's search space, and of the
+basic sweeper's grids (a recipe's ``params`` work with both sweepers). A ``range`` means what the basic sweeper
+runs, its stop left out:
 
     a,b,c   choice(a, b, ...)          one of the values
     range(lo, hi[, step])              integers from lo, hi excluded (a range of floats: one of its values)

@@ -22,6 +22,8 @@ SAMPLERS = ("tpe", "random", "grid")
 
 @dataclass(frozen=True)
 class SearchSettings:
+    """The sweeper's settings, ``hydra.sweeper.<key>``, checked (see :mod:`tlrun.tracking.search`)."""
+
     n_trials: int = 20
     n_jobs: int = 1
     direction: str = "maximize"
