@@ -26,7 +26,7 @@ from hydra import compose, initialize_config_dir
 
 from tlrun.config import config_dir, register_resolvers
 from tlrun.run import run
-from tlrun.tracking import TrackedRun, default_tracking_uri
+from tlrun.tracking import TrackedRun, resolve_tracking_uri
 
 #: Variant name → the overrides that make it.
 VARIANTS: dict[str, list[str]] = {
@@ -73,7 +73,7 @@ def main() -> None:
     parser.add_argument("--target", default="thick", help="the target domain of dataset=digits")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS), metavar="VARIANT")
     parser.add_argument("--output", type=Path, default=RESULTS / "finetune_curve.md")
-    parser.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri())
+    parser.add_argument("--tracking-uri", default=resolve_tracking_uri())
     args = parser.parse_args()
 
     register_resolvers()

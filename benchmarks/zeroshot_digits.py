@@ -129,7 +129,7 @@ def sentence_model() -> str:
 
 def main() -> None:
     from tlrun.data.digits import N_UNSEEN_SPLITS, TUNED_UNSEEN, UNSEEN_SPLITS, UNSEEN_SPLITS_SEED
-    from tlrun.tracking import TrackedRun, default_tracking_uri
+    from tlrun.tracking import TrackedRun, resolve_tracking_uri
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -137,7 +137,7 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=None, metavar="METHOD", help="default: every zero-shot method")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="runs side by side")
     parser.add_argument("--output", type=Path, default=RESULTS / "zeroshot_digits.md")
-    parser.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri())
+    parser.add_argument("--tracking-uri", default=resolve_tracking_uri())
     args = parser.parse_args()
 
     rows = zeroshot_rows(args.methods)

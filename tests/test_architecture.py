@@ -25,7 +25,7 @@ CHECKED_FOLDERS = ("tlrun", "tests", "benchmarks", "hydra_plugins")
 KNOWN_CYCLES: list[list[str]] = []
 #: The wings above the core, by module prefix; the CLI, the door, may import anything.
 RUNNER = ("tlrun.runner", "tlrun.run")
-RECORD = ("tlrun.tracking", "tlrun.sweeps", "tlrun.callbacks", "tlrun.search", "tlrun.compare", "tlrun.ui")
+RECORD = ("tlrun.tracking",)
 DOOR = ("tlrun.cli",)
 
 

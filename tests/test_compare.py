@@ -24,8 +24,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from tlrun.compare import (Published, comparison_table, compare_sweep, format_value, main, parse_settings,
-                           select_runs, sweep_runs, wide_console)
+from tlrun.tracking.compare import (Published, comparison_table, compare_sweep, format_value, main, parse_settings,
+                                    select_runs, wide_console)
+from tlrun.tracking.sweeps import sweep_runs
 from tlrun.errors import TlrunError
 
 T1, T2 = "caltech→amazon", "amazon→webcam"
@@ -364,7 +365,7 @@ def test_a_read_only_store_is_compared_and_a_run_into_it_says_it_is_read_only(tm
         path.chmod(0o555 if path.is_dir() else 0o444)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "COLUMNS": "200",
            "MLFLOW_DISABLE_TELEMETRY": "true"}
-    script = (f"from tlrun.compare import main\nmain(['tracking_uri={uri}', 'out={tmp_path / 'out'}'])\n"
+    script = (f"from tlrun.tracking.compare import main\nmain(['tracking_uri={uri}', 'out={tmp_path / 'out'}'])\n"
               "from tlrun.tracking import StoreError, TrackedRun\n"
               f"try:\n    TrackedRun('read-only', tracking_uri='{uri}')\nexcept StoreError as error:\n    print(error)")
     try:

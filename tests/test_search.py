@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from tlrun.search import (
+from tlrun.tracking.search import (
     Param,
     SearchError,
     SearchSettings,
@@ -24,6 +24,7 @@ from tlrun.search import (
     reads_target_labels,
     space_from_arguments,
 )
+from tlrun.tracking.search.space import translate
 
 REPO = Path(__file__).resolve().parents[1]
 ENTRY = "import sys; sys.argv = ['tlrun', *sys.argv[1:]]; from tlrun.cli import main; main()"
@@ -40,7 +41,7 @@ def test_the_spec_syntax_reads_floats_ints_choices_and_fixed_values():
     assert parse_param("x", "int(1, 64, log=true)").log
     kernel = parse_param("method.kernel", "choice(primal, linear, rbf)")
     assert kernel.choices == ("primal", "linear", "rbf") and kernel.override("rbf") == "method.kernel=rbf"
-    assert parse_param("x", "choice('a,b', [1, 2], c)").choices == ("'a,b'", "[1, 2]", "c")
+    assert parse_param("x", "choice('a,b', [1, 2], c)").choices == ("a\\,b", "[1,2]", "c")  # as Hydra writes them
     assert parse_param("method.classifier", "logreg") == "method.classifier=logreg"  # fixed
     assert parse_param("method.dim", 30) == "method.dim=30" and parse_param("save_model", False) == "save_model=false"
     assert Param("x", "float", 0.1, 1.0).override(0.25) == "x=0.25"
@@ -70,6 +71,16 @@ def test_params_also_read_hydra_s_sweep_syntax():
     assert space.fixed == ["method.gamma=0.5"]
 
 
+def test_tlrun_s_specs_are_translated_into_hydra_s_grammar_with_the_step_kept_beside():
+    assert translate("x", "float(0.01, 10, log)") == ("tag(log, interval(0.01, 10.0))", None)
+    assert translate("x", "int(2,30)") == ("int(interval(2, 30))", None)
+    assert translate("x", "int(10, 100, step=10)") == ("int(interval(10, 100))", 10)
+    assert translate("x", "float(0, 1, step=0.25)") == ("interval(0.0, 1.0)", 0.25)
+    assert translate("x", " choice(a, b) ") == ("choice(a, b)", None)  # Hydra's own: read as it is
+    assert parse_param("x", "int(1, 64, log)") == parse_param("x", "tag(log, int(interval(1, 64)))")
+    assert parse_param("x", "float(0.5, 2)") == parse_param("x", "interval(0.5, 2)")
+
+
 @pytest.mark.parametrize("spec, message", [
     ("uniform(0, 1)", "cannot read 'uniform(0, 1)'"),
     ("interval(0)", "cannot read 'interval(0)'"),
@@ -80,7 +91,7 @@ def test_params_also_read_hydra_s_sweep_syntax():
     ("float(0.1, 1, foo=2)", "unknown option 'foo=2'"),
     ("float(0.1)", "needs a lower and an upper bound"),
     ("float(0.1, 1, log, step=0.1)", "log and step cannot be combined"),
-    ("choice()", "choice needs one or more values"),
+    ("choice()", "empty choice is not legal"),
     ("float(0.1, 1", "cannot read"),
 ])
 def test_unknown_or_wrong_syntax_is_an_error_naming_the_parameter(spec, message):
@@ -190,7 +201,7 @@ class _Launcher:
 
 
 def _fake_search(tmp_path, launcher, **settings):
-    from tlrun.search import OptunaSearch
+    from tlrun.tracking.search import OptunaSearch
 
     config = OmegaConf.create({"seed": 0, "hydra": {"sweep": {"dir": str(tmp_path / "sweep")}}})
     settings = {"n_trials": 4, "n_jobs": 2, "direction": "maximize", "sampler": "random", "seed": None, "storage": None,
@@ -199,7 +210,7 @@ def _fake_search(tmp_path, launcher, **settings):
 
 
 def test_failed_jobs_and_missing_metrics_fail_their_trials_and_the_search_goes_on(tmp_path, monkeypatch):
-    from tlrun.sweeps import PARENT_ENV
+    from tlrun.tracking.sweeps import PARENT_ENV
 
     monkeypatch.delenv(PARENT_ENV, raising=False)
     launcher = _Launcher()
@@ -219,7 +230,7 @@ def test_failed_jobs_and_missing_metrics_fail_their_trials_and_the_search_goes_o
 
 
 def test_a_search_where_every_trial_fails_says_why(tmp_path, monkeypatch):
-    from tlrun.sweeps import PARENT_ENV
+    from tlrun.tracking.sweeps import PARENT_ENV
 
     monkeypatch.delenv(PARENT_ENV, raising=False)
     with pytest.raises(SearchError, match="no trial of the search completed; the first failure: its job failed: boom"):
@@ -311,7 +322,7 @@ def test_a_search_without_a_label_free_objective_stops_before_any_job(tmp_path):
 
 def test_hydra_finds_the_sweeper_and_tlrun_help_does_not_import_optuna(tmp_path):
     code = ("import sys; sys.argv = ['tlrun', '--help']\n"
-            "import atexit; atexit.register(lambda: print('IMPORTED', 'optuna' in sys.modules, 'tlrun.search' in sys.modules))\n"
+            "import atexit; atexit.register(lambda: print('IMPORTED', 'optuna' in sys.modules, 'tlrun.tracking.search' in sys.modules))\n"
             "from hydra.core.config_store import ConfigStore\n"
             "from tlrun.cli import main\n"
             "try:\n    main()\nfinally:\n    print('SWEEPERS', sorted(ConfigStore.instance().list('hydra/sweeper')))\n")

@@ -15,7 +15,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
-from tlrun.sweeps import PARENT_TAG, config_hash
+from tlrun.tracking.sweeps import PARENT_TAG, config_hash
 
 TWO_BY_TWO = ["method=no_adaptation,coral", "dataset.target=thick,rotate"]
 ENTRY = "import sys; sys.argv = ['tlrun', *sys.argv[1:]]; from tlrun.cli import main; main()"

@@ -14,9 +14,10 @@ from contextlib import contextmanager
 import pytest
 
 from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
 
-from tlrun.tracking import (PROCESS_TAG, RUNS_VIEW_TAG, StoreError, TrackedRun, flatten, interrupts_deferred,
-                            interrupts_stop_the_run)
+from tlrun.tracking import (PROCESS_TAG, RUNS_VIEW_TAG, StoreError, TrackedRun, configured_uri, flatten,
+                            interrupts_deferred, interrupts_stop_the_run, resolve_tracking_uri)
 
 
 def _ended(store: str, exception: BaseException | None) -> tuple[TrackedRun, object]:
@@ -96,6 +97,28 @@ def test_flatten_nested_config():
     assert flatten({"method": {"name": "jda", "dim": 100}, "seed": 0, "dims": [1, 2]}) == {
         "method.name": "jda", "method.dim": "100", "seed": "0", "dims": "[1, 2]",
     }
+
+
+def test_the_store_is_the_setting_else_the_environment_s_else_tlrun_s_default(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert resolve_tracking_uri() == f"sqlite:///{tmp_path / 'outputs' / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///from-env.db")
+    assert resolve_tracking_uri(None) == "sqlite:///from-env.db"
+    assert resolve_tracking_uri("sqlite:///set.db") == "sqlite:///set.db"
+    cfg = OmegaConf.create({"logger": {"tracking_uri": None}})
+    assert configured_uri(cfg) == "sqlite:///from-env.db"
+
+
+def test_the_package_gives_every_name_it_lists_and_the_signal_as_it_is_now(monkeypatch):
+    import tlrun.tracking as tracking
+    from tlrun.tracking import signals
+
+    assert all(getattr(tracking, name) is not None for name in tracking.__all__ if name != "interrupted_by")
+    monkeypatch.setattr(signals, "interrupted_by", signal.SIGTERM)
+    assert tracking.interrupted_by == signal.SIGTERM  # read where it changes, not a copy made at import
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        tracking.nothing
 
 
 def test_ctrl_c_during_a_store_write_is_delivered_after_the_write():

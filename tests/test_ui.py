@@ -16,7 +16,7 @@ import pytest
 
 from tlrun.errors import TlrunError
 from tlrun.tracking import TrackedRun
-from tlrun.ui import parse_settings, runs_table
+from tlrun.tracking.ui import parse_settings, runs_table
 
 
 def _free_port() -> int:

@@ -196,12 +196,13 @@ def _unknown_path(group: str, option: str, path: list[str]) -> str | None:
 _TRACEBACKS_ASKED = os.environ.get("HYDRA_FULL_ERROR") == "1"
 
 #: Subcommands that are not runs: ``tlrun <name> key=value ...`` calls ``main(arguments)`` of the module.
-SUBCOMMANDS = {"ui": "tlrun.ui", "compare": "tlrun.compare"}
+SUBCOMMANDS = {"ui": "tlrun.tracking.ui", "compare": "tlrun.tracking.compare"}
 
 
 def main() -> None:
-    """Console-script entry point: ``tlrun ui ...`` starts the MLflow UI (:mod:`tlrun.ui`), ``tlrun compare ...``
-    tabulates runs (:mod:`tlrun.compare`); anything else is a run (or a sweep) composed by Hydra."""
+    """Console-script entry point: ``tlrun ui ...`` starts the MLflow UI (:mod:`tlrun.tracking.ui`),
+    ``tlrun compare ...`` tabulates runs (:mod:`tlrun.tracking.compare`); anything else is a run (or a sweep)
+    composed by Hydra."""
     if sys.argv[1:2] and sys.argv[1] in SUBCOMMANDS:
         from importlib import import_module
 

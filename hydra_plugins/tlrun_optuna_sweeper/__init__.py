@@ -1,1 +1,1 @@
-"""tlrun's Hydra sweeper plugin: ``hydra/sweeper=optuna`` (see :mod:`tlrun.search`)."""
+"""tlrun's Hydra sweeper plugin: ``hydra/sweeper=optuna`` (see :mod:`tlrun.tracking.search`)."""

@@ -1,4 +1,4 @@
-"""The config of tlrun's Optuna sweeper, registered as ``hydra/sweeper=optuna`` (see :mod:`tlrun.search`).
+"""The config of tlrun's Optuna sweeper, registered as ``hydra/sweeper=optuna`` (see :mod:`tlrun.tracking.search`).
 
 Imports neither optuna nor tlrun: Hydra imports every plugin module whenever it starts, ``tlrun --help`` included.
 """
@@ -27,7 +27,7 @@ class TlrunOptunaSweeperConf:
     storage: Optional[str] = None
     # The study's name; null: "tlrun-<sweep identity>" (the same command resumes the same study).
     study_name: Optional[str] = None
-    # The metric each trial is scored by: auto (label-free, see tlrun.search.default_objective) or a metric name.
+    # The metric each trial is scored by: auto (label-free, see tlrun.tracking.search.objective) or a metric name.
     objective: str = "auto"
     # The search space, config key: spec. float(lo, hi[, log][, step=s]) | int(lo, hi[, log][, step=k]) |
     # choice(a, b, ...) | a Hydra sweep (a,b | range(lo, hi) | interval(lo, hi) | tag(log, interval(lo, hi))) |

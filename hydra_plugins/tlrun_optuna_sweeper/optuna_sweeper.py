@@ -1,5 +1,5 @@
 """tlrun's Optuna sweeper: ``tlrun --multirun hydra/sweeper=optuna ...``. A thin Hydra plugin over
-:class:`tlrun.search.OptunaSearch`, where the search and its documentation live.
+:class:`tlrun.tracking.search.OptunaSearch`, where the search and its documentation live.
 
 Hydra imports this module whenever tlrun starts (``tlrun --help`` included), so optuna, MLflow and tlrun's search
 are imported only when a search runs.
@@ -37,7 +37,7 @@ class TlrunOptunaSweeper(Sweeper):
 
     def sweep(self, arguments: List[str]) -> Any:
         from tlrun.errors import TlrunError
-        from tlrun.search import OptunaSearch
+        from tlrun.tracking.search import OptunaSearch
 
         assert self.config is not None and self.hydra_context is not None
         try:

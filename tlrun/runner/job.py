@@ -6,7 +6,7 @@ bad command line), resolves the MLflow store the job tracks into once, then take
 whatever happens. A DDP worker (rank > 0, :mod:`tlrun.runner.ddp`) takes the same steps up to training, and
 records nothing (:func:`join_training`).
 
-torch, scikit-learn, MLflow and tlrun's record (:mod:`tlrun.tracking`, :mod:`tlrun.sweeps`, which import MLflow)
+torch, scikit-learn, MLflow and tlrun's record (:mod:`tlrun.tracking`, :mod:`tlrun.tracking.sweeps`, which import MLflow)
 are imported inside the functions, once the checks have passed: a config error answers without them.
 """
 
@@ -147,8 +147,8 @@ def _tags(cfg: DictConfig, weights_run: str | None = None) -> dict[str, str]:
 
 def _sweep_tags() -> dict[str, str]:
     """Tags that tie the runs of one ``--multirun`` together (empty for a single run): the sweep folder, the
-    job's number, and the link to the sweep's parent run (see :mod:`tlrun.sweeps`)."""
-    from tlrun.sweeps import PARENT_TAG, parent_of_job
+    job's number, and the link to the sweep's parent run (see :mod:`tlrun.tracking.sweeps`)."""
+    from tlrun.tracking.sweeps import PARENT_TAG, parent_of_job
     from tlrun.tracking import sweep_tag
 
     if not HydraConfig.initialized():
@@ -177,7 +177,7 @@ def _checked_plan(cfg: DictConfig, resume: str | None) -> tuple[Plan, str]:
 def run_job(cfg: DictConfig) -> RunOutcome:
     """Run one composed config into a new MLflow run, unless a relaunched sweep finds it FINISHED already;
     with ``resume=<run id>``, continue that interrupted deep run from its last checkpoint, into the same run."""
-    from tlrun.sweeps import HASH_TAG, config_hash, note_job, record_failed_before_run, reuse_finished
+    from tlrun.tracking.sweeps import HASH_TAG, config_hash, note_job, record_failed_before_run, reuse_finished
 
     resume = str(cfg.resume) if cfg.get("resume") else None
     try:

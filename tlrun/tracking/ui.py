@@ -29,7 +29,9 @@ from typing import Any
 from urllib.parse import urlencode
 
 from tlrun.errors import TlrunError
-from tlrun.tracking import RUNS_VIEW, RUNS_VIEW_TAG, interrupts_stop_the_run, open_client
+from tlrun.tracking.signals import interrupts_stop_the_run
+from tlrun.tracking.store import RUNS_VIEW, RUNS_VIEW_TAG, open_client
+from tlrun.tracking.uri import resolve_tracking_uri
 
 SETTINGS = {"tracking_uri": None, "host": "127.0.0.1", "port": 5000, "timeout": 120}
 
@@ -46,10 +48,7 @@ def parse_settings(arguments: list[str]) -> dict[str, Any]:
     if unknown:
         raise TlrunError(f"tlrun ui: unknown setting {', '.join(unknown)}; settings: {', '.join(SETTINGS)}")
     settings = {**SETTINGS, **given}
-    if settings["tracking_uri"] is None:
-        from tlrun.tracking import default_tracking_uri
-
-        settings["tracking_uri"] = os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+    settings["tracking_uri"] = resolve_tracking_uri(settings["tracking_uri"])
     return settings
 
 
@@ -86,7 +85,7 @@ def check_port(host: str, port: int) -> None:
 def runs_table(tracking_uri: str, address: str) -> str | None:
     """The address of the runs table of the experiment whose run started last (``None`` when the store holds no
     run): MLflow 3's machine-learning view (``workflowType``, else it opens a GenAI overview), with tlrun's columns
-    where the experiment has tlrun's shared view (:data:`~tlrun.tracking.RUNS_VIEW_TAG`)."""
+    where the experiment has tlrun's shared view (:data:`~tlrun.tracking.store.RUNS_VIEW_TAG`)."""
     client = open_client(tracking_uri)  # a new store is made here, under tlrun's lock, rather than by the server
     experiments = [experiment.experiment_id for experiment in client.search_experiments(max_results=50000)]
     latest = client.search_runs(experiments, order_by=["attributes.start_time DESC"], max_results=1) if experiments else []

@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -48,6 +49,14 @@ _PLACEMENT_OVERRIDES = ("hydra/launcher", "hydra.launcher", "hydra.sweep", "hydr
 #: Top-level config keys (and ``trainer`` keys) that change how a run is watched or stored, not its results.
 VOLATILE_KEYS = ("logger", "cache_dir", "skip_finished", "resume", "checkpoints", "published")
 VOLATILE_TRAINER_KEYS = ("enable_progress_bar", "log_every_n_steps", "enable_model_summary", "jobs_per_gpu")
+
+
+def sweep_tag(sweep_dir: str | Path) -> str:
+    """The ``sweep`` tag shared by the runs of one ``--multirun``: its sweep folder, made absolute.
+
+    Jobs write it and the end-of-sweep summary filters on it, so both must build it here.
+    """
+    return str(Path(sweep_dir).resolve())
 
 
 def config_hash(cfg: DictConfig) -> str:
@@ -93,27 +102,31 @@ def parent_of_job() -> str | None:
 
 
 def client_for(config: DictConfig) -> Any:
-    """An ``MlflowClient`` on the config's store."""
-    from tlrun.tracking import configured_uri, open_client
+    """An ``MlflowClient`` on the config's store (for a job, whose config names it)."""
+    from tlrun.tracking.store import open_client
+    from tlrun.tracking.uri import configured_uri
 
     return open_client(configured_uri(config))
 
 
-def open_parent(config: DictConfig) -> tuple[Any, str]:
-    """Create (or, for a relaunched sweep, reopen) the sweep's parent run and export its id to the jobs.
+def open_parent(config: DictConfig, tracking_uri: str) -> tuple[Any, str]:
+    """Create (or, for a relaunched sweep, reopen) the sweep's parent run in the store ``tracking_uri`` and export
+    its id to the jobs.
 
     Returns ``(client, parent run id)``.
     """
     from mlflow.entities import Param, RunStatus
 
-    from tlrun.tracking import (PROCESS_TAG, configured_uri, end_orphaned_runs, ensure_experiment, flatten,
-                                interrupts_deferred, safe_key, sweep_tag, this_process)
+    from tlrun.tracking.processes import PROCESS_TAG, end_orphaned_runs, this_process
+    from tlrun.tracking.records import batched, flatten, safe_key
+    from tlrun.tracking.signals import interrupts_deferred
+    from tlrun.tracking.store import ensure_experiment, open_client
 
-    client = client_for(config)
+    client = open_client(tracking_uri)
     identity = sweep_identity(config)
     overrides = list(OmegaConf.to_container(config.hydra.overrides.task, resolve=False))
     with interrupts_deferred():
-        experiment_id = ensure_experiment(client, configured_uri(config), str(config.logger.experiment))
+        experiment_id = ensure_experiment(client, tracking_uri, str(config.logger.experiment))
         end_orphaned_runs(client, experiment_id)  # e.g. a parent whose launch was killed with SIGKILL: reopened below
         earlier = []
         if config.get("skip_finished", True):
@@ -147,9 +160,8 @@ def open_parent(config: DictConfig) -> tuple[Any, str]:
                                           tags=tags).info.run_id
             params = {override.partition("=")[0].lstrip("+~"): override.partition("=")[2] for override in overrides}
             params |= flatten(_sweeper_params(config), "sweeper.params.")
-            items = [Param(safe_key(key), value) for key, value in params.items()]
-            for start in range(0, len(items), 100):
-                client.log_batch(parent_id, params=items[start : start + 100])
+            for batch in batched([Param(safe_key(key), value) for key, value in params.items()]):
+                client.log_batch(parent_id, params=batch)
     os.environ[PARENT_ENV] = parent_id
     return client, parent_id
 
@@ -217,7 +229,7 @@ def sweep_runs(client: Any, parent_run_id: str) -> list[Any]:
     hash>``), only runs of those configs."""
     from mlflow.exceptions import MlflowException
 
-    from tlrun.tracking import every_run
+    from tlrun.tracking.store import every_run
 
     tags = client.get_run(parent_run_id).data.tags
     runs = {run.info.run_id: run for run in every_run(client, filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'")}
@@ -243,7 +255,7 @@ def close_parent(client: Any, parent_id: str, completed: bool) -> str:
     """
     from mlflow.entities import Metric, RunStatus
 
-    from tlrun.tracking import interrupts_deferred
+    from tlrun.tracking.signals import interrupts_deferred
 
     with interrupts_deferred():
         runs = sweep_runs(client, parent_id)

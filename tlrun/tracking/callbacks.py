@@ -1,11 +1,11 @@
 """Hydra callbacks: a ``--multirun`` sweep as one MLflow parent run, compared when it ends.
 
-:class:`SweepTracking` opens the sweep's parent run when the multirun starts (:func:`tlrun.sweeps.open_parent`)
-and ends it with the sweep's aggregate status when the sweep ends, or when the process exits without the sweep's
-normal end (a failed job, Ctrl-C, SIGTERM): no parent is left RUNNING. Either way the sweep's comparison table
-(:func:`tlrun.compare.compare_sweep`: methods as rows, tasks as columns, mean ± std over seeds) is printed,
-written to ``<sweep dir>/comparison`` and logged as artifacts of the parent. Imports MLflow only when a sweep
-starts.
+:class:`SweepTracking` opens the sweep's parent run when the multirun starts
+(:func:`tlrun.tracking.sweeps.open_parent`) and ends it with the sweep's aggregate status when the sweep ends, or
+when the process exits without the sweep's normal end (a failed job, Ctrl-C, SIGTERM): no parent is left RUNNING.
+Either way the sweep's comparison table (:func:`tlrun.tracking.compare.compare_sweep`: methods as rows, tasks as
+columns, mean ± std over seeds) is printed, written to ``<sweep dir>/comparison`` and logged as artifacts of the
+parent. Imports MLflow only when a sweep starts; the store is resolved once, when it starts.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def _stop(signum: int, frame: Any) -> None:
 
 
 class SweepTracking(Callback):
-    """One MLflow parent run per multirun (see :mod:`tlrun.sweeps`), its jobs' runs nested under it."""
+    """One MLflow parent run per multirun (see :mod:`tlrun.tracking.sweeps`), its jobs' runs nested under it."""
 
     def __init__(self) -> None:
         self.client: Any = None
@@ -36,13 +36,13 @@ class SweepTracking(Callback):
         self.previous_sigterm: Any = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from tlrun.sweeps import PARENT_ENV, open_parent
-        from tlrun.tracking import configured_uri
+        from tlrun.tracking.sweeps import PARENT_ENV, open_parent
+        from tlrun.tracking.uri import configured_uri
 
         os.environ.pop(PARENT_ENV, None)  # if opening fails (Hydra only warns), jobs must not link to a stale sweep
         self.uri = configured_uri(config)
         self.comparison_dir = Path(str(config.hydra.sweep.dir)) / "comparison"
-        self.client, self.parent_id = open_parent(config)
+        self.client, self.parent_id = open_parent(config, self.uri)
         atexit.register(self._end_early)
         if threading.current_thread() is threading.main_thread():  # SIGTERM ends the sweep as Ctrl-C does
             self.previous_sigterm = signal.signal(signal.SIGTERM, _stop)
@@ -56,8 +56,8 @@ class SweepTracking(Callback):
 
     def _close(self, completed: bool) -> None:
         """End the parent, then compare its runs; signals stay handled until both are done."""
-        from tlrun.compare import compare_sweep
-        from tlrun.sweeps import PARENT_ENV, close_parent
+        from tlrun.tracking.compare import compare_sweep
+        from tlrun.tracking.sweeps import PARENT_ENV, close_parent
 
         if self.parent_id is None:
             return
