@@ -40,6 +40,27 @@ class Plan:
     weights_run: str | None = None
 
 
+def resolve_auto(cfg: DictConfig, methods: dict[str, list[str]] | None = None) -> DictConfig:
+    """A copy of ``cfg`` with ``scenario=auto`` and ``backbone=auto`` replaced by what they stand for: the method's
+    natural scenario (scenario settings given as ``scenario.<key>`` carry over) and the backbone the dataset and the
+    method's family call for. Raises :class:`~tlrun.errors.TlrunError` for an unknown method."""
+    methods = method_scenarios() if methods is None else methods
+    method = cfg.method.get("name")
+    if method not in methods:
+        raise TlrunError(f"unknown method {method!r}; known methods: {', '.join(sorted(methods))}")
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        if cfg.scenario.name == "auto":
+            resolved = load_option("scenario", natural_scenario(methods[method]))
+            for key in resolved:  # settings given on the command line as scenario.<key> carry over
+                if key != "name" and key in cfg.scenario:
+                    resolved[key] = cfg.scenario[key]
+            cfg.scenario = resolved
+        if cfg.backbone.name == "auto":
+            cfg.backbone = load_option("backbone", natural_backbone(cfg.dataset, cfg.method.get("family")))
+    return cfg
+
+
 def preflight(cfg: DictConfig) -> Plan:
     """Resolve ``scenario=auto``, check that method, scenario and dataset fit, the method's settings, and that the
     data is there. ``backbone.weights=runs:/...`` is checked against its store later, by
@@ -57,22 +78,11 @@ def preflight(cfg: DictConfig) -> Plan:
     _check_select(str(cfg.trainer.get("select", "last")), cfg.method.get("family"),
                   float(cfg.dataset.get("source_val_fraction", 0.0)))
     methods = method_scenarios()
-    method = cfg.method.get("name")
-    if method not in methods:
-        raise TlrunError(f"unknown method {method!r}; known methods: {', '.join(sorted(methods))}")
-    if cfg.scenario.name == "auto":
-        with open_dict(cfg):
-            resolved = load_option("scenario", natural_scenario(methods[method]))
-            for key in resolved:  # settings given on the command line as scenario.<key> carry over
-                if key != "name" and key in cfg.scenario:
-                    resolved[key] = cfg.scenario[key]
-            cfg.scenario = resolved
+    auto_backbone = cfg.backbone.name == "auto"
+    cfg = resolve_auto(cfg, methods)
+    method = cfg.method.name
     check_fit(method, cfg.scenario.name, cfg.dataset.name, list(cfg.dataset.scenarios), methods, dataset_scenarios())
     _check_method_settings(cfg.method)
-    auto_backbone = cfg.backbone.name == "auto"
-    if auto_backbone:
-        with open_dict(cfg):
-            cfg.backbone = load_option("backbone", natural_backbone(cfg.dataset, cfg.method.get("family")))
     if cfg.scenario.name == "zeroshot":
         check_row_wise(str(cfg.dataset.get("preprocess", "none")), "in zeroshot would mix unseen-class samples into training")
         if str(cfg.trainer.get("select", "last")) not in ("last", "source_val"):
