@@ -33,7 +33,7 @@ from tlrun.methods.base import NullReporter, RunContext
 from tlrun.methods.kmeans import KMeansClustering
 from tlrun.methods.selftaught import SelfTaught
 from tlrun.metrics import clustering_scores
-from tlrun.representations import ENCODERS, make_encoder
+from tlrun.methods.components.representations import ENCODERS, make_encoder
 from tlrun.scenarios import Labeled, TrainingData, Unlabeled
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from tlrun.classifiers import make_classifier
+from tlrun.methods.components.classifiers import make_classifier
 from tlrun.methods.base import NullReporter, RunContext
 from tlrun.losses.discrepancy import covariance
 from tlrun.methods.coral import CORAL

@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 from tlrun.backbones import MLP
-from tlrun.classifiers import make_classifier
+from tlrun.methods.components.classifiers import make_classifier
 from tlrun.config import META_KEYS, constructor_arguments, group_options, option_keys, option_node
 from tlrun.errors import TlrunError
 from tlrun.methods.settings import (CHECKS, CLASSIFIERS, WEIGHTING_CLASSIFIERS, SettingTypeError, check_settings,

@@ -12,7 +12,7 @@ from tlrun.data.digits import Digits
 from tlrun.methods.base import NullReporter, RunContext
 from tlrun.methods.kmeans import KMeansClustering
 from tlrun.methods.selftaught import SelfTaught
-from tlrun.representations import ENCODERS, make_encoder
+from tlrun.methods.components.representations import ENCODERS, make_encoder
 from tlrun.scenarios import Labeled, TrainingData, Unlabeled
 
 IMAGE_SHAPE = (1, 8, 8)

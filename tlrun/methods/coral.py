@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tlrun.classifiers import DEFAULT_CLASSIFIER_OPTIONS
+from tlrun.methods.components.classifiers import DEFAULT_CLASSIFIER_OPTIONS
 from tlrun.losses.discrepancy import coral_loss, covariance
 from tlrun.methods.no_adaptation import SourceClassifier
 from tlrun.methods.settings import check_coral
@@ -45,7 +45,8 @@ class CORAL(SourceClassifier):
         regularization: ``r``, the multiple of ``I`` (``absolute``) or of ``(tr C / d) I`` (``trace``) added to
             each covariance.
         shrinkage: ``trace`` (scale-free, the default) or ``absolute`` (the paper's ``+ I``).
-        classifier: the classifier's name (see :mod:`tlrun.classifiers`); the paper uses a linear SVM.
+        classifier: the classifier's name (see :mod:`tlrun.methods.components.classifiers`); the paper uses a
+            linear SVM.
         classifier_options: keyword arguments per classifier (e.g. ``{"linear_svm": {"C": 1e-4}}``).
 
     Logs ``coral_loss_before`` and ``coral_loss_after`` (``‖C_s − C_t‖²_F / 4d²`` of the source before and after

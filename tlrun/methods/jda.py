@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tlrun.classifiers import DEFAULT_CLASSIFIER_OPTIONS, as_float64, make_classifier
+from tlrun.methods.components.classifiers import DEFAULT_CLASSIFIER_OPTIONS, as_float64, make_classifier
 from tlrun.config import as_dicts
 from tlrun.methods.base import Method, RunContext
 from tlrun.methods.settings import check_jda, check_tca
@@ -56,7 +56,7 @@ class JDA(Method):
         lamb: ``λ``, the weight of the ``‖A‖²_F`` regulariser.
         gamma: ``γ`` of the ``rbf`` kernel (unused otherwise).
         iterations: ``T``, rounds of embedding and pseudo-labelling (1 = marginal only).
-        classifier: the classifier on the embedding (see :mod:`tlrun.classifiers`); it also gives the
+        classifier: the classifier on the embedding (see :mod:`tlrun.methods.components.classifiers`); it also gives the
             pseudo-labels.
         classifier_options: keyword arguments per classifier (e.g. ``{"logreg": {"C": 1.0}}``).
 

@@ -32,7 +32,7 @@ KERNELS: tuple[str, ...] = ("primal", "linear", "rbf")
 CORAL_SHRINKAGES = ("trace", "absolute")
 #: Kernels of KMM.
 KMM_KERNELS = ("rbf", "linear")
-#: The classifiers of :mod:`tlrun.classifiers`, and those whose ``fit`` honours sample weights.
+#: The classifiers of :mod:`tlrun.methods.components.classifiers`, and those whose ``fit`` honours sample weights.
 CLASSIFIERS: tuple[str, ...] = ("1nn", "logreg", "linear_svm")
 WEIGHTING_CLASSIFIERS = ("logreg", "linear_svm")
 OPTIMIZERS = ("sgd", "adam")
@@ -179,8 +179,8 @@ def check_kernel(kernel: str) -> None:
         raise ValueError(f"unknown kernel {kernel!r}; choose one of: {', '.join(KERNELS)}")
 
 
-#: The options of each classifier of :mod:`tlrun.classifiers` (``classifier_options.<classifier>.<option>``), with
-#: their types; each must be positive.
+#: The options of each classifier of :mod:`tlrun.methods.components.classifiers`
+#: (``classifier_options.<classifier>.<option>``), with their types; each must be positive.
 CLASSIFIER_OPTIONS: dict[str, dict[str, type]] = {
     "1nn": {"max_block": int},
     "logreg": {"C": float, "max_iter": int, "seed": int},
@@ -219,7 +219,7 @@ def layer_names(method: str, layers: Any) -> tuple[str, ...]:
 
 def _check_encoder(encoder: str, options_by_encoder: Mapping[str, Mapping[str, Any]] | None, what: str) -> None:
     """Build the encoder with its options: bad names, options and values fail (numpy only, no data)."""
-    from tlrun.representations import make_encoder, options_for
+    from tlrun.methods.components.representations import make_encoder, options_for
 
     make_encoder(encoder, **options_for(encoder, options_by_encoder, what))
 

@@ -68,7 +68,7 @@ from typing import Callable, Protocol
 import numpy as np
 import torch
 
-from tlrun.classifiers import as_float64
+from tlrun.methods.components.classifiers import as_float64
 from tlrun.losses.discrepancy import squared_distances
 from tlrun.methods.settings import check_kernel
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from tlrun.classifiers import DEFAULT_CLASSIFIER_OPTIONS
+from tlrun.methods.components.classifiers import DEFAULT_CLASSIFIER_OPTIONS
 from tlrun.methods.jda import JDA
 
 
