@@ -51,13 +51,18 @@ def load_option(group: str, option: str) -> DictConfig:
 
 
 def option_node(group: str, option: str) -> dict[str, Any]:
-    """A group option as composed (its own keys over those of the configs it merges into itself), unresolved."""
+    """A group option as composed, unresolved: its own keys and those of the configs it merges into itself
+    (``- /method_base/deep_da@_here_``), merged in the order of its defaults list, as Hydra merges them (its own
+    keys where ``_self_`` stands, else last)."""
+    node = _load_option(group, option)
+    entries = list(node.get("defaults", []))
     merged = OmegaConf.create()
-    for entry in _load_option(group, option).get("defaults", []):
-        if isinstance(entry, str) and entry.endswith("@_here_"):
+    for entry in entries if "_self_" in entries else [*entries, "_self_"]:
+        if entry == "_self_":
+            merged = OmegaConf.merge(merged, OmegaConf.masked_copy(node, [key for key in node if key != "defaults"]))
+        elif isinstance(entry, str) and entry.endswith("@_here_"):
             merged = OmegaConf.merge(merged, option_node(*_here_path(group, entry)))
-    own = OmegaConf.masked_copy(_load_option(group, option), [k for k in _load_option(group, option) if k != "defaults"])
-    return OmegaConf.to_container(OmegaConf.merge(merged, own))
+    return OmegaConf.to_container(merged)
 
 
 def _here_path(group: str, entry: str) -> tuple[str, str]:
