@@ -5,8 +5,8 @@ import sys
 import numpy as np
 import pytest
 
-from tlrun.methods.components import label_embeddings
 from tlrun.errors import TlrunError
+from tlrun.methods.components import label_embeddings
 from tlrun.methods.components.label_embeddings import embed_class_names, normalise_name
 
 

@@ -14,10 +14,10 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 from tlrun.backbones import MLP
-from tlrun.methods.components.classifiers import make_classifier
 from tlrun.config import META_KEYS, constructor_arguments, group_options, option_keys, option_node
 from tlrun.errors import TlrunError
 from tlrun.methods import settings as settings_module
+from tlrun.methods.components.classifiers import make_classifier
 from tlrun.methods.settings import (CLASSIFIERS, WEIGHTING_CLASSIFIERS, SettingTypeError, check_settings, checks,
                                     class_chain, is_check, own_checks, setting_types, values_of_other_types)
 from tlrun.run import run

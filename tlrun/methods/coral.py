@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from tlrun.methods.components.classifiers import DEFAULT_CLASSIFIER_OPTIONS
 from tlrun.losses.discrepancy import coral_loss, covariance
+from tlrun.methods.components.classifiers import DEFAULT_CLASSIFIER_OPTIONS
 from tlrun.methods.no_adaptation import SourceClassifier
 from tlrun.methods.settings import check_coral
 

@@ -30,9 +30,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from tlrun.methods.components.classifiers import DEFAULT_CLASSIFIER_OPTIONS, as_float64, make_classifier
 from tlrun.config import as_dicts
 from tlrun.methods.base import Method, RunContext
+from tlrun.methods.components.classifiers import DEFAULT_CLASSIFIER_OPTIONS, as_float64, make_classifier
 from tlrun.methods.settings import check_jda, check_mmd_subspace_method
 from tlrun.methods.subspace import (
     l2_normalize_rows,

@@ -15,8 +15,8 @@ import numpy as np
 from tlrun.config import read_only
 from tlrun.errors import TlrunError
 from tlrun.methods.base import Method, RunContext
-from tlrun.methods.settings import check_kmeans_clustering
 from tlrun.methods.components.representations import learn_and_encode, options_for
+from tlrun.methods.settings import check_kmeans_clustering
 from tlrun.scenarios import TrainingData
 
 

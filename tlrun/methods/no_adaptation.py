@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from tlrun.methods.components.classifiers import DEFAULT_CLASSIFIER_OPTIONS, as_float64, make_classifier
 from tlrun.config import as_dicts
 from tlrun.methods.base import Method, RunContext
+from tlrun.methods.components.classifiers import DEFAULT_CLASSIFIER_OPTIONS, as_float64, make_classifier
 from tlrun.methods.settings import check_source_classifier
 from tlrun.scenarios import Labeled, TrainingData
 

@@ -16,11 +16,11 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from tlrun.methods.components.classifiers import DEFAULT_CLASSIFIER_OPTIONS, make_classifier
 from tlrun.config import as_dicts, read_only
 from tlrun.methods.base import Method, RunContext
-from tlrun.methods.settings import check_self_taught
+from tlrun.methods.components.classifiers import DEFAULT_CLASSIFIER_OPTIONS, make_classifier
 from tlrun.methods.components.representations import learn_and_encode, options_for
+from tlrun.methods.settings import check_self_taught
 from tlrun.scenarios import Labeled, TrainingData
 
 

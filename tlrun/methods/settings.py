@@ -8,12 +8,12 @@ config (``conf/method/<name>.yaml``) is the recipe, its constructor's defaults a
 equal), and every caller passes every setting (the pre-flight the whole config, a constructor all of its own); each
 check ignores the others (``**_``). Checks that need the data or the backbone stay in the classes.
 
-Registration: none by hand. A class's own checks are the checks of this module its ``__init__`` calls (imported
-by name: ``from tlrun.methods.settings import check_dann``); its checks are the own checks of the classes it
-extends, bases first, then its own (:func:`checks`). Both are read from the source of tlrun's modules
-(:mod:`ast`; :func:`class_chain`, :func:`own_checks`), never by importing them: a method config's ``_target_``
-names a class that imports torch. So a new class with new settings writes ``check_<class>`` here and calls it from
-its ``__init__``; a class without new settings (``DDC``, ``SourceOnly``) or a new YAML on an existing class needs
+Registration: none by hand. A class's own checks are the checks of this module its ``__init__`` calls (imported by
+name at the top of its module: ``from tlrun.methods.settings import check_dann``); its checks are the own checks of
+the classes it extends, bases first, then its own (:func:`checks`). Both are read from the source of tlrun's modules
+(:mod:`ast`; :func:`class_chain`, :func:`own_checks`), never by importing them: a method config's ``_target_`` names
+a class that imports torch. So a new class with new settings writes ``check_<class>`` here and calls it from its
+``__init__``; a class without new settings (``DDC``, ``SourceOnly``) or a new YAML on an existing class needs
 nothing. Classes outside tlrun have no checks here: their constructors check.
 
 The checks' keyword annotations declare the type of every setting of every method config (a test walks them):
