@@ -29,13 +29,21 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-METHODS = ("source_only", "ddc", "dan", "deep_coral", "cmd", "dann", "cdan", "mcc", "sdt", "dsn", "pixelda")
-FAMILIES = {
-    "ddc": "discrepancy", "dan": "discrepancy", "deep_coral": "discrepancy", "cmd": "discrepancy",
-    "dann": "adversarial", "cdan": "adversarial", "sdt": "adversarial", "pixelda": "adversarial (pixel)",
-    "dsn": "reconstruction", "mcc": "class confusion", "source_only": "baseline",
-}
 RESULTS = Path(__file__).resolve().parent / "results" / "deep_da_digits.md"
+
+
+def deep_da_methods() -> list[str]:
+    """Every deep method whose config serves ``da`` (``source_only`` first): a new method config joins the table."""
+    from tlrun.config import methods
+
+    return methods(family="deep", scenario="da")
+
+
+def kind(method: str) -> str:
+    """The column ``family`` of a method's row: its config's ``kind``, in words."""
+    from tlrun.config import method_metadata
+
+    return str(method_metadata(method).get("kind", "")).replace("_", " ")
 
 
 def control(lr: float) -> str:
@@ -64,7 +72,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", default="original")
     parser.add_argument("--target", default="thick")
-    parser.add_argument("--methods", nargs="+", default=list(METHODS))
+    parser.add_argument("--methods", nargs="+", default=deep_da_methods())
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--controls", nargs="*", type=float, default=[0.01, 0.001],
                         help="learning rates of the no-transfer controls (none: no control rows)")
@@ -118,7 +126,7 @@ def main() -> None:
         ordered = [values[seed] for seed in args.seeds]
         spread = statistics.stdev(ordered) if len(ordered) > 1 else 0.0
         lr = learning_rates[row]
-        family = "no transfer" if row.startswith("control") else FAMILIES.get(row, "")
+        family = "no transfer" if row.startswith("control") else kind(row)
         against_control = "" if row.startswith("control") else versus(row, control(lr))
         lines.append(
             f"| {row} | {family} | {lr:g} | {mean(row):.1f} ± {spread:.1f} | {' / '.join(f'{v:.1f}' for v in ordered)} "

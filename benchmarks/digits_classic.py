@@ -19,13 +19,20 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
-from tlrun.config import config_dir, register_resolvers
+from tlrun.config import BASELINE, config_dir, method_metadata, methods, register_resolvers
 from tlrun.run import run
 
-METHODS = ("no_adaptation", "source_only", "tca", "jda", "coral", "kmm")
 TARGETS = ("thick", "rotate", "shrink", "noise")
 SEEDS = (0, 1, 2)
 RESULTS = Path(__file__).resolve().parent / "results" / "digits_classic.md"
+
+
+def classic_methods() -> list[str]:
+    """Every method whose config serves ``da`` and is closed-form or a baseline (the deep family's: ``source_only``),
+    the baselines first."""
+    chosen = {name: method_metadata(name) for name in methods(scenario="da")}
+    return [name for name, metadata in chosen.items()
+            if metadata["family"] == "closed_form" or metadata.get("kind") == BASELINE]
 
 
 def main() -> None:
@@ -33,7 +40,7 @@ def main() -> None:
     rows, started = [], time.perf_counter()
     with tempfile.TemporaryDirectory() as folder, initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path(folder) / 'mlflow.db'}"
-        for method in METHODS:
+        for method in classic_methods():
             cells = []
             for target in TARGETS:
                 scores = [

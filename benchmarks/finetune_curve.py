@@ -3,7 +3,7 @@
 Run by hand from the repository root with the project's venv:
 
     python benchmarks/finetune_curve.py                            # labels 1 5 10 50, seeds 0 1 2, every variant
-    python benchmarks/finetune_curve.py --labels 1 5 --seeds 0 --variants target_only finetune
+    python benchmarks/finetune_curve.py --labels 1 5 --seeds 0 --variants target_only "finetune (all layers)"
     python benchmarks/finetune_curve.py --target rotate --output benchmarks/results/finetune_curve_rotate.md
 
 Every cell is a full tlrun run (composed in-process; scenario finetune, original → thick unless ``--target``, the method's default
@@ -24,25 +24,32 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
-from tlrun.config import config_dir, register_resolvers
+from tlrun.config import config_dir, methods, register_resolvers
 from tlrun.run import run
 from tlrun.tracking import TrackedRun, resolve_tracking_uri
 
-#: Variant name → the overrides that make it.
-VARIANTS: dict[str, list[str]] = {
-    "target_only": ["method=target_only"],
-    "finetune (all layers)": ["method=finetune"],
-    "finetune (all_but_head)": ["method=finetune", "method.freeze=all_but_head"],
-    "finetune (first_k=1)": ["method=finetune", "method.freeze=first_k", "method.freeze_k=1"],
-    "finetune (last_k=1)": ["method=finetune", "method.freeze=last_k", "method.freeze_last_k=1"],
-    "finetune (gradual, 5 epochs)": ["method=finetune", "method.unfreeze_every=5"],
-    "finetune (layer_decay 0.3)": ["method=finetune", "method.layer_decay=0.3", "method.backbone_lr_mult=1.0"],
-    "l2sp": ["method=l2sp"],
-    "distill_finetune": ["method=distill_finetune"],
-    "multitask": ["method=multitask"],
-    "progressive": ["method=progressive"],
+#: The settings variants of a method, each a row ``<method> (<variant>)``; a method not here is one row, its defaults.
+SETTING_VARIANTS: dict[str, dict[str, list[str]]] = {
+    "finetune": {
+        "all layers": [],
+        "all_but_head": ["method.freeze=all_but_head"],
+        "first_k=1": ["method.freeze=first_k", "method.freeze_k=1"],
+        "last_k=1": ["method.freeze=last_k", "method.freeze_last_k=1"],
+        "gradual, 5 epochs": ["method.unfreeze_every=5"],
+        "layer_decay 0.3": ["method.layer_decay=0.3", "method.backbone_lr_mult=1.0"],
+    },
 }
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def variants() -> dict[str, list[str]]:
+    """Variant name → the overrides that make it: every deep method whose config serves ``finetune`` (a new method
+    config joins the curve), the baseline first, with its defaults or its :data:`SETTING_VARIANTS`."""
+    rows = {}
+    for method in methods(family="deep", scenario="finetune"):
+        for variant, overrides in SETTING_VARIANTS.get(method, {"": []}).items():
+            rows[f"{method} ({variant})" if variant else method] = [f"method={method}", *overrides]
+    return rows
 
 
 def curve_figure(labels: list[int], scores: dict[str, dict[int, list[float]]], target: str):
@@ -71,7 +78,8 @@ def main() -> None:
     parser.add_argument("--labels", nargs="+", type=int, default=[1, 5, 10, 50])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--target", default="thick", help="the target domain of dataset=digits")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS), metavar="VARIANT")
+    rows = variants()
+    parser.add_argument("--variants", nargs="+", default=list(rows), choices=list(rows), metavar="VARIANT")
     parser.add_argument("--output", type=Path, default=RESULTS / "finetune_curve.md")
     parser.add_argument("--tracking-uri", default=resolve_tracking_uri())
     args = parser.parse_args()
@@ -84,7 +92,7 @@ def main() -> None:
             scores[name] = {}
             for labels in args.labels:
                 scores[name][labels] = [
-                    100 * run(compose("config", overrides=VARIANTS[name] + [
+                    100 * run(compose("config", overrides=rows[name] + [
                         "scenario=finetune", f"dataset.target={args.target}",
                         f"scenario.target_labels_per_class={labels}", f"seed={seed}",
                         f"logger.tracking_uri={args.tracking_uri}", "logger.experiment=bench-finetune-curve",

@@ -30,10 +30,10 @@ import torch
 
 from tlrun.data.digits import Digits
 from tlrun.methods.base import NullReporter, RunContext
+from tlrun.methods.components.representations import ENCODERS, make_encoder
 from tlrun.methods.kmeans import KMeansClustering
 from tlrun.methods.selftaught import SelfTaught
 from tlrun.metrics import clustering_scores
-from tlrun.representations import ENCODERS, make_encoder
 from tlrun.scenarios import Labeled, TrainingData, Unlabeled
 
 RESULTS = Path(__file__).resolve().parent / "results"

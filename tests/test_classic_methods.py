@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from tlrun.classifiers import make_classifier
-from tlrun.methods.base import NullReporter, RunContext
 from tlrun.losses.discrepancy import covariance
+from tlrun.methods.base import NullReporter, RunContext
+from tlrun.methods.components.classifiers import make_classifier
 from tlrun.methods.coral import CORAL
 from tlrun.methods.jda import JDA
 from tlrun.methods.kmm import KMM, project_box_sum, solve_kmm

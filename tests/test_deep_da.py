@@ -6,10 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hydra.utils import get_class
 from mlflow.tracking import MlflowClient
 
 from tlrun.backbones import MLP
-from tlrun.config import instantiate, method_scenarios
+from tlrun.config import BASELINE, instantiate, method_metadata, methods, option_node
 from tlrun.errors import TlrunError
 from tlrun.methods.adaptation import DomainAdaptation, DomainBatch, frozen_call
 from tlrun.run import run
@@ -17,15 +18,25 @@ from tlrun.scenarios import Labeled, TrainingData, Unlabeled
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-DA_METHODS = sorted(name for name, scenarios in method_scenarios().items() if "da" in scenarios)
-ADAPTATION_METHODS = [
-    "ddc", "dan", "deep_coral", "cmd", "dann", "cdan", "mcc", "sdt", "dsn", "pixelda",
-]
+
+def adaptation_methods() -> list[str]:
+    """The deep DA methods with a transfer term, read from their configs: every deep method serving ``da`` but the
+    baselines (``kind: baseline``). A new method config joins the properties below."""
+    return methods(family="deep", scenario="da", baselines=False)
+
+
+ADAPTATION_METHODS = adaptation_methods()
 QUICK = ["method.epochs=1", "+trainer.limit_train_batches=3", "trainer.enable_progress_bar=false", "diagnostics=false"]
 
 
-def test_every_deep_da_method_of_the_issue_is_registered():
-    assert set(ADAPTATION_METHODS) <= set(DA_METHODS)
+@pytest.mark.parametrize("name", methods(family="deep", scenario="da"))
+def test_a_deep_da_method_says_its_kind_and_only_the_baselines_have_no_transfer_term(name):
+    """The list above reads ``kind``: every deep DA method sets it, and a method that is no baseline is a
+    :class:`DomainAdaptation` (it has a transfer term), a baseline is not."""
+    metadata = method_metadata(name)
+    assert metadata.get("kind"), f"conf/method/{name}.yaml: set kind (baseline, discrepancy, adversarial, ...)"
+    built = get_class(option_node("method", name)["_target_"])
+    assert issubclass(built, DomainAdaptation) == (metadata["kind"] != BASELINE), name
 
 
 def _shifted_batches(n: int = 16, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -173,7 +184,7 @@ def test_warmup_schedule_drives_the_reversal_coefficient(compose, monkeypatch):
     assert _built(compose, "ddc").warmup_factor() == 1.0  # no warm-up: constant weight
 
 
-@pytest.mark.parametrize("name", ["source_only"] + ADAPTATION_METHODS)
+@pytest.mark.parametrize("name", methods(family="deep", scenario="da"))
 def test_trains_end_to_end_on_digits(compose, mlflow_store, name):
     accuracy = run(compose(f"method={name}", *QUICK, experiment="deep-da"))
     assert 0.0 <= accuracy <= 1.0
@@ -184,7 +195,7 @@ def test_trains_end_to_end_on_digits(compose, mlflow_store, name):
     metrics = record.data.metrics
     for key in ("target_acc", "source_acc", "train_loss", "select.source_val", "select.dev", "select.snd", "select.entropy"):
         assert key in metrics and np.isfinite(metrics[key]), key
-    if name != "source_only":
+    if name in ADAPTATION_METHODS:
         assert "transfer_loss" in metrics and np.isfinite(metrics["transfer_loss"])
     artifacts = {item.path for item in client.list_artifacts(record.info.run_id)}
     assert {"config.yaml", "confusion_matrix.png", "per_class_target_acc.csv"} <= artifacts

@@ -5,9 +5,9 @@ import sys
 import numpy as np
 import pytest
 
-from tlrun import label_embeddings
 from tlrun.errors import TlrunError
-from tlrun.label_embeddings import embed_class_names, normalise_name
+from tlrun.methods.components import label_embeddings
+from tlrun.methods.components.label_embeddings import embed_class_names, normalise_name
 from tlrun.run import run
 
 

@@ -14,7 +14,8 @@ from omegaconf import OmegaConf
 
 from tlrun.backbones import MLP
 from tlrun.config import constructor_arguments, group_options, option_node
-from tlrun.methods.settings import CHECKS, OWN_CHECKS, check_settings
+from tlrun.methods import settings
+from tlrun.methods.settings import check_settings, checks, is_check
 
 NO_DEFAULT = "(no default)"
 NOT_A_PARAMETER = "(not a parameter)"
@@ -73,9 +74,9 @@ def test_every_constructor_default_is_the_composed_config_s_value():
     assert not differences, f"{len(differences)} constructor defaults differ from the configs:\n{listed}"
 
 
-@pytest.mark.parametrize("target", sorted(OWN_CHECKS))
-def test_a_check_declares_types_and_no_defaults(target):
-    check = OWN_CHECKS[target]
+@pytest.mark.parametrize("check", [check for check in vars(settings).values() if is_check(check)],
+                         ids=lambda check: check.__name__)
+def test_a_check_declares_types_and_no_defaults(check):
     defaulted = [name for name, parameter in inspect.signature(check).parameters.items()
                  if parameter.kind is parameter.KEYWORD_ONLY and parameter.default is not parameter.empty]
     assert not defaulted, f"{check.__name__} gives {', '.join(defaulted)} a default: the config is the recipe"
@@ -89,7 +90,7 @@ def test_the_constructor_with_its_own_defaults_passes_its_checks(method):
     cls = _class(target)
     needs_backbone = constructor_default(cls, "backbone") is NO_DEFAULT
     built = cls(MLP(input_shape=(12,), hidden=[8])) if needs_backbone else cls()
-    assert target in CHECKS and type(built) is cls
+    assert checks(target) and type(built) is cls
 
 
 def test_a_config_missing_a_setting_is_named_before_the_checks_run():

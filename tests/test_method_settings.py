@@ -14,12 +14,17 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 from tlrun.backbones import MLP
-from tlrun.classifiers import make_classifier
 from tlrun.config import META_KEYS, constructor_arguments, group_options, option_keys, option_node
 from tlrun.errors import TlrunError
-from tlrun.methods.settings import (CHECKS, CLASSIFIERS, WEIGHTING_CLASSIFIERS, SettingTypeError, check_settings,
-                                    setting_types, values_of_other_types)
+from tlrun.methods import settings as settings_module
+from tlrun.methods.components.classifiers import make_classifier
+from tlrun.methods.settings import (CLASSIFIERS, WEIGHTING_CLASSIFIERS, SettingTypeError, check_settings, checks,
+                                    class_chain, is_check, own_checks, setting_types, values_of_other_types)
 from tlrun.run import run
+
+
+#: The ``_target_`` of every method config.
+TARGETS = sorted({str(option_node("method", method)["_target_"]) for method in group_options("method")})
 
 
 def _class(target: str) -> type:
@@ -30,7 +35,7 @@ def _class(target: str) -> type:
 @pytest.mark.parametrize("method", group_options("method"))
 def test_every_method_has_a_check_that_its_default_config_passes(compose, method):
     settings = compose(f"method={method}").method
-    assert settings._target_ in CHECKS, f"register a check for {settings._target_} in tlrun/methods/settings.py"
+    assert checks(settings._target_), f"{settings._target_}'s __init__ calls no check of tlrun/methods/settings.py"
     check_settings(settings._target_, constructor_arguments(settings))
 
 
@@ -121,10 +126,30 @@ def test_a_wrong_type_says_the_key_the_value_and_what_is_allowed():
     check_settings("tlrun.methods.dan.DAN", {**dan, "lr": 1, "layers": ["features"], "patience": None})  # an int is a float
 
 
-@pytest.mark.parametrize("target", sorted(CHECKS))
+@pytest.mark.parametrize("target", TARGETS)
+def test_the_class_chain_read_from_the_source_is_the_classes_tlrun_s_class_extends(target):
+    """What registration derives without importing a class is its import's MRO: every tlrun class in it, each
+    after the classes it extends."""
+    chain = class_chain(target)
+    extended = [f"{cls.__module__}.{cls.__qualname__}" for cls in _class(target).__mro__]
+    assert set(chain) == {path for path in extended if path.startswith("tlrun.")}
+    for position, path in enumerate(chain):
+        bases = {f"{base.__module__}.{base.__qualname__}" for base in _class(path).__bases__}
+        assert bases & set(chain) <= set(chain[:position]), path
+
+
+def test_every_check_is_called_by_the_constructor_of_a_class_a_method_config_builds():
+    """No check is left out of the pre-flight: each one is a class's own check, found in its ``__init__``, and the
+    constructors run them in that order."""
+    everything = {check for check in vars(settings_module).values() if is_check(check)}
+    called = {check for target in TARGETS for path in class_chain(target) for check in own_checks(path)}
+    assert called == everything
+
+
+@pytest.mark.parametrize("target", TARGETS)
 def test_a_setting_has_one_type_along_a_class_chain(target):
     declared: dict[str, set] = {}
-    for check in CHECKS[target]:
+    for check in checks(target):
         for key, parameter in list(inspect.signature(check).parameters.items())[1:]:
             if parameter.kind is parameter.KEYWORD_ONLY:
                 declared.setdefault(key, set()).add(parameter.annotation)

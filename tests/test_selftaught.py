@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
-from tlrun.config import instantiate, load_option
+from tlrun.config import instantiate, load_option, option_node
 from tlrun.data.digits import Digits
 from tlrun.methods.base import NullReporter, RunContext
+from tlrun.methods.components.representations import ENCODERS, make_encoder
 from tlrun.methods.kmeans import KMeansClustering
 from tlrun.methods.selftaught import SelfTaught
-from tlrun.representations import ENCODERS, make_encoder
 from tlrun.scenarios import Labeled, TrainingData, Unlabeled
 
 IMAGE_SHAPE = (1, 8, 8)
@@ -196,7 +197,7 @@ def test_kmeans_on_a_representation_learned_from_unlabeled_data(learn_on, digits
 
 
 def test_configs_build_the_methods():
-    selftaught = instantiate(load_option("method", "selftaught"))
+    selftaught = instantiate(OmegaConf.create(option_node("method", "selftaught")))
     assert isinstance(selftaught, SelfTaught) and selftaught.encoder == "sparse_coding"
     assert selftaught.encoder_options["n_atoms"] == 32
     kmeans = instantiate(load_option("method", "kmeans"))

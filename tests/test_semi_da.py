@@ -10,24 +10,21 @@ from mlflow.tracking import MlflowClient
 from torch.nn import functional as F
 
 from tlrun.backbones import MLP
-from tlrun.config import instantiate, method_scenarios
+from tlrun.config import instantiate, methods
 from tlrun.data.base import Domain
 from tlrun.run import run
 from tlrun.scenarios import Labeled, TrainingData, Unlabeled, split
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-SEMI_DA_METHODS = sorted(name for name, scenarios in method_scenarios().items() if "semi_da" in scenarios)
+SEMI_DA_METHODS = methods(scenario="semi_da")
 QUICK = ["scenario=semi_da", "method.epochs=1", "+trainer.limit_train_batches=3", "trainer.enable_progress_bar=false",
          "diagnostics=false"]
 
 
 def test_every_deep_da_method_runs_in_semi_da():
-    from tlrun.config import load_option
-
-    deep_da = {name for name, scenarios in method_scenarios().items()
-               if "da" in scenarios and load_option("method", name).get("family") == "deep"}
-    assert deep_da and deep_da <= set(SEMI_DA_METHODS)
+    deep_da = methods(family="deep", scenario="da")
+    assert deep_da and set(deep_da) <= set(SEMI_DA_METHODS)
 
 
 def test_semi_da_labels_a_few_target_samples_per_class_and_scores_the_rest():

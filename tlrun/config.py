@@ -1,7 +1,9 @@
 """The config tree: where it lives, what its groups hold, and how a group config becomes an object.
 
-Group configs carry a little metadata beside their constructor arguments (``name``, ``family``, ``scenarios``,
-``summary``); :func:`instantiate` strips it before Hydra's ``_target_`` instantiation. Everything here imports
+Group configs carry a little metadata beside their constructor arguments (``name``, ``family``, ``kind``,
+``scenarios``, ``summary``); :func:`instantiate` strips it before Hydra's ``_target_`` instantiation. The method
+configs are the registry of methods: tests and benchmarks that run every method of a family or a scenario list them
+with :func:`methods`. Everything here imports
 only OmegaConf and Hydra, so ``tlrun --help`` and configuration errors never pay for torch.
 """
 
@@ -15,10 +17,13 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-#: Keys of a group config that describe it rather than configure its ``_target_``.
 #: Keys of a method config that describe it rather than configure its constructor; ``source_val_fraction`` is the
 #: default ``dataset.source_val_fraction`` of the datasets that leave the held-out source share to the method.
-META_KEYS = ("name", "family", "scenarios", "summary", "source_val_fraction")
+META_KEYS = ("name", "family", "kind", "scenarios", "summary", "source_val_fraction")
+#: The ``kind`` of a method config (what its transfer does; every deep DA method says) that marks a method without
+#: transfer, the reference its family is compared with (``source_only``, ``target_only``, ``no_adaptation``). The
+#: other kinds: ``discrepancy``, ``adversarial``, ``reconstruction``, ``class_confusion``.
+BASELINE = "baseline"
 #: ``backbone.weights=runs:/<run_id>/model``: the weights an earlier run logged (see :mod:`tlrun.tracking`).
 RUN_URI_PREFIX = "runs:/"
 
@@ -40,9 +45,13 @@ def group_options(group: str) -> list[str]:
     return sorted(path.stem for path in (config_dir() / group).glob("*.yaml"))
 
 
-@lru_cache(maxsize=None)
 def _load_option(group: str, option: str) -> DictConfig:
-    return OmegaConf.load(config_dir() / group / f"{option}.yaml")
+    return _load_yaml(config_dir() / group / f"{option}.yaml")
+
+
+@lru_cache(maxsize=None)
+def _load_yaml(path: Path) -> DictConfig:
+    return OmegaConf.load(path)
 
 
 def load_option(group: str, option: str) -> DictConfig:
@@ -51,13 +60,23 @@ def load_option(group: str, option: str) -> DictConfig:
 
 
 def option_node(group: str, option: str) -> dict[str, Any]:
-    """A group option as composed (its own keys over those of the configs it merges into itself), unresolved."""
+    """A group option as composed (its own keys and those of the configs it merges into itself), unresolved."""
     merged = OmegaConf.create()
-    for entry in _load_option(group, option).get("defaults", []):
-        if isinstance(entry, str) and entry.endswith("@_here_"):
-            merged = OmegaConf.merge(merged, option_node(*_here_path(group, entry)))
-    own = OmegaConf.masked_copy(_load_option(group, option), [k for k in _load_option(group, option) if k != "defaults"])
-    return OmegaConf.to_container(OmegaConf.merge(merged, own))
+    for layer in _layers(group, option):
+        merged = OmegaConf.merge(merged, OmegaConf.masked_copy(layer, [key for key in layer if key != "defaults"]))
+    return OmegaConf.to_container(merged)
+
+
+def _layers(group: str, option: str) -> Iterator[DictConfig]:
+    """The yaml files a group option is merged from, in Hydra's order: those its defaults list merges into it
+    (``- /method_base/deep_da@_here_``, with theirs), and itself where ``_self_`` stands (else last)."""
+    node = _load_option(group, option)
+    entries = list(node.get("defaults", []))
+    for entry in entries if "_self_" in entries else [*entries, "_self_"]:
+        if entry == "_self_":
+            yield node
+        elif isinstance(entry, str) and entry.endswith("@_here_"):
+            yield from _layers(*_here_path(group, entry))
 
 
 def _here_path(group: str, entry: str) -> tuple[str, str]:
@@ -153,9 +172,30 @@ def no_such_setting(group: str, option: str, key: str) -> str:
     return f"{group}.{key}: {group} {option} has no such setting{hint}; its settings: {', '.join(settings)}"
 
 
+def method_metadata(name: str) -> dict[str, Any]:
+    """The metadata (:data:`META_KEYS`) of the method config ``conf/method/<name>.yaml``, with what it merges."""
+    metadata: dict[str, Any] = {}
+    for layer in _layers("method", name):
+        values = {key: layer[key] for key in META_KEYS if key in layer}
+        metadata.update((key, OmegaConf.to_container(value) if OmegaConf.is_config(value) else value)
+                        for key, value in values.items())
+    return metadata
+
+
 def method_scenarios() -> dict[str, list[str]]:
     """Every method's declared scenarios, read from ``conf/method/*.yaml``: the registry of methods."""
-    return {name: list(_load_option("method", name).scenarios) for name in group_options("method")}
+    return {name: list(method_metadata(name)["scenarios"]) for name in group_options("method")}
+
+
+def methods(family: str | None = None, scenario: str | None = None, baselines: bool = True) -> list[str]:
+    """The methods (``conf/method/``) of ``family`` that serve ``scenario`` (``None``: any), the baselines first
+    (:data:`BASELINE`; ``baselines=False`` leaves them out), then by name: what a test or a benchmark runs for
+    "every method of a family" (a new method config joins it)."""
+    chosen = {name: method_metadata(name) for name in group_options("method")}
+    chosen = {name: metadata for name, metadata in chosen.items()
+              if family in (None, metadata.get("family")) and scenario in (None, *metadata["scenarios"])
+              and (baselines or metadata.get("kind") != BASELINE)}
+    return sorted(chosen, key=lambda name: (chosen[name].get("kind") != BASELINE, name))
 
 
 def dataset_scenarios() -> dict[str, list[str]]:
@@ -181,7 +221,7 @@ def method_table() -> str:
     lines = ["method".ljust(width) + "".join(s.ljust(c) for s, c in zip(scenarios, columns)) + "family"]
     for name, supported in methods.items():
         marks = "".join(("x" if s in supported else ".").ljust(c) for s, c in zip(scenarios, columns))
-        lines.append(name.ljust(width) + marks + str(_load_option("method", name).get("family", "")))
+        lines.append(name.ljust(width) + marks + str(method_metadata(name).get("family", "")))
     return "\n".join(lines)
 
 

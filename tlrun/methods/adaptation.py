@@ -30,7 +30,7 @@ from torch.nn import functional as F
 
 from tlrun.losses import GradientReversal, dann_schedule
 from tlrun.methods.deep import DeepMethod
-from tlrun.methods.settings import LAYERS, check_domain_adaptation, layer_names
+from tlrun.methods.settings import LAYERS, check_discrepancy_alignment, check_domain_adaptation, layer_names
 from tlrun.scenarios import TrainingData
 
 
@@ -188,6 +188,7 @@ class DiscrepancyAlignment(DomainAdaptation):
 
     def __init__(self, backbone: nn.Module, layers: Any = ("features",), **kwargs: Any) -> None:
         super().__init__(backbone, **kwargs)
+        check_discrepancy_alignment(type(self).__name__, layers=layers)
         self.layers = layer_names(type(self).__name__, layers)
 
     @abstractmethod

@@ -37,8 +37,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from tlrun.classifiers import DEFAULT_CLASSIFIER_OPTIONS
 from tlrun.losses.discrepancy import coral_loss, covariance
+from tlrun.methods.components.classifiers import DEFAULT_CLASSIFIER_OPTIONS
 from tlrun.methods.no_adaptation import SourceClassifier
 from tlrun.methods.settings import check_coral
 
@@ -82,7 +82,8 @@ class CORAL(SourceClassifier):
             each covariance (``ledoit_wolf`` estimates its own shrinkage and does not read it).
         shrinkage: ``ledoit_wolf`` (the default), ``trace`` or ``absolute`` (the paper's ``+ I``).
         center: subtract each domain's mean before the map (the target's at prediction too).
-        classifier: the classifier's name (see :mod:`tlrun.classifiers`); the paper uses a linear SVM.
+        classifier: the classifier's name (see :mod:`tlrun.methods.components.classifiers`); the paper uses a
+            linear SVM.
         classifier_options: keyword arguments per classifier (e.g. ``{"linear_svm": {"C": 1e-4}}``).
 
     Logs ``coral_loss_before`` and ``coral_loss_after`` (``‖C_s − C_t‖²_F / 4d²`` of the source before and after

@@ -3,7 +3,8 @@
 The same compatibility and ranking loss as :mod:`tlrun.methods.zsl_attribute`, with the class vectors taken from
 the class *names* instead of attribute tables: ``v_y = E(template.format(name=y))`` for a sentence-embedding
 model ``E`` installed locally (``label_embeddings=sentence``: all-MiniLM-L6-v2, the optional extra
-``tlrun[embeddings]``), or read from a vectors file (``label_embeddings=PATH``; see :mod:`tlrun.label_embeddings`).
+``tlrun[embeddings]``), or read from a vectors file (``label_embeddings=PATH``; see
+:mod:`tlrun.methods.components.label_embeddings`).
 DeViSE's loss sums the hinge over every violating class (``violations=sum``)::
 
     L = (1/n) Σ_n Σ_{m ≠ y_n} max(0, k − f(x_n) · g(s_{y_n}) + f(x_n) · g(s_m))
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from tlrun.label_embeddings import embed_class_names
+from tlrun.methods.components.label_embeddings import embed_class_names
 from tlrun.methods.settings import check_label_embedding
 from tlrun.methods.zsl_attribute import AttributeEmbedding
 from tlrun.scenarios import ClassDescriptions

@@ -15,9 +15,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from tlrun.classifiers import as_float64
 from tlrun.losses.ranking import eszsl_weights
 from tlrun.methods.base import RunContext, ZeroShotMethod
+from tlrun.methods.components.classifiers import as_float64
 from tlrun.methods.settings import check_eszsl
 from tlrun.scenarios import ClassDescriptions, Labeled, TrainingData
 

@@ -30,10 +30,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from tlrun.classifiers import DEFAULT_CLASSIFIER_OPTIONS, as_float64, make_classifier
 from tlrun.config import as_dicts
 from tlrun.methods.base import Method, RunContext
-from tlrun.methods.settings import check_jda, check_tca
+from tlrun.methods.components.classifiers import DEFAULT_CLASSIFIER_OPTIONS, as_float64, make_classifier
+from tlrun.methods.settings import check_jda, check_mmd_subspace_method
 from tlrun.methods.subspace import (
     l2_normalize_rows,
     make_feature_map,
@@ -44,8 +44,9 @@ from tlrun.methods.subspace import (
 from tlrun.scenarios import Labeled, TrainingData
 
 
-class JDA(Method):
-    """Joint distribution adaptation, transductive, with out-of-sample prediction.
+class MMDSubspaceMethod(Method):
+    """The MMD subspace methods (TCA, JDA), transductive, with out-of-sample prediction: ``iterations`` rounds of
+    embedding, training the classifier on the embedded source and pseudo-labelling the target.
 
     Args:
         kernel: ``linear`` (the ``n × n`` kernel form, solved exactly in its rank), ``primal`` (a projection of
@@ -56,8 +57,8 @@ class JDA(Method):
         lamb: ``λ``, the weight of the ``‖A‖²_F`` regulariser.
         gamma: ``γ`` of the ``rbf`` kernel (unused otherwise).
         iterations: ``T``, rounds of embedding and pseudo-labelling (1 = marginal only).
-        classifier: the classifier on the embedding (see :mod:`tlrun.classifiers`); it also gives the
-            pseudo-labels.
+        classifier: the classifier on the embedding (see :mod:`tlrun.methods.components.classifiers`); it also
+            gives the pseudo-labels.
         classifier_options: keyword arguments per classifier (e.g. ``{"logreg": {"C": 1.0}}``).
 
     Monitoring: ``reporter.log_metrics({"effective_dim": k_used}, step=0)``, the dimension actually used; at
@@ -70,20 +71,13 @@ class JDA(Method):
     """
 
     def __init__(
-        self,
-        kernel: str = "linear",
-        dim: int = 100,
-        lamb: float = 1.0,
-        gamma: float = 1.0,
-        iterations: int = 10,
-        classifier: str = "1nn",
-        classifier_options: Mapping[str, Any] | None = DEFAULT_CLASSIFIER_OPTIONS,
+        self, kernel: str, dim: int, lamb: float, gamma: float, iterations: int, classifier: str,
+        classifier_options: Mapping[str, Any] | None,
     ) -> None:
-        check_tca(
+        check_mmd_subspace_method(
             type(self).__name__, kernel=kernel, dim=dim, lamb=lamb, gamma=gamma, classifier=classifier,
             classifier_options=classifier_options,
         )
-        check_jda(type(self).__name__, iterations=iterations)
         self.kernel = kernel
         self.dim = dim
         self.lamb = lamb
@@ -151,3 +145,28 @@ class JDA(Method):
         transductive labels.
         """
         return self._classifier.predict(self._embed(self._features(X)))
+
+
+class JDA(MMDSubspaceMethod):
+    """Joint distribution adaptation: :class:`MMDSubspaceMethod` over ``iterations`` rounds, the class-conditional
+    MMD terms from the second on.
+
+    Args:
+        kernel, dim, lamb, gamma, iterations, classifier, classifier_options: as for :class:`MMDSubspaceMethod`.
+    """
+
+    def __init__(
+        self,
+        kernel: str = "linear",
+        dim: int = 100,
+        lamb: float = 1.0,
+        gamma: float = 1.0,
+        iterations: int = 10,
+        classifier: str = "1nn",
+        classifier_options: Mapping[str, Any] | None = DEFAULT_CLASSIFIER_OPTIONS,
+    ) -> None:
+        super().__init__(
+            kernel=kernel, dim=dim, lamb=lamb, gamma=gamma, iterations=iterations, classifier=classifier,
+            classifier_options=classifier_options,
+        )
+        check_jda(type(self).__name__, iterations=iterations)

@@ -15,8 +15,8 @@ import numpy as np
 from tlrun.config import read_only
 from tlrun.errors import TlrunError
 from tlrun.methods.base import Method, RunContext
+from tlrun.methods.components.representations import learn_and_encode, options_for
 from tlrun.methods.settings import check_kmeans_clustering
-from tlrun.representations import learn_and_encode, options_for
 from tlrun.scenarios import TrainingData
 
 
@@ -33,7 +33,8 @@ class KMeansClustering(Method):
     """k-means on the target's codes under a representation learned from unlabeled data.
 
     Args:
-        representation: an encoder of :mod:`tlrun.representations` (``none``: k-means on the raw target).
+        representation: an encoder of :mod:`tlrun.methods.components.representations` (``none``: k-means on the
+            raw target).
         representation_options: keyword arguments per encoder (e.g. ``{"pca": {"dim": 20}}``).
         learn_representation_on: ``source`` (the self-taught baseline: the representation never sees the
             target) or ``source_and_target`` (both unlabeled sets pooled).
@@ -43,7 +44,8 @@ class KMeansClustering(Method):
 
     ``fit`` reports the target's cluster ids through ``context.reporter.target_predictions`` and logs at
     ``step=0`` the k-means objective per sample (``kmeans_inertia``), the encoder's fitting time and, on the
-    target, its relative reconstruction error and code statistics (see :func:`tlrun.representations.encoding_metrics`).
+    target, its relative reconstruction error and code statistics (see
+    :func:`tlrun.methods.components.representations.encoding_metrics`).
     """
 
     def __init__(

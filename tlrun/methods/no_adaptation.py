@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from tlrun.classifiers import DEFAULT_CLASSIFIER_OPTIONS, as_float64, make_classifier
 from tlrun.config import as_dicts
 from tlrun.methods.base import Method, RunContext
+from tlrun.methods.components.classifiers import DEFAULT_CLASSIFIER_OPTIONS, as_float64, make_classifier
 from tlrun.methods.settings import check_source_classifier
 from tlrun.scenarios import Labeled, TrainingData
 
@@ -23,7 +23,7 @@ class SourceClassifier(Method):
     sample.
 
     Args:
-        classifier: the classifier's name (see :mod:`tlrun.classifiers`).
+        classifier: the classifier's name (see :mod:`tlrun.methods.components.classifiers`).
         classifier_options: keyword arguments per classifier (e.g. ``{"logreg": {"C": 1.0}}``).
 
     ``fit`` reports the target predictions once, at ``step=0``, and logs what :meth:`training_set` measured.

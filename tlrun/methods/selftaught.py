@@ -3,7 +3,7 @@ that need not share the target's classes or distribution, then a classifier on t
 samples.
 
 1. Learn an encoder ``φ`` on the unlabeled source ``{x_s}`` (sparse coding by default; see
-   :mod:`tlrun.representations` for the objectives).
+   :mod:`tlrun.methods.components.representations` for the objectives).
 2. Encode the labeled target, ``z_i = φ(x_i)``, and train the classifier on ``{(z_i, y_i)}``.
 3. Predict ``ŷ(x) = classifier(φ(x))``.
 
@@ -16,11 +16,11 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from tlrun.classifiers import DEFAULT_CLASSIFIER_OPTIONS, make_classifier
 from tlrun.config import as_dicts, read_only
 from tlrun.methods.base import Method, RunContext
+from tlrun.methods.components.classifiers import DEFAULT_CLASSIFIER_OPTIONS, make_classifier
+from tlrun.methods.components.representations import learn_and_encode, options_for
 from tlrun.methods.settings import check_self_taught
-from tlrun.representations import learn_and_encode, options_for
 from tlrun.scenarios import Labeled, TrainingData
 
 
@@ -40,7 +40,8 @@ class SelfTaught(Method):
         encoder: ``sparse_coding`` (Raina et al.), ``autoencoder``, ``pca`` or ``none`` (raw features, the baseline).
         encoder_options: keyword arguments per encoder (e.g. ``{"sparse_coding": {"n_atoms": 64}}``); only the
             chosen encoder's entry is used.
-        classifier: the classifier on the codes (see :mod:`tlrun.classifiers`); a linear SVM, as in the paper.
+        classifier: the classifier on the codes (see :mod:`tlrun.methods.components.classifiers`); a linear SVM,
+            as in the paper.
         classifier_options: keyword arguments per classifier (e.g. ``{"linear_svm": {"C": 1.0}}``).
 
     ``fit`` logs at ``step=0`` the encoder's fitting time (``encoder_fit_s``), and on the labeled target its

@@ -1,13 +1,20 @@
 """The checks of the method classes' constructor arguments, importable without torch.
 
-One check per method class, registered under the class's ``_target_`` path: ``check_<class>(name, **settings)``
-raises the ``ValueError`` the class's constructor raises for a bad setting (``name``: the class name the message
-starts with). A class's constructor calls its own check; :func:`check_settings` runs the checks of a class and of
-the classes it extends, so :func:`tlrun.run.preflight` rejects a bad ``method.<key>`` before torch is imported.
-Each check takes the keyword arguments of its class's constructor, without defaults: the method's composed config
-(``conf/method/<name>.yaml``) is the recipe, its constructor's defaults are its values (a test keeps them equal), and
-every caller passes every setting (the pre-flight the whole config, a constructor all of its own); each check
-ignores the others (``**_``). Checks that need the data or the backbone stay in the classes.
+A check ``check_<class>(name, *, <settings>, **_)`` raises the ``ValueError`` its class's constructor raises for a
+bad setting (``name``: the class name the message starts with). :func:`check_settings` runs the checks of a class
+and of the classes it extends, so :func:`tlrun.run.preflight` rejects a bad ``method.<key>`` before torch is
+imported. Each check takes the keyword arguments of its class's constructor, without defaults: the method's composed
+config (``conf/method/<name>.yaml``) is the recipe, its constructor's defaults are its values (a test keeps them
+equal), and every caller passes every setting (the pre-flight the whole config, a constructor all of its own); each
+check ignores the others (``**_``). Checks that need the data or the backbone stay in the classes.
+
+Registration: none by hand. A class's own checks are the checks of this module its ``__init__`` calls (imported by
+name at the top of its module: ``from tlrun.methods.settings import check_dann``); its checks are the own checks of
+the classes it extends, bases first, then its own (:func:`checks`). Both are read from the source of tlrun's modules
+(:mod:`ast`; :func:`class_chain`, :func:`own_checks`), never by importing them: a method config's ``_target_`` names
+a class that imports torch. So a new class with new settings writes ``check_<class>`` here and calls it from its
+``__init__``; a class without new settings (``DDC``, ``SourceOnly``) or a new YAML on an existing class needs
+nothing. Classes outside tlrun have no checks here: their constructors check.
 
 The checks' keyword annotations declare the type of every setting of every method config (a test walks them):
 :func:`check_settings` rejects a value of another type, naming ``method.<key>``, before the checks compare values.
@@ -17,10 +24,12 @@ The choices of the settings (:data:`KERNELS`, :data:`CLASSIFIERS`, :data:`OPTIMI
 
 from __future__ import annotations
 
+import ast
 import math
 from collections.abc import Callable, Mapping
 from functools import lru_cache
-from inspect import Parameter, signature
+from inspect import Parameter, isfunction, signature
+from pathlib import Path
 from types import NoneType, UnionType
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
@@ -33,7 +42,7 @@ KERNELS: tuple[str, ...] = ("primal", "linear", "rbf")
 CORAL_SHRINKAGES = ("ledoit_wolf", "trace", "absolute")
 #: Kernels of KMM.
 KMM_KERNELS = ("rbf", "linear")
-#: The classifiers of :mod:`tlrun.classifiers`, and those whose ``fit`` honours sample weights.
+#: The classifiers of :mod:`tlrun.methods.components.classifiers`, and those whose ``fit`` honours sample weights.
 CLASSIFIERS: tuple[str, ...] = ("1nn", "logreg", "linear_svm")
 WEIGHTING_CLASSIFIERS = ("logreg", "linear_svm")
 OPTIMIZERS = ("sgd", "adam")
@@ -53,10 +62,6 @@ STC_INITS = ("kmeans", "random")
 ZSL_VARIANTS = ("notes", "ale")
 
 Check = Callable[..., None]
-#: The checks of each method class (by ``_target_``): those of the classes it extends, then its own.
-CHECKS: dict[str, tuple[Check, ...]] = {}
-#: Each class's own check (by ``_target_``).
-OWN_CHECKS: dict[str, Check] = {}
 
 
 class SettingTypeError(TypeError):
@@ -68,8 +73,8 @@ def check_settings(target: str, settings: Mapping[str, Any]) -> None:
 
     First each setting's type (:func:`setting_types`; :class:`SettingTypeError`), then that every setting the checks
     take is given (the checks have no defaults: the config is the recipe), then the checks' values: raises what the
-    class's constructor would, ``ValueError`` (or ``TypeError``) naming the bad setting. A class without registered
-    checks (one from outside tlrun) passes; its constructor checks.
+    class's constructor would, ``ValueError`` (or ``TypeError``) naming the bad setting. A class without checks
+    (one from outside tlrun) passes; its constructor checks.
     """
     name = target.rpartition(".")[2]
     types = setting_types(target)
@@ -82,7 +87,7 @@ def check_settings(target: str, settings: Mapping[str, Any]) -> None:
             f"{name}: the method config sets no {', '.join(missing)}; a method config sets every setting of its "
             "class (see conf/method/: a deep method includes a conf/method_base/ file with its defaults list)"
         )
-    for check in CHECKS.get(target, ()):
+    for check in checks(target):
         check(name, **settings)
 
 
@@ -90,7 +95,7 @@ def check_settings(target: str, settings: Mapping[str, Any]) -> None:
 def setting_types(target: str) -> dict[str, Any]:
     """The type of each setting of the method class ``target``: the keyword annotations of its checks."""
     types: dict[str, Any] = {}
-    for check in CHECKS.get(target, ()):
+    for check in checks(target):
         hints = get_type_hints(check)
         types.update((key, hints[key]) for key, parameter in signature(check).parameters.items()
                      if parameter.kind is Parameter.KEYWORD_ONLY)
@@ -158,17 +163,90 @@ def values_of_other_types(kind: Any) -> list[Any]:
     return [value for value, allowed_in in COMMAND_LINE_VALUES if not kinds & set(allowed_in)]
 
 
-def _checks(target: str, *, extends: str | None = None, also: tuple[str, ...] = ()) -> Callable[[Check], Check]:
-    """Register the decorated function as the own check of the class ``target``, run after the checks of the class
-    it ``extends``; the subclasses in ``also`` add no settings and get the same checks."""
+# ------------------------------------------------------------------------------------------ registration
 
-    def register(check: Check) -> Check:
-        OWN_CHECKS[target] = check
-        for each in (target, *also):
-            CHECKS[each] = (*CHECKS.get(extends, ()), check)
-        return check
 
-    return register
+def is_check(function: Any) -> bool:
+    """Whether ``function`` is a check: ``(name, *, <settings>, **_)``, as every ``check_<class>`` of this module."""
+    if not isfunction(function):
+        return False
+    parameters = list(signature(function).parameters.values())
+    return (len(parameters) > 1 and parameters[0].name == "name" and parameters[-1].kind is Parameter.VAR_KEYWORD
+            and all(parameter.kind is Parameter.KEYWORD_ONLY for parameter in parameters[1:-1]))
+
+
+def checks(target: str) -> tuple[Check, ...]:
+    """The checks of the class ``target``: the own checks of the classes it extends, then its own."""
+    return tuple(check for each in class_chain(target) for check in own_checks(each))
+
+
+@lru_cache(maxsize=None)
+def class_chain(target: str) -> tuple[str, ...]:
+    """The tlrun classes the class ``target`` extends, each after its bases, then ``target`` (``_target_`` paths);
+    empty for a class no tlrun module defines. Read from the modules' source: no import."""
+    definition = _class_definition(target)
+    if definition is None:
+        return ()
+    names = _module_names(target.rpartition(".")[0])
+    chain: list[str] = []
+    for base in definition.bases:
+        chain += [each for each in class_chain(_qualified(base, names)) if each not in chain]
+    return (*chain, target)
+
+
+@lru_cache(maxsize=None)
+def own_checks(target: str) -> tuple[Check, ...]:
+    """The checks of this module that the ``__init__`` of the class ``target`` calls, in the order it calls them."""
+    definition = _class_definition(target)
+    init = next((node for node in (definition.body if definition else ()) if isinstance(node, ast.FunctionDef)
+                 and node.name == "__init__"), None)
+    if init is None:
+        return ()
+    names = _module_names(target.rpartition(".")[0])
+    called = [_qualified(node.func, names) for node in ast.walk(init) if isinstance(node, ast.Call)]
+    own = [globals().get(path.rpartition(".")[2]) for path in called if path.rpartition(".")[0] == __name__]
+    return tuple(dict.fromkeys(check for check in own if is_check(check)))
+
+
+def _class_definition(target: str) -> ast.ClassDef | None:
+    """The ``class`` statement of ``target`` in its module's source, if that module is tlrun's and defines it."""
+    module, _, name = target.rpartition(".")
+    tree = _module_source(module)
+    classes = (node for node in tree.body if isinstance(node, ast.ClassDef)) if tree else ()
+    return next((node for node in classes if node.name == name), None)
+
+
+@lru_cache(maxsize=None)
+def _module_source(module: str) -> ast.Module | None:
+    """The parsed source of the tlrun module ``module``; ``None`` for another package's (or no file)."""
+    package, _, rest = module.partition(".")
+    if package != __name__.partition(".")[0] or not rest:
+        return None
+    path = Path(__file__).resolve().parents[1].joinpath(*rest.split("."))
+    source = next((file for file in (path.with_suffix(".py"), path / "__init__.py") if file.is_file()), None)
+    return ast.parse(source.read_text(encoding="utf-8")) if source else None
+
+
+@lru_cache(maxsize=None)
+def _module_names(module: str) -> dict[str, str]:
+    """The dotted path each top-level name of ``module`` stands for: its classes and its (absolute) imports."""
+    names: dict[str, str] = {}
+    for node in _module_source(module).body:
+        if isinstance(node, ast.ClassDef):
+            names[node.name] = f"{module}.{node.name}"
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                bound = alias.asname or alias.name.partition(".")[0]
+                names[bound] = alias.name if alias.asname else bound
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            names.update((alias.asname or alias.name, f"{node.module}.{alias.name}") for alias in node.names)
+    return names
+
+
+def _qualified(expression: ast.expr, names: Mapping[str, str]) -> str:
+    """The dotted path a name or attribute (``DANN``, ``adaptation.DomainAdaptation``) of a module stands for."""
+    head, dot, rest = ast.unparse(expression).partition(".")
+    return names.get(head, head) + dot + rest
 
 
 # ------------------------------------------------------------------------------------------ shared pieces
@@ -180,8 +258,8 @@ def check_kernel(kernel: str) -> None:
         raise ValueError(f"unknown kernel {kernel!r}; choose one of: {', '.join(KERNELS)}")
 
 
-#: The options of each classifier of :mod:`tlrun.classifiers` (``classifier_options.<classifier>.<option>``), with
-#: their types; each must be positive.
+#: The options of each classifier of :mod:`tlrun.methods.components.classifiers`
+#: (``classifier_options.<classifier>.<option>``), with their types; each must be positive.
 CLASSIFIER_OPTIONS: dict[str, dict[str, type]] = {
     "1nn": {"max_block": int},
     "logreg": {"C": float, "max_iter": int, "seed": int},
@@ -220,7 +298,7 @@ def layer_names(method: str, layers: Any) -> tuple[str, ...]:
 
 def _check_encoder(encoder: str, options_by_encoder: Mapping[str, Mapping[str, Any]] | None, what: str) -> None:
     """Build the encoder with its options: bad names, options and values fail (numpy only, no data)."""
-    from tlrun.representations import make_encoder, options_for
+    from tlrun.methods.components.representations import make_encoder, options_for
 
     make_encoder(encoder, **options_for(encoder, options_by_encoder, what))
 
@@ -232,7 +310,6 @@ def _is_number_at_least_0(value: Any) -> bool:
 # ------------------------------------------------------------------------------------------ deep methods
 
 
-@_checks("tlrun.methods.deep.DeepMethod", also=("tlrun.methods.source_only.SourceOnly",))
 def check_deep_method(
     name: str, *, epochs: int, batch_size: int, optimizer: str, lr: float, momentum: float, nesterov: bool,
     weight_decay: float, backbone_lr_mult: float | Literal["auto"], lr_schedule: str, bottleneck_dim: int,
@@ -264,7 +341,6 @@ def check_deep_method(
             raise ValueError(f"{name}: backbone_lr_mult must be a number or auto, got {backbone_lr_mult!r}") from None
 
 
-@_checks("tlrun.methods.adaptation.DomainAdaptation", extends="tlrun.methods.deep.DeepMethod")
 def check_domain_adaptation(name: str, *, transfer_weight: float, warmup: str, warmup_gamma: float, **_: Any) -> None:
     if warmup not in WARMUPS:
         raise ValueError(f"{name}: warmup must be one of {', '.join(WARMUPS)}, got {warmup!r}")
@@ -274,15 +350,10 @@ def check_domain_adaptation(name: str, *, transfer_weight: float, warmup: str, w
         raise ValueError(f"{name}: warmup_gamma must be a number ≥ 0, got {warmup_gamma!r}")
 
 
-@_checks(
-    "tlrun.methods.adaptation.DiscrepancyAlignment", extends="tlrun.methods.adaptation.DomainAdaptation",
-    also=("tlrun.methods.ddc.DDC", "tlrun.methods.deep_coral.DeepCORAL"),
-)
 def check_discrepancy_alignment(name: str, *, layers: str | list[str], **_: Any) -> None:
     layer_names(name, layers)
 
 
-@_checks("tlrun.methods.dan.DAN", extends="tlrun.methods.adaptation.DiscrepancyAlignment")
 def check_dan(
     name: str, *, kernel_mul: float, kernel_num: int, bandwidth_center: Literal["median", "mean"],
     estimator: Literal["quadratic", "linear"], **_: Any,
@@ -295,7 +366,6 @@ def check_dan(
         raise ValueError(f"{name}: estimator must be quadratic or linear, got {estimator!r}")
 
 
-@_checks("tlrun.methods.cmd.CMD", extends="tlrun.methods.adaptation.DiscrepancyAlignment")
 def check_cmd(name: str, *, moments: int, layers: str | list[str], bottleneck_dim: int, **_: Any) -> None:
     if int(moments) < 1:
         raise ValueError(f"{name}: moments must be at least 1, got {moments}")
@@ -307,13 +377,11 @@ def check_cmd(name: str, *, moments: int, layers: str | list[str], bottleneck_di
         raise ValueError(f"{name}: the features are bounded by the bottleneck's sigmoid; set bottleneck_dim > 0")
 
 
-@_checks("tlrun.methods.dann.DANN", extends="tlrun.methods.adaptation.DomainAdaptation")
 def check_dann(name: str, *, discriminator_hidden: int, **_: Any) -> None:
     if int(discriminator_hidden) < 1:
         raise ValueError(f"{name}: discriminator_hidden must be positive, got {discriminator_hidden}")
 
 
-@_checks("tlrun.methods.cdan.CDAN", extends="tlrun.methods.dann.DANN")
 def check_cdan(
     name: str, *, entropy_conditioning: bool, randomized: Literal["auto"] | bool, randomized_dim: int, **_: Any,
 ) -> None:
@@ -323,7 +391,6 @@ def check_cdan(
         raise ValueError(f"{name}: randomized_dim must be positive, got {randomized_dim}")
 
 
-@_checks("tlrun.methods.dsn.DSN", extends="tlrun.methods.adaptation.DomainAdaptation")
 def check_dsn(
     name: str, *, reconstruction_weight: float, difference_weight: float, similarity_weight: float,
     decoder_hidden: int, discriminator_hidden: int, difference_reduction: str, **_: Any,
@@ -337,13 +404,11 @@ def check_dsn(
         raise ValueError(f"{name}: difference_reduction must be sum or mean, got {difference_reduction!r}")
 
 
-@_checks("tlrun.methods.mcc.MCC", extends="tlrun.methods.adaptation.DomainAdaptation")
 def check_mcc(name: str, *, temperature: float, **_: Any) -> None:
     if not temperature > 0:
         raise ValueError(f"{name}: temperature must be positive, got {temperature}")
 
 
-@_checks("tlrun.methods.pixelda.PixelDA", extends="tlrun.methods.adaptation.DomainAdaptation")
 def check_pixelda(
     name: str, *, noise_dim: int, generator_channels: int, generator_blocks: int, discriminator_channels: int,
     adversarial_weight: float, content_weight: float, **_: Any,
@@ -356,7 +421,6 @@ def check_pixelda(
         )
 
 
-@_checks("tlrun.methods.sdt.SDT", extends="tlrun.methods.adaptation.DomainAdaptation")
 def check_sdt(
     name: str, *, discriminator_hidden: int, temperature: float, soft_label_weight: float,
     pseudo_label_threshold: float, **_: Any,
@@ -367,10 +431,6 @@ def check_sdt(
         raise ValueError(f"{name}: pseudo_label_threshold must be in [0, 1], got {pseudo_label_threshold}")
 
 
-@_checks(
-    "tlrun.methods.finetune.FineTuning", extends="tlrun.methods.deep.DeepMethod",
-    also=("tlrun.methods.target_only.TargetOnly",),
-)
 def check_fine_tuning(
     name: str, *, pretrain_epochs: int, freeze: str, freeze_k: int, freeze_last_k: int, freeze_bn: bool,
     layer_decay: float, head_lr: float | None, unfreeze_every: int, warmup_epochs: int, **_: Any,
@@ -385,13 +445,11 @@ def check_fine_tuning(
         raise ValueError(f"{name}: head_lr must be positive (or null: lr), got {head_lr}")
 
 
-@_checks("tlrun.methods.l2sp.L2SP", extends="tlrun.methods.finetune.FineTuning")
 def check_l2sp(name: str, *, alpha: float, beta: float, **_: Any) -> None:
     if alpha < 0 or beta < 0:
         raise ValueError(f"{name}: alpha and beta must be >= 0, got alpha={alpha}, beta={beta}")
 
 
-@_checks("tlrun.methods.distill_finetune.DistillFinetune", extends="tlrun.methods.finetune.FineTuning")
 def check_distill_finetune(name: str, *, distill_weight: float, temperature: float, **_: Any) -> None:
     if distill_weight < 0 or temperature <= 0:
         raise ValueError(
@@ -399,7 +457,6 @@ def check_distill_finetune(name: str, *, distill_weight: float, temperature: flo
         )
 
 
-@_checks("tlrun.methods.multitask.MultiTask", extends="tlrun.methods.finetune.FineTuning")
 def check_multitask(
     name: str, *, sharing: str, shared_stages: int | None, private_stages: int, weighting: str, source_weight: float,
     target_weight: float, **_: Any,
@@ -415,7 +472,6 @@ def check_multitask(
         )
 
 
-@_checks("tlrun.methods.progressive.Progressive", extends="tlrun.methods.finetune.FineTuning")
 def check_progressive(name: str, *, column2_init: str, lateral_scale: float, freeze: str, **_: Any) -> None:
     if column2_init not in COLUMN2_INITS:
         raise ValueError(f"{name}: column2_init must be one of {', '.join(COLUMN2_INITS)}, got {column2_init!r}")
@@ -428,7 +484,6 @@ def check_progressive(name: str, *, column2_init: str, lateral_scale: float, fre
         )
 
 
-@_checks("tlrun.methods.zsl_attribute.AttributeEmbedding", extends="tlrun.methods.deep.DeepMethod")
 def check_attribute_embedding(
     name: str, *, variant: str, margin: float, violations: str, learn_label_embedding: bool, embedding_dim: int,
     label_hidden: int, center_signatures: bool, calibration: float, **_: Any,
@@ -448,12 +503,10 @@ def check_attribute_embedding(
         raise ValueError(f"{name}: embedding_dim and label_hidden must be positive")
 
 
-@_checks("tlrun.methods.devise.LabelEmbedding", extends="tlrun.methods.zsl_attribute.AttributeEmbedding")
 def check_label_embedding(name: str, *, label_embeddings: str, label_template: str, **_: Any) -> None:
     """Declares the types of the class-name embedding's settings (any text is a vectors file's path or a template)."""
 
 
-@_checks("tlrun.methods.conse.ConSE", extends="tlrun.methods.deep.DeepMethod")
 def check_conse(name: str, *, top: int, center_signatures: bool, calibration: float, **_: Any) -> None:
     if int(top) < 1:
         raise ValueError(f"{name}: top (T, the seen classes whose embeddings are mixed) must be >= 1, got {top}")
@@ -462,14 +515,12 @@ def check_conse(name: str, *, top: int, center_signatures: bool, calibration: fl
 # ------------------------------------------------------------------------------------------ closed-form methods
 
 
-@_checks("tlrun.methods.no_adaptation.SourceClassifier", also=("tlrun.methods.no_adaptation.NoAdaptation",))
 def check_source_classifier(
     name: str, *, classifier: str, classifier_options: Mapping[str, Any] | None, **_: Any,
 ) -> None:
     chosen_classifier_options(classifier, classifier_options)
 
 
-@_checks("tlrun.methods.coral.CORAL", extends="tlrun.methods.no_adaptation.SourceClassifier")
 def check_coral(name: str, *, regularization: float, shrinkage: str, center: bool, **_: Any) -> None:
     if regularization <= 0:
         raise ValueError(f"regularization must be > 0 (got {regularization})")
@@ -477,7 +528,6 @@ def check_coral(name: str, *, regularization: float, shrinkage: str, center: boo
         raise ValueError(f"{name}: shrinkage must be one of {', '.join(CORAL_SHRINKAGES)}, got {shrinkage!r}")
 
 
-@_checks("tlrun.methods.kmm.KMM", extends="tlrun.methods.no_adaptation.SourceClassifier")
 def check_kmm(
     name: str, *, kernel: str, gamma: float | None, bound: float, epsilon: float | None, max_iter: int, tol: float,
     classifier: str, **_: Any,
@@ -499,8 +549,7 @@ def check_kmm(
         raise ValueError(f"max_iter must be >= 1 and tol > 0 (got {max_iter} and {tol})")
 
 
-@_checks("tlrun.methods.tca.TCA")
-def check_tca(
+def check_mmd_subspace_method(
     name: str, *, kernel: str, dim: int, lamb: float, gamma: float, classifier: str,
     classifier_options: Mapping[str, Any] | None, **_: Any,
 ) -> None:
@@ -515,13 +564,11 @@ def check_tca(
         raise ValueError(f"gamma must be > 0 (got {gamma})")
 
 
-@_checks("tlrun.methods.jda.JDA", extends="tlrun.methods.tca.TCA")
 def check_jda(name: str, *, iterations: int, **_: Any) -> None:
     if iterations < 1:
         raise ValueError(f"iterations must be >= 1 (got {iterations})")
 
 
-@_checks("tlrun.methods.eszsl.ESZSL")
 def check_eszsl(
     name: str, *, gamma: float, lamb: float, standardize: bool, center_signatures: bool, calibration: float, **_: Any,
 ) -> None:
@@ -529,7 +576,6 @@ def check_eszsl(
         raise ValueError(f"{name}: gamma and lamb must be positive, got {gamma} and {lamb}")
 
 
-@_checks("tlrun.methods.kmeans.KMeansClustering")
 def check_kmeans_clustering(
     name: str, *, representation: str, representation_options: Mapping[str, Any] | None, learn_representation_on: str,
     n_clusters: int | None, n_init: int, max_iter: int, **_: Any,
@@ -546,7 +592,6 @@ def check_kmeans_clustering(
     _check_encoder(representation, representation_options, "representation_options")
 
 
-@_checks("tlrun.methods.selftaught.SelfTaught")
 def check_self_taught(
     name: str, *, encoder: str, encoder_options: Mapping[str, Any] | None, classifier: str,
     classifier_options: Mapping[str, Any] | None, **_: Any,
@@ -563,7 +608,6 @@ def _check_count(key: str, value: object, minimum: int, optional: bool = False) 
         raise ValueError(f"{key} must be {allowed} (got {value!r})")
 
 
-@_checks("tlrun.methods.stc.SelfTaughtClustering")
 def check_self_taught_clustering(
     name: str, *, n_clusters: int | None, feature_clusters: int, source_clusters: int | None, lamb: float,
     iterations: int, init: str, **_: Any,

@@ -68,8 +68,8 @@ from typing import Callable, Protocol
 import numpy as np
 import torch
 
-from tlrun.classifiers import as_float64
 from tlrun.losses.discrepancy import squared_distances
+from tlrun.methods.components.classifiers import as_float64
 from tlrun.methods.settings import check_kernel
 
 Kernel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

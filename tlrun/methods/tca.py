@@ -15,15 +15,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from tlrun.classifiers import DEFAULT_CLASSIFIER_OPTIONS
-from tlrun.methods.jda import JDA
+from tlrun.methods.components.classifiers import DEFAULT_CLASSIFIER_OPTIONS
+from tlrun.methods.jda import MMDSubspaceMethod
 
 
-class TCA(JDA):
-    """Transfer component analysis: :class:`~tlrun.methods.jda.JDA` restricted to its marginal-only iteration.
+class TCA(MMDSubspaceMethod):
+    """Transfer component analysis: :class:`~tlrun.methods.jda.MMDSubspaceMethod` with its marginal-only
+    iteration alone.
 
     Args:
-        kernel, dim, lamb, gamma, classifier, classifier_options: as for :class:`~tlrun.methods.jda.JDA`.
+        kernel, dim, lamb, gamma, classifier, classifier_options: as for
+            :class:`~tlrun.methods.jda.MMDSubspaceMethod`.
     """
 
     def __init__(
