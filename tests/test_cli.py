@@ -152,6 +152,26 @@ def test_default_run_prints_how_to_open_its_store(tmp_path, mlflow_store):
     assert result.returncode == 0, result.stderr
     assert f"tlrun ui tracking_uri={mlflow_store}" in result.stdout
     assert f"mlflow ui --backend-store-uri {mlflow_store}" in result.stdout
+    recorded = (tmp_path / "run" / ".hydra" / "config.yaml").read_text()  # Hydra's record shows what auto became
+    assert "name: identity" in recorded and "name: da" in recorded and "name: auto" not in recorded
+
+
+@pytest.mark.parametrize("arguments, expected", [
+    (["method=dann", "--cfg", "job"], {"backbone.name": "lenet", "scenario.name": "da", "method.name": "dann"}),
+    (["method=dann", "scenario=semi_da", "-c", "job", "--package", "backbone"], {"name": "lenet"}),
+])
+def test_cfg_job_shows_what_auto_resolves_to(monkeypatch, capsys, arguments, expected):
+    from omegaconf import OmegaConf
+
+    from tlrun.cli import main
+
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "0")
+    monkeypatch.setattr(sys, "argv", ["tlrun", *arguments])
+    main()
+    printed = capsys.readouterr().out
+    assert printed.startswith("# tlrun resolved backbone: auto -> lenet") and "name: auto" not in printed
+    shown = OmegaConf.create(printed)
+    assert {key: OmegaConf.select(shown, key) for key in expected} == expected
 
 
 @pytest.mark.parametrize("sent, exit_code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])

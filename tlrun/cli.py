@@ -199,6 +199,60 @@ _TRACEBACKS_ASKED = os.environ.get("HYDRA_FULL_ERROR") == "1"
 SUBCOMMANDS = {"ui": "tlrun.tracking.ui", "compare": "tlrun.tracking.compare"}
 
 
+#: Hydra's flags that take a value (``--cfg job``), and those that take none, on a command that prints a config.
+_VALUE_FLAGS = {"--cfg": "cfg", "-c": "cfg", "--package": "package", "-p": "package"}
+_PLAIN_FLAGS = {"--resolve"}
+
+
+def job_config_request(arguments: list[str]) -> tuple[list[str], str | None, bool] | None:
+    """``(overrides, package, resolve)`` of a ``--cfg job`` command (``-c job``, ``--package``/``-p``, ``--resolve``)
+    that tlrun prints itself; ``None`` for any other command, and for those Hydra must compose (other flags, a
+    ``--multirun``, extra config folders)."""
+    flags: dict[str, str] = {}
+    overrides: list[str] = []
+    resolve = False
+    items = iter(arguments)
+    for argument in items:
+        name, equals, value = argument.partition("=")
+        if argument in _PLAIN_FLAGS:
+            resolve = True
+        elif name in _VALUE_FLAGS:
+            flags[_VALUE_FLAGS[name]] = value if equals else next(items, "")
+        elif argument.startswith("-"):
+            return None
+        else:
+            overrides.append(argument)
+    if flags.get("cfg") != "job" or _adds_config_folders(overrides):
+        return None
+    return overrides, flags.get("package"), resolve
+
+
+def print_job_config(overrides: list[str], package: str | None, resolve: bool) -> None:
+    """``tlrun --cfg job``: the composed config as Hydra prints it, except that ``backbone`` and ``scenario`` show
+    what ``auto`` resolves to for this command (what the run would use and record), with a comment saying so."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from tlrun.runner.preflight import resolve_auto
+
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    notes = [f"{group}: auto" for group in ("backbone", "scenario") if cfg[group].name == "auto"]
+    try:
+        resolved = resolve_auto(cfg)
+    except TlrunError as error:
+        notes = [f"auto left unresolved: {error}"] if notes else []
+    else:
+        notes = [f"{note} -> {resolved[note.split(':')[0]].name}" for note in notes]
+        cfg = resolved
+    node = OmegaConf.select(cfg, package) if package else cfg
+    if package and node is None:
+        raise TlrunError(f"--package {package}: the composed config has no such key")
+    if notes:
+        print(f"# tlrun resolved {', '.join(notes)} (what this command runs and records)")
+    print(OmegaConf.to_yaml(node, resolve=resolve) if OmegaConf.is_config(node) else node, end="")
+
+
 def main() -> None:
     """Console-script entry point: ``tlrun ui ...`` starts the MLflow UI (:mod:`tlrun.tracking.ui`),
     ``tlrun compare ...`` tabulates runs (:mod:`tlrun.tracking.compare`); anything else is a run (or a sweep)
@@ -221,6 +275,10 @@ def main() -> None:
         sys.exit(2)
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises its errors instead of printing them: one line each, below
     try:
+        job_config = job_config_request(sys.argv[1:])
+        if job_config is not None:
+            print_job_config(*job_config)
+            return
         _hydra_main()
     except SweepJobFailed as failure:  # every job has run; each failure was printed when it happened
         # Jobs that ran in this process are all counted; those of a launcher's workers only by the first failure.
@@ -228,6 +286,9 @@ def main() -> None:
         count = f"{len(failed)} sweep jobs failed; the first" if len(failed) > 1 else "a sweep job failed"
         print(f"tlrun: error: {count}: {failed[0][0]}", file=sys.stderr)
         sys.exit(2 if all(at_fault for _, at_fault in failed) else 1)
+    except TlrunError as error:
+        print(f"tlrun: error: {error}", file=sys.stderr)
+        sys.exit(2)
     except (HydraException, OmegaConfBaseException) as error:  # the command line could not be composed
         if _TRACEBACKS_ASKED:
             traceback.print_exception(error)

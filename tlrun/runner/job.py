@@ -174,6 +174,17 @@ def _checked_plan(cfg: DictConfig, resume: str | None) -> tuple[Plan, str]:
     return with_run_weights(plan, tracking_uri), tracking_uri
 
 
+def _write_resolved_config(cfg: DictConfig) -> None:
+    """Hydra's record of the job's config (``<output dir>/.hydra/config.yaml``) rewritten with what ``auto``
+    resolved to (backbone, scenario), so that it shows what ran, as the MLflow run's ``config.yaml`` does."""
+    if not HydraConfig.initialized() or HydraConfig.get().output_subdir is None:
+        return
+    hydra_cfg = HydraConfig.get()
+    record = Path(hydra_cfg.runtime.output_dir) / str(hydra_cfg.output_subdir) / "config.yaml"
+    if record.is_file():
+        record.write_text(OmegaConf.to_yaml(cfg))
+
+
 def run_job(cfg: DictConfig) -> RunOutcome:
     """Run one composed config into a new MLflow run, unless a relaunched sweep finds it FINISHED already;
     with ``resume=<run id>``, continue that interrupted deep run from its last checkpoint, into the same run."""
@@ -190,6 +201,7 @@ def run_job(cfg: DictConfig) -> RunOutcome:
         join_training(plan)
         return RunOutcome("", {})
 
+    _write_resolved_config(cfg)
     digest = config_hash(cfg)
     note_job(cfg, digest)
     earlier = None if resume else reuse_finished(cfg, digest)
