@@ -72,7 +72,7 @@ SWEEPS = {
     "light": ["method=coral,jda", "dataset.target=thick,rotate"],
     "heavy": ["method=dann", "method.epochs=10", "diagnostics=false", "dataset.target=thick,rotate", "seed=0,1"],
 }
-#: The overrides of tests/test_sweeps.py's LAUNCHERS table.
+#: The overrides of tests/cli/test_sweeps.py's LAUNCHERS table.
 LAUNCHERS = {
     "basic": [],
     "joblib": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],

@@ -1,5 +1,5 @@
-"""Shared fixtures: one MLflow store per test session (creating a sqlite store costs seconds), Hydra's compose
-API on the package's config tree, and the optional real benchmark data."""
+"""Shared fixtures: one MLflow store per test session (creating a sqlite store costs seconds), Hydra's compose API
+on the package's config tree, and torch on one thread. Helpers that are not fixtures live in ``tests/helpers.py``."""
 
 from __future__ import annotations
 
@@ -9,13 +9,6 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def shared_data() -> Path:
-    """``../shared/data`` beside the checkout, or ``$TLRUN_SHARED_DATA``; tests skip when it is absent."""
-    return Path(os.environ.get("TLRUN_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,7 @@ BASELINE = "baseline"
 RUN_URI_PREFIX = "runs:/"
 
 #: The config groups a run composes, in the order ``tlrun --help`` lists them.
-GROUPS = ("method", "dataset", "backbone", "scenario", "trainer", "logger", "experiment")
+GROUPS = ("method", "dataset", "backbone", "scenario", "trainer", "logger", "debug", "experiment")
 
 
 def config_dir() -> Path:
@@ -143,11 +143,12 @@ def option_overrides(group: str, option: str) -> dict[str, str]:
 
 
 def primary_defaults() -> dict[str, str]:
-    """The option ``conf/config.yaml`` chooses for each config group (``{method: jda, dataset: digits, ...}``)."""
+    """The option ``conf/config.yaml`` chooses for each config group (``{method: jda, dataset: digits, ...}``); a
+    group it leaves unchosen (``debug: null``) is not listed."""
     chosen = {}
     for entry in OmegaConf.load(config_dir() / "config.yaml").defaults:
         if isinstance(entry, DictConfig):
-            chosen.update({str(key): str(value) for key, value in entry.items()})
+            chosen.update({str(key): str(value) for key, value in entry.items() if value is not None})
     return chosen
 
 

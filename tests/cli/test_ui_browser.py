@@ -27,8 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
-from tests.test_ui import _free_port, _processes_mentioning, _wait_for_ui
+from tests.helpers import REPO, free_port, processes_mentioning, wait_for_ui
 
 ARTIFACT = REPO / "outputs" / "test-artifacts" / "ui_sweep.png"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
@@ -205,13 +204,13 @@ def test_browser_shows_sweep_parent_with_its_children(tmp_path):
     assert sorted(children.values()) == ["coral original->thick", "no_adaptation original->thick"]
     assert parent.info.run_name.startswith("sweep ")
 
-    port = _free_port()
+    port = free_port()
     chromium_home = tmp_path / "chromium"
     ui = subprocess.Popen([*UI_CLI, "ui", f"tracking_uri={tracking_uri}", f"port={port}"], stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, cwd=tmp_path, env=env)
     browser = devtools = None
     try:
-        output = _wait_for_ui(ui, port) + ui.stdout.readline()
+        output = wait_for_ui(ui, port) + ui.stdout.readline()
         print(f"UI answering: {time.monotonic() - started:.1f} s")
         printed = re.search(r"tlrun: runs of experiment 'browser-sweep': (\S+)", output)
         assert printed, output[-3000:]
@@ -282,9 +281,9 @@ def test_browser_shows_sweep_parent_with_its_children(tmp_path):
         }})()""", what="the parent run page's 'Child runs' with both jobs")
 
         print(f"browser checks done: {time.monotonic() - started:.1f} s")
-        running = _processes_mentioning(str(chromium_home))
+        running = processes_mentioning(str(chromium_home))
         assert running  # what the leftover check below looks for
-        handlers = set(running) & set(_processes_mentioning("chrome_crashpad_handler"))
+        handlers = set(running) & set(processes_mentioning("chrome_crashpad_handler"))
         print(f"Chromium processes: {len(running)}, crash handlers among them: {len(handlers)}")
         devtools.call("Browser.close")
         browser.wait(timeout=30)
@@ -297,13 +296,13 @@ def test_browser_shows_sweep_parent_with_its_children(tmp_path):
         try:
             returncode = ui.wait(timeout=60)
         except subprocess.TimeoutExpired:  # leave nothing behind, then fail
-            for pid in _processes_mentioning(f"--port {port}"):
+            for pid in processes_mentioning(f"--port {port}"):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             ui.kill()
             raise
     assert returncode == 0
     time.sleep(1)
-    assert _processes_mentioning(f"--port {port}") == []  # the UI server and its worker
-    assert _processes_mentioning(str(chromium_home)) == []  # Chromium's processes and its crash handlers
+    assert processes_mentioning(f"--port {port}") == []  # the UI server and its worker
+    assert processes_mentioning(str(chromium_home)) == []  # Chromium's processes and its crash handlers
     assert browser is None or _live_members_of_group(browser.pid) == []

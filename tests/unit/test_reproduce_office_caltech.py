@@ -18,7 +18,7 @@ from tlrun.methods.jda import JDA
 from tlrun.methods.no_adaptation import NoAdaptation
 from tlrun.scenarios import Labeled, TrainingData, Unlabeled
 
-from .conftest import shared_data
+from tests.helpers import shared_data
 
 SURF = shared_data() / "office_caltech10_surf"
 DOMAINS = {"A": "amazon", "C": "caltech", "D": "dslr", "W": "webcam"}

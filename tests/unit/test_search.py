@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from tests.helpers import REPO
 from tlrun.tracking.search import (
     Param,
     SearchError,
@@ -26,7 +27,6 @@ from tlrun.tracking.search import (
 )
 from tlrun.tracking.search.space import translate
 
-REPO = Path(__file__).resolve().parents[1]
 ENTRY = "import sys; sys.argv = ['tlrun', *sys.argv[1:]]; from tlrun.cli import main; main()"
 
 

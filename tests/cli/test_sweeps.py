@@ -8,13 +8,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
+from tests.helpers import wait_for_runs
 from tlrun.tracking.sweeps import PARENT_TAG, config_hash
 
 TWO_BY_TWO = ["method=no_adaptation,coral", "dataset.target=thick,rotate"]
@@ -86,15 +86,9 @@ def test_a_sweep_stopped_after_two_of_four_jobs_and_relaunched_adds_exactly_two_
     sweep = ["method=dann", "seed=0,1,2,3", "method.epochs=2", "+trainer.limit_train_batches=4",
              "trainer.enable_progress_bar=false", "diagnostics=false", "save_model=false", f"logger.experiment={experiment}"]
     process = _tlrun(tmp_path, mlflow_store, *sweep, f"hydra.sweep.dir={tmp_path / 'first'}", wait=False)
-    client = MlflowClient(tracking_uri=mlflow_store)
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and process.poll() is None:
-        found = client.get_experiment_by_name(experiment)
-        runs = client.search_runs([found.experiment_id], filter_string="tags.method = 'dann'") if found else []
-        if len(runs) == 3:  # two jobs done, the third has opened its run
-            process.send_signal(signal.SIGINT)
-            break
-        time.sleep(0.1)
+    # Two jobs done, the third has opened its run.
+    if wait_for_runs(process, mlflow_store, experiment, lambda _, runs: len(runs) == 3, "tags.method = 'dann'", 240):
+        process.send_signal(signal.SIGINT)
     output, _ = process.communicate(timeout=120)
     assert process.returncode != 0, output
     (parent,), children = _runs(mlflow_store, experiment)
@@ -121,13 +115,9 @@ def test_a_sweep_stopped_after_two_of_four_jobs_and_relaunched_adds_exactly_two_
 
 
 def _wait_for_runs(process, store: str, experiment: str, count: int, filter_string: str) -> list:
-    client, deadline = MlflowClient(tracking_uri=store), time.monotonic() + 180
-    while time.monotonic() < deadline and process.poll() is None:
-        found = client.get_experiment_by_name(experiment)
-        runs = client.search_runs([found.experiment_id], filter_string=filter_string) if found else []
-        if len(runs) >= count:
-            return runs
-        time.sleep(0.1)
+    runs = wait_for_runs(process, store, experiment, lambda _, runs: len(runs) >= count, filter_string)
+    if runs is not None:
+        return runs
     raise AssertionError(f"no {count} runs ({filter_string}) appeared; output: {process.communicate(timeout=60)[0]}")
 
 

@@ -16,7 +16,7 @@ from tlrun.methods.base import RunContext
 from tlrun.methods.stc import SelfTaughtClustering
 from tlrun.scenarios import TrainingData, Unlabeled
 
-from .conftest import shared_data
+from tests.helpers import shared_data
 
 
 @pytest.fixture(autouse=True)

@@ -6,19 +6,18 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
-from pathlib import Path
 
 import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-import tests.test_deep_da as deep_da_properties
+from tests.helpers import REPO
+import tests.runs.test_deep_da as deep_da_properties
 import tlrun.config
 from tlrun.config import config_dir, group_options, method_metadata, methods, option_node
 from tlrun.errors import TlrunError
 from tlrun.run import run
 
-REPO = Path(__file__).resolve().parents[1]
 #: Linear MMD on the logits: DDC's class on another layer, a new method in one file (no code, no list).
 DDC_ON_LOGITS = """\
 # Linear MMD on the logits: DDC's objective on the classifier's outputs.

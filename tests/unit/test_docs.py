@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tlrun.config import method_table
 
-from .conftest import REPO
+from tests.helpers import REPO
 
 README = REPO / "README.md"
 CONTRIBUTING = REPO / "docs" / "contributing.md"

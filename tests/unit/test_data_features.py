@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import scipy.io
 
+from tests.helpers import REPO
 from tlrun.data.base import DataError, sha256_file
 from tlrun.data.features import Features, OfficeCaltech10, OFFICE_CALTECH10_CLASSES
 
-from .conftest import shared_data
+from tests.helpers import shared_data
 
 SHARED = shared_data() / "office_caltech10_surf"
 
@@ -302,8 +303,8 @@ def test_check_does_not_import_torch(tmp_path):
         [sys.executable, "-c", CHECK_SCRIPT.format(root=str(tmp_path))],
         capture_output=True,
         text=True,
-        cwd=Path(__file__).resolve().parents[1],
-        env={"PYTHONPATH": str(Path(__file__).resolve().parents[1]), "PATH": "/usr/bin:/bin"},
+        cwd=REPO,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
     )
     assert result.returncode == 0, result.stderr
     assert "LOADED []" in result.stdout

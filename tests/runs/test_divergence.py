@@ -6,6 +6,7 @@ import pytest
 from hydra.utils import get_class
 from mlflow.tracking import MlflowClient
 
+from tests.helpers import QUICK
 from tlrun.errors import TlrunError
 from tlrun.methods.deep import TrainingDiverged, configured_lr
 from tlrun.run import run
@@ -21,8 +22,7 @@ def test_configured_lr_is_the_lr_tlrun_composes_for_the_method(compose, name):
 
 
 def test_a_diverging_run_ends_failed_with_a_tlrun_error_that_advises_the_default_lr(compose, mlflow_store):
-    cfg = compose("method=dann", "method.lr=1e6", "method.epochs=1", "+trainer.limit_train_batches=3",
-                  "trainer.enable_progress_bar=false", "diagnostics=false", experiment="diverged")
+    cfg = compose("method=dann", "method.lr=1e6", QUICK, experiment="diverged")
     with pytest.raises(TrainingDiverged) as raised:
         run(cfg)
     assert isinstance(raised.value, TlrunError)  # the CLI prints one `tlrun: error:` line and exits 2

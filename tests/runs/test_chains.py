@@ -9,12 +9,11 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from tests.helpers import QUICK
 from tlrun.errors import TlrunError
 from tlrun.run import run
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-SHORT = ["trainer.enable_progress_bar=false", "diagnostics=false", "+trainer.limit_train_batches=3"]
 
 
 def _latest(client: MlflowClient, experiment: str):
@@ -32,14 +31,14 @@ def _logged_state(client: MlflowClient, run_id: str, tmp_path: Path) -> dict[str
 @pytest.mark.parametrize("suffix", ["model", "model/state_dict.pt"])
 def test_fine_tuning_starts_from_exactly_the_weights_the_pretraining_run_logged(compose, mlflow_store, tmp_path, suffix):
     client = MlflowClient(tracking_uri=mlflow_store)
-    run(compose("method=source_only", "backbone=lenet", "method.epochs=1", *SHORT, experiment="chain"))
+    run(compose("method=source_only", "backbone=lenet", QUICK, experiment="chain"))
     source_run = _latest(client, "chain")
     pretrained = _logged_state(client, source_run.info.run_id, tmp_path / "source")
     assert any(key.startswith("classifier.") for key in pretrained)  # the whole network is logged
 
     # Everything but the head frozen: the fine-tuned backbone must still be the logged one, bit for bit.
     run(compose("method=finetune", f"backbone.weights=runs:/{source_run.info.run_id}/{suffix}",
-                "method.freeze=all_but_head", "method.epochs=1", "method.iterations_per_epoch=2", *SHORT,
+                "method.freeze=all_but_head", QUICK, "method.iterations_per_epoch=2",
                 experiment="chain"))
     tuned_run = _latest(client, "chain")
     assert tuned_run.data.tags["lineage.weights_run"] == source_run.info.run_id
@@ -64,7 +63,7 @@ def test_weights_of_an_unknown_run_or_a_run_without_weights_fail_before_the_run(
 
 
 def test_save_model_false_logs_no_weights(compose, mlflow_store):
-    run(compose("method=source_only", "method.epochs=1", "save_model=false", *SHORT, experiment="chain-nosave"))
+    run(compose("method=source_only", QUICK, "save_model=false", experiment="chain-nosave"))
     client = MlflowClient(tracking_uri=mlflow_store)
     record = _latest(client, "chain-nosave")
     assert "model" not in [artifact.path for artifact in client.list_artifacts(record.info.run_id)]

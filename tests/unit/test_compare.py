@@ -24,6 +24,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from tests.helpers import REPO
 from tlrun.tracking.compare import (Published, comparison_table, compare_sweep, format_value, main, parse_settings,
                                     select_runs, wide_console)
 from tlrun.tracking.sweeps import sweep_runs
@@ -312,7 +313,7 @@ def test_cli_errors_are_one_line_and_exit_2(store, monkeypatch, capsys):
 def test_tlrun_compare_command(store, tmp_path):
     argv = ["tlrun", "compare", f"tracking_uri={store.uri}", f"sweep={store.sweeps['d1']}", f"out={tmp_path / 'out'}"]
     command = [sys.executable, "-c", f"import sys; sys.argv={argv!r}; from tlrun.cli import main; main()"]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "COLUMNS": "200",
+    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200",
            "MLFLOW_DISABLE_TELEMETRY": "true"}
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
     assert result.returncode == 0, result.stderr
@@ -363,7 +364,7 @@ def test_a_read_only_store_is_compared_and_a_run_into_it_says_it_is_read_only(tm
     (folder / "mlflow.db.lock").unlink()
     for path in [*folder.rglob("*"), folder]:
         path.chmod(0o555 if path.is_dir() else 0o444)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "COLUMNS": "200",
+    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200",
            "MLFLOW_DISABLE_TELEMETRY": "true"}
     script = (f"from tlrun.tracking.compare import main\nmain(['tracking_uri={uri}', 'out={tmp_path / 'out'}'])\n"
               "from tlrun.tracking import StoreError, TrackedRun\n"

@@ -9,6 +9,7 @@ import torch
 from mlflow.tracking import MlflowClient
 from torch.nn import functional as F
 
+from tests.helpers import QUICK
 from tlrun.backbones import MLP
 from tlrun.config import instantiate, methods
 from tlrun.data.base import Domain
@@ -18,8 +19,6 @@ from tlrun.scenarios import Labeled, TrainingData, Unlabeled, split
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 SEMI_DA_METHODS = methods(scenario="semi_da")
-QUICK = ["scenario=semi_da", "method.epochs=1", "+trainer.limit_train_batches=3", "trainer.enable_progress_bar=false",
-         "diagnostics=false"]
 
 
 def test_every_deep_da_method_runs_in_semi_da():
@@ -93,7 +92,7 @@ def test_sdt_applies_its_soft_labels_to_the_labeled_target_samples(compose, monk
 
 @pytest.mark.parametrize("name", SEMI_DA_METHODS)
 def test_trains_end_to_end_in_semi_da(compose, mlflow_store, name):
-    accuracy = run(compose(f"method={name}", *QUICK, experiment="semi-da"))
+    accuracy = run(compose(f"method={name}", "scenario=semi_da", QUICK, experiment="semi-da"))
     assert 0.0 <= accuracy <= 1.0
     client = MlflowClient(tracking_uri=mlflow_store)
     record = client.search_runs([client.get_experiment_by_name("semi-da").experiment_id], f"tags.method = '{name}'",

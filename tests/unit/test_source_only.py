@@ -15,7 +15,6 @@ from tlrun.methods.deep import TrainingDiverged
 from tlrun.methods.source_only import SourceOnly
 from tlrun.scenarios import Labeled, TrainingData, Unlabeled
 
-ROOT = Path(__file__).resolve().parents[1]
 TRAINER = dict(
     accelerator="cpu", devices=1, precision="32-true", deterministic=True, enable_progress_bar=False,
     log_every_n_steps=10, enable_model_summary=False,

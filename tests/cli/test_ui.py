@@ -14,41 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import free_port, processes_mentioning, wait_for_ui
 from tlrun.errors import TlrunError
 from tlrun.tracking import TrackedRun
 from tlrun.tracking.ui import parse_settings, runs_table
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _processes_mentioning(text: str) -> list[int]:
-    """PIDs whose command line contains ``text`` (Linux /proc)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if text in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
-
-
-def _wait_for_ui(ui: subprocess.Popen, port: int) -> str:
-    """Read ``tlrun ui``'s output until it prints its address (or ends), and the line after it when the store has
-    runs (the address of a runs table); returns what it read."""
-    deadline, output = time.monotonic() + 180, []
-    while time.monotonic() < deadline:
-        line = ui.stdout.readline()
-        output.append(line)
-        if "MLflow UI at" in line or (not line and ui.poll() is not None):
-            break
-    assert f"MLflow UI at http://127.0.0.1:{port}" in "".join(output), "".join(output)[-3000:]
-    return "".join(output)
 
 
 def test_settings_are_key_value_and_checked(monkeypatch, tmp_path):
@@ -67,14 +36,14 @@ def test_settings_are_key_value_and_checked(monkeypatch, tmp_path):
 # Ctrl-C; and `kill` of a `tlrun ui &` started by a script, which inherits SIGINT ignored.
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill-of-a-background-ui"])
 def test_ui_answers_on_loopback_and_stopping_it_leaves_no_process(mlflow_store, tmp_path, stop_signal):
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-c", "from tlrun.cli import main; main()", "ui", f"port={port}",
                f"tracking_uri={mlflow_store}"]
     as_background_job = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if stop_signal == signal.SIGTERM else None
     ui = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
                           env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}, preexec_fn=as_background_job)
     try:
-        _wait_for_ui(ui, port)
+        wait_for_ui(ui, port)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as page:
             assert page.status == 200
         request = urllib.request.Request(
@@ -83,13 +52,13 @@ def test_ui_answers_on_loopback_and_stopping_it_leaves_no_process(mlflow_store, 
         )
         with urllib.request.urlopen(request, timeout=10) as response:
             assert "experiments" in json.loads(response.read())
-        assert _processes_mentioning(mlflow_store.removeprefix("sqlite:///"))  # the server runs
+        assert processes_mentioning(mlflow_store.removeprefix("sqlite:///"))  # the server runs
     finally:
         ui.send_signal(stop_signal)
         returncode = ui.wait(timeout=60)
     assert returncode == 0
     time.sleep(1)
-    assert _processes_mentioning(f"--port {port}") == []
+    assert processes_mentioning(f"--port {port}") == []
 
 
 def test_a_port_taken_by_another_program_is_an_error_before_the_server_starts(tmp_path):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.helpers import REPO
 from tlrun.backbones import MLP, LeNet
 from tlrun.backbones.extract import extract_features
 from tlrun.data.base import Domain
@@ -137,7 +138,7 @@ def test_image_files(tmp_path: Path):
     # input_shape, the config's image_size).
     from omegaconf import OmegaConf
 
-    cfg = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf/backbone/lenet.yaml")
+    cfg = OmegaConf.load(REPO / "conf/backbone/lenet.yaml")
     cfg.image_size, cfg.features = 16, 8
     cache = tmp_path / "cfg-cache"
     built = extract_features(backbone_cfg=cfg, domain=domain, dataset_name="office31", cache_dir=cache, progress=False)

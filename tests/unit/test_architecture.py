@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO
+
 PACKAGE = "tlrun"
 CHECKED_FOLDERS = ("tlrun", "tests", "benchmarks", "hydra_plugins")
 #: Cycles the lead removes at merge, each as the sorted modules of its strongly connected component (none now).
@@ -245,9 +246,9 @@ def test_the_private_check_sees_imports_attributes_and_strings():
     assert sorted(found) == [(1, "tlrun.data.features", "_loadmat"), (5, "tlrun.data.features", "_labels"),
                              (5, "tlrun.runner.steps", "_device"), (5, "tlrun.runner.steps", "_x"),
                              (6, "tlrun.runner.steps", "_y")]
-    assert own_tests(REPO / "tests" / "test_steps.py", "tlrun.runner.steps")
+    assert own_tests(REPO / "tests" / "unit" / "test_steps.py", "tlrun.runner.steps")
     assert own_tests(REPO / "tests" / "unit" / "test_runner_steps.py", "tlrun.runner.steps")
-    assert not own_tests(REPO / "tests" / "test_run.py", "tlrun.runner.steps")
+    assert not own_tests(REPO / "tests" / "runs" / "test_run.py", "tlrun.runner.steps")
 
 
 @pytest.mark.parametrize("folder", CHECKED_FOLDERS)

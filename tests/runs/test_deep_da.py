@@ -9,6 +9,7 @@ import torch
 from hydra.utils import get_class
 from mlflow.tracking import MlflowClient
 
+from tests.helpers import QUICK
 from tlrun.backbones import MLP
 from tlrun.config import BASELINE, instantiate, method_metadata, methods, option_node
 from tlrun.errors import TlrunError
@@ -26,7 +27,6 @@ def adaptation_methods() -> list[str]:
 
 
 ADAPTATION_METHODS = adaptation_methods()
-QUICK = ["method.epochs=1", "+trainer.limit_train_batches=3", "trainer.enable_progress_bar=false", "diagnostics=false"]
 
 
 @pytest.mark.parametrize("name", methods(family="deep", scenario="da"))
@@ -142,7 +142,7 @@ def test_frozen_call_passes_gradient_to_inputs_only():
 )
 def test_misspelt_options_are_errors_not_a_zero_transfer_term(compose, method, override, message):
     with pytest.raises(TlrunError, match=message):
-        run(compose(f"method={method}", override, *QUICK))
+        run(compose(f"method={method}", override, QUICK))
 
 
 @pytest.mark.parametrize("method", ADAPTATION_METHODS)
@@ -186,7 +186,7 @@ def test_warmup_schedule_drives_the_reversal_coefficient(compose, monkeypatch):
 
 @pytest.mark.parametrize("name", methods(family="deep", scenario="da"))
 def test_trains_end_to_end_on_digits(compose, mlflow_store, name):
-    accuracy = run(compose(f"method={name}", *QUICK, experiment="deep-da"))
+    accuracy = run(compose(f"method={name}", QUICK, experiment="deep-da"))
     assert 0.0 <= accuracy <= 1.0
     client = MlflowClient(tracking_uri=mlflow_store)
     experiment = client.get_experiment_by_name("deep-da")

@@ -8,12 +8,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
+from tests.helpers import first_run_logged, wait_for_runs
 from tlrun.errors import TlrunError
 from tlrun.runner.job import CHECKPOINT_TAG, run_job
 from tlrun.tracking import PROCESS_TAG
@@ -30,18 +30,12 @@ def test_a_run_stopped_midway_resumes_into_the_same_run(tmp_path, mlflow_store, 
          f"hydra.run.dir={tmp_path / 'run'}", f"cache_dir={tmp_path / 'cache'}"],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
-    client = MlflowClient(tracking_uri=mlflow_store)
-    deadline, run_id = time.monotonic() + 180, None
-    while time.monotonic() < deadline and process.poll() is None:
-        experiment = client.get_experiment_by_name("resume")
-        runs = client.search_runs([experiment.experiment_id]) if experiment else []
-        if runs and len(client.get_metric_history(runs[0].info.run_id, "train_loss")) >= 2:
-            run_id = runs[0].info.run_id
-            process.send_signal(signal.SIGINT)
-            break
-        time.sleep(0.1)
+    runs = wait_for_runs(process, mlflow_store, "resume", first_run_logged("train_loss", 2))
+    if runs:
+        process.send_signal(signal.SIGINT)
     output, _ = process.communicate(timeout=120)
-    assert run_id is not None, output
+    assert runs is not None, output
+    run_id, client = runs[0].info.run_id, MlflowClient(tracking_uri=mlflow_store)
     stopped = client.get_run(run_id)
     assert stopped.info.status == "KILLED", output
     checkpoint = Path(stopped.data.tags[CHECKPOINT_TAG])

@@ -20,15 +20,14 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from tests.helpers import QUICK, REPO, processes_mentioning
 from tlrun.methods.deep_ddp import shard_sampler
 from tlrun.runner import ddp
 from tlrun.errors import TlrunError
 from tlrun.run import run
 from tlrun.runner.steps import job_device
 
-REPO = Path(__file__).resolve().parents[1]
 DDP = ["method=dann", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
-QUICK = ["+trainer.limit_train_batches=3"]
 RANK_ENV = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "SLURM_PROCID",
             "JSM_NAMESPACE_RANK")
 
@@ -180,26 +179,13 @@ def _env(store: str) -> dict[str, str]:
 
 def _command(tmp_path: Path, *overrides: str) -> list[str]:
     # `python -m tlrun.cli`: Lightning re-executes the workers as `python -m <the same module> <the same arguments>`.
-    return [sys.executable, "-m", "tlrun.cli", *DDP, "trainer.enable_progress_bar=false", "diagnostics=false",
+    return [sys.executable, "-m", "tlrun.cli", *DDP, QUICK,
             f"hydra.run.dir={tmp_path / 'run'}", f"cache_dir={tmp_path / 'cache'}", "logger.experiment=ddp", *overrides]
-
-
-def _processes_naming(text: str) -> list[int]:
-    """Processes whose command line contains ``text`` (the test's folder: the run and its workers)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            try:
-                if text in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
-                    found.append(int(entry.name))
-            except OSError:
-                pass
-    return found
 
 
 def _no_process_left(tmp_path: Path, within_s: float = 15.0) -> list[int]:
     deadline = time.monotonic() + within_s
-    while (left := _processes_naming(str(tmp_path))) and time.monotonic() < deadline:
+    while (left := processes_mentioning(str(tmp_path))) and time.monotonic() < deadline:
         time.sleep(0.5)
     return left
 
@@ -236,7 +222,7 @@ def test_ddp_on_two_cpu_processes_is_one_tracked_run(tmp_path):
 @pytest.mark.slow
 def test_an_interrupted_ddp_run_ends_killed_and_its_worker_goes(tmp_path):
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    process = subprocess.Popen(_command(tmp_path, "method.epochs=10000", *QUICK), cwd=tmp_path, env=_env(store),
+    process = subprocess.Popen(_command(tmp_path, "method.epochs=10000"), cwd=tmp_path, env=_env(store),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         client, deadline, run_id = MlflowClient(tracking_uri=store), time.monotonic() + 240, None
@@ -246,7 +232,7 @@ def test_an_interrupted_ddp_run_ends_killed_and_its_worker_goes(tmp_path):
             if runs and client.get_metric_history(runs[0].info.run_id, "train_loss"):  # both processes train
                 run_id = runs[0].info.run_id
         assert run_id is not None, process.communicate(timeout=30)
-        workers = [pid for pid in _processes_naming(str(tmp_path)) if pid != process.pid]
+        workers = [pid for pid in processes_mentioning(str(tmp_path)) if pid != process.pid]
         assert workers
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=120)
@@ -263,8 +249,7 @@ def test_an_interrupted_ddp_run_ends_killed_and_its_worker_goes(tmp_path):
 def test_a_sweep_of_ddp_jobs_has_each_job_start_its_own_workers(tmp_path):
     # Lightning alone would re-execute the whole `--multirun` command in each worker (a second sweep of its own).
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    command = [sys.executable, "-m", "tlrun.cli", "--multirun", *DDP, "seed=0,1", "method.epochs=1", *QUICK,
-               "trainer.enable_progress_bar=false", "diagnostics=false", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+    command = [sys.executable, "-m", "tlrun.cli", "--multirun", *DDP, "seed=0,1", QUICK, f"hydra.sweep.dir={tmp_path / 'sweep'}",
                f"cache_dir={tmp_path / 'cache'}", "logger.experiment=ddp"]
     result = subprocess.run(command, cwd=tmp_path, env=_env(store), capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, result.stderr[-3000:]

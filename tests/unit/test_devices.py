@@ -101,7 +101,7 @@ def test_trainer_gpu_trains_on_a_claimed_gpu_and_closed_form_agrees_with_the_cpu
 def test_a_nan_loss_on_the_gpu_stops_training_with_the_step_it_happened_at():
     import numpy as np
 
-    from tests.test_source_only import Recorder, digits
+    from tests.unit.test_source_only import Recorder, digits
     from tlrun.backbones import Identity
     from tlrun.methods.base import RunContext
     from tlrun.methods.source_only import SourceOnly

@@ -10,12 +10,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
+from tests.helpers import first_run_logged, wait_for_runs
 from tlrun.cli import unknown_group_option
 from tlrun.config import method_scenarios
 
@@ -183,16 +183,10 @@ def test_an_interrupt_ends_the_run_killed_and_keeps_its_metrics(tmp_path, mlflow
          f"hydra.run.dir={tmp_path / 'run'}"],
         cwd=tmp_path, env=_env(mlflow_store), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    client = MlflowClient(tracking_uri=mlflow_store)
-    deadline, run_id = time.monotonic() + 120, None
-    while time.monotonic() < deadline and process.poll() is None:
-        experiment = client.get_experiment_by_name(f"cli-{sent.name}")
-        runs = client.search_runs([experiment.experiment_id]) if experiment else []
-        if runs and len(client.get_metric_history(runs[0].info.run_id, "target_acc")) >= 3:
-            run_id = runs[0].info.run_id
-            break
-        time.sleep(0.5)
-    assert run_id is not None, process.communicate(timeout=10)
+    runs = wait_for_runs(process, mlflow_store, f"cli-{sent.name}", first_run_logged("target_acc", 3), timeout=120,
+                         every=0.5)
+    assert runs is not None, process.communicate(timeout=10)
+    run_id, client = runs[0].info.run_id, MlflowClient(tracking_uri=mlflow_store)
     process.send_signal(sent)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == exit_code, stderr  # the shell's convention: 128 + the signal's number
