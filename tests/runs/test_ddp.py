@@ -256,6 +256,7 @@ def test_a_sweep_of_ddp_jobs_has_each_job_start_its_own_workers(tmp_path):
     assert result.stderr.count("tlrun: DDP process 1 of 2") == 2
     assert not _no_process_left(tmp_path)
     _, runs = _runs(store)
+    runs = [run for run in runs if "sweep_job" in run.data.tags]  # the jobs, not the sweep's parent run
     assert sorted((r.data.tags["seed"], r.data.tags["sweep_job"], r.info.status) for r in runs) == [
         ("0", "0", "FINISHED"), ("1", "1", "FINISHED")]
     assert {r.data.tags["trainer.world_size"] for r in runs} == {"2"}
