@@ -37,6 +37,7 @@ from tlrun.runner.preflight import Plan, construct, preflight
 from tlrun.runner.steps import (build_deep_method, checkpoint_file, job_device, load_data, method_context,
                                 seed_everything, split_data, with_run_weights)
 from tlrun.runner.threads import current_launcher, limited_threads, run_threads
+from tlrun.tracking.uri import configured_uri
 
 
 @dataclass(frozen=True)
@@ -160,18 +161,12 @@ def _sweep_tags() -> dict[str, str]:
     return {"sweep": sweep_tag(hydra_cfg.sweep.dir), "sweep_job": str(hydra_cfg.job.num)} | ({PARENT_TAG: parent} if parent else {})
 
 
-def _checked_plan(cfg: DictConfig, resume: str | None) -> tuple[Plan, str]:
-    """The job's checked plan, and the MLflow store it tracks into: resolved here, once (``logger.tracking_uri``,
-    else the local default), and handed down. A resumed run's config is read from that store; any other config is
-    checked first, so that a config error answers without importing MLflow."""
-    if not resume:
-        plan = preflight(cfg)
-    from tlrun.tracking import configured_uri  # MLflow: once a config to run has passed its checks
-
-    tracking_uri = configured_uri(cfg)  # the resumed config keeps this command's logger: the same store
-    if resume:
-        plan = preflight(_resumed_config(cfg, resume, tracking_uri))
-    return with_run_weights(plan, tracking_uri), tracking_uri
+def _checked_plan(cfg: DictConfig, resume: str | None, tracking_uri: str) -> Plan:
+    """The job's checked plan. A resumed run's config is read from the store ``tracking_uri`` (the resumed config
+    keeps this command's logger: the same store); any other config is checked first, so that a config error
+    answers without importing MLflow."""
+    plan = preflight(_resumed_config(cfg, resume, tracking_uri) if resume else cfg)
+    return with_run_weights(plan, tracking_uri)
 
 
 def _write_resolved_config(cfg: DictConfig) -> None:
@@ -191,10 +186,11 @@ def run_job(cfg: DictConfig) -> RunOutcome:
     from tlrun.tracking.sweeps import HASH_TAG, config_hash, note_job, record_failed_before_run, reuse_finished
 
     resume = str(cfg.resume) if cfg.get("resume") else None
+    tracking_uri = configured_uri(cfg)  # the MLflow store, resolved once for the job and handed down
     try:
-        plan, tracking_uri = _checked_plan(cfg, resume)
+        plan = _checked_plan(cfg, resume, tracking_uri)
     except TlrunError as error:  # no run opens: the sweep's parent keeps the message
-        record_failed_before_run(cfg, str(error))
+        record_failed_before_run(tracking_uri, str(error))
         raise
     cfg = plan.cfg
     if ddp.is_worker(cfg):  # a process DDP started for rank > 0 (trainer=ddp): it only joins the training
@@ -203,8 +199,9 @@ def run_job(cfg: DictConfig) -> RunOutcome:
 
     _write_resolved_config(cfg)
     digest = config_hash(cfg)
-    note_job(cfg, digest)
-    earlier = None if resume else reuse_finished(cfg, digest)
+    note_job(tracking_uri, digest)
+    earlier = None if resume else reuse_finished(tracking_uri, str(cfg.logger.experiment), digest,
+                                                 bool(cfg.get("skip_finished", True)))
     if earlier is not None:
         print(f"tlrun: skipped: run {earlier.info.run_id} of this config already FINISHED (skip_finished=false reruns it)")
         return RunOutcome(earlier.info.run_id, dict(earlier.data.metrics), skipped=True)
@@ -219,7 +216,7 @@ def run_job(cfg: DictConfig) -> RunOutcome:
         loaded = load_data(plan)
         method = None if deep else construct(lambda: instantiate(cfg.method), "method")
     except TlrunError as error:  # as in preflight: no run opens, the sweep's parent keeps the message
-        record_failed_before_run(cfg, str(error))
+        record_failed_before_run(tracking_uri, str(error))
         raise
     resolved = OmegaConf.to_container(cfg, resolve=True)
     run_name = f"{cfg.method.name} {task_name(cfg)}"

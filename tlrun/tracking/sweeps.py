@@ -166,11 +166,14 @@ def open_parent(config: DictConfig, tracking_uri: str) -> tuple[Any, str]:
     return client, parent_id
 
 
-def note_job(cfg: DictConfig, digest: str) -> None:
-    """Record on the sweep's parent that this launch's job (its number) is the config ``digest``."""
+def note_job(tracking_uri: str, digest: str) -> None:
+    """Record on the sweep's parent (in the store ``tracking_uri``) that this launch's job (its number) is the
+    config ``digest``."""
+    from tlrun.tracking.store import open_client
+
     parent = parent_of_job()
     if parent:
-        client_for(cfg).set_tag(parent, f"{JOB_TAG_PREFIX}{job_number()}", digest)
+        open_client(tracking_uri).set_tag(parent, f"{JOB_TAG_PREFIX}{job_number()}", digest)
 
 
 def launched_hashes(parent_tags: dict[str, str]) -> set[str] | None:
@@ -186,17 +189,19 @@ def job_number() -> str:
     return str(HydraConfig.get().job.num)
 
 
-def reuse_finished(cfg: DictConfig, digest: str) -> Any | None:
+def reuse_finished(tracking_uri: str, experiment_name: str, digest: str, skip_finished: bool = True) -> Any | None:
     """In a ``--multirun`` with ``skip_finished`` (the default): the latest FINISHED run of the experiment whose
     ``config_hash`` is ``digest``, counted as this job's run (noted on the sweep's parent when it is not already
     one of its children). ``None``: the job must run."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    if not cfg.get("skip_finished", True) or not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+    from tlrun.tracking.store import open_client
+
+    if not skip_finished or not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         return None
-    client = client_for(cfg)
-    experiment = client.get_experiment_by_name(str(cfg.logger.experiment))
+    client = open_client(tracking_uri)
+    experiment = client.get_experiment_by_name(experiment_name)
     if experiment is None:
         return None
     found = client.search_runs(
@@ -211,13 +216,15 @@ def reuse_finished(cfg: DictConfig, digest: str) -> Any | None:
     return found[0]
 
 
-def record_failed_before_run(cfg: DictConfig, message: str) -> None:
+def record_failed_before_run(tracking_uri: str, message: str) -> None:
     """A job that failed before its run opened (a configuration error) leaves its message on the sweep's parent."""
+    from tlrun.tracking.store import open_client
+
     parent = parent_of_job()
     if not parent:
         return
     try:
-        client_for(cfg).set_tag(parent, f"{FAILED_BEFORE_RUN_TAG_PREFIX}{job_number()}", message[:5000])
+        open_client(tracking_uri).set_tag(parent, f"{FAILED_BEFORE_RUN_TAG_PREFIX}{job_number()}", message[:5000])
     except Exception as error:  # the job's own error matters more than this note
         print(f"tlrun: could not note the error on the sweep run {parent}: {error}")
 
