@@ -169,10 +169,10 @@ def open_parent(config: DictConfig, tracking_uri: str) -> tuple[Any, str]:
 def note_job(tracking_uri: str, digest: str) -> None:
     """Record on the sweep's parent (in the store ``tracking_uri``) that this launch's job (its number) is the
     config ``digest``."""
-    from tlrun.tracking.store import open_client
-
     parent = parent_of_job()
     if parent:
+        from tlrun.tracking.store import open_client  # MLflow: only in a sweep
+
         open_client(tracking_uri).set_tag(parent, f"{JOB_TAG_PREFIX}{job_number()}", digest)
 
 
@@ -218,11 +218,11 @@ def reuse_finished(tracking_uri: str, experiment_name: str, digest: str, skip_fi
 
 def record_failed_before_run(tracking_uri: str, message: str) -> None:
     """A job that failed before its run opened (a configuration error) leaves its message on the sweep's parent."""
-    from tlrun.tracking.store import open_client
-
     parent = parent_of_job()
     if not parent:
         return
+    from tlrun.tracking.store import open_client  # MLflow: only in a sweep (a config error stays light)
+
     try:
         open_client(tracking_uri).set_tag(parent, f"{FAILED_BEFORE_RUN_TAG_PREFIX}{job_number()}", message[:5000])
     except Exception as error:  # the job's own error matters more than this note
