@@ -4,8 +4,8 @@
 ``sweep.role=parent``; params: the sweep's overrides; tags: launcher, sweeper, sweep folder, MLflow's system tags)
 and puts its id in the environment variable :data:`PARENT_ENV`. Every job reads it there (:func:`parent_of_job`)
 and tags its run ``mlflow.parentRunId=<parent>``, MLflow's own link, so the UI groups the jobs under the sweep. The
-environment reaches the jobs whatever runs them: the same process (basic launcher), worker processes (joblib), Ray workers
-started by the sweep, or Slurm jobs (``sbatch`` exports the submitting environment). When the sweep ends,
+environment reaches the jobs whatever runs them: the same process (basic launcher), worker processes (joblib), Ray
+workers started by the sweep, or Slurm jobs (``sbatch`` exports the submitting environment). When the sweep ends,
 :func:`close_parent` counts the jobs by the status of their latest run (metrics ``jobs_finished``,
 ``jobs_failed``, ``jobs_killed``, ``jobs_reused``, ``jobs_failed_before_run``) and ends the parent FINISHED when every job
 finished, FAILED when one failed, KILLED when the sweep was interrupted; it also runs when the process exits
