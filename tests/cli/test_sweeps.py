@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_SOURCE_NAME, MLFLOW_SOURCE_TYPE, MLFLOW_USER
 from omegaconf import OmegaConf
 
 from tests.helpers import wait_for_runs
@@ -70,6 +71,9 @@ def test_a_two_by_two_sweep_is_one_parent_with_four_children(tmp_path, mlflow_st
     assert parent.info.status == "FINISHED" and parent.data.tags["sweep.status"] == "FINISHED"
     assert parent.data.metrics["jobs_finished"] == 4 and parent.data.metrics["jobs_failed"] == 0
     assert parent.data.params["method"] == "no_adaptation,coral"
+    system_tags = (MLFLOW_SOURCE_NAME, MLFLOW_SOURCE_TYPE, MLFLOW_USER, MLFLOW_GIT_COMMIT)
+    assert parent.data.tags[MLFLOW_SOURCE_TYPE] == "LOCAL" and parent.data.tags[MLFLOW_USER]
+    assert all(parent.data.tags.get(key) == children[0].data.tags.get(key) for key in system_tags)
     assert parent.data.tags["sweep.launcher"] == launcher_class
     assert parent.data.tags["sweep"] == str((tmp_path / "sweep").resolve())
     assert parent.info.end_time >= max(c.info.end_time for c in children)

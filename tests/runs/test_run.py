@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
+import yaml
 from hydra.errors import MissingConfigException
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import (MLFLOW_DATASET_CONTEXT, MLFLOW_GIT_COMMIT, MLFLOW_SOURCE_NAME,
+                                      MLFLOW_SOURCE_TYPE, MLFLOW_USER)
 
+from tests.helpers import REPO
 from tlrun.config import load_option
 from tlrun.data.base import DataError
 from tlrun.errors import TlrunError
@@ -37,11 +45,49 @@ def test_default_run_is_tracked(compose, mlflow_store, tmp_path):
     assert 0.0 <= metrics["source_acc"] <= 1.0
     assert tags["method"] == "jda" and tags["scenario"] == "da" and tags["dataset"] == "digits"
     assert {"version.torch", "version.sklearn", "version.tlrun", "source", "target"} <= set(tags)
-    # JDA reports the target accuracy at every iteration.
+    # JDA reports the target accuracy at every iteration; the final evaluation's is its last step's only value.
     history = client.get_metric_history(record.info.run_id, "target_acc")
-    assert len({m.step for m in history}) >= 10
+    assert len({m.step for m in history}) >= 10 and len(history) == len({m.step for m in history})
+    assert max(history, key=lambda m: m.step).value == pytest.approx(target_acc)
+    assert not {"cache_dir", "logger.tracking_uri", "logger.experiment", "threads", "method.summary"} & set(params)
     artifacts = {a.path for a in client.list_artifacts(record.info.run_id)}
     assert {"config.yaml", "confusion_matrix.png", "per_class_target_acc.csv"} <= artifacts
+
+
+def checkout_commit() -> str | None:
+    """``git rev-parse HEAD`` of the repository under test (``None`` outside a checkout)."""
+    found = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True)
+    return found.stdout.strip() if found.returncode == 0 else None
+
+
+def test_a_command_line_run_follows_mlflow_s_conventions(mlflow_store, tmp_path):
+    """System tags (the UI's Source, User and Version columns), each domain as a dataset input whose digest is its
+    checksum tag, the command line as ``hydra/overrides.yaml``, no bookkeeping params, one ``target_acc`` per step."""
+    overrides = ["method=source_only", "backbone=mlp", "method.epochs=2", "diagnostics=false",
+                 "logger.experiment=e2e-conventions", f"cache_dir={tmp_path / 'cache'}"]
+    entry = "import sys; sys.argv = ['tlrun', *sys.argv[1:]]; from tlrun.cli import main; main()"
+    result = subprocess.run([sys.executable, "-c", entry, *overrides, f"hydra.run.dir={tmp_path / 'run'}"],
+                            cwd=tmp_path, env={**os.environ, "MLFLOW_TRACKING_URI": mlflow_store},
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    client, (record,) = _runs(mlflow_store, "e2e-conventions")
+    run_id, tags = record.info.run_id, record.data.tags
+    assert tags[MLFLOW_SOURCE_TYPE] == "LOCAL" and tags[MLFLOW_SOURCE_NAME] and tags[MLFLOW_USER]
+    commit = checkout_commit()
+    if commit is not None:
+        assert tags[MLFLOW_GIT_COMMIT] == commit
+    inputs = {item.dataset.name: item for item in record.inputs.dataset_inputs}
+    assert {name: [tag.value for tag in item.tags if tag.key == MLFLOW_DATASET_CONTEXT]
+            for name, item in inputs.items()} == {"digits/original": ["source"], "digits/thick": ["target"]}
+    checksum = tags["data.sha256.digits.csv.gz"]
+    assert {item.dataset.digest for item in inputs.values()} == {checksum[:36]}
+    assert checksum in inputs["digits/original"].dataset.profile
+    overrides_file = client.download_artifacts(run_id, "hydra/overrides.yaml", str(tmp_path))
+    assert yaml.safe_load(open(overrides_file)) == overrides
+    assert not {"cache_dir", "logger.tracking_uri", "logger.experiment", "threads", "method.summary", "method.kind",
+                "method.scenarios", "dataset.scenarios"} & set(record.data.params)
+    history = client.get_metric_history(run_id, "target_acc")
+    assert sorted(m.step for m in history) == [1, 2]
 
 
 def test_same_seed_same_metrics(compose):

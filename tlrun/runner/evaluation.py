@@ -226,6 +226,9 @@ class EvaluationReporter:
         self._score = score
         self._oracle = oracle
         self.last_step = 0
+        #: The latest reported ``(step, target_acc)``, written when the next is reported or the method is done
+        #: (:meth:`write_held_target_acc`): the run's final evaluation may measure the same step.
+        self._held_target_acc: tuple[int, float] | None = None
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         self.tracked.log_metrics(metrics, step)
@@ -233,7 +236,16 @@ class EvaluationReporter:
 
     def target_predictions(self, predictions: np.ndarray, step: int) -> None:
         if self._score is not None:
-            self.log_metrics({"target_acc": self._score(predictions)}, step)
+            self.write_held_target_acc()
+            self._held_target_acc = (step, self._score(predictions))
+            self.last_step = max(self.last_step, step)
+
+    def write_held_target_acc(self, unless_at: int | None = None) -> None:
+        """Log the held ``target_acc``, unless it is of step ``unless_at`` (the step the runner's final evaluation
+        logs its own at: the run's history keeps one value per step)."""
+        held, self._held_target_acc = self._held_target_acc, None
+        if held is not None and held[0] != unless_at:
+            self.log_metrics({"target_acc": held[1]}, held[0])
 
     def oracle_accuracy(self, predictions: np.ndarray) -> float | None:
         if not self._oracle:

@@ -114,12 +114,11 @@ def _resumed_config(cfg: DictConfig, run_id: str, uri: str) -> DictConfig:
 
 
 def _tags(cfg: DictConfig, weights_run: str | None = None) -> dict[str, str]:
-    """The run's tags; model selection by target accuracy is marked ``selection.oracle=true``; a backbone that
-    starts from an earlier run's weights names that run (``lineage.weights_run``)."""
+    """The run's tags (besides the lineage tags every run gets, :func:`~tlrun.tracking.records.source_tags`);
+    model selection by target accuracy is marked ``selection.oracle=true``; a backbone that starts from an earlier
+    run's weights names that run (``lineage.weights_run``)."""
     import sklearn
     import torch
-
-    from tlrun.tracking import git_commit
 
     tags = {
         "method": cfg.method.name,
@@ -139,9 +138,6 @@ def _tags(cfg: DictConfig, weights_run: str | None = None) -> dict[str, str]:
         tags["selection.oracle"] = "true"
     if weights_run:
         tags["lineage.weights_run"] = weights_run
-    commit = git_commit(Path(__file__).resolve().parent)
-    if commit:
-        tags["git_commit"] = commit
     tags.update(_sweep_tags())
     return tags
 
@@ -167,6 +163,18 @@ def _checked_plan(cfg: DictConfig, resume: str | None, tracking_uri: str) -> Pla
     answers without importing MLflow."""
     plan = preflight(_resumed_config(cfg, resume, tracking_uri) if resume else cfg)
     return with_run_weights(plan, tracking_uri)
+
+
+def _log_config(tracked: Any, cfg: DictConfig, resolved: dict[str, Any], weights_run: str | None) -> None:
+    """A new run's config: its params (less the bookkeeping keys, :data:`~tlrun.tracking.records.UNCOMPARED_PARAMS`),
+    the resolved config as the artifact ``config.yaml`` and, under Hydra, the command line's overrides as
+    ``hydra/overrides.yaml`` (Hydra's own record of the command)."""
+    from tlrun.tracking import run_params
+
+    tracked.log_params(run_params(resolved) | ({"lineage.weights_run": weights_run} if weights_run else {}))
+    tracked.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+    if HydraConfig.initialized():
+        tracked.log_text(OmegaConf.to_yaml(HydraConfig.get().overrides.task), "hydra/overrides.yaml")
 
 
 def _write_resolved_config(cfg: DictConfig) -> None:
@@ -207,7 +215,7 @@ def run_job(cfg: DictConfig) -> RunOutcome:
         return RunOutcome(earlier.info.run_id, dict(earlier.data.metrics), skipped=True)
     import torch
 
-    from tlrun.tracking import TrackedRun, flatten, interrupts_stop_the_run
+    from tlrun.tracking import TrackedRun, interrupts_stop_the_run
 
     deep = cfg.method.family == "deep"
     # The data is read and checked, and closed-form methods are built (what only their constructor checks fails
@@ -233,8 +241,7 @@ def run_job(cfg: DictConfig) -> RunOutcome:
         ) as tracked,
     ):
         if not resume:
-            tracked.log_params(flatten(resolved) | ({"lineage.weights_run": plan.weights_run} if plan.weights_run else {}))
-            tracked.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+            _log_config(tracked, cfg, resolved, plan.weights_run)
         checkpoint = checkpoint_file(cfg, tracked.run_id) if deep and cfg.get("checkpoints", True) else None
         if checkpoint is not None:
             after_the_run.callback(_discard_checkpoint, checkpoint, tracked)
@@ -250,6 +257,8 @@ def run_job(cfg: DictConfig) -> RunOutcome:
         data = split_data(plan, loaded, None if deep else device)
         training, evaluation = data.training, data.evaluation
         tracked.set_tags(data.tags)
+        if not resume:
+            tracked.log_inputs(data.inputs)
         tracked.log_params({"data.n_source_train": str(len(training.source)), "data.n_target_train": str(len(training.target)),
                             "data.n_target_val": str(len(training.target_val) if training.target_val else 0),
                             "data.n_target_test": str(len(evaluation.target_test))})
@@ -258,11 +267,16 @@ def run_job(cfg: DictConfig) -> RunOutcome:
                                  diagnostics=bool(cfg.get("diagnostics", False)), checkpoint=checkpoint, resume=bool(resume))
         if deep:
             method = build_deep_method(plan, data.sizing_domain)
-        method.fit(training, context)
-        if cfg.get("save_model", True) and isinstance(method, torch.nn.Module):
-            tracked.log_model(method)
+        try:
+            method.fit(training, context)
+        except BaseException:
+            reporter.write_held_target_acc()
+            raise
         # Deep methods log their epochs through Lightning's logger, which the reporter does not see.
         final_step = max(reporter.last_step, int(getattr(method, "epochs", 0)))
+        reporter.write_held_target_acc(unless_at=final_step)  # the final evaluation's target_acc is that step's
+        if cfg.get("save_model", True) and isinstance(method, torch.nn.Module):
+            tracked.log_model(method)
         result = evaluate(method, evaluation, training.source, training.classes, tracked, step=final_step)
         tracked.log_metrics({"duration_s": time.perf_counter() - started}, final_step)
     print_summary(cfg, result, tracked)

@@ -31,6 +31,7 @@ from tlrun.methods.base import Reporter, RunContext
 from tlrun.runner import ddp, devices
 from tlrun.runner.preflight import Plan, construct
 from tlrun.scenarios import LABELED_TARGET_SCENARIOS, EvaluationData, TrainingData, split, split_zeroshot
+from tlrun.tracking.records import DataInput
 
 
 def with_run_weights(plan: Plan, tracking_uri: str) -> Plan:
@@ -106,9 +107,15 @@ class LoadedData:
     zeroshot: ZeroShotDomains | None = None
 
     def domains(self) -> tuple[Domain, ...]:
+        return tuple(domain for _, domain in self.roles())
+
+    def roles(self) -> tuple[tuple[str, Domain], ...]:
+        """Each domain with what the run uses it for: ``source``, ``target`` or ``evaluation`` (a separate test
+        domain; in ``zeroshot`` the seen classes' test set, the unseen classes being the target)."""
         if self.zeroshot is not None:
-            return self.zeroshot.domains()
-        return (*self.pair, *([self.target_test] if self.target_test is not None else []))
+            return tuple(zip(("source", "evaluation", "target"), self.zeroshot.domains()))
+        return (("source", self.pair[0]), ("target", self.pair[1]),
+                *([("evaluation", self.target_test)] if self.target_test is not None else []))
 
 
 def load_data(plan: Plan) -> LoadedData:
@@ -137,6 +144,8 @@ class SplitData:
     sizing_domain: Domain
     #: The run's tags about its data: the files' checksums, the protocol, a zero-shot run's unseen classes.
     tags: dict[str, str] = field(default_factory=dict)
+    #: The domains read, as the run's MLflow dataset inputs.
+    inputs: tuple[DataInput, ...] = ()
 
 
 def split_data(plan: Plan, loaded: LoadedData, feature_device: str | None) -> SplitData:
@@ -173,7 +182,9 @@ def split_data(plan: Plan, loaded: LoadedData, feature_device: str | None) -> Sp
         )
     tags |= ({f"data.sha256.{name}": digest for d in loaded.domains() for name, digest in d.checksums.items()}
              | {"protocol": evaluation.protocol})
-    return SplitData(training, evaluation, source, tags)
+    inputs = tuple(DataInput(f"{cfg.dataset.name}/{domain.name}", role, dict(domain.checksums), tuple(domain.files))
+                   for role, domain in loaded.roles())
+    return SplitData(training, evaluation, source, tags, inputs)
 
 
 def _features(plan: Plan, domain: Domain, device: str) -> Domain:

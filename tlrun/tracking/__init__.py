@@ -5,7 +5,7 @@ nested under it; the Optuna search; ``tlrun compare`` and ``tlrun ui``. The modu
 
 - :mod:`~tlrun.tracking.uri`: which store (a setting, else ``$MLFLOW_TRACKING_URI``, else ``outputs/mlflow.db``);
 - :mod:`~tlrun.tracking.signals`: Ctrl-C and SIGTERM stop a run, never in the middle of a store write;
-- :mod:`~tlrun.tracking.records`: how values become params and tags;
+- :mod:`~tlrun.tracking.records`: how values become params, tags and dataset inputs;
 - :mod:`~tlrun.tracking.store`: opening the store, its failures, its runs and experiments;
 - :mod:`~tlrun.tracking.processes`: the process behind each run; runs orphaned by a killed process;
 - :mod:`~tlrun.tracking.weights` and :mod:`~tlrun.tracking.tracked_run`: a run's weights; the run itself;
@@ -29,7 +29,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # before any module o
 _EXPORTS = {
     "uri": ("configured_uri", "default_tracking_uri", "resolve_tracking_uri"),
     "signals": ("interrupted_by", "interrupts_deferred", "interrupts_stop_the_run"),
-    "records": ("flatten", "git_commit", "safe_key"),
+    "records": ("DataInput", "flatten", "git_commit", "run_params", "safe_key"),
     "store": ("RUNS_VIEW", "RUNS_VIEW_TAG", "StoreError", "ensure_experiment", "every_run", "open_client",
               "store_failure"),
     "processes": ("PROCESS_TAG", "end_orphaned_runs", "process_alive", "this_process"),

@@ -1,11 +1,11 @@
 """Sweeps in the MLflow store: one parent run per ``--multirun``, every job a child of it, finished jobs skipped.
 
 **Parent and children.** When a ``--multirun`` starts, :func:`open_parent` creates the sweep's parent run (tag
-``sweep.role=parent``; params: the sweep's overrides; tags: launcher, sweeper, sweep folder) and puts its id in
-the environment variable :data:`PARENT_ENV`. Every job reads it there (:func:`parent_of_job`) and tags its run
-``mlflow.parentRunId=<parent>``, MLflow's own link, so the UI groups the jobs under the sweep. The environment
-reaches the jobs whatever runs them: the same process (basic launcher), worker processes (joblib), Ray workers
-started by the sweep, or Slurm jobs (``sbatch`` exports the submitting environment). When the sweep ends,
+``sweep.role=parent``; params: the sweep's overrides; tags: launcher, sweeper, sweep folder, MLflow's system tags)
+and puts its id in the environment variable :data:`PARENT_ENV`. Every job reads it there (:func:`parent_of_job`)
+and tags its run ``mlflow.parentRunId=<parent>``, MLflow's own link, so the UI groups the jobs under the sweep. The
+environment reaches the jobs whatever runs them: the same process (basic launcher), worker processes (joblib), Ray
+workers started by the sweep, or Slurm jobs (``sbatch`` exports the submitting environment). When the sweep ends,
 :func:`close_parent` counts the jobs by the status of their latest run (metrics ``jobs_finished``,
 ``jobs_failed``, ``jobs_killed``, ``jobs_reused``, ``jobs_failed_before_run``) and ends the parent FINISHED when every job
 finished, FAILED when one failed, KILLED when the sweep was interrupted; it also runs when the process exits
@@ -118,7 +118,7 @@ def open_parent(config: DictConfig, tracking_uri: str) -> tuple[Any, str]:
     from mlflow.entities import Param, RunStatus
 
     from tlrun.tracking.processes import PROCESS_TAG, end_orphaned_runs, this_process
-    from tlrun.tracking.records import batched, flatten, safe_key
+    from tlrun.tracking.records import batched, flatten, safe_key, source_tags
     from tlrun.tracking.signals import interrupts_deferred
     from tlrun.tracking.store import ensure_experiment, open_client
 
@@ -150,7 +150,7 @@ def open_parent(config: DictConfig, tracking_uri: str) -> tuple[Any, str]:
             for key, value in (placement | {"sweep.relaunched": time.strftime("%Y-%m-%d %H:%M:%S")}).items():
                 client.set_tag(parent_id, key, value)
         else:
-            tags = {
+            tags = source_tags() | {
                 ROLE_TAG: "parent",
                 IDENTITY_TAG: identity,
                 **placement,

@@ -7,12 +7,12 @@ import time
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 
 from tlrun.tracking.processes import PROCESS_TAG, end_orphaned_runs, this_process
-from tlrun.tracking.records import batched, safe_key
+from tlrun.tracking.records import DataInput, batched, safe_key, source_tags
 from tlrun.tracking.signals import interrupts_deferred, take_pending_signal
 from tlrun.tracking.store import StoreError, ensure_experiment, open_client, store_failure
 from tlrun.tracking.uri import resolve_tracking_uri
@@ -38,8 +38,8 @@ class TrackedRun:
         tags: dict[str, str] | None = None,
         run_id: str | None = None,
     ) -> None:
-        """Create a run in ``experiment``, or with ``run_id``, reopen that run (status RUNNING again) to go on
-        logging into it (a resumed run)."""
+        """Create a run in ``experiment`` (with MLflow's system tags: :func:`source_tags`), or with ``run_id``,
+        reopen that run (status RUNNING again) to go on logging into it (a resumed run)."""
         self.tracking_uri = resolve_tracking_uri(tracking_uri)
         self.resumed = run_id is not None
         tags = (tags or {}) | {PROCESS_TAG: this_process()}
@@ -52,7 +52,7 @@ class TrackedRun:
                 self.client.log_batch(run_id, tags=[RunTag(key, str(value)) for key, value in tags.items()])
             else:
                 experiment_id = ensure_experiment(self.client, self.tracking_uri, experiment)
-                info = self.client.create_run(experiment_id, run_name=run_name, tags=tags).info
+                info = self.client.create_run(experiment_id, run_name=run_name, tags=source_tags() | tags).info
                 self.run_id = info.run_id
             self.experiment_id, self.artifact_uri = info.experiment_id, info.artifact_uri
             # After this run carries this process's tag: a resumed run, left RUNNING by its dead process, is not
@@ -108,6 +108,13 @@ class TrackedRun:
             except MlflowException as error:
                 if error.error_code != ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
                     raise
+
+    def log_inputs(self, inputs: Iterable[DataInput]) -> None:
+        """Log the domains the run read as MLflow dataset inputs (the UI's Dataset column)."""
+        entities = [data_input.entity() for data_input in inputs]
+        with self._writing():
+            for batch in batched(entities):
+                self.client.log_inputs(self.run_id, datasets=batch)
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         now = int(time.time() * 1000)
