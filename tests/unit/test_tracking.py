@@ -295,3 +295,37 @@ def test_an_artifact_write_out_of_space_is_a_store_error_naming_the_folder(mlflo
     assert f"the artifact folder {folder} of run {run.run_id} is full (no space left on the device)" in str(raised.value)
     record = run.client.get_run(run.run_id)
     assert record.info.status == "FAILED" and "StoreError" in record.data.tags["error"]
+
+
+def _log_the_same_domain_at_the_barrier(barrier, uri: str, results) -> None:
+    """A forked process: open a run, wait for the others, then log the domain every process logs."""
+    from tlrun.tracking import DataInput
+
+    try:
+        with TrackedRun("inputs-race", tracking_uri=uri) as run:
+            barrier.wait()
+            run.log_inputs([DataInput("digits/thick", "target", {"thick.npz": "ab" * 32})])
+        results.put("ok")
+    except Exception as error:  # noqa: BLE001 - reported to the test
+        results.put(f"{type(error).__name__}: {error}")
+
+
+def test_parallel_jobs_logging_the_same_domain_all_succeed(tmp_path):
+    """MLflow inserts a dataset row after looking for it; two jobs of a parallel sweep logging the same domain at
+    once both inserted, and one failed (``UNIQUE constraint failed: datasets...``). The store lock serialises it."""
+    import multiprocessing
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    TrackedRun("inputs-race", tracking_uri=uri).__enter__().__exit__(None, None, None)  # the experiment exists
+    context = multiprocessing.get_context("fork")
+    barrier, results = context.Barrier(6), context.Queue()
+    workers = [context.Process(target=_log_the_same_domain_at_the_barrier, args=(barrier, uri, results)) for _ in range(6)]
+    for worker in workers:
+        worker.start()
+    outcomes = [results.get(timeout=120) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=30)
+    assert outcomes == ["ok"] * 6
+    runs = MlflowClient(tracking_uri=uri).search_runs(
+        [MlflowClient(tracking_uri=uri).get_experiment_by_name("inputs-race").experiment_id])
+    assert sum(len(run.inputs.dataset_inputs) for run in runs) == 6

@@ -7,11 +7,12 @@ run", so several runs can share a process (tests, sweeps) and Lightning's logger
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
 import logging
-from typing import Any
+from typing import Any, Iterator
 
 from mlflow.tracking import MlflowClient
 
@@ -89,6 +90,27 @@ def open_client(tracking_uri: str, create: bool = True) -> MlflowClient:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             return MlflowClient(tracking_uri=tracking_uri)
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def store_lock(tracking_uri: str) -> Iterator[None]:
+    """Hold the store's ``flock`` (sqlite stores; nothing for others, or when the lock cannot be opened) around a
+    write MLflow does not make safe across processes: ``log_inputs`` inserts a dataset row after looking for it,
+    so two jobs of a parallel sweep logging the same domain at once would both insert, and one would fail."""
+    database = sqlite_file(tracking_uri)
+    try:
+        handle = open(f"{database}.lock", "a") if database is not None else None
+    except OSError:
+        handle = None
+    if handle is None:
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 

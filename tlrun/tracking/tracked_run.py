@@ -14,7 +14,7 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from tlrun.tracking.processes import PROCESS_TAG, end_orphaned_runs, this_process
 from tlrun.tracking.records import DataInput, batched, safe_key, source_tags
 from tlrun.tracking.signals import interrupts_deferred, take_pending_signal
-from tlrun.tracking.store import StoreError, ensure_experiment, open_client, store_failure
+from tlrun.tracking.store import StoreError, ensure_experiment, open_client, store_failure, store_lock
 from tlrun.tracking.uri import resolve_tracking_uri
 from tlrun.tracking.weights import MODEL_ARTIFACT, MODEL_FILE
 
@@ -112,7 +112,7 @@ class TrackedRun:
     def log_inputs(self, inputs: Iterable[DataInput]) -> None:
         """Log the domains the run read as MLflow dataset inputs (the UI's Dataset column)."""
         entities = [data_input.entity() for data_input in inputs]
-        with self._writing():
+        with self._writing(), store_lock(self.tracking_uri):
             for batch in batched(entities):
                 self.client.log_inputs(self.run_id, datasets=batch)
 
