@@ -86,12 +86,19 @@ def open_client(tracking_uri: str, create: bool = True) -> MlflowClient:
             return MlflowClient(tracking_uri=tracking_uri)
         raise StoreError(f"cannot create the MLflow store {tracking_uri}: {error.strerror} ({error.filename}). Track "
                          "into a writable folder: logger.tracking_uri=sqlite:///<folder>/mlflow.db") from error
-    with handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    with _held(handle):
+        return MlflowClient(tracking_uri=tracking_uri)
+
+
+@contextlib.contextmanager
+def _held(lock_file: Any) -> Iterator[None]:
+    """An exclusive ``flock`` on the open ``lock_file`` while the block runs; the file is closed after."""
+    with lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
         try:
-            return MlflowClient(tracking_uri=tracking_uri)
+            yield
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
 @contextlib.contextmanager
@@ -104,15 +111,8 @@ def store_lock(tracking_uri: str) -> Iterator[None]:
         handle = open(f"{database}.lock", "a") if database is not None else None
     except OSError:
         handle = None
-    if handle is None:
+    with _held(handle) if handle is not None else contextlib.nullcontext():
         yield
-        return
-    with handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def every_run(client: MlflowClient, experiment_ids: list[str] | None = None, filter_string: str = "") -> list[Any]:
