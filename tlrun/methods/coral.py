@@ -66,10 +66,11 @@ def ledoit_wolf_covariance(X: torch.Tensor) -> torch.Tensor:
     Z = centered / deviations
     R = Z.T @ Z / n
     mu = torch.trace(R) / d
-    squared = Z * Z
-    delta = ((R * R).sum() - d * mu**2) / d
-    beta = ((squared.T @ squared).sum() / n - (R * R).sum()) / (d * n)
-    rho = torch.clamp(torch.minimum(beta, delta) / delta, min=0.0) if d > 1 and float(delta) > 0 else torch.zeros((), dtype=X.dtype)
+    R_norm = (R * R).sum()  # ‖R‖²_F
+    delta = (R_norm - d * mu**2) / d
+    beta = ((Z * Z).sum(dim=1).pow(2).sum() / n - R_norm) / (d * n)  # Σ_k ‖z_k‖⁴ = Σ_k ‖z_k z_kᵀ‖²_F
+    zero = torch.zeros((), dtype=X.dtype, device=X.device)
+    rho = torch.clamp(torch.minimum(beta, delta) / delta, min=0.0) if d > 1 and float(delta) > 0 else zero
     shrunk = (1 - rho) * R + rho * mu * torch.eye(d, dtype=X.dtype, device=X.device)
     return deviations[:, None] * shrunk * deviations[None, :]
 
