@@ -237,19 +237,21 @@ def print_job_config(overrides: list[str], package: str | None, resolve: bool) -
 
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose("config", overrides=overrides)
-    notes = [f"{group}: auto" for group in ("backbone", "scenario") if cfg[group].name == "auto"]
-    try:
-        resolved = resolve_auto(cfg)
-    except TlrunError as error:
-        notes = [f"auto left unresolved: {error}"] if notes else []
-    else:
-        notes = [f"{note} -> {resolved[note.split(':')[0]].name}" for note in notes]
-        cfg = resolved
+    automatic = [group for group in ("backbone", "scenario") if cfg[group].name == "auto"]
+    note = None
+    if automatic:
+        try:
+            cfg = resolve_auto(cfg)
+        except TlrunError as error:
+            note = f"# tlrun left auto unresolved: {error}"
+        else:
+            resolved = ", ".join(f"{group}: auto -> {cfg[group].name}" for group in automatic)
+            note = f"# tlrun resolved {resolved} (what this command runs and records)"
     node = OmegaConf.select(cfg, package) if package else cfg
     if package and node is None:
         raise TlrunError(f"--package {package}: the composed config has no such key")
-    if notes:
-        print(f"# tlrun resolved {', '.join(notes)} (what this command runs and records)")
+    if note:
+        print(note)
     print(OmegaConf.to_yaml(node, resolve=resolve) if OmegaConf.is_config(node) else node, end="")
 
 
