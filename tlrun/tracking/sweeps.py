@@ -102,7 +102,7 @@ def parent_of_job() -> str | None:
 
 
 def client_for(config: DictConfig) -> Any:
-    """An ``MlflowClient`` on the config's store (for a job, whose config names it)."""
+    """An ``MlflowClient`` on the store a composed config names (the search logs its trials on the sweep's parent)."""
     from tlrun.tracking.store import open_client
     from tlrun.tracking.uri import configured_uri
 
