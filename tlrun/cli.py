@@ -1,5 +1,6 @@
 """The ``tlrun`` command: a thin Hydra entry point, and the subcommands ``tlrun ui`` (the MLflow UI on the
-project's store) and ``tlrun compare`` (tables and plots of runs).
+project's store), ``tlrun compare`` (tables and plots of runs), ``tlrun predict`` and ``tlrun evaluate`` (a run's
+model on new data).
 
 Only Hydra and OmegaConf are imported here, so ``tlrun --help`` and configuration errors answer in about a
 second: an unknown group option (``method=foo``) is caught here, before Hydra composes; :mod:`tlrun.runner` checks
@@ -195,8 +196,9 @@ def _unknown_path(group: str, option: str, path: list[str]) -> str | None:
 #: what it would print (:func:`main` prints it as one line).
 _TRACEBACKS_ASKED = os.environ.get("HYDRA_FULL_ERROR") == "1"
 
-#: Subcommands that are not runs: ``tlrun <name> key=value ...`` calls ``main(arguments)`` of the module.
-SUBCOMMANDS = {"ui": "tlrun.tracking.ui", "compare": "tlrun.tracking.compare"}
+#: Subcommands that are not runs: ``tlrun <name> key=value ...`` calls ``<module>.<function>(arguments)``.
+SUBCOMMANDS = {"ui": "tlrun.tracking.ui:main", "compare": "tlrun.tracking.compare:main",
+               "predict": "tlrun.tracking.apply:predict", "evaluate": "tlrun.tracking.apply:evaluate"}
 
 
 #: Hydra's flags that take a value (``--cfg job``), and those that take none, on a command that prints a config.
@@ -257,13 +259,14 @@ def print_job_config(overrides: list[str], package: str | None, resolve: bool) -
 
 def main() -> None:
     """Console-script entry point: ``tlrun ui ...`` starts the MLflow UI (:mod:`tlrun.tracking.ui`),
-    ``tlrun compare ...`` tabulates runs (:mod:`tlrun.tracking.compare`); anything else is a run (or a sweep)
-    composed by Hydra."""
+    ``tlrun compare ...`` tabulates runs (:mod:`tlrun.tracking.compare`), ``tlrun predict|evaluate ...`` apply a
+    run's model (:mod:`tlrun.tracking.apply`); anything else is a run (or a sweep) composed by Hydra."""
     if sys.argv[1:2] and sys.argv[1] in SUBCOMMANDS:
         from importlib import import_module
 
         try:
-            code = import_module(SUBCOMMANDS[sys.argv[1]]).main(sys.argv[2:])
+            module, _, function = SUBCOMMANDS[sys.argv[1]].partition(":")
+            code = getattr(import_module(module), function)(sys.argv[2:])
         except TlrunError as error:
             print(f"tlrun: error: {error}", file=sys.stderr)
             sys.exit(2)

@@ -1,4 +1,4 @@
-"""Pre-train → fine-tune chains through MLflow: a run logs its weights under ``model/``, a later run starts
+"""Pre-train → fine-tune chains through MLflow: a run logs its weights in its model, a later run starts
 from exactly those weights with ``backbone.weights=runs:/<run_id>/model`` and records where they came from."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from mlflow.tracking import MlflowClient
 from tests.helpers import QUICK
 from tlrun.errors import TlrunError
 from tlrun.run import run
+from tlrun.tracking.models import download_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -22,10 +23,11 @@ def _latest(client: MlflowClient, experiment: str):
 
 
 def _logged_state(client: MlflowClient, run_id: str, tmp_path: Path) -> dict[str, torch.Tensor]:
-    folder = client.download_artifacts(run_id, "model", str(tmp_path))
-    files = list(Path(folder).glob("*.pt"))
-    assert [f.name for f in files] == ["state_dict.pt"]
-    return torch.load(files[0], weights_only=True)
+    """The plain state dict inside the run's logged model (beside the pickled predictor)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    folder = download_model(run_id, client.tracking_uri, tmp_path)
+    assert sorted(f.name for f in folder.rglob("*.pt")) == ["predictor.pt", "state_dict.pt"]
+    return torch.load(next(folder.rglob("state_dict.pt")), weights_only=True)
 
 
 @pytest.mark.parametrize("suffix", ["model", "model/state_dict.pt"])
@@ -55,15 +57,18 @@ def test_fine_tuning_starts_from_exactly_the_weights_the_pretraining_run_logged(
 def test_weights_of_an_unknown_run_or_a_run_without_weights_fail_before_the_run(compose):
     with pytest.raises(TlrunError, match="has no run 0123456789abcdef"):
         run(compose("method=finetune", "backbone.weights=runs:/0123456789abcdef/model"))
-    run(compose("method=coral", experiment="chain-closed-form"))  # closed-form: no weights to log
+    run(compose("method=coral", experiment="chain-closed-form"))  # closed-form: a model, but no network weights
     client = MlflowClient(tracking_uri=compose().logger.tracking_uri)
     closed_form = _latest(client, "chain-closed-form").info.run_id
-    with pytest.raises(TlrunError, match=f"run {closed_form} has no artifact 'model'"):
+    with pytest.raises(TlrunError, match=f"run {closed_form} has no network weights"):
         run(compose("method=finetune", f"backbone.weights=runs:/{closed_form}/model"))
 
 
-def test_save_model_false_logs_no_weights(compose, mlflow_store):
+def test_save_model_false_logs_no_model(compose, mlflow_store):
     run(compose("method=source_only", QUICK, "save_model=false", experiment="chain-nosave"))
     client = MlflowClient(tracking_uri=mlflow_store)
     record = _latest(client, "chain-nosave")
     assert "model" not in [artifact.path for artifact in client.list_artifacts(record.info.run_id)]
+    assert not record.outputs.model_outputs
+    with pytest.raises(TlrunError, match=f"run {record.info.run_id} logged no model"):
+        download_model(record.info.run_id, mlflow_store, Path("unused"))

@@ -24,10 +24,10 @@ PACKAGE = "tlrun"
 CHECKED_FOLDERS = ("tlrun", "tests", "benchmarks", "hydra_plugins")
 #: Cycles the lead removes at merge, each as the sorted modules of its strongly connected component (none now).
 KNOWN_CYCLES: list[list[str]] = []
-#: The wings above the core, by module prefix; the CLI, the door, may import anything.
+#: The wings above the core, by module prefix; the doors, the CLI and the Python API, may import anything.
 RUNNER = ("tlrun.runner", "tlrun.run")
 RECORD = ("tlrun.tracking",)
-DOOR = ("tlrun.cli",)
+DOOR = ("tlrun.cli", "tlrun.api")
 
 
 def module_name(path: Path) -> str:

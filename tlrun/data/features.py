@@ -242,6 +242,34 @@ def _read_csv(path: Path, header: str | bool) -> tuple[np.ndarray, np.ndarray]:
     return features, y
 
 
+def read_samples_file(path: Path, n_features: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """The samples (float64, one per row) of one file in a format :class:`Features` reads, and its raw labels when
+    it has them, for a model that takes rows of ``n_features`` values: a ``.csv`` of ``n_features`` columns has no
+    labels, one of ``n_features + 1`` its labels last; a ``.npz`` or ``.mat`` holds the samples under one of
+    :data:`X_KEYS` (samples in rows or in columns) and may hold labels under one of :data:`Y_KEYS`."""
+    suffix = path.suffix.lower()
+    if suffix not in EXTENSIONS:
+        raise DataError(f"{path}: not a file dataset=features reads ({', '.join(EXTENSIONS)})")
+    if suffix == ".csv":
+        X, y = _read_csv(path, "auto")
+        if X.shape[1] == n_features - 1:  # no label column: the last column was a feature
+            return _orient(np.column_stack([X, _numbers(y, path)]), len(y), "rows", path), None
+        return _orient(X, len(y), "rows", path), y
+    with _npz(path) if suffix == ".npz" else nullcontext(load_mat(path)) as variables:
+        X = _dense(_pick(variables, None, X_KEYS, "features", path, "x_key"), path, "features")
+        y = next((labels_vector(variables[key], path) for key in Y_KEYS if key in variables), None)
+    samples = "columns" if X.ndim == 2 and X.shape[1] != n_features and X.shape[0] == n_features else "rows"
+    count = len(y) if y is not None else X.shape[1 if samples == "columns" else 0]
+    return _orient(X, count, samples, path), y
+
+
+def _numbers(values: np.ndarray, path: Path) -> np.ndarray:
+    try:
+        return values.astype(np.float64)
+    except ValueError:
+        raise DataError(f"{path}: the last column holds text; as a feature it must be a number") from None
+
+
 # --------------------------------------------------------------------------------------------------- Features
 
 

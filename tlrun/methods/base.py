@@ -94,6 +94,11 @@ class Method(ABC):
     def predict(self, X: np.ndarray | tuple[str, ...]) -> np.ndarray:
         """Predicted labels (int64, ``0..C-1``) for samples of the kind the method was trained on."""
 
+    def predict_scores(self, X: np.ndarray | tuple[str, ...]) -> np.ndarray | None:
+        """Per-class scores ``(n, C)`` whose row-wise argmax is :meth:`predict` (probabilities where the method
+        has them); ``None`` for a method without scores (1-NN, clusterings)."""
+        return None
+
 
 class ZeroShotMethod(Method):
     """A zero-shot method scores samples against classes it may never have seen, through their descriptions.

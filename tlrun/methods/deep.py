@@ -675,7 +675,16 @@ class DeepMethod(pl.LightningModule, Method):
         return {key: value for key, value in self.state_dict().items() if not prefixes or not key.startswith(prefixes)}
 
     def predict(self, X: np.ndarray | tuple[str, ...]) -> np.ndarray:
+        return self.predict_scores(X).argmax(axis=1).astype(np.int64)
+
+    def predict_scores(self, X: np.ndarray | tuple[str, ...]) -> np.ndarray:
+        """The class probabilities ``softmax(h(f(x)))``."""
         if self.classifier is None:
             raise RuntimeError(f"{type(self).__name__}.predict called before fit")
         probabilities, _ = self._outputs(X)
-        return probabilities.argmax(axis=1).astype(np.int64)
+        return probabilities
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What pickling keeps (the logged model, :mod:`tlrun.predictor`): the network and its settings, not the
+        run it trained in (its context holds the MLflow run and Lightning's logger)."""
+        return super().__getstate__() | {"_context": None}

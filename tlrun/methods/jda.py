@@ -146,6 +146,9 @@ class MMDSubspaceMethod(Method):
         """
         return self._classifier.predict(self._embed(self._features(X)))
 
+    def predict_scores(self, X: np.ndarray | tuple[str, ...]) -> np.ndarray | None:
+        return self._classifier.scores(self._embed(self._features(X)))
+
 
 class JDA(MMDSubspaceMethod):
     """Joint distribution adaptation: :class:`MMDSubspaceMethod` over ``iterations`` rounds, the class-conditional

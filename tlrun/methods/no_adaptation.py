@@ -66,6 +66,9 @@ class SourceClassifier(Method):
     def predict(self, X: np.ndarray | tuple[str, ...]) -> np.ndarray:
         return self._classifier.predict(self.test_features(as_float64(X, self._device)))
 
+    def predict_scores(self, X: np.ndarray | tuple[str, ...]) -> np.ndarray | None:
+        return self._classifier.scores(self.test_features(as_float64(X, self._device)))
+
 
 class NoAdaptation(SourceClassifier):
     """The classifier on the source features, without adaptation (default: 1-NN, as in the JDA paper's table).

@@ -80,3 +80,6 @@ class SelfTaught(Method):
 
     def predict(self, X: np.ndarray | tuple[str, ...]) -> np.ndarray:
         return self._classifier.predict(self._encoder.transform(np.asarray(X)))
+
+    def predict_scores(self, X: np.ndarray | tuple[str, ...]) -> np.ndarray | None:
+        return self._classifier.scores(self._encoder.transform(np.asarray(X)))

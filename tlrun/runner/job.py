@@ -33,6 +33,7 @@ from tlrun.errors import TlrunError
 from tlrun.methods.base import NullReporter
 from tlrun.runner import ddp
 from tlrun.runner.evaluation import EvaluationReporter, evaluate, print_summary, target_scorer, task_name
+from tlrun.runner.model import run_predictor
 from tlrun.runner.preflight import Plan, construct, preflight
 from tlrun.runner.steps import (build_deep_method, checkpoint_file, job_device, load_data, method_context,
                                 seed_everything, split_data, with_run_weights)
@@ -275,9 +276,9 @@ def run_job(cfg: DictConfig) -> RunOutcome:
         # Deep methods log their epochs through Lightning's logger, which the reporter does not see.
         final_step = max(reporter.last_step, int(getattr(method, "epochs", 0)))
         reporter.write_held_target_acc(unless_at=final_step)  # the final evaluation's target_acc is that step's
-        if cfg.get("save_model", True) and isinstance(method, torch.nn.Module):
-            tracked.log_model(method)
         result = evaluate(method, evaluation, training.source, training.classes, tracked, step=final_step)
+        if cfg.get("save_model", True):
+            tracked.log_model(*run_predictor(plan, loaded, data, method))
         tracked.log_metrics({"duration_s": time.perf_counter() - started}, final_step)
     print_summary(cfg, result, tracked)
     return RunOutcome(tracked.run_id, dict(tracked.client.get_run(tracked.run_id).data.metrics))

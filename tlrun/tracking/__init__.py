@@ -25,6 +25,7 @@ from importlib import import_module
 from typing import Any
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # before any module of the package imports MLflow
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per model download buries the output
 
 _EXPORTS = {
     "uri": ("configured_uri", "default_tracking_uri", "resolve_tracking_uri"),

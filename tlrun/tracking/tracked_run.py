@@ -16,7 +16,6 @@ from tlrun.tracking.records import DataInput, batched, safe_key, source_tags
 from tlrun.tracking.signals import interrupts_deferred, take_pending_signal
 from tlrun.tracking.store import StoreError, ensure_experiment, open_client, store_failure, store_lock
 from tlrun.tracking.uri import resolve_tracking_uri
-from tlrun.tracking.weights import MODEL_ARTIFACT, MODEL_FILE
 
 class TrackedRun:
     """An MLflow run that always ends with a final status.
@@ -135,19 +134,15 @@ class TrackedRun:
         with self._writing(artifacts=True):
             self.client.log_figure(self.run_id, figure, artifact_file)
 
-    def log_model(self, module: Any) -> None:
-        """Log the module's weights as the artifact ``model/state_dict.pt`` (a plain file ``torch.load`` reads;
-        a later run starts from it with ``backbone.weights=runs:/<run_id>/model``): ``module.saved_state()`` when
-        it has one (deep methods leave out frozen copies), else its ``state_dict()``."""
-        import tempfile
+    def log_model(self, predictor: Any, input_example: Any) -> None:
+        """Log the run's model (:mod:`tlrun.tracking.models`): ``predictor`` as an MLflow pyfunc model ``model``,
+        with a deep network's weights (``saved_state()``: frozen copies left out) as its ``state_dict.pt``."""
+        from tlrun.tracking.models import log_run_model
 
-        import torch
-
-        with tempfile.TemporaryDirectory() as scratch:
-            file = Path(scratch) / MODEL_FILE
-            state = module.saved_state() if hasattr(module, "saved_state") else module.state_dict()
-            torch.save({key: value.detach().cpu() for key, value in state.items()}, file)
-            self.log_artifact(file, MODEL_ARTIFACT)
+        saved_state = getattr(predictor.method, "saved_state", None)
+        with self._writing(artifacts=True):
+            log_run_model(self.run_id, self.tracking_uri, predictor, input_example,
+                          saved_state() if saved_state is not None else None)
 
     def lightning_logger(self) -> Any:
         """A Lightning logger writing into this run (it never ends the run: :class:`TrackedRun` does)."""

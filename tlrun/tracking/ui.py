@@ -29,27 +29,16 @@ from typing import Any
 from urllib.parse import urlencode
 
 from tlrun.errors import TlrunError
+from tlrun.tracking.arguments import key_value_settings
 from tlrun.tracking.signals import interrupts_stop_the_run
 from tlrun.tracking.store import RUNS_VIEW, RUNS_VIEW_TAG, open_client
-from tlrun.tracking.uri import resolve_tracking_uri
 
 SETTINGS = {"tracking_uri": None, "host": "127.0.0.1", "port": 5000, "timeout": 120}
 
 
 def parse_settings(arguments: list[str]) -> dict[str, Any]:
     """``key=value`` arguments over :data:`SETTINGS`; an unknown key or a malformed argument is a TlrunError."""
-    from omegaconf import OmegaConf
-
-    malformed = [argument for argument in arguments if "=" not in argument]
-    if malformed:
-        raise TlrunError(f"tlrun ui takes key=value settings ({', '.join(SETTINGS)}), got {' '.join(malformed)!r}")
-    given = OmegaConf.to_container(OmegaConf.from_dotlist(arguments))
-    unknown = sorted(set(given) - set(SETTINGS))
-    if unknown:
-        raise TlrunError(f"tlrun ui: unknown setting {', '.join(unknown)}; settings: {', '.join(SETTINGS)}")
-    settings = {**SETTINGS, **given}
-    settings["tracking_uri"] = resolve_tracking_uri(settings["tracking_uri"])
-    return settings
+    return key_value_settings("ui", arguments, SETTINGS)
 
 
 def server_command(tracking_uri: str, host: str, port: int) -> list[str]:

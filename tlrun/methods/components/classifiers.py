@@ -8,7 +8,8 @@
 - ``logreg``: multinomial logistic regression (scikit-learn), L2-penalised with inverse strength ``C``.
 - ``linear_svm``: a one-vs-rest linear SVM (scikit-learn's liblinear ``LinearSVC``, squared hinge), ``C``.
 
-Every classifier has ``fit(X, y, sample_weight=None)`` and ``predict(X) -> int64 labels``, and says through
+Every classifier has ``fit(X, y, sample_weight=None)``, ``predict(X) -> int64 labels`` and ``scores(X)`` (class
+probabilities, or decision values for the SVM; ``None`` for 1-NN), and says through
 ``supports_sample_weight`` whether ``fit`` honours weights (as :data:`~tlrun.methods.settings.WEIGHTING_CLASSIFIERS`
 lists them: methods such as KMM check the name at construction).
 """
@@ -38,6 +39,9 @@ class Classifier(Protocol):
 
     def predict(self, X: np.ndarray | torch.Tensor) -> np.ndarray:
         """Labels (int64) for the rows of ``X``."""
+
+    def scores(self, X: np.ndarray | torch.Tensor) -> np.ndarray | None:
+        """Per-class scores ``(n, C)`` of the rows of ``X`` (``None``: the classifier has none)."""
 
 
 def as_float64(X: np.ndarray | torch.Tensor, device: str | torch.device) -> torch.Tensor:
@@ -85,6 +89,9 @@ class NearestNeighbor:
     def predict(self, X: np.ndarray | torch.Tensor) -> np.ndarray:
         return self._labels[self.nearest(X)]
 
+    def scores(self, X: np.ndarray | torch.Tensor) -> None:
+        return None
+
 
 class SklearnClassifier:
     """A scikit-learn estimator behind the :class:`Classifier` interface (inputs moved to CPU numpy)."""
@@ -100,6 +107,14 @@ class SklearnClassifier:
 
     def predict(self, X: np.ndarray | torch.Tensor) -> np.ndarray:
         return self.estimator.predict(_as_numpy(X)).astype(np.int64)
+
+    def scores(self, X: np.ndarray | torch.Tensor) -> np.ndarray:
+        """``predict_proba`` where the estimator has it, else its decision values (two classes: ``[-d, d]``),
+        one column per class the estimator was fitted on."""
+        if hasattr(self.estimator, "predict_proba"):
+            return self.estimator.predict_proba(_as_numpy(X))
+        values = self.estimator.decision_function(_as_numpy(X))
+        return np.stack([-values, values], axis=1) if values.ndim == 1 else values
 
 
 def _nearest_neighbor(device: str | torch.device, seed: int = 0, **options: Any) -> NearestNeighbor:
