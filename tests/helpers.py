@@ -1,6 +1,6 @@
-"""Helpers shared by the tests: the checkout's root, the optional real benchmark data, the quick-run settings, and
+"""Helpers shared by the tests: the checkout's root, the optional real benchmark data, the quick-run settings,
 waiting on the processes a test starts (a free port, processes by command line, ``tlrun ui``'s address, runs
-appearing in a store)."""
+appearing in a store), and a tiny generated image tree."""
 
 from __future__ import annotations
 
@@ -74,3 +74,18 @@ def wait_for_runs(process: subprocess.Popen, store: str, experiment: str, until:
 def first_run_logged(key: str, count: int) -> Callable[[object, list], bool]:
     """A :func:`wait_for_runs` condition: the first run has logged ``count`` values of metric ``key``."""
     return lambda client, runs: bool(runs) and len(client.get_metric_history(runs[0].info.run_id, key)) >= count
+
+
+def office31_tree(root: Path, classes=("back_pack", "bike", "mug"), per_class: int = 4) -> Path:
+    """A tiny Office-31 layout of generated JPEGs: a class is a colour, each domain a brightness."""
+    from PIL import Image
+
+    for d, domain in enumerate(("amazon", "dslr", "webcam")):
+        for c, name in enumerate(classes):
+            folder = root / domain / "images" / name
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                colour = [40 + 60 * d, 40 + 60 * d, 40 + 60 * d]
+                colour[c] = 250 - 10 * i
+                Image.new("RGB", (24, 24), tuple(colour)).save(folder / f"{i}.jpg")
+    return root

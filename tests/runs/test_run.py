@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import (MLFLOW_DATASET_CONTEXT, MLFLOW_GIT_COMMIT, MLFLOW_SOURCE_NAME,
                                       MLFLOW_SOURCE_TYPE, MLFLOW_USER)
 
-from tests.helpers import REPO
+from tests.helpers import REPO, office31_tree
 from tlrun.config import load_option
 from tlrun.data.base import DataError
 from tlrun.errors import TlrunError
@@ -140,22 +140,8 @@ def test_recipe_composes_into_the_papers_twelve_tasks(compose):
     assert sorted(tasks) == sorted((s, t) for s in domains for t in domains if s != t)
 
 
-def _image_tree(root, classes=("back_pack", "bike", "mug"), per_class=4):
-    """A tiny Office-31 layout of generated JPEGs: a class is a colour, each domain a brightness."""
-    from PIL import Image
-
-    for d, domain in enumerate(("amazon", "dslr", "webcam")):
-        for c, name in enumerate(classes):
-            folder = root / domain / "images" / name
-            folder.mkdir(parents=True)
-            for i in range(per_class):
-                colour = [40 + 60 * d, 40 + 60 * d, 40 + 60 * d]
-                colour[c] = 250 - 10 * i
-                Image.new("RGB", (24, 24), tuple(colour)).save(folder / f"{i}.jpg")
-
-
 def test_closed_form_on_images_extracts_features_once(compose, mlflow_store, tmp_path):
-    _image_tree(tmp_path / "office31")
+    office31_tree(tmp_path / "office31")
     overrides = ("method=jda", "method.dim=4", "method.iterations=2", "dataset=office31",
                  f"dataset.root={tmp_path / 'office31'}", "backbone=resnet18", "backbone.image_size=32")
     run(compose(*overrides, experiment="e2e-images"))
@@ -169,13 +155,13 @@ def test_closed_form_on_images_extracts_features_once(compose, mlflow_store, tmp
 
 
 def test_images_need_an_image_backbone(compose, tmp_path):
-    _image_tree(tmp_path / "office31")
+    office31_tree(tmp_path / "office31")
     with pytest.raises(TlrunError, match="backbone=resnet18"):
         run(compose("dataset=office31", f"dataset.root={tmp_path / 'office31'}", experiment="e2e-errors"))
 
 
 def test_images_need_a_named_backbone_when_auto_cannot_read_them(compose, tmp_path):
-    _image_tree(tmp_path / "office31")
+    office31_tree(tmp_path / "office31")
     with pytest.raises(TlrunError, match=r"what backbone=auto chose.*backbone=resnet50 backbone.weights=imagenet"):
         run(compose("method=dann", "dataset=office31", f"dataset.root={tmp_path / 'office31'}", experiment="e2e-errors"))
 

@@ -3,7 +3,7 @@
 
 ``mlflow.pyfunc.load_model("runs:/<run id>/model").predict(X)`` labels new samples as the run labelled its target:
 ``X`` is rows ``(n, features)`` (an array or a DataFrame of numbers) or, for runs on image files, the files' paths
-(a list, or a DataFrame with a ``path`` column). It returns the labels (class names; ``cluster k`` for clusterings);
+(a list, or a DataFrame whose first column holds them). It returns the labels (class names; ``cluster k`` for clusterings);
 ``params={"output": "scores"}`` returns a DataFrame of per-class scores instead (one column per class), for methods
 that have scores. A zero-shot model takes ``params={"classes": [...]}``: the names, among the classes it describes,
 to predict among (by default the run's unseen classes). The model carries a signature, an input example and its pip
@@ -71,8 +71,7 @@ def _samples(model_input: Any, kind: str) -> Any:
 
     if isinstance(model_input, pd.DataFrame):
         if kind == "images":
-            column = "path" if "path" in model_input.columns else model_input.columns[0]
-            return model_input[column].astype(str).tolist()
+            return model_input.iloc[:, 0].astype(str).tolist()
         return model_input.to_numpy(dtype=np.float64)
     if kind == "images":
         return [str(path) for path in np.ravel(np.asarray(model_input, dtype=object))]
@@ -84,7 +83,7 @@ def _signature(predictor: Predictor) -> Any:
     from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
 
     if predictor.inputs.kind == "images":
-        inputs = Schema([ColSpec("string", "path")])
+        inputs = Schema([ColSpec("string")])  # unnamed: a list of paths, or a DataFrame's first column
     else:
         inputs = Schema([TensorSpec(np.dtype(np.float64), (-1, int(predictor.inputs.n_features)))])
     params = [ParamSpec("output", "string", "labels")]

@@ -1,0 +1,143 @@
+"""``tlrun predict`` and ``tlrun evaluate``: a run's logged model applied to new data from the command line, on a
+``.npz``, a ``.csv`` and a folder of images; bad data is one line and opens no run."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.helpers import QUICK, office31_tree
+from tlrun import api
+from tlrun.config import instantiate
+from tlrun.runner.job import run_job
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+CLI = [sys.executable, "-c", "import sys; sys.argv=['tlrun', *sys.argv[1:]]; from tlrun.cli import main; main()"]
+
+
+def _tlrun(tmp_path: Path, store: str, *arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *arguments, f"tracking_uri={store}"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+
+
+def _run_count(store: str) -> int:
+    client = MlflowClient(tracking_uri=store)
+    return sum(len(client.search_runs([experiment.experiment_id])) for experiment in client.search_experiments())
+
+
+@pytest.fixture
+def digits_run(compose):
+    """A JDA run on digits original → thick, and the target domain as the dataset read it."""
+    cfg = compose("method=jda", experiment="predict")
+    outcome = run_job(cfg)
+    return outcome, instantiate(cfg.dataset).load("thick")
+
+
+def test_predict_labels_npz_and_csv_rows_as_the_model_does(digits_run, mlflow_store, tmp_path):
+    outcome, target = digits_run
+    np.savez(tmp_path / "thick.npz", X=target.X, y=target.y)  # the whole target, labeled: the run's own evaluation
+    np.savetxt(tmp_path / "few.csv", target.X[:7], delimiter=",")  # rows without labels
+
+    done = _tlrun(tmp_path, mlflow_store, "predict", f"run={outcome.run_id}", "data=thick.npz", "out=thick.csv")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"{len(target)} samples labelled" in done.stdout and "written to thick.csv" in done.stdout
+    written = pd.read_csv(tmp_path / "thick.csv", dtype={"label": str})
+    assert list(written.columns) == ["id", "label"]  # 1-NN has no scores
+    accuracy = float(np.mean(written["label"].to_numpy() == np.asarray(target.classes)[target.y]))
+    assert accuracy == pytest.approx(outcome.metrics["target_acc"], abs=1e-12)
+
+    done = _tlrun(tmp_path, mlflow_store, "predict", f"run={outcome.run_id}", "data=few.csv")
+    assert done.returncode == 0, done.stderr[-2000:]
+    written = pd.read_csv(tmp_path / "outputs" / "predict" / f"{outcome.run_id}-few.csv", dtype={"label": str})
+    model = api.load(outcome.run_id, mlflow_store)
+    assert written["label"].tolist() == model.predict(target.X[:7]).tolist()
+
+
+def test_evaluate_logs_a_linked_run_with_the_data_as_its_input(digits_run, mlflow_store, tmp_path):
+    outcome, target = digits_run
+    np.savetxt(tmp_path / "labeled.csv", np.column_stack([target.X[:40], target.y[:40]]), delimiter=",", fmt="%.17g")
+    done = _tlrun(tmp_path, mlflow_store, "evaluate", f"run={outcome.run_id}", "data=labeled.csv")
+    assert done.returncode == 0, done.stderr[-2000:]
+    client = MlflowClient(tracking_uri=mlflow_store)
+    experiment = client.get_experiment_by_name("predict").experiment_id
+    [linked] = client.search_runs([experiment], filter_string=f"tags.`lineage.model_run` = '{outcome.run_id}'")
+    assert linked.info.status == "FINISHED" and linked.info.run_id in done.stdout
+    assert linked.data.tags["method"] == "jda" and linked.data.tags["target"] == "labeled"
+    expected = np.mean(api.load(outcome.run_id, mlflow_store).predict(target.X[:40]) == np.asarray(target.classes)[target.y[:40]])
+    assert linked.data.metrics["target_acc"] == pytest.approx(expected)
+    [data_input] = linked.inputs.dataset_inputs
+    assert data_input.dataset.name == "labeled.csv" and data_input.tags[0].value == "evaluation"
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (("data=wrong.csv",), "rows of 10 columns, but this model takes rows of 64 values"),
+    (("data=nowhere.npz",), "data=nowhere.npz: no such file or folder"),
+    (("data=folder",), "is a folder; this model takes rows of 64 values"),
+])
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+def test_data_the_model_cannot_take_is_one_line_and_opens_no_run(digits_run, mlflow_store, tmp_path, command,
+                                                                   arguments, message):
+    outcome, target = digits_run
+    np.savetxt(tmp_path / "wrong.csv", target.X[:5, :10], delimiter=",")
+    (tmp_path / "folder").mkdir()
+    runs = _run_count(mlflow_store)
+    done = _tlrun(tmp_path, mlflow_store, command, f"run={outcome.run_id}", *arguments)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith("tlrun: error: ") and message in done.stderr
+    assert "Traceback" not in done.stderr and _run_count(mlflow_store) == runs
+    assert not (tmp_path / "outputs" / "predict").exists()
+
+
+def test_an_unknown_run_and_unlabeled_data_for_evaluate_are_one_line(digits_run, mlflow_store, tmp_path):
+    outcome, target = digits_run
+    np.savez(tmp_path / "unlabeled.npz", X=target.X[:5])
+    done = _tlrun(tmp_path, mlflow_store, "predict", "run=0123abcd", "data=unlabeled.npz")
+    assert done.returncode == 2 and "has no such run" in done.stderr and "Traceback" not in done.stderr
+    runs = _run_count(mlflow_store)
+    done = _tlrun(tmp_path, mlflow_store, "evaluate", f"run={outcome.run_id}", "data=unlabeled.npz")
+    assert done.returncode == 2 and "has no labels" in done.stderr and _run_count(mlflow_store) == runs
+
+
+@pytest.mark.parametrize("method", [("method=jda", "method.dim=4", "method.iterations=2", "backbone=resnet18"),
+                                    ("method=source_only", QUICK, "backbone=lenet")])
+def test_a_model_of_image_files_labels_a_folder_through_the_runs_preprocessing(compose, mlflow_store, tmp_path, method):
+    """Closed-form (features from the frozen ResNet inside the model) and deep (the network itself): the class
+    folders of the target domain, labelled from the command line, score what the run scored."""
+    root = office31_tree(tmp_path / "office31")
+    outcome = run_job(compose(*method, "dataset=office31", f"dataset.root={root}", "dataset.target=webcam",
+                              "backbone.image_size=32", experiment="predict-images"))
+    done = _tlrun(tmp_path, mlflow_store, "evaluate", f"run={outcome.run_id}", f"data={root / 'webcam' / 'images'}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    client = MlflowClient(tracking_uri=mlflow_store)
+    experiment = client.get_experiment_by_name("predict-images").experiment_id
+    [linked] = client.search_runs([experiment], filter_string=f"tags.`lineage.model_run` = '{outcome.run_id}'")
+    assert linked.data.metrics["target_acc"] == pytest.approx(outcome.metrics["target_acc"], abs=1e-12)
+
+    done = _tlrun(tmp_path, mlflow_store, "predict", f"run={outcome.run_id}", f"data={root / 'webcam' / 'images' / 'mug'}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    written = pd.read_csv(next((tmp_path / "outputs" / "predict").glob("*.csv")))
+    assert len(written) == 4 and all(Path(path).parent.name == "mug" for path in written["id"])
+    with mlflow_tracking(mlflow_store):  # the pyfunc model takes the paths as a list
+        labels = mlflow.pyfunc.load_model(f"runs:/{outcome.run_id}/model").predict(written["id"].tolist())
+    assert list(labels) == written["label"].astype(str).tolist()
+
+
+@contextlib.contextmanager
+def mlflow_tracking(store: str):
+    """MLflow's global tracking URI (which ``runs:/`` URIs read) set to ``store`` for the block."""
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(store)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)
