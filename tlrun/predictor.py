@@ -99,9 +99,12 @@ class Predictor:
             if isinstance(X, (str, Path)) or isinstance(X, np.ndarray) and X.dtype.kind not in "UO":
                 raise TlrunError(f"this model takes {expected} (a list of paths), got {_what(X)}")
             return tuple(str(path) for path in X)
-        if isinstance(X, np.ndarray) and X.dtype.kind in "UO" or not hasattr(X, "__len__"):
-            raise TlrunError(f"this model takes {expected}, got {_what(X)}")
-        rows = np.asarray(X, dtype=np.float64)
+        try:
+            if isinstance(X, (str, Path)):
+                raise ValueError
+            rows = np.asarray(X, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise TlrunError(f"this model takes {expected}, got {_what(X)}") from None
         if rows.ndim == 1 and self.inputs.n_features and rows.size == self.inputs.n_features:
             rows = rows[None, :]
         if rows.ndim != 2 or rows.shape[1] != self.inputs.n_features:
