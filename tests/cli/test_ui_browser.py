@@ -1,6 +1,8 @@
 """A real-browser check of ``tlrun ui``: headless Chromium opens the MLflow UI on a store holding a real sweep, the
-experiment's runs table shows the sweep's parent run, and expanding it shows its two jobs nested under it; the run
-page of the parent lists them as its child runs. A screenshot of the runs table, parent expanded, is kept at
+experiment's runs table shows the sweep's parent run, and expanding it shows its two jobs nested under it; ticked in
+the table's "Columns" selector (tlrun's view leaves them out), MLflow's Source column shows each run's
+``mlflow.source.name`` and its Dataset column each job's dataset inputs (name, digest, context); the run page of the
+parent lists its child runs. A screenshot of the runs table, parent expanded, Source and Dataset shown, is kept at
 ``outputs/test-artifacts/ui_sweep.png`` (git-ignored).
 
 Chromium is not a project dependency: the test skips without a ``chromium`` / ``chromium-browser`` executable
@@ -26,6 +28,7 @@ import time
 from pathlib import Path
 
 import pytest
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_SOURCE_NAME
 
 from tests.helpers import REPO, free_port, processes_mentioning, wait_for_ui
 
@@ -152,6 +155,37 @@ def _live_members_of_group(pgid: int) -> list[int]:
     return members
 
 
+def _click(devtools: DevTools, page: str, element: str) -> None:
+    """A left click (real mouse events) in the middle of the element the JavaScript expression ``element`` gives."""
+    x, y = devtools.evaluate(page, f"""(() => {{
+        const r = ({element}).getBoundingClientRect();
+        return [r.x + r.width / 2, r.y + r.height / 2];
+    }})()""")
+    mouse = "Input.dispatchMouseEvent"
+    devtools.call(mouse, {"type": "mouseMoved", "x": x, "y": y}, page)
+    for kind, buttons in (("mousePressed", 1), ("mouseReleased", 0)):
+        devtools.call(mouse, {"type": kind, "x": x, "y": y, "button": "left", "buttons": buttons, "clickCount": 1},
+                      page)
+
+
+def _show_columns(devtools: DevTools, page: str, titles: list[str]) -> None:
+    """Show the runs table's columns ``titles`` as a user does: open "Columns", tick each one's box, press Escape."""
+    selector = '[data-component-id="mlflow.experiment_page.runs_table.column_selector"]'
+    _click(devtools, page, "[...document.querySelectorAll('button')].find(button => button.innerText == 'Columns')")
+    for title in titles:
+        node = f"document.querySelector('{selector} [title=\"{title}\"]')?.closest('[class*=\"-treenode\"]')"
+        devtools.wait_for(page, f"!!{node}", timeout=15, what=f"{title!r} in the column selector")
+        _click(devtools, page, f"{node}.querySelector('[class*=\"-tree-checkbox\"]')")
+        devtools.wait_for(page, f"{node}.className.includes('checkbox-checked')", timeout=15,
+                          what=f"{title!r} ticked in the column selector")
+    for kind in ("keyDown", "keyUp"):
+        devtools.call("Input.dispatchKeyEvent", {"type": kind, "key": "Escape", "code": "Escape",
+                                                 "windowsVirtualKeyCode": 27}, page)
+    headers = "[...document.querySelectorAll('.ag-header-cell')].map(cell => cell.innerText)"
+    devtools.wait_for(page, f"!document.querySelector('{selector}') && {json.dumps(titles)}.every("
+                            f"title => {headers}.includes(title))", timeout=15, what=f"the columns {titles}")
+
+
 def _widen_run_name_column(devtools: DevTools, page: str, pixels: int) -> None:
     """Drag the run-name column's resize handle ``pixels`` to the right (real mouse events; nothing if not found)."""
     box = devtools.evaluate(page, """(() => {
@@ -263,12 +297,34 @@ def test_browser_shows_sweep_parent_with_its_children(tmp_path):
         for name in children.values():
             assert devtools.evaluate(page, f"document.body.innerText.includes({json.dumps(name)})"), name
 
-        _widen_run_name_column(devtools, page, 200)  # whole run names in the picture (best effort)
+        # MLflow's Source column (the run's ``mlflow.source.name``) and Dataset column (its dataset inputs: name,
+        # digest and context), which tlrun's view does not show: a user ticks them in "Columns".
+        _show_columns(devtools, page, ["Source", "Dataset"])
+        cells = devtools.evaluate(page, """Object.fromEntries(
+            [...document.querySelectorAll('.ag-center-cols-container [role="row"][row-id]')].map(row => [
+                row.getAttribute('row-id'),
+                ['Source', 'Dataset'].map(title => row.querySelector('[col-id="attributes.`' + title + '`"]'))
+                    .map(cell => cell?.innerText)
+            ]))""")
+        print("Source and Dataset cells by run id:", *cells.items(), sep="\n  ")
+        assert set(cells) == {run.info.run_id for run in runs}, cells
+        for run in runs:
+            source, datasets = cells[run.info.run_id]
+            assert run.data.tags[MLFLOW_SOURCE_NAME] in source, (run.info.run_name, source)
+            for item in run.inputs.dataset_inputs:
+                context = next(tag.value for tag in item.tags if tag.key == MLFLOW_DATASET_CONTEXT)
+                shown = re.escape(f"{item.dataset.name} ({item.dataset.digest})") + r"\s*" + context
+                assert re.search(shown, datasets, re.IGNORECASE), (run.info.run_name, shown, datasets)
+        assert {run.data.tags[MLFLOW_SOURCE_NAME] for run in runs} == {"tlrun"}
+        assert [sorted(item.dataset.name for item in run.inputs.dataset_inputs) for run in runs if run is not parent] \
+            == [["digits/original", "digits/thick"]] * 2
+
+        _widen_run_name_column(devtools, page, 100)  # whole run names in the picture (best effort)
         time.sleep(1)  # let the expanded table settle before the picture
         png = base64.b64decode(devtools.call("Page.captureScreenshot", {"format": "png"}, page)["data"])
         ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
         ARTIFACT.write_bytes(png)
-        print(f"screenshot of the runs table, parent expanded: {ARTIFACT}")
+        print(f"screenshot of the runs table, parent expanded, Source and Dataset shown: {ARTIFACT}")
         assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000, len(png)
 
         # The parent's run page lists its child runs.
