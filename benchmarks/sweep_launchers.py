@@ -29,8 +29,8 @@ what a job imports (tlrun.run, tlrun.tracking, torch, Lightning, scikit-learn, m
 ``method=dann method.epochs=1 diagnostics=false``), with tracking on (a sqlite store created beforehand, as the
 sweeps use) and off. "Off" swaps ``tlrun.tracking.TrackedRun`` (``run_job`` imports it from there when it runs)
 for :class:`NullRun`, a stand-in with the same interface that stores nothing: every ``log_*``/``set_tags`` call is
-counted and dropped, ``log_model`` saves nothing (the real one ``torch.save``-s the weights and uploads them),
-``log_figure`` does not render the figure to PNG, ``lightning_logger()`` returns ``None`` (so deep methods train
+counted and dropped, ``log_model`` saves nothing (the real one pickles the fitted method, checks it reads back and
+logs it as an MLflow model), ``log_figure`` does not render the figure to PNG, ``lightning_logger()`` returns ``None`` (so deep methods train
 with ``Trainer(logger=False)``: no MLflowLogger, no per-step metric writes), and it keeps only the latest metric
 values in a dict, because ``run_job`` returns them (read as ``tracked.client.get_run(run_id).data.metrics``).
 What stays in both modes, so the difference leaves it out: composing the run's tags (``_tags``, which runs
@@ -313,7 +313,7 @@ class NullRun:
     def log_figure(self, figure: Any, artifact_file: str) -> None:
         self._count("log_figure", "artifacts", 1)
 
-    def log_model(self, module: Any) -> None:
+    def log_model(self, predictor: Any, input_example: Any) -> None:
         self._count("log_model", "artifacts", 1)
 
     def lightning_logger(self) -> None:
