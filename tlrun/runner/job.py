@@ -240,6 +240,7 @@ def run_job(cfg: DictConfig) -> RunOutcome:
             tags={"resumed": time.strftime("%Y-%m-%d %H:%M:%S")} if resume else _tags(cfg, plan.weights_run) | {HASH_TAG: digest},
             run_id=resume,
         ) as tracked,
+        tracked.system_metrics(bool(cfg.logger.get("system_metrics", False))),
     ):
         if not resume:
             _log_config(tracked, cfg, resolved, plan.weights_run)

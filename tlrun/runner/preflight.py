@@ -40,6 +40,15 @@ class Plan:
     weights_run: str | None = None
 
 
+def _check_system_metrics(wanted: bool) -> None:
+    """``logger.system_metrics=true`` needs psutil, which only the ``system-metrics`` extra installs."""
+    from importlib.util import find_spec
+
+    if wanted and find_spec("psutil") is None:
+        raise TlrunError('logger.system_metrics=true needs psutil: pip install "tlrun[system-metrics]" (from a '
+                         'checkout: pip install -e ".[system-metrics]"; GPUs also need nvidia-ml-py, in the same extra)')
+
+
 def resolve_auto(cfg: DictConfig, methods: dict[str, list[str]] | None = None) -> DictConfig:
     """A copy of ``cfg`` with ``scenario=auto`` and ``backbone=auto`` replaced by what they stand for: the method's
     natural scenario (scenario settings given as ``scenario.<key>`` carry over) and the backbone the dataset and the
@@ -75,6 +84,7 @@ def preflight(cfg: DictConfig) -> Plan:
     if not isinstance(cfg.seed, int):
         raise TlrunError(f"seed must be an integer, got {cfg.seed!r}")
     check_threads(cfg.get("threads", "auto"))
+    _check_system_metrics(bool(cfg.logger.get("system_metrics", False)))
     _check_select(str(cfg.trainer.get("select", "last")), cfg.method.get("family"),
                   float(cfg.dataset.get("source_val_fraction", 0.0)))
     methods = method_scenarios()

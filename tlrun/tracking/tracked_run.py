@@ -144,6 +144,23 @@ class TrackedRun:
             log_run_model(self.run_id, self.tracking_uri, predictor, input_example,
                           saved_state() if saved_state is not None else None)
 
+    @contextmanager
+    def system_metrics(self, enabled: bool) -> Iterator[None]:
+        """While the block runs, when ``enabled``: MLflow's system metrics (``system/cpu_utilization_percentage``,
+        ``system/system_memory_usage_megabytes``, GPU utilisation and memory with ``nvidia-ml-py``...), sampled in a
+        thread every ``$MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL`` seconds (MLflow's default: 10)."""
+        if not enabled:
+            yield
+            return
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        monitor = SystemMetricsMonitor(self.run_id, resume_logging=self.resumed, tracking_uri=self.tracking_uri)
+        monitor.start()
+        try:
+            yield
+        finally:
+            monitor.finish()
+
     def lightning_logger(self) -> Any:
         """A Lightning logger writing into this run (it never ends the run: :class:`TrackedRun` does)."""
         from pytorch_lightning.loggers import MLFlowLogger
