@@ -216,7 +216,8 @@ def test_ddp_on_two_cpu_processes_is_one_tracked_run(tmp_path):
         assert [m.step for m in client.get_metric_history(record.info.run_id, key)] == [1, 2], key
     assert sorted(m.step for m in client.get_metric_history(record.info.run_id, "target_acc")) == [1, 2]  # once a step
     artifacts = {a.path for a in client.list_artifacts(record.info.run_id)}
-    assert {"config.yaml", "model", "confusion_matrix.png"} <= artifacts
+    assert {"config.yaml", "confusion_matrix.png"} <= artifacts
+    assert len(record.outputs.model_outputs) == 1  # rank 0 logged the model (a LoggedModel, the run's output)
 
 
 @pytest.mark.slow

@@ -56,13 +56,13 @@ from pathlib import Path
 from typing import Any
 
 from tlrun.errors import TlrunError
+from tlrun.tracking.arguments import key_value_settings
 from tlrun.tracking.compare.published import published_numbers
 from tlrun.tracking.compare.render import file_safe, rich_table, write_files
 from tlrun.tracking.compare.select import TAG_PREFIX, select_runs
 from tlrun.tracking.compare.table import Comparison, comparison_table
 from tlrun.tracking.store import open_client, store_failure
 from tlrun.tracking.sweeps import sweep_runs
-from tlrun.tracking.uri import resolve_tracking_uri
 
 SETTINGS: dict[str, Any] = {"tracking_uri": None, "experiment": None, "sweep": None, "metric": "target_acc",
                             "better": "higher", "out": None}
@@ -128,28 +128,11 @@ def compare_sweep(client: Any, parent_run_id: str, console: Any = None, out_dir:
 
 
 def parse_settings(arguments: list[str]) -> dict[str, Any]:
-    """``key=value`` settings over :data:`SETTINGS` plus ``tag.<key>=<value>`` (gathered in ``tags``)."""
-    from omegaconf import OmegaConf
-
-    known = [*SETTINGS, f"{TAG_PREFIX}<key>"]
-    malformed = [argument for argument in arguments if "=" not in argument]
-    if malformed:
-        raise TlrunError(f"tlrun compare takes key=value settings ({', '.join(known)}), got {' '.join(malformed)!r}")
-    try:
-        given = OmegaConf.to_container(OmegaConf.from_dotlist(arguments))
-    except Exception as error:  # OmegaConf's grammar errors
-        raise TlrunError(f"tlrun compare: cannot read the settings {' '.join(arguments)!r}: {error}") from None
-    unknown = sorted(key for key in given if key not in SETTINGS and key != TAG_PREFIX[:-1])
-    if unknown or not isinstance(given.get("tag", {}), dict):
-        raise TlrunError(f"tlrun compare: unknown setting {', '.join(unknown) or 'tag'}; settings: {', '.join(known)}")
-    # Filter values are names and ids: keep their text as typed (YAML would read 1e5 or 007 as numbers).
-    text = dict(argument.split("=", 1) for argument in arguments)
-    settings = {**SETTINGS, **{key: value for key, value in given.items() if key != "tag"}}
-    for key in ("experiment", "sweep"):
-        if settings[key] is not None:
-            settings[key] = text[key]
-    settings["tags"] = {key[len(TAG_PREFIX):]: value for key, value in text.items() if key.startswith(TAG_PREFIX)}
-    settings["tracking_uri"] = resolve_tracking_uri(settings["tracking_uri"])
+    """``key=value`` settings over :data:`SETTINGS` plus ``tag.<key>=<value>`` (gathered in ``tags``); filter values
+    are names and ids, kept as typed (YAML would read 1e5 or 007 as numbers)."""
+    settings = key_value_settings("compare", arguments, SETTINGS, as_typed=("experiment", "sweep"),
+                                  prefix=TAG_PREFIX.rstrip("."))
+    settings["tags"] = settings.pop(TAG_PREFIX.rstrip("."))
     if settings["out"] is None:
         settings["out"] = str(Path.cwd() / "outputs" / "compare" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))
     return settings
