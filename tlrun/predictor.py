@@ -7,7 +7,8 @@ takes samples as the run's dataset gives them *before* ``dataset.preprocess``:
 
 - rows ``(n, d)``: a ``dataset=features`` file's values, the digit datasets' pixels in [0, 1] (an image-shaped
   row is the flattened ``C·H·W`` image, reshaped with the run's ``image_shape``);
-- image files (a sequence of paths), for runs on image files; arrays of such rows need the run's shape.
+- image files, for runs on image files: a sequence of paths (or of ``PIL`` images), or pixel arrays ``(n, H, W)`` /
+  ``(n, H, W, 3)`` (uint8, or floats in [0, 1]), which pass through the run's image transforms as decoded files do.
 
 and applies the run's own steps: ``dataset.preprocess`` (over the samples given, as the run did over each domain),
 then the backbone a closed-form method extracted features with (image files: backbone first, then the
@@ -96,9 +97,11 @@ class Predictor:
         :class:`~tlrun.errors.TlrunError` saying what was expected."""
         expected = self.inputs.describe()
         if self.inputs.kind == "images":
-            if isinstance(X, (str, Path)) or isinstance(X, np.ndarray) and X.dtype.kind not in "UO":
+            if isinstance(X, np.ndarray) and X.dtype.kind in "biuf":
+                return _as_images(X, expected)
+            if isinstance(X, (str, Path)):
                 raise TlrunError(f"this model takes {expected} (a list of paths), got {_what(X)}")
-            return tuple(str(path) for path in X)
+            return tuple(item if hasattr(item, "convert") else str(item) for item in X)
         try:
             if isinstance(X, (str, Path)):
                 raise ValueError
@@ -231,6 +234,17 @@ def _relocated(item: Any, device: str, seen: set[int]) -> Any:
         return type(item)(*(_relocated(each, device, seen) for each in item)) if hasattr(item, "_fields") else tuple(
             _relocated(each, device, seen) for each in item)
     return relocate(item, device, seen)
+
+
+def _as_images(X: np.ndarray, expected: str) -> tuple[Any, ...]:
+    """Pixel arrays ``(n, H, W)`` or ``(n, H, W, 3)`` (uint8, or floats in [0, 1]) as ``PIL`` images, which then go
+    through the run's image transforms as decoded files do."""
+    from PIL import Image
+
+    if X.ndim not in (3, 4) or X.ndim == 4 and X.shape[-1] != 3:
+        raise TlrunError(f"this model takes {expected}, or pixel arrays (n, H, W) or (n, H, W, 3); got shape {X.shape}")
+    pixels = X if X.dtype == np.uint8 else np.clip(np.rint(np.asarray(X, dtype=np.float64) * 255), 0, 255).astype(np.uint8)
+    return tuple(Image.fromarray(image) for image in pixels)
 
 
 def _what(X: Any) -> str:

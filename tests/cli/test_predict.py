@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
+from PIL import Image
 
 from tests.helpers import QUICK, office31_tree
 from tlrun import api
@@ -112,7 +113,8 @@ def test_an_unknown_run_and_unlabeled_data_for_evaluate_are_one_line(digits_run,
                                     ("method=source_only", QUICK, "backbone=lenet")])
 def test_a_model_of_image_files_labels_a_folder_through_the_runs_preprocessing(compose, mlflow_store, tmp_path, method):
     """Closed-form (features from the frozen ResNet inside the model) and deep (the network itself): the class
-    folders of the target domain, labelled from the command line, score what the run scored."""
+    folders of the target domain, labelled from the command line, score what the run scored; the pyfunc model takes
+    the paths as a list, tlrun's loader the decoded pixels as well."""
     root = office31_tree(tmp_path / "office31")
     outcome = run_job(compose(*method, "dataset=office31", f"dataset.root={root}", "dataset.target=webcam",
                               "backbone.image_size=32", experiment="predict-images"))
@@ -130,6 +132,8 @@ def test_a_model_of_image_files_labels_a_folder_through_the_runs_preprocessing(c
     with mlflow_tracking(mlflow_store):  # the pyfunc model takes the paths as a list
         labels = mlflow.pyfunc.load_model(f"runs:/{outcome.run_id}/model").predict(written["id"].tolist())
     assert list(labels) == written["label"].astype(str).tolist()
+    pixels = np.stack([np.asarray(Image.open(path).convert("RGB")) for path in written["id"]])  # decoded images
+    assert api.load(outcome.run_id, mlflow_store).predict(pixels).tolist() == list(labels)
 
 
 @contextlib.contextmanager

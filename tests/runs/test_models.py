@@ -11,7 +11,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+from mlflow.tracking import MlflowClient
 
 from tests.helpers import QUICK
 from tlrun import metrics
@@ -79,4 +81,10 @@ def test_the_logged_model_loads_in_a_fresh_process_and_labels_as_the_run_did(com
     else:
         score = float(np.mean(labels == np.asarray(class_names)[test.y]))
     assert score == pytest.approx(outcome.metrics["target_acc"], abs=1e-12)
+    if scenario not in ("selftaught_clustering", "zeroshot"):  # per class too: the same labels, class by class
+        logged = pd.read_csv(MlflowClient(tracking_uri=mlflow_store).download_artifacts(
+            outcome.run_id, "per_class_target_acc.csv", str(tmp_path)), dtype={"class": str})
+        truth = np.asarray(class_names)[test.y]
+        for name, accuracy in zip(logged["class"], logged["target_acc"]):
+            assert np.mean(labels[truth == name] == name) == pytest.approx(accuracy, abs=1e-6), name
 

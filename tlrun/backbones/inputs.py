@@ -206,8 +206,13 @@ class ArrayInputs(Dataset):
         return x if self.y is None else (x, self.y[index])
 
 
+def _is_image(item: Any) -> bool:
+    """A ``PIL.Image`` (images given in memory, e.g. to a logged model, go through the files' transforms)."""
+    return hasattr(item, "convert") and hasattr(item, "size")
+
+
 class ImageFiles(Dataset):
-    """Image files with optional labels, transformed for a backbone (see the module docstring)."""
+    """Image files (or ``PIL`` images) with optional labels, transformed for a backbone (see the module docstring)."""
 
     def __init__(
         self,
@@ -222,7 +227,7 @@ class ImageFiles(Dataset):
     ) -> None:
         from torchvision import transforms
 
-        self.paths = tuple(str(p) for p in paths)
+        self.paths = tuple(p if _is_image(p) else str(p) for p in paths)  # files, or images already in memory
         self.y = None if y is None else torch.as_tensor(np.asarray(y), dtype=torch.int64)
         if self.y is not None and len(self.y) != len(self.paths):
             raise ValueError(f"{len(self.paths)} images but {len(self.y)} labels")
@@ -236,7 +241,8 @@ class ImageFiles(Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int):
-        image = open_image(self.paths[index])
+        item = self.paths[index]
+        image = item.convert("RGB") if _is_image(item) else open_image(item)
         if self.channels == 1:
             image = image.convert("L")
         x = self.transform(image)
