@@ -284,6 +284,10 @@ def main() -> None:
         if job_config is not None:
             print_job_config(*job_config)
             return
+        if "hydra/sweeper=optuna" in sys.argv[1:]:  # optuna, of the search extra, checked before a sweep run opens
+            from tlrun.tracking.search import require_optuna
+
+            require_optuna()
         _hydra_main()
     except SweepJobFailed as failure:  # every job has run; each failure was printed when it happened
         # Jobs that ran in this process are all counted; those of a launcher's workers only by the first failure.

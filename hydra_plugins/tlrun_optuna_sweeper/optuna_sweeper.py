@@ -29,6 +29,9 @@ class TlrunOptunaSweeper(Sweeper):
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         from hydra.core.plugins import Plugins
 
+        from tlrun.tracking.search import require_optuna
+
+        require_optuna()  # a SearchError naming the search extra, before any job
         self.hydra_context = hydra_context
         self.config = config
         self.launcher = Plugins.instance().instantiate_launcher(

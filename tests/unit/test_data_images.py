@@ -1,9 +1,13 @@
 """Image-folder datasets: Office-31 and Office-Home layouts, corrupt files, fingerprints, and the download path
-(file:// URLs)."""
+(file:// URLs, and HTTP from a server on the loopback interface)."""
 
 import hashlib
+import http.server
 import io
+import os
+import re
 import tarfile
+import threading
 import zipfile
 from pathlib import Path
 
@@ -140,20 +144,67 @@ def test_download_wrong_checksum_leaves_nothing(tmp_path):
     with pytest.raises(DataError) as info:
         ds.check()
     message = str(info.value)
-    assert "expected " + "0" * 32 in message and "deleted" in message
+    assert "expected md5 " + "0" * 32 in message and "deleted" in message
     assert not root.exists() or list(root.iterdir()) == []
 
 
-def test_download_resumes_partial_file(tmp_path):
-    source = tmp_path / "blob.bin"
-    source.write_bytes(b"0123456789" * 100)
-    destination = tmp_path / "out" / "blob.bin"
+class _Server(http.server.BaseHTTPRequestHandler):
+    """``/archive``: the bytes of ``ARCHIVE``; ``/chunked``: the same without a length; ``/page``: a web page;
+    ``/cut``: half the bytes announced, then the connection closed; anything else: 404."""
+
+    ARCHIVE = bytes(range(256)) * 4096  # 1 MiB
+
+    def do_GET(self):
+        body, kind = (b"<!DOCTYPE html><html>Confirm the download</html>", "text/html") if self.path == "/page" else \
+            (self.ARCHIVE, "application/gzip")
+        if self.path not in ("/archive", "/chunked", "/page", "/cut"):
+            self.send_error(404, "Not Found")
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", kind)
+        if self.path != "/chunked":
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body[: len(body) // 2] if self.path == "/cut" else body)
+        self.close_connection = True
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server():
+    """The base URL of :class:`_Server` on the loopback interface."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Server)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.mark.parametrize("path", ["/archive", "/chunked"])
+def test_download_over_http_verifies_and_shows_the_bytes_on_rich(tmp_path, server, path, capsys):
+    destination = tmp_path / "out" / "blob.tar.gz"
+    sha256 = hashlib.sha256(_Server.ARCHIVE).hexdigest()
+    assert download_file(server + path, destination, f"sha256:{sha256}", label="office31: blob") == destination
+    assert destination.read_bytes() == _Server.ARCHIVE and os.listdir(destination.parent) == ["blob.tar.gz"]
+    shown = capsys.readouterr().err  # where stderr is no terminal, the finished bar once
+    assert "office31: blob" in shown and "1.0/1.0 MB" in shown  # also where the server sent no length
+
+
+@pytest.mark.parametrize(("path", "checksum", "message"), [
+    ("/page", None, "answered with a web page instead of the archive"),
+    ("/missing", None, "failed (HTTP 404 Not Found); download it yourself and put it at"),
+    ("/cut", None, "; run again, or download it yourself"),
+    ("/archive", "sha1:" + "0" * 40, "expected sha1 " + "0" * 40 + "): it was deleted"),
+])
+def test_a_failed_download_says_why_and_leaves_nothing(tmp_path, server, path, checksum, message):
+    destination = tmp_path / "out" / "blob.tar.gz"
     destination.parent.mkdir()
-    (destination.parent / "blob.bin.part").write_bytes(b"garbage")  # file:// cannot resume: restarts cleanly
-    md5 = hashlib.md5(source.read_bytes()).hexdigest()
-    download_file(source.as_uri(), destination, md5)
-    assert destination.read_bytes() == source.read_bytes()
-    assert not (destination.parent / "blob.bin.part").exists()
+    with pytest.raises(DataError, match=re.escape(message)):
+        download_file(server + path, destination, checksum)
+    assert os.listdir(destination.parent) == []  # no partial file: the next call starts over
 
 
 def test_download_unreachable_url(tmp_path):

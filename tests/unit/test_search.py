@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +29,11 @@ from tlrun.tracking.search import (
 from tlrun.tracking.search.space import translate
 
 ENTRY = "import sys; sys.argv = ['tlrun', *sys.argv[1:]]; from tlrun.cli import main; main()"
+#: tlrun without optuna, as installed without the search extra.
+WITHOUT_OPTUNA = "import sys; sys.modules['optuna'] = None\n" + ENTRY
+#: tlrun saying at exit whether optuna was imported.
+TELLS_OPTUNA = ("import atexit, sys; atexit.register(lambda: print('OPTUNA IMPORTED', 'optuna' in sys.modules))\n"
+                + ENTRY)
 
 
 # ------------------------------------------------------------------------------------------------ search space
@@ -241,11 +247,12 @@ def test_a_search_where_every_trial_fails_says_why(tmp_path, monkeypatch):
 # -------------------------------------------------------------------------------------------------- end to end
 
 
-def _search(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess, str]:
+def _search(tmp_path: Path, *args: str, entry: str = ENTRY, sweeper: str = "optuna",
+            ) -> tuple[subprocess.CompletedProcess, str]:
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = {**os.environ, "MLFLOW_TRACKING_URI": store, "MLFLOW_DISABLE_TELEMETRY": "true", "PYTHONUNBUFFERED": "1",
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    command = [sys.executable, "-c", ENTRY, "--multirun", "hydra/sweeper=optuna", *args, "trainer.enable_progress_bar=false",
+    command = [sys.executable, "-c", entry, "--multirun", f"hydra/sweeper={sweeper}", *args, "trainer.enable_progress_bar=false",
                f"hydra.sweep.dir={tmp_path / 'sweep'}", f"cache_dir={tmp_path / 'cache'}"]
     return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300), store
 
@@ -330,3 +337,29 @@ def test_hydra_finds_the_sweeper_and_tlrun_help_does_not_import_optuna(tmp_path)
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert "IMPORTED False False" in result.stdout, result.stdout + result.stderr
     assert "SWEEPERS ['basic.yaml', 'optuna.yaml']" in result.stdout
+
+
+def test_a_search_without_optuna_names_the_search_extra_and_opens_no_run(tmp_path):
+    result, _ = _search(tmp_path, "method=tca", "method.dim=int(2,10)", entry=WITHOUT_OPTUNA)
+    assert result.returncode == 2, result.stdout + result.stderr
+    (line,) = result.stderr.splitlines()  # one line, no traceback
+    assert line.startswith("tlrun: error: hydra/sweeper=optuna needs optuna, which cannot be imported")
+    assert line.endswith('pip install "tlrun[search]" (in a clone: pip install -e ".[search]")')
+    assert sorted(path.name for path in tmp_path.iterdir()) == []  # no store, no sweep folder
+
+
+def test_the_sweeper_itself_checks_for_optuna_before_it_launches_anything(monkeypatch):
+    from hydra_plugins.tlrun_optuna_sweeper.optuna_sweeper import TlrunOptunaSweeper
+
+    monkeypatch.setitem(sys.modules, "optuna", None)  # a config file may choose the sweeper: the CLI cannot see it
+    sweeper = TlrunOptunaSweeper(n_trials=1, n_jobs=1, direction="maximize", sampler="tpe", seed=None, storage=None,
+                                 study_name=None, objective="auto")
+    with pytest.raises(SearchError, match=re.escape('pip install "tlrun[search]"')):
+        sweeper.setup(hydra_context=None, task_function=None, config=None)
+
+
+def test_a_sweep_that_is_no_search_never_imports_optuna(tmp_path):
+    result, _ = _search(tmp_path, "method=coral", "diagnostics=false", "save_model=false", entry=TELLS_OPTUNA,
+                        sweeper="basic")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "OPTUNA IMPORTED False" in result.stdout

@@ -30,6 +30,7 @@ import torch
 
 from tlrun.backbones import inputs as _inputs
 from tlrun.data.base import Domain
+from tlrun.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -121,9 +122,6 @@ def run_backbone(
     description: str = "features",
 ) -> np.ndarray:
     """Run ``backbone`` frozen (eval mode, no gradients) over ``X`` in batches; no cache."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     dataset = _inputs.make_dataset(X, backbone=backbone, image_shape=image_shape)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     was_training = backbone.training
@@ -131,15 +129,11 @@ def run_backbone(
     backbone.eval().to(device)
     chunks: list[np.ndarray] = []
     try:
-        with Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-            console=Console(stderr=True), disable=not progress, transient=False,
-        ) as bar:
-            task = bar.add_task(description, total=len(dataset))
+        with progress_bar(description, len(dataset), show=progress) as bar:
             for batch in loader:
                 out = backbone(batch.to(device, non_blocking=True))
                 chunks.append(out.detach().float().cpu().numpy())
-                bar.advance(task, len(batch))
+                bar.update(len(batch))
     finally:
         backbone.train(was_training)
         backbone.to(original_device)

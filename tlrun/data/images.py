@@ -21,16 +21,17 @@ import shutil
 import sys
 import tarfile
 import tempfile
-import time
-import urllib.error
-import urllib.request
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import numpy as np
 
 from tlrun.data.base import DataError, Domain, TransferDataset, caught, check_domains, sha256_file
+from tlrun.progress import progress_bar
 
 #: File extensions read as images (lower case); other files in class folders are ignored.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
@@ -157,91 +158,66 @@ def parse_checksum(checksum: str) -> tuple[str, str]:
     return algorithm, digest
 
 
-def file_digest(path: Path, algorithm: str, chunk: int = 1 << 20) -> str:
-    digest = hashlib.new(algorithm)
+def _refuse_web_page(path: str, url: str, destination: Path) -> None:
+    """:class:`DataError` when the file at ``path`` is an HTML page (a download confirmation or login page)."""
     with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-class _Progress:
-    """A download progress line on stderr, redrawn at most every half second."""
-
-    def __init__(self, label: str, total: int | None, done: int) -> None:
-        self.label, self.total, self.done = label, total, done
-        self.last = 0.0
-        self.tty = sys.stderr.isatty()
-
-    def update(self, count: int, final: bool = False) -> None:
-        self.done += count
-        now = time.monotonic()
-        if not final and now - self.last < (0.5 if self.tty else 10.0):
-            return
-        self.last = now
-        mib = self.done / 2**20
-        text = f"{self.label}: {mib:.1f} MiB"
-        if self.total:
-            text += f" / {self.total / 2**20:.1f} MiB ({100 * self.done / self.total:.0f}%)"
-        print(("\r" if self.tty else "") + text, end="\n" if final or not self.tty else "", file=sys.stderr, flush=True)
+        start = handle.read(256).lstrip().lower()
+    if start.startswith((b"<!doctype html", b"<html")):
+        raise DataError(
+            f"{url} answered with a web page instead of the archive (a download confirmation or login page?); "
+            f"download it in a browser and put it at {destination}"
+        )
 
 
 def download_file(url: str, destination: Path, checksum: str | None, label: str = "download") -> Path:
-    """Download ``url`` to ``destination``, resuming a previous partial download, and verify ``checksum``.
+    """Download ``url`` to ``destination`` with pooch, the bytes counted on a progress bar, and verify ``checksum``.
 
-    Bytes go to ``<destination>.part`` first; an interrupted download leaves that file, and the next call asks
-    the server for the rest (HTTP range request; a server that ignores it sends everything again). The file is
-    renamed to ``destination`` only when complete and, if ``checksum`` is set, only when it matches: a mismatch
-    deletes the partial file and raises :class:`DataError`.
+    pooch writes to a temporary file beside ``destination`` and renames it only when complete and, if ``checksum``
+    is set, matching it: a failed or interrupted download leaves nothing behind (and cannot resume: the next call
+    starts over), a mismatch deletes the file. ``file:`` URLs are copied. Every failure is a :class:`DataError`
+    that says what to do.
     """
+    import pooch
+    import requests
+
     expected = parse_checksum(checksum) if checksum else None
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    part = destination.with_name(destination.name + ".part")
-    have = part.stat().st_size if part.exists() else 0
-    request = urllib.request.Request(url, headers={"User-Agent": "tlrun"})
-    if have and not url.startswith("file:"):
-        request.add_header("Range", f"bytes={have}-")
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            status = getattr(response, "status", None)
-            if (response.headers.get("Content-Type") or "").startswith("text/html"):
-                raise DataError(
-                    f"{url} answered with a web page instead of the archive (a download confirmation or login "
-                    f"page?); download it in a browser and put it at {destination}"
-                )
-            resumed = have > 0 and status == 206
-            length = response.headers.get("Content-Length")
-            total = (int(length) + (have if resumed else 0)) if length and length.isdigit() else None
-            progress = _Progress(label, total, have if resumed else 0)
-            with open(part, "ab" if resumed else "wb") as handle:
-                while block := response.read(1 << 20):
-                    handle.write(block)
-                    progress.update(len(block))
-            progress.update(0, final=True)
-    except DataError:
-        raise
-    except urllib.error.HTTPError as error:
-        if error.code != 416 or not have:  # 416: nothing left to send, the partial file is complete
+    pooch.get_logger().setLevel("WARNING")  # its notes speak of pooch's own arguments
+    with progress_bar(label, unit="bytes") as bar:
+
+        def fetch(address: str, output_file: str, _: Any) -> None:
+            if address.startswith("file:"):
+                shutil.copyfile(url2pathname(urlparse(address).path), output_file)
+            else:
+                http = pooch.HTTPDownloader(progressbar=bar, chunk_size=1 << 20, timeout=60,
+                                            headers={"User-Agent": "tlrun"})
+                http(address, output_file, None)
+            size = os.path.getsize(output_file)
+            bar.total = size  # the server may not have said
+            bar.reset()
+            bar.update(size)
+            _refuse_web_page(output_file, url, destination)
+
+        try:
+            pooch.retrieve(url, expected and ":".join(expected), fname=destination.name, path=destination.parent,
+                           downloader=fetch)
+        except requests.HTTPError as error:
             raise DataError(
-                f"downloading {url} failed (HTTP {error.code} {error.reason}); download it yourself and put it at "
-                f"{destination}"
+                f"downloading {url} failed (HTTP {error.response.status_code} {error.response.reason}); download it "
+                f"yourself and put it at {destination}"
             ) from None
-    except (urllib.error.URLError, OSError, ValueError) as error:
-        raise DataError(
-            f"downloading {url} failed ({error}); run again to resume (partial file {part}), or download it "
-            f"yourself and put it at {destination}"
-        ) from None
-    if expected is not None:
-        algorithm, digest = expected
-        actual = file_digest(part, algorithm)
-        if actual != digest:
-            part.unlink(missing_ok=True)
+        except (requests.RequestException, OSError) as error:
             raise DataError(
-                f"the file downloaded from {url} has {algorithm} {actual}, expected {digest}: it was deleted. The "
-                "download was corrupted or the server sent another file; retry, or download it yourself and put "
-                f"it at {destination} (set dataset.checksum=null to skip the check)"
-            )
-    os.replace(part, destination)
+                f"downloading {url} failed ({error}); run again, or download it yourself and put it at {destination}"
+            ) from None
+        except ValueError as error:  # pooch's hash check (it deleted the file), or an address that is no URL
+            if expected is None:
+                raise DataError(f"cannot download {url!r}: {error}") from None
+            algorithm, digest = expected
+            raise DataError(
+                f"the file downloaded from {url} does not match dataset.checksum (expected {algorithm} {digest}): it "
+                "was deleted. The download was corrupted or the server sent another file; retry, or download it "
+                f"yourself and put it at {destination} (set dataset.checksum=null to skip the check)"
+            ) from None
     return destination
 
 
@@ -400,8 +376,10 @@ class ImageFolderDataset(TransferDataset):
         if downloaded:
             download_file(self.url, archive, self.checksum, label=f"{self.name}: {name}")
         elif self.checksum:
+            import pooch
+
             algorithm, digest = parse_checksum(self.checksum)
-            if file_digest(archive, algorithm) != digest:
+            if pooch.file_hash(str(archive), alg=algorithm) != digest:
                 raise DataError(
                     f"{archive} does not match dataset.checksum ({self.checksum}); delete it and download again"
                 )

@@ -44,9 +44,11 @@ import time
 import warnings
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
+
+from tlrun.progress import progress_bar
 
 
 class Encoder(ABC):
@@ -260,25 +262,6 @@ class SparseCoding(Encoder):
         return residual / max(spread, 1e-300)
 
 
-@contextmanager
-def progress_bar(description: str, total: int, delay_s: float = 2.0) -> Iterator[Callable[[], None]]:
-    """A Rich progress bar (on stderr) over ``total`` steps that shows itself only once the work has lasted
-    ``delay_s`` seconds and vanishes when done: ``with progress_bar(name, total) as advance: ... advance()``."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    console = Console(stderr=True)
-    started = time.perf_counter()
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=console, transient=True, disable=not console.is_terminal) as bar:
-        task = bar.add_task(description, total=total, visible=False)
-
-        def advance() -> None:
-            bar.update(task, advance=1, visible=time.perf_counter() - started >= delay_s)
-
-        yield advance
-
-
 class Autoencoder(Encoder):
     """A one-hidden-layer (optionally sparse and denoising) MLP autoencoder; the codes are the hidden layer.
 
@@ -342,7 +325,7 @@ class Autoencoder(Encoder):
         optimizer = torch.optim.Adam(parameters, lr=self.lr, weight_decay=self.weight_decay)
         generator = torch.Generator(device=self.device).manual_seed(self.seed)
         self.losses = []
-        with progress_bar("autoencoder", self.epochs) as advance:
+        with progress_bar("autoencoder", self.epochs, transient=True, delay_s=2.0) as bar:
             for _ in range(self.epochs):
                 total = 0.0
                 for batch in torch.randperm(len(inputs), generator=generator, device=self.device).split(self.batch_size):
@@ -358,7 +341,7 @@ class Autoencoder(Encoder):
                     optimizer.step()
                     total += loss.item() * len(batch)
                 self.losses.append(total / len(inputs))
-                advance()
+                bar.update()
         self._mean = X.mean(axis=0)
         return self
 

@@ -35,10 +35,10 @@ metric ``search.best_value`` and the params ``search.best.<name>``, with every t
 Imports neither optuna nor MLflow at module level: Hydra imports the plugin whenever tlrun starts.
 """
 
-from tlrun.tracking.search.errors import SearchError
+from tlrun.tracking.search.errors import SearchError, require_optuna
 from tlrun.tracking.search.objective import default_objective, objective_value, reads_target_labels
 from tlrun.tracking.search.space import Param, SearchSpace, parse_param, parse_space, space_from_arguments
 from tlrun.tracking.search.sweeper import OptunaSearch, SearchSettings
 
 __all__ = ["OptunaSearch", "Param", "SearchError", "SearchSettings", "SearchSpace", "default_objective",
-           "objective_value", "parse_param", "parse_space", "reads_target_labels", "space_from_arguments"]
+           "objective_value", "parse_param", "parse_space", "reads_target_labels", "require_optuna", "space_from_arguments"]

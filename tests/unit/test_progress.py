@@ -1,0 +1,34 @@
+"""tlrun's one progress bar (Rich, on stderr): steps or bytes, shown once finished where stderr is no terminal, or
+not at all when transient there, delayed or turned off. Under pytest's capture stderr is no terminal."""
+
+import pytest
+
+from tlrun.progress import progress_bar
+
+
+def test_a_bar_of_steps_is_printed_once_finished(capsys):
+    with progress_bar("features", 5) as bar:
+        bar.update(2)
+        bar.update(3)
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("features") and "5/5" in line
+
+
+def test_a_bar_of_bytes_takes_a_total_told_late_as_tqdm_s_users_do(capsys):
+    with progress_bar("archive.tar.gz", unit="bytes") as bar:
+        bar.total = 0  # unknown, as pooch says when the server sends no length
+        assert bar.total is None
+        bar.update(3 << 20)
+        bar.total = 2 << 20
+        bar.reset()
+        bar.update(2 << 20)
+        bar.close()
+    shown = capsys.readouterr().err
+    assert "archive.tar.gz" in shown and "2.1/2.1 MB" in shown
+
+
+@pytest.mark.parametrize("settings", [dict(show=False), dict(transient=True), dict(delay_s=60.0)])
+def test_a_bar_turned_off_transient_where_no_terminal_or_not_yet_due_shows_nothing(capsys, settings):
+    with progress_bar("quick", 3, **settings) as bar:
+        bar.update(3)
+    assert "quick" not in capsys.readouterr().err
