@@ -36,12 +36,17 @@ def _run_count(store: str) -> int:
     return sum(len(client.search_runs([experiment.experiment_id])) for experiment in client.search_experiments())
 
 
+#: The JDA run of each test session's store (the tests only read it).
+_DIGITS_RUNS: dict[str, tuple] = {}
+
+
 @pytest.fixture
-def digits_run(compose):
-    """A JDA run on digits original → thick, and the target domain as the dataset read it."""
-    cfg = compose("method=jda", experiment="predict")
-    outcome = run_job(cfg)
-    return outcome, instantiate(cfg.dataset).load("thick")
+def digits_run(compose, mlflow_store):
+    """A JDA run on digits original → thick (one per session), and the target domain as the dataset read it."""
+    if mlflow_store not in _DIGITS_RUNS:
+        cfg = compose("method=jda", experiment="predict")
+        _DIGITS_RUNS[mlflow_store] = (run_job(cfg), instantiate(cfg.dataset).load("thick"))
+    return _DIGITS_RUNS[mlflow_store]
 
 
 def test_predict_labels_npz_and_csv_rows_as_the_model_does(digits_run, mlflow_store, tmp_path):
@@ -80,33 +85,44 @@ def test_evaluate_logs_a_linked_run_with_the_data_as_its_input(digits_run, mlflo
     assert data_input.dataset.name == "labeled.csv" and data_input.tags[0].value == "evaluation"
 
 
+def _tlrun_here(monkeypatch, capsys, tmp_path: Path, store: str, *arguments: str) -> tuple[int, str]:
+    """``tlrun <arguments>`` through the console script's entry point, in this process: (exit code, stderr)."""
+    from tlrun.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["tlrun", *arguments, f"tracking_uri={store}"])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    return exit_.value.code, capsys.readouterr().err
+
+
 @pytest.mark.parametrize("arguments, message", [
     (("data=wrong.csv",), "rows of 10 columns, but this model takes rows of 64 values"),
     (("data=nowhere.npz",), "data=nowhere.npz: no such file or folder"),
     (("data=folder",), "is a folder; this model takes rows of 64 values"),
+    (("data=unlabeled.npz", "run=0123abcd"), "has no such run"),
 ])
 @pytest.mark.parametrize("command", ["predict", "evaluate"])
-def test_data_the_model_cannot_take_is_one_line_and_opens_no_run(digits_run, mlflow_store, tmp_path, command,
-                                                                   arguments, message):
+def test_data_the_model_cannot_take_is_one_line_and_opens_no_run(digits_run, mlflow_store, tmp_path, monkeypatch,
+                                                                   capsys, command, arguments, message):
     outcome, target = digits_run
     np.savetxt(tmp_path / "wrong.csv", target.X[:5, :10], delimiter=",")
+    np.savez(tmp_path / "unlabeled.npz", X=target.X[:5])
     (tmp_path / "folder").mkdir()
     runs = _run_count(mlflow_store)
-    done = _tlrun(tmp_path, mlflow_store, command, f"run={outcome.run_id}", *arguments)
-    assert done.returncode == 2
-    assert done.stderr.strip().splitlines()[-1].startswith("tlrun: error: ") and message in done.stderr
-    assert "Traceback" not in done.stderr and _run_count(mlflow_store) == runs
+    code, stderr = _tlrun_here(monkeypatch, capsys, tmp_path, mlflow_store, command, f"run={outcome.run_id}", *arguments)
+    assert code == 2 and stderr.strip().splitlines()[-1].startswith("tlrun: error: ") and message in stderr
+    assert "Traceback" not in stderr and _run_count(mlflow_store) == runs
     assert not (tmp_path / "outputs" / "predict").exists()
 
 
-def test_an_unknown_run_and_unlabeled_data_for_evaluate_are_one_line(digits_run, mlflow_store, tmp_path):
+def test_evaluate_needs_labels(digits_run, mlflow_store, tmp_path, monkeypatch, capsys):
     outcome, target = digits_run
     np.savez(tmp_path / "unlabeled.npz", X=target.X[:5])
-    done = _tlrun(tmp_path, mlflow_store, "predict", "run=0123abcd", "data=unlabeled.npz")
-    assert done.returncode == 2 and "has no such run" in done.stderr and "Traceback" not in done.stderr
     runs = _run_count(mlflow_store)
-    done = _tlrun(tmp_path, mlflow_store, "evaluate", f"run={outcome.run_id}", "data=unlabeled.npz")
-    assert done.returncode == 2 and "has no labels" in done.stderr and _run_count(mlflow_store) == runs
+    code, stderr = _tlrun_here(monkeypatch, capsys, tmp_path, mlflow_store, "evaluate", f"run={outcome.run_id}",
+                               "data=unlabeled.npz")
+    assert code == 2 and "has no labels" in stderr and _run_count(mlflow_store) == runs
 
 
 @pytest.mark.parametrize("method", [("method=jda", "method.dim=4", "method.iterations=2", "backbone=resnet18"),
