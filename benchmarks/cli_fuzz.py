@@ -38,7 +38,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tlrun.config import META_KEYS, group_options, option_keys, option_node  # noqa: E402
+from tlrun.config import group_options, option_keys, option_node  # noqa: E402
 from tlrun.methods.settings import as_written, setting_types, values_of_other_types  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "cli_fuzz.md"
@@ -75,7 +75,7 @@ def settings_cases(methods: list[str]) -> list[Case]:
     cases = []
     for method in methods:
         types = setting_types(str(option_node("method", method)["_target_"]))
-        keys = sorted(key for key in option_keys("method", method) - set(META_KEYS) if not key.startswith("_"))
+        keys = sorted(key for key in option_keys("method", method) if not key.startswith("_"))
         for index, key in enumerate(keys):
             wrong = values_of_other_types(types.get(key))
             value = as_written(wrong[index % len(wrong)])

@@ -111,7 +111,7 @@ def source_representation_kmeans() -> dict[str, Clusterer]:
         return {}
     from tlrun.config import instantiate, load_option
 
-    config = load_option("method", "kmeans")
+    config = load_option("method", "kmeans").method
     return {
         f"k-means on source-learned {name}": method_clusterer(lambda name=name: instantiate(config, representation=name))
         for name in ("pca", "sparse_coding", "autoencoder")

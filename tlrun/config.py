@@ -1,10 +1,12 @@
 """The config tree: where it lives, what its groups hold, and how a group config becomes an object.
 
-Group configs carry a little metadata beside their constructor arguments (``name``, ``family``, ``kind``,
-``scenarios``, ``summary``); :func:`instantiate` strips it before Hydra's ``_target_`` instantiation. The method
-configs are the registry of methods: tests and benchmarks that run every method of a family or a scenario list them
-with :func:`methods`. Everything here imports
-only OmegaConf and Hydra, so ``tlrun --help`` and configuration errors never pay for torch.
+A method config keeps its constructor (``method``: ``_target_`` and its arguments, what
+``hydra.utils.instantiate(cfg.method)`` builds) apart from what describes the method (``method_info``:
+:data:`METHOD_INFO_KEYS`). Dataset and backbone configs carry their :data:`DESCRIPTION_KEYS` beside their constructor
+arguments; :func:`instantiate` strips them before Hydra's ``_target_`` instantiation. The method configs are the
+registry of methods: tests and benchmarks that run every method of a family or a scenario list them with
+:func:`methods`. Everything here imports only OmegaConf and Hydra, so ``tlrun --help`` and configuration errors never
+pay for torch.
 """
 
 from __future__ import annotations
@@ -17,9 +19,18 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-#: Keys of a method config that describe it rather than configure its constructor; ``source_val_fraction`` is the
-#: default ``dataset.source_val_fraction`` of the datasets that leave the held-out source share to the method.
-META_KEYS = ("name", "family", "kind", "scenarios", "summary", "source_val_fraction")
+#: The node of a method config that describes the method: ``conf/method/<name>.yaml`` is a ``# @package _global_``
+#: file with two nodes, ``method`` (the constructor: ``_target_`` and its arguments, what ``method.<key>=`` sets) and
+#: this one, whose keys are :data:`METHOD_INFO_KEYS`. Runs log it as the params ``method_info.<key>``.
+METHOD_INFO = "method_info"
+#: The keys of :data:`METHOD_INFO`: the method's ``name`` (its option's), ``family`` (``deep`` | ``closed_form``),
+#: ``kind`` (what its transfer does, :data:`BASELINE`...), ``scenarios`` (the first is its natural one), a one-line
+#: ``summary`` and ``source_val_fraction``: the default ``dataset.source_val_fraction`` of the datasets that leave the
+#: held-out source share to the method (``${oc.select:method_info.source_val_fraction,0.0}``).
+METHOD_INFO_KEYS = ("name", "family", "kind", "scenarios", "summary", "source_val_fraction")
+#: Keys a dataset or backbone config holds beside its constructor arguments: its ``name`` and the ``scenarios`` a
+#: dataset serves.
+DESCRIPTION_KEYS = ("name", "scenarios")
 #: The ``kind`` of a method config (what its transfer does; every deep DA method says) that marks a method without
 #: transfer, the reference its family is compared with (``source_only``, ``target_only``, ``no_adaptation``). The
 #: other kinds: ``discrepancy``, ``adversarial``, ``reconstruction``, ``class_confusion``.
@@ -60,11 +71,18 @@ def load_option(group: str, option: str) -> DictConfig:
 
 
 def option_node(group: str, option: str) -> dict[str, Any]:
-    """A group option as composed (its own keys and those of the configs it merges into itself), unresolved."""
+    """A group option as composed (its own keys and those of the configs it merges into itself), unresolved; of a
+    method config, its ``method`` node (the constructor's settings; :func:`method_metadata` reads the other)."""
+    composed = _composed(group, option)
+    return OmegaConf.to_container(composed.get(group, {}) if group == "method" else composed)
+
+
+def _composed(group: str, option: str) -> DictConfig:
+    """The yaml files of :func:`_layers` merged, their defaults lists left out."""
     merged = OmegaConf.create()
     for layer in _layers(group, option):
         merged = OmegaConf.merge(merged, OmegaConf.masked_copy(layer, [key for key in layer if key != "defaults"]))
-    return OmegaConf.to_container(merged)
+    return merged
 
 
 def _layers(group: str, option: str) -> Iterator[DictConfig]:
@@ -163,8 +181,7 @@ def no_such_setting(group: str, option: str, key: str) -> str:
     setting it has (Hydra's own message would send the user to ``+<group>.<key>``, which adds a key nobody reads)."""
     from difflib import get_close_matches
 
-    described = set(META_KEYS) if group == "method" else {"name", "family", "scenarios", "summary"}
-    settings = sorted(name for name in option_keys(group, option) - described if not name.startswith("_"))
+    settings = sorted(name for name in option_keys(group, option) - set(DESCRIPTION_KEYS) if not name.startswith("_"))
     close = get_close_matches(key, settings, n=1)
     hint = f" (did you mean {group}.{close[0]}?)" if close else ""
     if not settings:
@@ -174,13 +191,18 @@ def no_such_setting(group: str, option: str, key: str) -> str:
 
 
 def method_metadata(name: str) -> dict[str, Any]:
-    """The metadata (:data:`META_KEYS`) of the method config ``conf/method/<name>.yaml``, with what it merges."""
-    metadata: dict[str, Any] = {}
-    for layer in _layers("method", name):
-        values = {key: layer[key] for key in META_KEYS if key in layer}
-        metadata.update((key, OmegaConf.to_container(value) if OmegaConf.is_config(value) else value)
-                        for key, value in values.items())
-    return metadata
+    """The :data:`METHOD_INFO` node of the method config ``conf/method/<name>.yaml``, with what it merges."""
+    return OmegaConf.to_container(_composed("method", name).get(METHOD_INFO, {}))
+
+
+def with_method_info(tree: dict[str, Any]) -> dict[str, Any]:
+    """A config tree (plain dicts) stored before method configs kept their metadata apart (``method.name``...), with
+    it moved to :data:`METHOD_INFO`: a run interrupted then can be resumed now. A tree that has it is returned as is."""
+    if METHOD_INFO in tree:
+        return tree
+    method = dict(tree["method"])
+    info = {key: method.pop(key) for key in METHOD_INFO_KEYS if key in method}
+    return {**tree, "method": method, METHOD_INFO: info}
 
 
 def method_scenarios() -> dict[str, list[str]]:
@@ -226,24 +248,25 @@ def method_table() -> str:
     return "\n".join(lines)
 
 
-def _without_metadata(node: DictConfig) -> dict[str, Any]:
+def _without_description(node: DictConfig) -> dict[str, Any]:
     arguments = OmegaConf.to_container(node, resolve=True)
-    for key in META_KEYS:
+    for key in DESCRIPTION_KEYS:
         arguments.pop(key, None)
     return arguments
 
 
 def instantiate(node: DictConfig, **kwargs: Any) -> Any:
-    """Build a group config's ``_target_`` with its metadata keys removed; ``kwargs`` are passed on."""
+    """Build a group config's ``_target_`` (``cfg.method``, ``cfg.dataset``, ``cfg.backbone``) with the
+    :data:`DESCRIPTION_KEYS` of a dataset or backbone removed; ``kwargs`` are passed on."""
     from hydra.utils import instantiate as hydra_instantiate
 
-    return hydra_instantiate(_without_metadata(node), **kwargs)
+    return hydra_instantiate(_without_description(node), **kwargs)
 
 
 def constructor_arguments(node: DictConfig) -> dict[str, Any]:
     """The keyword arguments :func:`instantiate` passes to a group config's ``_target_`` from the config (resolved,
-    less the metadata keys and Hydra's ``_target_``-like keys)."""
-    arguments = _without_metadata(node)
+    less the :data:`DESCRIPTION_KEYS` and Hydra's ``_target_``-like keys)."""
+    arguments = _without_description(node)
     return {key: value for key, value in arguments.items() if not (key.startswith("_") and key.endswith("_"))}
 
 

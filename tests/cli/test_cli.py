@@ -157,7 +157,7 @@ def test_default_run_prints_how_to_open_its_store(tmp_path, mlflow_store):
 
 
 @pytest.mark.parametrize("arguments, expected", [
-    (["method=dann", "--cfg", "job"], {"backbone.name": "lenet", "scenario.name": "da", "method.name": "dann"}),
+    (["method=dann", "--cfg", "job"], {"backbone.name": "lenet", "scenario.name": "da", "method_info.name": "dann"}),
     (["method=dann", "scenario=semi_da", "-c", "job", "--package", "backbone"], {"name": "lenet"}),
 ])
 def test_cfg_job_shows_what_auto_resolves_to(monkeypatch, capsys, arguments, expected):

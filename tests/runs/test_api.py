@@ -43,7 +43,7 @@ def test_run_composes_as_the_command_line_does(mlflow_store, tmp_path, monkeypat
     with pytest.raises(TlrunError, match="did you mean method.lamb"):
         api.run("jda", **{"method.lam": 0.1})
     result = api.run("coral", **{"logger.tracking_uri": mlflow_store, "logger.experiment": "api"})
-    assert result.tracking_uri == mlflow_store and result.config.method.name == "coral"
+    assert result.tracking_uri == mlflow_store and result.config.method_info.name == "coral"
     assert 0.0 <= result.metrics["target_acc"] <= 1.0 and result.model.task == "classify"
 
 

@@ -156,7 +156,7 @@ def test_a_misspelt_option_name_is_an_error(compose, method):
 
 def test_unknown_method_and_selection_score_fail_before_a_run(compose):
     with pytest.raises(TlrunError, match="unknown method 'danm'"):
-        run(compose("method=source_only", "method.name=danm"))
+        run(compose("method=source_only", "method_info.name=danm"))
     with pytest.raises(TlrunError, match="trainer.select=best: unknown; choose one of last, source_val"):
         run(compose("method=dann", "trainer.select=best"))
     with pytest.raises(TlrunError, match="chooses among the epochs of a deep method"):
@@ -272,7 +272,7 @@ def test_recipes_compose_for_every_swept_method(compose, recipe):
     assert methods and len(tasks) == 6
     for method in methods:
         cfg = compose(f"+experiment={recipe}", f"method={method}", "dataset.root=/data/office31", f"task={tasks[-1]}")
-        assert cfg.method.name == method and cfg.method.iterations_per_epoch == 1000
+        assert cfg.method_info.name == method and cfg.method.iterations_per_epoch == 1000
         assert (cfg.dataset.source, cfg.dataset.target) == tuple(tasks[-1].split("-"))
         assert cfg.backbone.weights == "imagenet" and cfg.trainer.accelerator == "gpu"
         # The method's arguments are valid (built here on a small stand-in backbone).

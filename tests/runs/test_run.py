@@ -38,7 +38,7 @@ def test_default_run_is_tracked(compose, mlflow_store, tmp_path):
     record = runs[0]
     assert record.info.status == "FINISHED"
     params, metrics, tags = record.data.params, record.data.metrics, record.data.tags
-    assert params["method.name"] == "jda" and params["dataset.name"] == "digits"
+    assert params["method_info.name"] == "jda" and params["dataset.name"] == "digits"
     assert params["scenario.name"] == "da"  # scenario=auto resolved to the method's natural one
     assert params["seed"] == "0" and params["method.dim"] == "100"
     assert 0.0 <= metrics["target_acc"] <= 1.0 and metrics["target_acc"] == pytest.approx(target_acc)
@@ -49,7 +49,7 @@ def test_default_run_is_tracked(compose, mlflow_store, tmp_path):
     history = client.get_metric_history(record.info.run_id, "target_acc")
     assert len({m.step for m in history}) >= 10 and len(history) == len({m.step for m in history})
     assert max(history, key=lambda m: m.step).value == pytest.approx(target_acc)
-    assert not {"cache_dir", "logger.tracking_uri", "logger.experiment", "threads", "method.summary"} & set(params)
+    assert not {"cache_dir", "logger.tracking_uri", "logger.experiment", "threads", "method_info.summary"} & set(params)
     artifacts = {a.path for a in client.list_artifacts(record.info.run_id)}
     assert {"config.yaml", "confusion_matrix.png", "per_class_target_acc.csv"} <= artifacts
 
@@ -84,8 +84,8 @@ def test_a_command_line_run_follows_mlflow_s_conventions(mlflow_store, tmp_path)
     assert checksum in inputs["digits/original"].dataset.profile
     overrides_file = client.download_artifacts(run_id, "hydra/overrides.yaml", str(tmp_path))
     assert yaml.safe_load(open(overrides_file)) == overrides
-    assert not {"cache_dir", "logger.tracking_uri", "logger.experiment", "threads", "method.summary", "method.kind",
-                "method.scenarios", "dataset.scenarios"} & set(record.data.params)
+    assert not {"cache_dir", "logger.tracking_uri", "logger.experiment", "threads", "method_info.summary",
+                "method_info.kind", "method_info.scenarios", "dataset.scenarios"} & set(record.data.params)
     history = client.get_metric_history(run_id, "target_acc")
     assert sorted(m.step for m in history) == [1, 2]
 
@@ -132,7 +132,7 @@ def test_a_corrupt_file_is_refused_before_a_run_opens(compose, mlflow_store, tmp
 def test_recipe_composes_into_the_papers_twelve_tasks(compose):
     cfg = compose("+experiment=jda_office_caltech_surf", "dataset.root=/data", "task=webcam-dslr")
     assert cfg.dataset.source == "webcam" and cfg.dataset.target == "dslr"
-    assert cfg.method.name == "jda" and cfg.dataset.preprocess == "rowsum_zscore"
+    assert cfg.method_info.name == "jda" and cfg.dataset.preprocess == "rowsum_zscore"
     recipe = load_option("experiment", "jda_office_caltech_surf")
     assert recipe.hydra.mode == "MULTIRUN"
     tasks = [tuple(task.split("-")) for task in recipe.hydra.sweeper.params.task.split(",")]

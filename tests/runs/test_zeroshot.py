@@ -271,6 +271,6 @@ def test_zero_shot_recipes_compose_for_each_method(compose, recipe, release):
     assert sorted(methods) == ["devise", "eszsl", "zsl_attribute"]
     for method in methods:
         cfg = compose(f"+experiment={recipe}", "dataset.root=/data/xlsa17/data", f"method={method}")
-        assert cfg.method.name == method and cfg.scenario.name == "zeroshot" and cfg.backbone.name == "identity"
+        assert cfg.method_info.name == method and cfg.scenario.name == "zeroshot" and cfg.backbone.name == "identity"
         assert cfg.dataset.name == "zsl_xlsa" and cfg.dataset.release == release
         assert "zeroshot" in method_scenarios()[method]

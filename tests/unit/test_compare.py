@@ -80,7 +80,7 @@ def store(tmp_path_factory) -> SimpleNamespace:
         if sweep:
             tags |= {"sweep": sweep, "sweep_job": str(start)}
         run_id = client.create_run(exp, start_time=start, tags=tags).info.run_id
-        values = {"method.name": method, "seed": str(seed), "dataset.source": source, "dataset.target": target,
+        values = {"method_info.name": method, "seed": str(seed), "dataset.source": source, "dataset.target": target,
                   "task": f"{source}-{target}", "logger.experiment": "x", "cache_dir": f"/cache/{start}",
                   "data.n_target_train": str(len(target)), "method.dim": "100", **(params or {})}
         metrics = [] if acc is None else [Metric("target_acc", acc, start, 0), Metric("source_acc", 0.9, start, 0)]

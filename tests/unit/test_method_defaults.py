@@ -13,7 +13,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from tlrun.backbones import MLP
-from tlrun.config import constructor_arguments, group_options, option_node
+from tlrun.config import constructor_arguments, group_options, method_metadata, option_node
 from tlrun.methods import settings
 from tlrun.methods.settings import check_settings, checks, is_check
 
@@ -27,8 +27,9 @@ def _class(target: str) -> type:
 
 
 def _recipe(method: str) -> tuple[str, dict[str, Any]]:
-    """The method's ``_target_`` and constructor arguments as its composed config sets them."""
-    node = OmegaConf.create(option_node("method", method))
+    """The method's ``_target_`` and constructor arguments as its composed config sets them (beside its
+    ``method_info``, which a setting may read: zsl_attribute's ``variant``)."""
+    node = OmegaConf.create({"method": option_node("method", method), "method_info": method_metadata(method)}).method
     return str(node._target_), constructor_arguments(node)
 
 

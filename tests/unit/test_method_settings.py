@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 from tlrun.backbones import MLP
-from tlrun.config import META_KEYS, constructor_arguments, group_options, option_keys, option_node
+from tlrun.config import constructor_arguments, group_options, option_keys, option_node
 from tlrun.errors import TlrunError
 from tlrun.methods import settings as settings_module
 from tlrun.methods.components.classifiers import make_classifier
@@ -52,18 +52,19 @@ def test_a_bad_deep_setting_fails_as_the_constructor_does_before_any_mlflow_run(
     assert MlflowClient(tracking_uri=mlflow_store).get_experiment_by_name("bad-setting") is None
 
 
-def test_the_config_less_its_metadata_is_what_the_constructor_gets():
-    node = OmegaConf.create({"name": "x", "family": "deep", "scenarios": ["da"], "summary": "s",
-                             "_target_": "a.B", "_partial_": False, "epochs": 3, "pretrain_epochs": "${epochs}"})
+def test_the_config_less_hydra_s_keys_and_a_dataset_s_or_backbone_s_description_is_what_the_constructor_gets():
+    node = OmegaConf.create({"name": "x", "scenarios": ["da"], "_target_": "a.B", "_partial_": False, "epochs": 3,
+                             "pretrain_epochs": "${epochs}"})
     assert constructor_arguments(node) == {"epochs": 3, "pretrain_epochs": 3}
 
 
 @pytest.mark.parametrize("method", group_options("method"))
 def test_every_setting_a_method_config_defines_is_a_constructor_argument(compose, method):
-    """option_keys (what preflight accepts without a +) is the composed method config, and every key of it but the
-    metadata reaches the constructor, which takes each as a parameter."""
+    """option_keys (what preflight accepts without a +) is the composed method node, and every key of it (the
+    metadata lives beside it, in method_info) reaches the constructor, which takes each as a parameter."""
     settings = compose(f"method={method}").method
     assert option_keys("method", method) == set(settings)
+    assert set(constructor_arguments(settings)) == {key for key in settings if key != "_target_"}
     parameters = set()
     for cls in _class(settings._target_).__mro__:
         if "__init__" in vars(cls):
@@ -73,8 +74,8 @@ def test_every_setting_a_method_config_defines_is_a_constructor_argument(compose
 
 @pytest.mark.parametrize("recipe", group_options("experiment"))
 def test_the_recipes_set_only_settings_their_methods_have(compose, recipe):
-    settings = compose(f"+experiment={recipe}").method
-    assert set(settings) <= option_keys("method", str(settings.name)), recipe
+    composed = compose(f"+experiment={recipe}")
+    assert set(composed.method) <= option_keys("method", str(composed.method_info.name)), recipe
 
 
 def test_an_added_key_the_method_does_not_have_fails_before_any_mlflow_run(compose, mlflow_store):
@@ -93,7 +94,7 @@ def test_every_setting_of_every_method_has_a_type_and_a_value_of_another_type_fa
     config = compose(f"method={method}").method
     settings, target = constructor_arguments(config), config._target_
     types = setting_types(target)
-    keys = sorted(key for key in option_keys("method", method) - set(META_KEYS) if not key.startswith("_"))
+    keys = sorted(key for key in option_keys("method", method) if not key.startswith("_"))
     assert not set(keys) - set(types), f"declare the type of {method}'s settings in a check of {target}"
     wrong = [(key, value) for key in keys for value in values_of_other_types(types[key])]
     unnamed = []

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from tlrun.config import instantiate, load_option, option_node
+from tlrun.config import instantiate, load_option, method_metadata, option_node
 from tlrun.data.digits import Digits
 from tlrun.methods.base import NullReporter, RunContext
 from tlrun.methods.components.representations import ENCODERS, make_encoder
@@ -200,10 +200,10 @@ def test_configs_build_the_methods():
     selftaught = instantiate(OmegaConf.create(option_node("method", "selftaught")))
     assert isinstance(selftaught, SelfTaught) and selftaught.encoder == "sparse_coding"
     assert selftaught.encoder_options["n_atoms"] == 32
-    kmeans = instantiate(load_option("method", "kmeans"))
+    kmeans = instantiate(load_option("method", "kmeans").method)
     assert isinstance(kmeans, KMeansClustering) and kmeans.representation == "none"
-    assert load_option("method", "selftaught").scenarios == ["selftaught"]
-    assert load_option("method", "kmeans").scenarios == ["selftaught_clustering"]
+    assert method_metadata("selftaught")["scenarios"] == ["selftaught"]
+    assert method_metadata("kmeans")["scenarios"] == ["selftaught_clustering"]
 
 
 @pytest.mark.parametrize(

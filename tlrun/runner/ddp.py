@@ -119,7 +119,7 @@ def _trainer_settings(cfg: Any) -> dict[str, Any]:
 def is_worker(cfg: Any) -> bool:
     """Whether this process is a DDP worker (rank > 0) that Lightning, or an external launcher, started for the
     run: its trainer settings ask for several processes of a deep method, and its environment names a rank > 0."""
-    if cfg.method.get("family") != "deep":
+    if cfg.method_info.get("family") != "deep":
         return False
     trainer = _trainer_settings(cfg)
     count = process_count(trainer)
@@ -204,7 +204,7 @@ def rank_zero(cfg: Any) -> Iterator[None]:
     opens); in a ``--multirun`` job, has Lightning re-execute this job alone; at the end, stops any worker still
     there, ends the process group and restores the launch environment, so that the next run of the process
     (the sweep's next job) launches its own workers."""
-    if cfg.method.get("family") != "deep" or process_count(_trainer_settings(cfg)) <= 1:
+    if cfg.method_info.get("family") != "deep" or process_count(_trainer_settings(cfg)) <= 1:
         yield
         return
     _check(cfg)

@@ -180,7 +180,7 @@ def print_summary(cfg: Any, result: Result, tracked: Any) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"tlrun: {cfg.method.name} on {cfg.dataset.name}", show_header=False)
+    table = Table(title=f"tlrun: {cfg.method_info.name} on {cfg.dataset.name}", show_header=False)
     table.add_row("task", f"{task_name(cfg).replace('->', ' → ')} ({cfg.scenario.name})")
     table.add_row(f"target_acc ({result.protocol.replace('_', '-')})", f"{100 * result.target_acc:.2f} %")
     for name, value in result.extra.items():

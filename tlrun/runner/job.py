@@ -28,7 +28,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from tlrun import __version__
-from tlrun.config import foreign_targets, instantiate
+from tlrun.config import foreign_targets, instantiate, with_method_info
 from tlrun.errors import TlrunError
 from tlrun.methods.base import NullReporter
 from tlrun.runner import ddp
@@ -107,7 +107,7 @@ def _resumed_config(cfg: DictConfig, run_id: str, uri: str) -> DictConfig:
     if refused:
         raise TlrunError(f"resume={run_id}: refused: the run's stored config.yaml names {', '.join(refused)}, which "
                          "none of tlrun's configs does (was the artifact edited?); nothing was built or run")
-    resumed = OmegaConf.create(tree)
+    resumed = OmegaConf.create(with_method_info(tree))
     with open_dict(resumed):
         resumed.logger = cfg.logger
         resumed.resume = run_id
@@ -122,7 +122,7 @@ def _tags(cfg: DictConfig, weights_run: str | None = None) -> dict[str, str]:
     import torch
 
     tags = {
-        "method": cfg.method.name,
+        "method": cfg.method_info.name,
         "dataset": cfg.dataset.name,
         "scenario": cfg.scenario.name,
         "source": str(cfg.dataset.get("source", "")),
@@ -218,7 +218,7 @@ def run_job(cfg: DictConfig) -> RunOutcome:
 
     from tlrun.tracking import TrackedRun, interrupts_stop_the_run
 
-    deep = cfg.method.family == "deep"
+    deep = cfg.method_info.family == "deep"
     # The data is read and checked, and closed-form methods are built (what only their constructor checks fails
     # here), before a run opens; deep methods need the data to size their network.
     try:
@@ -228,7 +228,7 @@ def run_job(cfg: DictConfig) -> RunOutcome:
         record_failed_before_run(tracking_uri, str(error))
         raise
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    run_name = f"{cfg.method.name} {task_name(cfg)}"
+    run_name = f"{cfg.method_info.name} {task_name(cfg)}"
     with (
         ExitStack() as after_the_run,  # left last, once the run has its final status
         interrupts_stop_the_run(),

@@ -28,7 +28,7 @@ def run_predictor(plan: Plan, loaded: LoadedData, data: SplitData, method: Any) 
                         image_shape=tuple(domain.image_shape) if domain.image_shape else None, dtype=str(domain.X.dtype))
         example = np.asarray(domain.X[:EXAMPLE_ROWS], dtype=np.float64)
     extractor = None
-    if cfg.method.family != "deep" and (domain.is_images or cfg.backbone.name != "identity"):
+    if cfg.method_info.family != "deep" and (domain.is_images or cfg.backbone.name != "identity"):
         from tlrun.backbones.extract import build_backbone  # the frozen backbone the features came from
 
         extractor = build_backbone(plan.backbone_cfg, domain).eval()

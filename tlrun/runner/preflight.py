@@ -54,7 +54,7 @@ def resolve_auto(cfg: DictConfig, methods: dict[str, list[str]] | None = None) -
     natural scenario (scenario settings given as ``scenario.<key>`` carry over) and the backbone the dataset and the
     method's family call for. Raises :class:`~tlrun.errors.TlrunError` for an unknown method."""
     methods = method_scenarios() if methods is None else methods
-    method = cfg.method.get("name")
+    method = cfg.method_info.get("name")
     if method not in methods:
         raise TlrunError(f"unknown method {method!r}; known methods: {', '.join(sorted(methods))}")
     cfg = cfg.copy()
@@ -66,7 +66,7 @@ def resolve_auto(cfg: DictConfig, methods: dict[str, list[str]] | None = None) -
                     resolved[key] = cfg.scenario[key]
             cfg.scenario = resolved
         if cfg.backbone.name == "auto":
-            cfg.backbone = load_option("backbone", natural_backbone(cfg.dataset, cfg.method.get("family")))
+            cfg.backbone = load_option("backbone", natural_backbone(cfg.dataset, cfg.method_info.get("family")))
     return cfg
 
 
@@ -85,14 +85,14 @@ def preflight(cfg: DictConfig) -> Plan:
         raise TlrunError(f"seed must be an integer, got {cfg.seed!r}")
     check_threads(cfg.get("threads", "auto"))
     _check_system_metrics(bool(cfg.logger.get("system_metrics", False)))
-    _check_select(str(cfg.trainer.get("select", "last")), cfg.method.get("family"),
+    _check_select(str(cfg.trainer.get("select", "last")), cfg.method_info.get("family"),
                   float(cfg.dataset.get("source_val_fraction", 0.0)))
     methods = method_scenarios()
     auto_backbone = cfg.backbone.name == "auto"
     cfg = resolve_auto(cfg, methods)
-    method = cfg.method.name
+    method = cfg.method_info.name
     check_fit(method, cfg.scenario.name, cfg.dataset.name, list(cfg.dataset.scenarios), methods, dataset_scenarios())
-    _check_method_settings(cfg.method)
+    _check_method_settings(method, cfg.method)
     if cfg.scenario.name == "zeroshot":
         check_row_wise(str(cfg.dataset.get("preprocess", "none")), "in zeroshot would mix unseen-class samples into training")
         if str(cfg.trainer.get("select", "last")) not in ("last", "source_val"):
@@ -139,7 +139,7 @@ def preflight(cfg: DictConfig) -> Plan:
         raise DataError(join_problems(problems))
     check_random_features(cfg, dataset.holds_images, _given_on_command_line("backbone.weights"))
     # Closed-form methods read the rows as they are by design, and the zero-shot methods embed them so.
-    reads_through_a_network = cfg.method.get("family") == "deep" and cfg.scenario.name != "zeroshot"
+    reads_through_a_network = cfg.method_info.get("family") == "deep" and cfg.scenario.name != "zeroshot"
     flat_backbone = cfg.backbone.name in ("identity", "mlp")
     if (reads_through_a_network and cfg.dataset.get("image_shape") and flat_backbone
             and str(cfg.dataset.get("augment", "none")) == "none"):
@@ -159,10 +159,11 @@ def check_random_features(cfg: DictConfig, holds_images: bool, weights_given: bo
     """A method that does not train its backbone (closed-form, frozen features) on image files, with a backbone of
     random weights, would report numbers of random features: refused unless ``backbone.weights=none`` is on the
     command line (on purpose); a config composed in Python (``weights_given`` None) gets a warning."""
-    if cfg.method.get("family") == "deep" or not holds_images or str(cfg.backbone.get("weights", "none")) != "none":
+    weights = str(cfg.backbone.get("weights", "none"))
+    if cfg.method_info.get("family") == "deep" or not holds_images or weights != "none":
         return
-    problem = (f"method {cfg.method.name} does not train its backbone, and backbone {cfg.backbone.name} has random "
-               "weights (backbone.weights=none): its features of the images would be random projections. Set "
+    problem = (f"method {cfg.method_info.name} does not train its backbone, and backbone {cfg.backbone.name} has "
+               "random weights (backbone.weights=none): its features of the images would be random projections. Set "
                f"backbone.weights=imagenet (or a state-dict file, or {RUN_URI_PREFIX}<run_id>/model)")
     if weights_given is False:
         raise TlrunError(f"{problem}, or put backbone.weights=none on the command line to do so on purpose")
@@ -170,14 +171,15 @@ def check_random_features(cfg: DictConfig, holds_images: bool, weights_given: bo
         print(f"tlrun: warning: {problem}", file=sys.stderr)
 
 
-def _check_method_settings(method: DictConfig) -> None:
-    """The method's constructor arguments, checked as its class checks them (:mod:`tlrun.methods.settings`); a key
-    its config does not define (``+method.transfer_wieght=2``) is refused here, not by the constructor in a run."""
-    unknown = sorted(set(map(str, method)) - option_keys("method", str(method.name)))
+def _check_method_settings(name: str, settings: DictConfig) -> None:
+    """The constructor arguments (``settings``) of method ``name``, checked as its class checks them
+    (:mod:`tlrun.methods.settings`); a key its config does not define (``+method.transfer_wieght=2``) is refused here,
+    not by the constructor in a run."""
+    unknown = sorted(set(map(str, settings)) - option_keys("method", name))
     if unknown:
-        raise TlrunError(no_such_setting("method", str(method.name), unknown[0]))
+        raise TlrunError(no_such_setting("method", name, unknown[0]))
     try:
-        check_settings(str(method.get("_target_", "")), constructor_arguments(method))
+        check_settings(str(settings.get("_target_", "")), constructor_arguments(settings))
     except SettingTypeError as error:  # its message starts with the key as typed: method.dim=10.5
         raise TlrunError(str(error)) from None
     except (ValueError, TypeError) as error:

@@ -81,7 +81,7 @@ def job_device(cfg: DictConfig) -> Iterator[tuple[str, dict[str, Any]]]:
     elif accelerator == "cpu" and str(trainer.get("precision")).startswith("16"):  # trainer=ddp trainer.accelerator=cpu
         print("tlrun: 16-bit mixed precision is for GPUs; running on the CPU in 32-bit precision")
         trainer["precision"] = "32-true"
-    trainer = ddp.configure(trainer, cfg.method.name, cfg.method.get("family"), device)
+    trainer = ddp.configure(trainer, cfg.method_info.name, cfg.method_info.get("family"), device)
     if device == "cpu" or not devices.wants_one_gpu(trainer):
         yield device, trainer
         return

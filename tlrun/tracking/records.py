@@ -23,8 +23,8 @@ MAX_DIGEST = 36
 #: Config keys left out of a run's params: bookkeeping that is no setting a user compares, and that would clutter
 #: the MLflow UI's diff of runs (where data is cached, which store and experiment, the thread count, which is the
 #: run's tag ``threads``, and the method's description). The run's ``config.yaml`` artifact still holds them.
-UNCOMPARED_PARAMS = ("cache_dir", "logger.tracking_uri", "logger.experiment", "threads", "method.summary",
-                     "method.kind", "method.scenarios", "dataset.scenarios")
+UNCOMPARED_PARAMS = ("cache_dir", "logger.tracking_uri", "logger.experiment", "threads", "method_info.summary",
+                     "method_info.kind", "method_info.scenarios", "dataset.scenarios")
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, str]:

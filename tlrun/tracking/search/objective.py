@@ -31,7 +31,7 @@ def default_objective(cfg: DictConfig) -> str:
     from tlrun.config import method_scenarios
     from tlrun.scenarios import natural_scenario
 
-    method = str(cfg.method.get("name"))
+    method = str(cfg.method_info.get("name"))
     scenario = str(cfg.scenario.get("name"))
     if scenario == "auto":
         known = method_scenarios()
@@ -53,7 +53,7 @@ def default_objective(cfg: DictConfig) -> str:
     if float(cfg.dataset.get("source_val_fraction", 0.0) or 0.0) <= 0:
         raise SearchError("objective=auto scores a trial on a held-out source split: set dataset.source_val_fraction "
                           f"> 0 (e.g. 0.2), or {name_one}")
-    return "select.source_val" if cfg.method.get("family") == "deep" else "source_acc"
+    return "select.source_val" if cfg.method_info.get("family") == "deep" else "source_acc"
 
 
 def reads_target_labels(objective: str) -> bool:
