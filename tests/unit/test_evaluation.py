@@ -40,7 +40,7 @@ def blobs(n: int, seed: int) -> Labeled:
     return Labeled(rng.normal(size=(n, 3)) + y[:, None], y)
 
 
-CFG = OmegaConf.create({"method": {"name": "1nn"}, "dataset": {"name": "blobs", "source": "a", "target": "b"},
+CFG = OmegaConf.create({"method_info": {"name": "1nn"}, "dataset": {"name": "blobs", "source": "a", "target": "b"},
                         "scenario": {"name": "da"}})
 
 
