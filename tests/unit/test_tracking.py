@@ -94,8 +94,8 @@ def test_interrupted_runs_end_killed(mlflow_store, interrupt):
 
 
 def test_flatten_nested_config():
-    assert flatten({"method": {"name": "jda", "dim": 100}, "seed": 0, "dims": [1, 2]}) == {
-        "method.name": "jda", "method.dim": "100", "seed": "0", "dims": "[1, 2]",
+    assert flatten({"method": {"dim": 100}, "method_info": {"name": "jda"}, "seed": 0, "dims": [1, 2]}) == {
+        "method.dim": "100", "method_info.name": "jda", "seed": "0", "dims": "[1, 2]",
     }
 
 
