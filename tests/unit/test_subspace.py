@@ -12,6 +12,7 @@ from tlrun.methods import subspace
 from tlrun.methods.subspace import (
     DiagonalMinusRankOne,
     KernelMap,
+    NystroemMap,
     ReducedLinearKernelMap,
     centered_gram,
     l2_normalize_rows,
@@ -44,6 +45,19 @@ def align_signs(reference: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
     """``other`` with each column's sign flipped to agree with ``reference``."""
     signs = torch.sign((reference * other).sum(dim=0))
     return other * signs
+
+
+class MetricsRecorder:
+    """A reporter that keeps the ``(step, metrics)`` a method logs."""
+
+    def __init__(self):
+        self.metrics = []
+
+    def log_metrics(self, metrics, step=None):
+        self.metrics.append((step, metrics))
+
+    def target_predictions(self, predictions, step):
+        pass
 
 
 def dense_mmd_matrix(source_labels: np.ndarray, target_labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -169,19 +183,9 @@ def test_jda_with_dim_beyond_the_features_logs_the_dim_it_uses():
     from tlrun.methods.jda import JDA
     from tlrun.scenarios import Labeled, TrainingData, Unlabeled
 
-    class Recorder:
-        def __init__(self):
-            self.metrics = []
-
-        def log_metrics(self, metrics, step=None):
-            self.metrics.append((step, metrics))
-
-        def target_predictions(self, predictions, step):
-            pass
-
     X, source_labels, _ = shifted_domains(40, 30, 8, seed=2)
     data = TrainingData(Labeled(X[:40].numpy(), source_labels), Unlabeled(X[40:].numpy()), NUM_CLASSES, ("a", "b", "c"))
-    reporter = Recorder()
+    reporter = MetricsRecorder()
     JDA(dim=100, iterations=3).fit(data, RunContext(reporter=reporter))
     assert (0, {"effective_dim": 8}) in reporter.metrics
 
@@ -315,3 +319,76 @@ def test_zolotarev_poles_lie_in_the_wanted_interval():
 def test_unknown_kernel_is_an_error():
     with pytest.raises(ValueError, match="primal, linear, rbf"):
         make_feature_map("polynomial", torch.zeros(3, 2, dtype=torch.float64), gamma=1.0)
+
+
+@pytest.mark.parametrize("gamma", [0.5, 2.0])
+def test_nystroem_with_every_sample_a_landmark_solves_the_exact_kernel_problem(gamma):
+    X, source_labels, _ = shifted_domains(40, 30, 10, seed=2)
+    factor = mmd_factor(source_labels, 30, NUM_CLASSES, np.arange(30) % NUM_CLASSES, "cpu")
+    exact = make_feature_map("rbf", X, gamma).transform(X)
+    exact_solution = solve_mmd_subspace(exact, factor, lamb=1.0, dim=5)
+    nystroem_map = make_feature_map("rbf", X, gamma, landmarks=70, seed=0)
+    assert isinstance(nystroem_map, NystroemMap)
+    features = nystroem_map.transform(X)
+    solution = solve_mmd_subspace(features, factor, lamb=1.0, dim=5, centered=nystroem_map.centered_gram(features))
+
+    np.testing.assert_allclose(solution.eigenvalues.numpy(), exact_solution.eigenvalues.numpy(), rtol=1e-10)
+    exact_embedding = exact @ exact_solution.unit_norm()
+    embedding = features @ solution.unit_norm()
+    np.testing.assert_allclose(align_signs(exact_embedding, embedding).numpy(), exact_embedding.numpy(), atol=1e-10)
+
+
+def test_nystroem_landmarks_are_drawn_with_the_seed():
+    X, _, _ = shifted_domains(40, 30, 10)
+    first, again, other = (make_feature_map("rbf", X, 1.0, landmarks=10, seed=seed) for seed in (3, 3, 4))
+    assert torch.equal(first.landmarks, again.landmarks) and not torch.equal(first.landmarks, other.landmarks)
+    assert first.transform(X).shape[1] <= 10
+
+
+def shifted_jda_task(n_source: int, n_target: int, d: int, seed: int):
+    """Three Gaussian classes in ``d`` dimensions; the target rescaled per feature and moved (a real shift)."""
+    from tlrun.scenarios import Labeled, TrainingData, Unlabeled
+
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(3, d)) * 1.5
+    source_labels, target_labels = rng.integers(0, 3, n_source), rng.integers(0, 3, n_target)
+    source = centers[source_labels] + rng.normal(size=(n_source, d))
+    target = (centers[target_labels] + rng.normal(size=(n_target, d))) * rng.uniform(0.5, 2, size=d) + 1.5
+    return TrainingData(Labeled(source, source_labels), Unlabeled(target), 3, ("a", "b", "c")), target_labels
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_jda_with_nystroem_matches_the_exact_rbf_kernel(seed):
+    """Every sample a landmark: the exact kernel's labels; 50 landmarks for 700 samples: within 3 points."""
+    from tlrun.methods.base import NullReporter, RunContext
+    from tlrun.methods.jda import JDA
+
+    data, target_labels = shifted_jda_task(400, 300, 10, seed)
+
+    def labels(approx, rank):
+        method = JDA(kernel="rbf", dim=10, approx=approx, rank=rank)
+        method.fit(data, RunContext(reporter=NullReporter(), seed=seed))
+        return method.predict(data.target.X)
+
+    exact = labels("none", 1000)
+    np.testing.assert_array_equal(labels("nystroem", 700), exact)
+    accuracy = lambda predictions: float(np.mean(predictions == target_labels))  # noqa: E731
+    assert abs(accuracy(labels("nystroem", 50)) - accuracy(exact)) <= 0.03
+
+
+@pytest.mark.parametrize("n_source,approximated", [(5000, False), (5001, True)])
+def test_auto_approximates_the_rbf_kernel_above_the_limit_and_says_so(n_source, approximated, capsys):
+    from tlrun.methods.settings import AUTO_EXACT_LIMIT
+    from tlrun.methods.tca import TCA
+    from tlrun.methods.base import RunContext
+
+    assert AUTO_EXACT_LIMIT == 10_000
+    data, _ = shifted_jda_task(n_source, 5000, 3, seed=0)
+    method, reporter = TCA(kernel="rbf", dim=2, rank=20), MetricsRecorder()
+    if not approximated:  # the exact 10,000 × 10,000 kernel would take minutes: stop once the map is chosen
+        method._landmarks(n_source + 5000, RunContext(reporter=reporter))
+    else:
+        method.fit(data, RunContext(reporter=reporter))
+        assert isinstance(method._map, NystroemMap)
+    assert any("approx_rank" in metrics for _, metrics in reporter.metrics) == approximated
+    assert ("a Nyström map of 20 landmarks" in capsys.readouterr().err) == approximated

@@ -24,6 +24,7 @@ last one exactly); ``iterations_run`` is logged.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,7 +34,7 @@ import torch
 from tlrun.config import as_dicts
 from tlrun.methods.base import Method, RunContext
 from tlrun.methods.components.classifiers import DEFAULT_CLASSIFIER_OPTIONS, as_float64, make_classifier
-from tlrun.methods.settings import check_jda, check_mmd_subspace_method
+from tlrun.methods.settings import AUTO_EXACT_LIMIT, approximates_kernel, check_jda, check_mmd_subspace_method
 from tlrun.methods.subspace import (
     l2_normalize_rows,
     make_feature_map,
@@ -56,12 +57,18 @@ class MMDSubspaceMethod(Method):
             ``effective_dim``.
         lamb: ``λ``, the weight of the ``‖A‖²_F`` regulariser.
         gamma: ``γ`` of the ``rbf`` kernel (unused otherwise).
+        approx: how the ``rbf`` kernel is computed: ``none`` (exactly, ``n × n``), ``nystroem`` (a Nyström map of
+            ``rank`` landmarks drawn with the run's seed, ``n × rank``: ``O(n · rank²)``), or ``auto`` (exactly up
+            to :data:`~tlrun.methods.settings.AUTO_EXACT_LIMIT` samples, source + target, by Nyström above, said
+            on stderr). ``primal`` and ``linear`` are exact at linear cost and ignore it.
+        rank: the number of Nyström landmarks (all samples when there are fewer: the exact kernel).
         iterations: ``T``, rounds of embedding and pseudo-labelling (1 = marginal only).
         classifier: the classifier on the embedding (see :mod:`tlrun.methods.components.classifiers`); it also
             gives the pseudo-labels.
         classifier_options: keyword arguments per classifier (e.g. ``{"logreg": {"C": 1.0}}``).
 
-    Monitoring: ``reporter.log_metrics({"effective_dim": k_used}, step=0)``, the dimension actually used; at
+    Monitoring: ``reporter.log_metrics({"effective_dim": k_used}, step=0)``, the dimension actually used, and
+    ``approx_rank`` (the landmarks) when the kernel is approximated; at
     every iteration ``t = 0 … T−1``: ``reporter.target_predictions(pseudo_labels, step=t)`` and
     ``reporter.log_metrics`` with ``mmd_input`` (``tr(Xᵀ M X)`` of the normalised inputs), ``mmd_embedding``
     (``tr(Zᵀ M Z)`` of the embedding the classifier sees, same ``M``), ``objective`` (``Σ φ_j`` of the ``k``
@@ -71,17 +78,19 @@ class MMDSubspaceMethod(Method):
     """
 
     def __init__(
-        self, kernel: str, dim: int, lamb: float, gamma: float, iterations: int, classifier: str,
-        classifier_options: Mapping[str, Any] | None,
+        self, kernel: str, dim: int, lamb: float, gamma: float, approx: str, rank: int, iterations: int,
+        classifier: str, classifier_options: Mapping[str, Any] | None,
     ) -> None:
         check_mmd_subspace_method(
-            type(self).__name__, kernel=kernel, dim=dim, lamb=lamb, gamma=gamma, classifier=classifier,
-            classifier_options=classifier_options,
+            type(self).__name__, kernel=kernel, dim=dim, lamb=lamb, gamma=gamma, approx=approx, rank=rank,
+            classifier=classifier, classifier_options=classifier_options,
         )
         self.kernel = kernel
         self.dim = dim
         self.lamb = lamb
         self.gamma = gamma
+        self.approx = approx
+        self.rank = rank
         self.iterations = iterations
         self.classifier = classifier
         self.classifier_options = as_dicts(classifier_options)
@@ -101,7 +110,8 @@ class MMDSubspaceMethod(Method):
         source_labels = np.asarray(data.source.y, dtype=np.int64)
         n_target = len(data.target)
         normalized = l2_normalize_rows(as_float64(np.concatenate([data.source.X, data.target.X]), self._device))
-        self._map = make_feature_map(self.kernel, normalized, self.gamma)
+        self._map = make_feature_map(self.kernel, normalized, self.gamma, self._landmarks(len(normalized), context),
+                                     context.seed)
         features = self._map.transform(normalized)
         source_features, target_features = features[: len(source_labels)], features[len(source_labels) :]
         centered = self._map.centered_gram(features)
@@ -138,6 +148,18 @@ class MMDSubspaceMethod(Method):
             pseudo_labels = new_labels
         context.reporter.log_metrics({"iterations_run": step + 1}, step=step)
 
+    def _landmarks(self, n_samples: int, context: RunContext) -> int | None:
+        """The Nyström landmarks for ``n_samples`` (``None``: the exact kernel), logged as ``approx_rank``."""
+        if not approximates_kernel(self.kernel, self.approx, n_samples):
+            return None
+        landmarks = min(self.rank, n_samples)
+        if self.approx == "auto":
+            print(f"tlrun: {type(self).__name__}: kernel=rbf on {n_samples} samples (over {AUTO_EXACT_LIMIT}): a "
+                  f"Nyström map of {landmarks} landmarks (method.approx=none computes the exact n x n kernel)",
+                  file=sys.stderr)
+        context.reporter.log_metrics({"approx_rank": landmarks}, step=0)
+        return landmarks
+
     def predict(self, X: np.ndarray | tuple[str, ...]) -> np.ndarray:
         """Labels of new samples: embedded through the kernel against the training samples, then classified.
 
@@ -155,7 +177,8 @@ class JDA(MMDSubspaceMethod):
     MMD terms from the second on.
 
     Args:
-        kernel, dim, lamb, gamma, iterations, classifier, classifier_options: as for :class:`MMDSubspaceMethod`.
+        kernel, dim, lamb, gamma, approx, rank, iterations, classifier, classifier_options: as for
+            :class:`MMDSubspaceMethod`.
     """
 
     def __init__(
@@ -164,12 +187,14 @@ class JDA(MMDSubspaceMethod):
         dim: int = 100,
         lamb: float = 1.0,
         gamma: float = 1.0,
+        approx: str = "auto",
+        rank: int = 1000,
         iterations: int = 10,
         classifier: str = "1nn",
         classifier_options: Mapping[str, Any] | None = DEFAULT_CLASSIFIER_OPTIONS,
     ) -> None:
         super().__init__(
-            kernel=kernel, dim=dim, lamb=lamb, gamma=gamma, iterations=iterations, classifier=classifier,
-            classifier_options=classifier_options,
+            kernel=kernel, dim=dim, lamb=lamb, gamma=gamma, approx=approx, rank=rank, iterations=iterations,
+            classifier=classifier, classifier_options=classifier_options,
         )
         check_jda(type(self).__name__, iterations=iterations)

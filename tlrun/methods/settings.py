@@ -37,6 +37,13 @@ from tlrun.config import options_entry
 
 #: Kernels of the MMD subspace methods (JDA, TCA).
 KERNELS: tuple[str, ...] = ("primal", "linear", "rbf")
+#: How the MMD subspace methods compute the ``rbf`` kernel: exactly (``none``, ``n × n``), through a Nyström feature
+#: map of ``rank`` landmarks (``nystroem``, ``n × rank``), or exactly up to :data:`AUTO_EXACT_LIMIT` samples and by
+#: Nyström above (``auto``).
+KERNEL_APPROXIMATIONS: tuple[str, ...] = ("none", "nystroem", "auto")
+#: ``approx=auto`` keeps the exact ``rbf`` kernel up to this many samples (source + target): its ``n × n`` matrices
+#: take 0.8 GB each in float64 there, and each iteration decomposes one densely (``O(n³)``).
+AUTO_EXACT_LIMIT = 10_000
 #: How CORAL estimates the covariances: Ledoit–Wolf shrinkage (``ledoit_wolf``), ``+ r (tr C / d) I`` (``trace``) or
 #: ``+ r I`` (``absolute``, the paper's).
 CORAL_SHRINKAGES = ("ledoit_wolf", "trace", "absolute")
@@ -550,11 +557,15 @@ def check_kmm(
 
 
 def check_mmd_subspace_method(
-    name: str, *, kernel: str, dim: int, lamb: float, gamma: float, classifier: str,
+    name: str, *, kernel: str, dim: int, lamb: float, gamma: float, approx: str, rank: int, classifier: str,
     classifier_options: Mapping[str, Any] | None, **_: Any,
 ) -> None:
     """The MMD subspace's settings, TCA's all (its config has no ``iterations``: it is JDA's first)."""
     check_kernel(kernel)
+    if approx not in KERNEL_APPROXIMATIONS:
+        raise ValueError(f"unknown approx {approx!r}; choose one of: {', '.join(KERNEL_APPROXIMATIONS)}")
+    if rank < 1:
+        raise ValueError(f"rank (the Nyström landmarks) must be >= 1 (got {rank})")
     chosen_classifier_options(classifier, classifier_options)
     if dim < 1:
         raise ValueError(f"dim must be >= 1 (got {dim})")
@@ -562,6 +573,12 @@ def check_mmd_subspace_method(
         raise ValueError(f"lamb must be > 0 (got {lamb})")
     if gamma <= 0:
         raise ValueError(f"gamma must be > 0 (got {gamma})")
+
+
+def approximates_kernel(kernel: str, approx: str, n_samples: int) -> bool:
+    """Whether the MMD subspace methods use the Nyström map for ``kernel`` on ``n_samples`` (source + target): only
+    ``rbf`` is approximated (``primal`` and ``linear`` are exact at linear cost already)."""
+    return kernel == "rbf" and (approx == "nystroem" or (approx == "auto" and n_samples > AUTO_EXACT_LIMIT))
 
 
 def check_jda(name: str, *, iterations: int, **_: Any) -> None:

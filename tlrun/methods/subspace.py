@@ -19,6 +19,11 @@ All three forms are one problem in a *feature map* ``F`` (``n × q``, one row a 
 ``q = d``), ``F = K`` (kernel, ``q = n``), or, for the linear kernel, the exact ``q = r`` reduction below. The
 coefficient vectors ``b`` live in ``R^q`` with ``‖b‖ = ‖a‖``, and ``Z = F B``.
 
+The ``rbf`` kernel at linear cost (Nyström; Williams & Seeger, NIPS 2001): with ``m`` landmark samples ``L``,
+``K ≈ K̃ = Φ Φᵀ``, ``Φ = K_{nL} K_{LL}^{-1/2}`` (``n × m``). The kernel form with ``K̃`` is the linear kernel of the
+inputs ``Φ``, so it is reduced exactly as the linear kernel is (below): ``F = Φ (V S)``, ``q ≤ m``, at
+``O(n m²)``. With every sample a landmark, ``K̃ = K`` and the solution is the exact kernel's.
+
 Where the speed is
 ------------------
 - ``M`` is a sum of at most ``C + 1`` rank-one terms ``e eᵀ`` (marginal + one per pseudo-labelled class), kept as
@@ -160,14 +165,51 @@ class ReducedLinearKernelMap:
         return DiagonalMinusRankOne(self.squared_singular**2, features.sum(dim=0), len(features))
 
 
-def make_feature_map(kernel: str, training: torch.Tensor, gamma: float) -> FeatureMap:
-    """The feature map of ``kernel`` (``primal``, ``linear`` or ``rbf`` with width ``gamma``) on ``training``."""
+class NystroemMap:
+    """A kernel approximated through ``m`` landmarks, reduced exactly to its rank: ``f(x) = k(x, L) W (V S)``.
+
+    ``W = U_L Λ_L^{-1/2}`` from ``K_{LL} = U_L Λ_L U_Lᵀ`` (eigenvalues at rounding level dropped, as
+    :class:`ReducedLinearKernelMap` drops them), so ``Φ = K_{nL} W`` gives ``Φ Φᵀ = K_{nL} K_{LL}^+ K_{Ln}``; the
+    kernel form with that kernel is the linear kernel of ``Φ``, reduced by :class:`ReducedLinearKernelMap`.
+    The landmarks are ``landmarks`` training samples drawn without replacement by ``generator``; all of them (in
+    their order) when ``landmarks ≥ n``, which makes the kernel exact.
+    """
+
+    def __init__(self, training: torch.Tensor, kernel: Kernel, landmarks: int, generator: torch.Generator) -> None:
+        n = len(training)
+        chosen = torch.randperm(n, generator=generator)[:landmarks] if landmarks < n else torch.arange(n)
+        self.landmarks = training[chosen.to(training.device)]
+        self.kernel = kernel
+        values, vectors = torch.linalg.eigh(kernel(self.landmarks, self.landmarks))
+        keep = ReducedLinearKernelMap._numerically_nonzero(values, len(values), len(values))
+        self.whitening = vectors[:, keep] / values[keep].sqrt()
+        self.reduced = ReducedLinearKernelMap(self._landmark_features(training))
+
+    def _landmark_features(self, X: torch.Tensor) -> torch.Tensor:
+        """``Φ = k(X, L) W``, the rows whose linear kernel approximates ``k``."""
+        return self.kernel(X, self.landmarks) @ self.whitening
+
+    def transform(self, X: torch.Tensor) -> torch.Tensor:
+        return self.reduced.transform(self._landmark_features(X))
+
+    def centered_gram(self, features: torch.Tensor) -> DiagonalMinusRankOne:
+        return self.reduced.centered_gram(features)
+
+
+def make_feature_map(
+    kernel: str, training: torch.Tensor, gamma: float, landmarks: int | None = None, seed: int = 0
+) -> FeatureMap:
+    """The feature map of ``kernel`` (``primal``, ``linear`` or ``rbf`` with width ``gamma``) on ``training``;
+    with ``landmarks``, the ``rbf`` kernel's Nyström map of that many landmarks, drawn with ``seed``."""
     check_kernel(kernel)
     if kernel == "primal":
         return PrimalMap()
     if kernel == "linear":
         return ReducedLinearKernelMap(training)
-    return KernelMap(training, partial(rbf_kernel, gamma=gamma))
+    rbf = partial(rbf_kernel, gamma=gamma)
+    if landmarks is not None:
+        return NystroemMap(training, rbf, landmarks, torch.Generator().manual_seed(seed))
+    return KernelMap(training, rbf)
 
 
 def mmd_factor(

@@ -24,7 +24,7 @@ class TCA(MMDSubspaceMethod):
     iteration alone.
 
     Args:
-        kernel, dim, lamb, gamma, classifier, classifier_options: as for
+        kernel, dim, lamb, gamma, approx, rank, classifier, classifier_options: as for
             :class:`~tlrun.methods.jda.MMDSubspaceMethod`.
     """
 
@@ -34,6 +34,8 @@ class TCA(MMDSubspaceMethod):
         dim: int = 100,
         lamb: float = 1.0,
         gamma: float = 1.0,
+        approx: str = "auto",
+        rank: int = 1000,
         classifier: str = "1nn",
         classifier_options: Mapping[str, Any] | None = DEFAULT_CLASSIFIER_OPTIONS,
     ) -> None:
@@ -42,6 +44,8 @@ class TCA(MMDSubspaceMethod):
             dim=dim,
             lamb=lamb,
             gamma=gamma,
+            approx=approx,
+            rank=rank,
             iterations=1,
             classifier=classifier,
             classifier_options=classifier_options,
