@@ -35,6 +35,7 @@ from tlrun.runner import ddp
 from tlrun.runner.evaluation import EvaluationReporter, evaluate, print_summary, target_scorer, task_name
 from tlrun.runner.model import run_predictor
 from tlrun.runner.preflight import Plan, construct, preflight
+from tlrun.runner.resources import check_loaded_memory
 from tlrun.runner.steps import (build_deep_method, checkpoint_file, job_device, load_data, method_context,
                                 seed_everything, split_data, with_run_weights)
 from tlrun.runner.threads import current_launcher, limited_threads, run_threads
@@ -219,10 +220,12 @@ def run_job(cfg: DictConfig) -> RunOutcome:
     from tlrun.tracking import TrackedRun, interrupts_stop_the_run
 
     deep = cfg.method_info.family == "deep"
-    # The data is read and checked, and closed-form methods are built (what only their constructor checks fails
-    # here), before a run opens; deep methods need the data to size their network.
+    # The data is read and checked (and its size against the memory the method would need), and closed-form methods
+    # are built (what only their constructor checks fails here), before a run opens; deep methods need the data to
+    # size their network.
     try:
         loaded = load_data(plan)
+        check_loaded_memory(cfg, loaded)
         method = None if deep else construct(lambda: instantiate(cfg.method), "method")
     except TlrunError as error:  # as in preflight: no run opens, the sweep's parent keeps the message
         record_failed_before_run(tracking_uri, str(error))

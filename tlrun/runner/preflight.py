@@ -23,6 +23,7 @@ from tlrun.data.preprocess import check_row_wise
 from tlrun.errors import TlrunError
 from tlrun.methods.components.selection import SCORES
 from tlrun.methods.settings import SettingTypeError, check_settings
+from tlrun.runner.resources import parse_memory
 from tlrun.runner.threads import check_threads
 from tlrun.scenarios import LABELED_TARGET_SCENARIOS, check_fit, check_target_labels, natural_scenario
 
@@ -84,6 +85,7 @@ def preflight(cfg: DictConfig) -> Plan:
     if not isinstance(cfg.seed, int):
         raise TlrunError(f"seed must be an integer, got {cfg.seed!r}")
     check_threads(cfg.get("threads", "auto"))
+    parse_memory(cfg.get("resources", {}).get("max_memory", "auto"))  # checked against the data once it is loaded
     _check_system_metrics(bool(cfg.logger.get("system_metrics", False)))
     _check_select(str(cfg.trainer.get("select", "last")), cfg.method_info.get("family"),
                   float(cfg.dataset.get("source_val_fraction", 0.0)))

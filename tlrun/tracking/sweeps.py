@@ -47,7 +47,7 @@ JOB_TAG_PREFIX = "sweep.job."
 _PLACEMENT_OVERRIDES = ("hydra/launcher", "hydra.launcher", "hydra.sweep", "hydra.run", "hydra.mode", "hydra.verbose",
                         "hydra.job_logging", "hydra.hydra_logging", "hydra.output_subdir")
 #: Top-level config keys (and ``trainer`` keys) that change how a run is watched or stored, not its results.
-VOLATILE_KEYS = ("logger", "cache_dir", "skip_finished", "resume", "checkpoints", "published")
+VOLATILE_KEYS = ("logger", "cache_dir", "skip_finished", "resume", "checkpoints", "published", "resources")
 VOLATILE_TRAINER_KEYS = ("enable_progress_bar", "log_every_n_steps", "enable_model_summary", "jobs_per_gpu")
 
 
