@@ -95,7 +95,7 @@ def test_a_misspelt_key_is_one_line_naming_the_settings_without_heavy_imports(tm
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().splitlines()[-1] == (
         "tlrun: error: method.lamdb: method jda has no such setting (did you mean method.lamb?); its settings: "
-        "classifier, classifier_options, dim, gamma, iterations, kernel, lamb")
+        "approx, classifier, classifier_options, dim, gamma, iterations, kernel, lamb, rank")
     assert "+method" not in result.stderr and result.stdout.strip().endswith("HEAVY=")
 
 
