@@ -130,6 +130,12 @@ class KernelMap:
         return centered_gram(features)
 
 
+def numerically_nonzero(eigenvalues: torch.Tensor, n: int, d: int) -> torch.Tensor:
+    """Which eigenvalues of a Gram matrix (of ``n`` rows and ``d`` columns) exceed ``max(n, d) · ε · λ_max``."""
+    threshold = eigenvalues.max().clamp_min(0.0) * max(n, d) * torch.finfo(eigenvalues.dtype).eps
+    return eigenvalues > threshold
+
+
 class ReducedLinearKernelMap:
     """The linear kernel ``K = X Xᵀ`` reduced exactly to its rank ``r``: ``f(x) = x V S`` (``q = r``).
 
@@ -144,18 +150,13 @@ class ReducedLinearKernelMap:
         n, d = training.shape
         if n >= d:
             squared_singular, V = torch.linalg.eigh(training.T @ training)
-            keep = self._numerically_nonzero(squared_singular, n, d)
+            keep = numerically_nonzero(squared_singular, n, d)
             self.basis = V[:, keep] * squared_singular[keep].sqrt()
         else:
             squared_singular, U = torch.linalg.eigh(training @ training.T)
-            keep = self._numerically_nonzero(squared_singular, n, d)
+            keep = numerically_nonzero(squared_singular, n, d)
             self.basis = training.T @ U[:, keep]
         self.squared_singular = squared_singular[keep]
-
-    @staticmethod
-    def _numerically_nonzero(squared_singular: torch.Tensor, n: int, d: int) -> torch.Tensor:
-        threshold = squared_singular.max().clamp_min(0.0) * max(n, d) * torch.finfo(squared_singular.dtype).eps
-        return squared_singular > threshold
 
     def transform(self, X: torch.Tensor) -> torch.Tensor:
         return X @ self.basis
@@ -168,8 +169,8 @@ class ReducedLinearKernelMap:
 class NystroemMap:
     """A kernel approximated through ``m`` landmarks, reduced exactly to its rank: ``f(x) = k(x, L) W (V S)``.
 
-    ``W = U_L Λ_L^{-1/2}`` from ``K_{LL} = U_L Λ_L U_Lᵀ`` (eigenvalues at rounding level dropped, as
-    :class:`ReducedLinearKernelMap` drops them), so ``Φ = K_{nL} W`` gives ``Φ Φᵀ = K_{nL} K_{LL}^+ K_{Ln}``; the
+    ``W = U_L Λ_L^{-1/2}`` from ``K_{LL} = U_L Λ_L U_Lᵀ`` (eigenvalues at rounding level dropped:
+    :func:`numerically_nonzero`), so ``Φ = K_{nL} W`` gives ``Φ Φᵀ = K_{nL} K_{LL}^+ K_{Ln}``; the
     kernel form with that kernel is the linear kernel of ``Φ``, reduced by :class:`ReducedLinearKernelMap`.
     The landmarks are ``landmarks`` training samples drawn without replacement by ``generator``; all of them (in
     their order) when ``landmarks ≥ n``, which makes the kernel exact.
@@ -181,7 +182,7 @@ class NystroemMap:
         self.landmarks = training[chosen.to(training.device)]
         self.kernel = kernel
         values, vectors = torch.linalg.eigh(kernel(self.landmarks, self.landmarks))
-        keep = ReducedLinearKernelMap._numerically_nonzero(values, len(values), len(values))
+        keep = numerically_nonzero(values, len(values), len(values))
         self.whitening = vectors[:, keep] / values[keep].sqrt()
         self.reduced = ReducedLinearKernelMap(self._landmark_features(training))
 
