@@ -392,3 +392,12 @@ def test_auto_approximates_the_rbf_kernel_above_the_limit_and_says_so(n_source, 
         assert isinstance(method._map, NystroemMap)
     assert any("approx_rank" in metrics for _, metrics in reporter.metrics) == approximated
     assert ("a Nyström map of 20 landmarks" in capsys.readouterr().err) == approximated
+
+
+@pytest.mark.parametrize("settings, error", [({"approx": "rff"}, "choose one of: none, nystroem, auto"),
+                                             ({"rank": 0}, "rank .* must be >= 1")])
+def test_a_bad_approximation_setting_is_an_error(settings, error):
+    from tlrun.methods.tca import TCA
+
+    with pytest.raises(ValueError, match=error):
+        TCA(kernel="rbf", **settings)
