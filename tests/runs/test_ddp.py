@@ -371,7 +371,7 @@ def test_a_sweep_of_ddp_jobs_has_each_job_start_its_own_workers(tmp_path):
     assert sorted((r.data.tags["seed"], r.data.tags["sweep_job"], r.info.status) for r in runs) == [
         ("0", "0", "FINISHED"), ("1", "1", "FINISHED")]
     assert {r.data.tags["trainer.world_size"] for r in runs} == {"2"}
-    assert sorted(path.name for path in (tmp_path / "sweep").iterdir()) == ["0", "1", "multirun.yaml"]
+    assert sorted(path.name for path in (tmp_path / "sweep").iterdir()) == ["0", "1", "comparison", "multirun.yaml"]
     assert (tmp_path / "sweep" / "1" / "train_ddp_process_1.log").exists()  # the worker ran in its job's folder
 
 
