@@ -1,14 +1,16 @@
-"""``trainer=ddp``: rank detection, the device/strategy mapping, the training loaders' shards, and one real DDP run
-on two CPU processes (gloo) through the command, as Lightning re-executes it: one MLflow run, workers gone.
+"""``trainer=ddp``: rank detection, the device/strategy mapping, the training loaders' shards, and real DDP runs
+on two CPU processes (gloo) through the command: as Lightning re-executes it, and as ``srun`` starts it on two
+nodes (two local processes with the environment Slurm gives its tasks): one MLflow run, workers gone.
 
-The end-to-end test starts two Python processes (the command and Lightning's worker), about 35 s of CPU on two
-cores; the unit tests take about 15 s. An interrupted run and a two-job sweep, about as long each, are marked
-slow.
+Each end-to-end test starts two Python processes, about 35 s of CPU on two cores; the unit tests take about 15 s.
+An interrupted run resumed, a two-job sweep, and jobs in the joblib and submitit launchers' workers, 20 to 60 s
+each, are marked slow (``pytest tests/runs/test_ddp.py -m slow``).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,9 +20,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from mlflow.tracking import MlflowClient
+from omegaconf import open_dict
 
-from tests.helpers import QUICK, REPO, processes_mentioning
+from tests.helpers import QUICK, REPO, free_port, processes_mentioning
+
 from tlrun.methods.deep_ddp import shard_sampler
 from tlrun.runner import ddp
 from tlrun.errors import TlrunError
@@ -28,14 +34,21 @@ from tlrun.run import run
 from tlrun.runner.steps import job_device
 
 DDP = ["method=dann", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
-RANK_ENV = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "SLURM_PROCID",
+#: Two nodes of one CPU process each, as ``srun`` starts them (:func:`_srun_env`).
+TWO_NODES = ["method=dann", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=1", "trainer.num_nodes=2"]
+RANK_ENV = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
             "JSM_NAMESPACE_RANK")
+
+
+def _launch_env(key: str) -> bool:
+    """Whether the variable tells a process its place among a run's processes (the tests set their own)."""
+    return key in RANK_ENV or key.startswith("SLURM_")
 
 
 @pytest.fixture
 def no_rank_env(monkeypatch):
-    for key in RANK_ENV:
-        monkeypatch.delenv(key, raising=False)
+    for key in filter(_launch_env, list(os.environ)):
+        monkeypatch.delenv(key)
     return monkeypatch
 
 
@@ -58,7 +71,7 @@ def test_a_worker_is_a_nonzero_rank_of_a_run_that_asks_for_several_processes(com
     assert not ddp.is_worker(several)  # the command the user started: rank 0
     port = {"MASTER_PORT": "12910"}  # Lightning's launcher, torchrun: with the rank, the address of rank 0
     for env in ({"LOCAL_RANK": "1", **port}, {"RANK": "1", "LOCAL_RANK": "1", **port},
-                {"LOCAL_RANK": "0", "NODE_RANK": "1", **port}, {"SLURM_PROCID": "1"}):
+                {"LOCAL_RANK": "0", "NODE_RANK": "1", **port}):
         with pytest.MonkeyPatch.context() as patch:
             for key, value in env.items():
                 patch.setenv(key, value)
@@ -75,6 +88,55 @@ def test_a_worker_is_a_nonzero_rank_of_a_run_that_asks_for_several_processes(com
     # ... and there, without MASTER_PORT, it is an error rather than a silent worker (or a wait for one).
     with pytest.raises(TlrunError, match="LOCAL_RANK=1 is set in the environment without MASTER_PORT"):
         ddp.is_worker(several)
+
+
+def test_under_srun_the_ranks_are_slurms_and_its_tasks_must_match_the_settings(compose, no_rank_env, no_gpu):
+    two_nodes = compose(*TWO_NODES)
+    for key, value in {"SLURM_NTASKS": "2", "SLURM_NTASKS_PER_NODE": "1", "SLURM_JOB_NAME": "train", "SLURM_PROCID": "0",
+                       "LOCAL_RANK": "0", "MASTER_PORT": "12910"}.items():  # a cluster's LOCAL_RANK does not count
+        no_rank_env.setenv(key, value)
+    assert not ddp.is_worker(two_nodes)
+    no_rank_env.setenv("SLURM_PROCID", "1")
+    assert ddp.is_worker(two_nodes)
+    assert ddp.tags(_device(two_nodes)[1]) == {"trainer.strategy": "ddp", "trainer.world_size": "2",
+                                               "trainer.num_nodes": "2"}
+    # Lightning runs one process per Slurm task: other counts stop every task before a run opens.
+    for overrides, asked in (([], "1"), ([*DDP, "trainer.num_nodes=2"], "4 (trainer.devices=2 x trainer.num_nodes=2)")):
+        with pytest.raises(TlrunError, match=rf"SLURM_NTASKS=2\).* ask for {re.escape(asked)}"):
+            ddp.is_worker(compose("method=dann", *overrides))
+    # A job named interactive (or bash: salloc's shell): Lightning starts the processes itself, as without Slurm.
+    no_rank_env.setenv("SLURM_JOB_NAME", "interactive")
+    assert not ddp.is_worker(compose("method=dann"))
+    assert not ddp.is_worker(compose(*DDP))
+
+
+def test_a_sweep_job_in_a_launchers_worker_has_lightning_relaunch_tlrun(mlflow_store, monkeypatch, tmp_path):
+    # Ray runs each job in its worker program (ray/_private/workers/default_worker.py, run as a script, whose
+    # required options the relaunch would lack); joblib and submitit in theirs: Lightning re-executes __main__.
+    import __main__
+    from hydra import compose, initialize_config_dir
+    from lightning_fabric.strategies.launchers.subprocess_script import _hydra_subprocess_cmd
+
+    from tlrun.config import config_dir
+
+    monkeypatch.setattr(__main__, "__spec__", None)
+    monkeypatch.setattr(sys, "argv", ["/ray/_private/workers/default_worker.py", "--node-ip-address=127.0.0.1"])
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose("config", overrides=[*DDP, "seed=1"], return_hydra_config=True)
+    job_dir = tmp_path / "sweep" / "0"
+    with open_dict(cfg):
+        cfg.hydra.mode, cfg.hydra.runtime.output_dir, cfg.hydra.runtime.cwd = RunMode.MULTIRUN, str(job_dir), str(tmp_path)
+    HydraConfig.instance().set_config(cfg)
+    try:
+        restore = ddp._relaunch_this_job_alone()
+        command, cwd = _hydra_subprocess_cmd(local_rank=1)
+        restore()
+    finally:
+        HydraConfig.instance().cfg = None
+    assert command[:3] == [sys.executable, "-m", "tlrun.cli"] and cwd == str(tmp_path)
+    assert command[3:] == [*DDP, "seed=1", f'hydra.run.dir="{job_dir}"', "hydra.job.name=train_ddp_process_1",
+                           "hydra.output_subdir=null"]
+    assert __main__.__spec__ is None
 
 
 def test_device_maps_auto_and_ddp_on_a_machine_without_gpu(compose, no_gpu, capsys):
@@ -171,16 +233,25 @@ def test_a_deep_method_shards_its_shuffled_loaders_only(compose):
 
 
 def _env(store: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if key not in RANK_ENV}
+    env = {key: value for key, value in os.environ.items() if not _launch_env(key)}
     path = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     return {**env, "PYTHONPATH": path, "MLFLOW_TRACKING_URI": store, "MLFLOW_DISABLE_TELEMETRY": "true",
             "PYTHONUNBUFFERED": "1"}
 
 
-def _command(tmp_path: Path, *overrides: str) -> list[str]:
+def _srun_env(store: str, rank: int, port: int) -> dict[str, str]:
+    """What ``srun`` gives task ``rank`` of a job step on two nodes, one task each (``sbatch --nodes=2
+    --ntasks-per-node=1``; Lightning reads the first node's name from the node list, and the port from
+    ``MASTER_PORT`` when set, else from the job id)."""
+    return {**_env(store), "SLURM_JOB_ID": "4242", "SLURM_JOB_NAME": "tlrun-ddp", "SLURM_NNODES": "2",
+            "SLURM_NODELIST": "localhost", "SLURM_NTASKS": "2", "SLURM_NTASKS_PER_NODE": "1",
+            "SLURM_PROCID": str(rank), "SLURM_NODEID": str(rank), "SLURM_LOCALID": "0", "MASTER_PORT": str(port)}
+
+
+def _command(tmp_path: Path, *overrides: str, processes: list[str] = DDP, run_dir: str = "run") -> list[str]:
     # `python -m tlrun.cli`: Lightning re-executes the workers as `python -m <the same module> <the same arguments>`.
-    return [sys.executable, "-m", "tlrun.cli", *DDP, QUICK,
-            f"hydra.run.dir={tmp_path / 'run'}", f"cache_dir={tmp_path / 'cache'}", "logger.experiment=ddp", *overrides]
+    return [sys.executable, "-m", "tlrun.cli", *processes, QUICK, f"hydra.run.dir={tmp_path / run_dir}",
+            f"cache_dir={tmp_path / 'cache'}", "logger.experiment=ddp", *overrides]
 
 
 def _no_process_left(tmp_path: Path, within_s: float = 15.0) -> list[int]:
@@ -220,17 +291,43 @@ def test_ddp_on_two_cpu_processes_is_one_tracked_run(tmp_path):
     assert len(record.outputs.model_outputs) == 1  # rank 0 logged the model (a LoggedModel, the run's output)
 
 
-@pytest.mark.slow
-def test_an_interrupted_ddp_run_ends_killed_and_its_worker_goes(tmp_path):
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    process = subprocess.Popen(_command(tmp_path, "method.epochs=10000"), cwd=tmp_path, env=_env(store),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def test_two_nodes_under_slurm_are_one_tracked_run(tmp_path):
+    # srun starts the command once per task on every node; each resolves its own Hydra output folder, as
+    # docs/sweeps.md's sbatch script has them do.
+    store, port = f"sqlite:///{tmp_path / 'mlflow.db'}", free_port()
+    command = _command(tmp_path, processes=TWO_NODES, run_dir="run/${oc.env:SLURM_PROCID}")
+    tasks = [subprocess.Popen(command, cwd=tmp_path, env=_srun_env(store, rank, port), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for rank in (0, 1)]
+    try:
+        outputs = [task.communicate(timeout=300) for task in tasks]
+    finally:
+        for task in tasks:
+            if task.poll() is None:
+                task.kill()
+    assert [task.returncode for task in tasks] == [0, 0], [stderr[-3000:] for _, stderr in outputs]
+    (first_out, first_err), (second_out, second_err) = outputs
+    assert "tlrun: DDP process 1 of 2" in second_err and "tlrun: DDP process" not in first_err
+    assert first_out.count("tlrun: dann on digits") == 1 and "tlrun: dann on digits" not in second_out
+    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in second_out  # Lightning took the rank from SLURM_PROCID
+    assert not _no_process_left(tmp_path)
+    _, runs = _runs(store)
+    assert [(r.info.status, r.data.tags["trainer.world_size"], r.data.tags["trainer.num_nodes"]) for r in runs] == [
+        ("FINISHED", "2", "2")]  # rank 0's run alone
+    assert runs[0].data.params["trainer.num_nodes"] == "2" and len(runs[0].outputs.model_outputs) == 1
+    assert (tmp_path / "run" / "0" / ".hydra" / "config.yaml").is_file() and (tmp_path / "run" / "1").is_dir()
+
+
+def _interrupt_once_trained_past(command: list[str], tmp_path: Path, store: str, epoch: int) -> tuple[str, str]:
+    """Start ``command``, interrupt it (SIGINT) once its run has logged ``train_loss`` past ``epoch`` (both processes
+    train) while its worker is there; the run's id and the command's stderr."""
+    process = subprocess.Popen(command, cwd=tmp_path, env=_env(store), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
     try:
         client, deadline, run_id = MlflowClient(tracking_uri=store), time.monotonic() + 240, None
         while time.monotonic() < deadline and process.poll() is None and run_id is None:
             time.sleep(1.0)
             runs = _runs(store)[1] if (tmp_path / "mlflow.db").exists() else []
-            if runs and client.get_metric_history(runs[0].info.run_id, "train_loss"):  # both processes train
+            if runs and any(m.step > epoch for m in client.get_metric_history(runs[0].info.run_id, "train_loss")):
                 run_id = runs[0].info.run_id
         assert run_id is not None, process.communicate(timeout=30)
         workers = [pid for pid in processes_mentioning(str(tmp_path)) if pid != process.pid]
@@ -240,10 +337,23 @@ def test_an_interrupted_ddp_run_ends_killed_and_its_worker_goes(tmp_path):
     finally:
         if process.poll() is None:
             process.kill()
-    assert process.returncode != 0
+    assert process.returncode == 130, stderr[-3000:]
     assert not _no_process_left(tmp_path), "a worker outlived the run"
+    return run_id, stderr
+
+
+@pytest.mark.slow
+def test_an_interrupted_ddp_run_ends_killed_its_worker_goes_and_it_resumes_on_both(tmp_path):
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run_id, stderr = _interrupt_once_trained_past(_command(tmp_path, "method.epochs=10000"), tmp_path, store, 0)
     _, runs = _runs(store)
     assert [(r.info.run_id, r.info.status) for r in runs] == [(run_id, "KILLED")], stderr[-3000:]
+    last = max(m.step for m in MlflowClient(tracking_uri=store).get_metric_history(run_id, "train_loss"))
+    # Rank 0 reopens the run before Lightning starts the worker, which finds it RUNNING and joins.
+    resumed = [sys.executable, "-m", "tlrun.cli", f"resume={run_id}", f"hydra.run.dir={tmp_path / 'resumed'}"]
+    again, stderr = _interrupt_once_trained_past(resumed, tmp_path, store, last)
+    assert again == run_id and "tlrun: DDP process 1 of 2" in stderr
+    assert [r.info.status for r in _runs(store)[1]] == ["KILLED"]
 
 
 @pytest.mark.slow
@@ -261,5 +371,23 @@ def test_a_sweep_of_ddp_jobs_has_each_job_start_its_own_workers(tmp_path):
     assert sorted((r.data.tags["seed"], r.data.tags["sweep_job"], r.info.status) for r in runs) == [
         ("0", "0", "FINISHED"), ("1", "1", "FINISHED")]
     assert {r.data.tags["trainer.world_size"] for r in runs} == {"2"}
-    assert sorted(path.name for path in (tmp_path / "sweep").iterdir()) == ["0", "1", "multirun.yaml"]
+    assert sorted(path.name for path in (tmp_path / "sweep").iterdir()) == ["0", "1", "comparison", "multirun.yaml"]
     assert (tmp_path / "sweep" / "1" / "train_ddp_process_1.log").exists()  # the worker ran in its job's folder
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", [["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], ["hydra/launcher=submitit_local"]],
+                         ids=["joblib", "submitit_local"])
+def test_a_ddp_job_in_a_launchers_worker_relaunches_tlrun(tmp_path, launcher):
+    # Lightning would re-execute the launcher's worker program (loky's, submitit's; a Ray worker's likewise).
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    command = [sys.executable, "-m", "tlrun.cli", "--multirun", *launcher, *DDP, QUICK, f"hydra.sweep.dir={tmp_path / 'sweep'}",
+               f"cache_dir={tmp_path / 'cache'}", "logger.experiment=ddp"]
+    result = subprocess.run(command, cwd=tmp_path, env=_env(store), capture_output=True, text=True, timeout=400)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not _no_process_left(tmp_path)
+    _, runs = _runs(store)
+    assert [(r.info.status, r.data.tags["trainer.world_size"]) for r in runs if "sweep_job" in r.data.tags] == [
+        ("FINISHED", "2")]
+    # The worker ran tlrun's Hydra job, logging into the job's folder.
+    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in (tmp_path / "sweep" / "0" / "train_ddp_process_1.log").read_text()

@@ -1,4 +1,5 @@
-"""``trainer=ddp``: one run trained on every device of a node with Lightning's DDP, one process per device.
+"""``trainer=ddp``: one run trained with Lightning's DDP on every device of a node, or of several nodes
+(``trainer.num_nodes``), one process per device.
 
 This module controls the processes; what :class:`~tlrun.methods.deep.DeepMethod` does on sharded data is in
 :mod:`tlrun.methods.deep_ddp`.
@@ -10,12 +11,23 @@ device, with ``LOCAL_RANK=1..N-1``, ``WORLD_SIZE=N``, ``MASTER_ADDR``/``MASTER_P
 :func:`tlrun.runner.job.run_job` from the start: :func:`is_worker` recognises them, and
 :func:`tlrun.runner.job.join_training` has them load the same data, build the same method and join
 ``trainer.fit``, then exit: no MLflow run, no evaluation, no summary, no model. Rank 0 does everything a
-single-process run does, and records the run's tags ``trainer.strategy=ddp`` and ``trainer.world_size=N``.
+single-process run does, and records the run's tags ``trainer.strategy=ddp`` and ``trainer.world_size=N`` (with ``trainer.num_nodes`` on
+several nodes).
+
+**Several nodes (Slurm).** Inside a Slurm job step, Lightning takes the processes from Slurm instead (its
+``SLURMEnvironment``: ``SLURM_NTASKS`` set, the job not named ``bash`` or ``interactive``): ``srun`` starts the
+``tlrun`` command once per task, one task per device on every node (directly, or through the submitit launcher's
+``tasks_per_node``/``nodes``), and each process reads its rank from ``SLURM_PROCID`` (the first node's address from
+``SLURM_NODELIST`` or ``MASTER_ADDR``). Every process first checks that Slurm started as many tasks as the settings
+ask for processes (``trainer.devices`` × ``trainer.num_nodes``): other counts would fail in Lightning after the run
+opened, or train on fewer processes than tagged.
 
 A worker is a process whose trainer settings ask for several processes *and* whose environment names a rank other
-than 0 (``RANK``, ``LOCAL_RANK``/``NODE_RANK``, ``SLURM_PROCID``): a stray ``LOCAL_RANK`` in the environment of a
+than 0, read in the order Lightning picks its cluster environment (``SLURM_PROCID`` under Slurm, ``RANK``,
+``LOCAL_RANK``/``NODE_RANK``, ``JSM_NAMESPACE_RANK``): a stray ``LOCAL_RANK`` in the environment of a
 single-process run changes nothing, one without ``MASTER_PORT`` (which launchers set) in a run on several processes
-is an error, and a worker says on stderr what it is.
+is an error, and a worker says on stderr what it is. A worker of a resumed run (``resume=<run id>``) joins the
+run its rank 0 has reopened.
 
 **What one epoch is.** Each process draws its own disjoint 1/N of every shuffled training loader
 (:func:`tlrun.methods.deep_ddp.shard_sampler`, a ``DistributedSampler`` reshuffled at each pass), so one pass over
@@ -33,19 +45,22 @@ broadcast from rank 0 at every step).
 **Closed-form methods** compute in the main process on the first device (a printed note says so); ``trainer=ddp``
 on one device (no GPU and ``trainer.devices`` not set, or one GPU) is a normal single-process run.
 
-**Sweeps.** In a ``--multirun`` job Lightning would re-execute the whole sweep in each worker; :func:`rank_zero`
-makes it re-execute this job alone (its overrides, into its own output folder), and ends each job's processes
-and process group, so that the next job starts its own.
+**Sweeps.** In a ``--multirun`` job Lightning would re-execute the whole sweep in each worker, or, where the
+launcher runs the job in a worker program of its own (joblib, Ray, submitit), that program; :func:`rank_zero`
+makes it re-execute this job alone (``python -m tlrun.cli`` with its overrides, into its own output folder), and
+ends each job's processes and process group, so that the next job starts its own.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.util
 import os
 import sys
 import threading
 import time
+import warnings
 from typing import Any, Iterator, Mapping
 
 from hydra.core.hydra_config import HydraConfig
@@ -98,17 +113,28 @@ def process_count(trainer: Mapping[str, Any]) -> int:
     return max(1, int(count)) * max(1, int(trainer.get("num_nodes", 1) or 1))
 
 
+def _slurm_tasks() -> int | None:
+    """How many processes Slurm started for this job step when Lightning takes the ranks from Slurm (its
+    ``SLURMEnvironment``: ``SLURM_NTASKS`` set by ``srun`` or ``sbatch``, the job not named ``bash`` or
+    ``interactive``), else ``None``: Lightning then starts the other processes itself."""
+    from lightning_fabric.plugins.environments import SLURMEnvironment
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # its hint to use srun: Lightning gives it again when the Trainer starts
+        return int(os.environ["SLURM_NTASKS"]) if SLURMEnvironment.detect() else None
+
+
 def _rank(per_node: int) -> int:
-    """This process's global rank as the environment names it (0 when it names none)."""
+    """This process's global rank as the environment names it (0 when it names none), read in the order Lightning
+    picks its cluster environment."""
     env = os.environ
+    if _slurm_tasks() is not None:  # srun started every process
+        return int(env.get("SLURM_PROCID", 0))
     if "RANK" in env:  # torchrun
         return int(env["RANK"])
     if "LOCAL_RANK" in env:  # Lightning's launcher; NODE_RANK on nodes after the first
         return int(env.get("NODE_RANK", env.get("GROUP_RANK", 0))) * per_node + int(env["LOCAL_RANK"])
-    for key in ("SLURM_PROCID", "JSM_NAMESPACE_RANK"):  # srun, jsrun: every process started by the scheduler
-        if key in env:
-            return int(env[key])
-    return 0
+    return int(env.get("JSM_NAMESPACE_RANK", 0))  # jsrun (LSF)
 
 
 def _trainer_settings(cfg: Any) -> dict[str, Any]:
@@ -118,11 +144,13 @@ def _trainer_settings(cfg: Any) -> dict[str, Any]:
 
 def is_worker(cfg: Any) -> bool:
     """Whether this process is a DDP worker (rank > 0) that Lightning, or an external launcher, started for the
-    run: its trainer settings ask for several processes of a deep method, and its environment names a rank > 0."""
+    run: its trainer settings ask for several processes of a deep method, and its environment names a rank > 0.
+    Under ``srun`` every process first checks that Slurm started as many as the settings ask for."""
     if cfg.method_info.get("family") != "deep":
         return False
     trainer = _trainer_settings(cfg)
     count = process_count(trainer)
+    _check_slurm_tasks(trainer, count)
     if count <= 1:
         return False
     if "LOCAL_RANK" in os.environ and "MASTER_PORT" not in os.environ:  # launchers set both
@@ -132,6 +160,22 @@ def is_worker(cfg: Any) -> bool:
             "(env -u LOCAL_RANK tlrun ...)"
         )
     return _rank_of(trainer, count) != 0
+
+
+def _check_slurm_tasks(trainer: Mapping[str, Any], count: int) -> None:
+    """Lightning takes the processes of a run inside a Slurm job step from Slurm, one per task; a task count other
+    than the settings' process count would fail in Lightning once the run is open (or, with fewer tasks, train on
+    fewer processes than tagged), and tasks without DDP would each record the same run."""
+    tasks = _slurm_tasks()
+    if tasks is None or tasks == count:
+        return
+    devices, nodes = trainer.get("devices", "auto"), trainer.get("num_nodes", 1)
+    raise TlrunError(
+        f"this Slurm job step has {tasks} task(s) (SLURM_NTASKS={tasks}), and Lightning runs one process per task, "
+        f"but the trainer settings ask for {count} (trainer.devices={devices} x trainer.num_nodes={nodes}): start "
+        "one task per device on each node (sbatch --nodes=N --ntasks-per-node=D, then srun tlrun ... trainer=ddp "
+        "trainer.devices=D trainer.num_nodes=N), or one task for a single-device run"
+    )
 
 
 def _rank_of(trainer: Mapping[str, Any], count: int) -> int:
@@ -167,11 +211,13 @@ def configure(trainer: dict[str, Any], method: str, family: str | None, device: 
 
 def tags(trainer: Mapping[str, Any]) -> dict[str, str]:
     """The run's tags for these (configured) Trainer settings: ``trainer.strategy`` and ``trainer.world_size``
-    when it trains on several processes, else none."""
+    when it trains on several processes (with ``trainer.num_nodes`` when they span several nodes), else none."""
     count = process_count(trainer)
     if count <= 1:
         return {}
-    return {"trainer.strategy": str(trainer.get("strategy", "ddp")), "trainer.world_size": str(count)}
+    nodes = int(trainer.get("num_nodes", 1) or 1)
+    return ({"trainer.strategy": str(trainer.get("strategy", "ddp")), "trainer.world_size": str(count)}
+            | ({"trainer.num_nodes": str(nodes)} if nodes > 1 else {}))
 
 
 def _check(cfg: Any) -> None:
@@ -229,12 +275,19 @@ def rank_zero(cfg: Any) -> Iterator[None]:
 
 
 def _relaunch_this_job_alone() -> Any:
-    """In a ``--multirun`` job: make Lightning's relaunch command (``sys.argv`` plus ``hydra.run.dir=<run dir>``)
-    this job's own command (its overrides, without ``--multirun``) writing into the job's output folder. Returns
-    what undoes the run-dir change."""
+    """In a ``--multirun`` job: make Lightning's relaunch command (``python -m <__main__'s module> <sys.argv[1:]>``
+    plus ``hydra.run.dir=<run dir>``) this job's own ``tlrun`` command (its overrides, without ``--multirun``)
+    writing into the job's output folder. A launcher that runs the job in a process of its own (joblib, Ray,
+    submitit) has its worker program as ``__main__``, which Lightning would re-execute: the module becomes
+    ``tlrun.cli`` for the job. Returns what undoes the changes to ``__main__`` and the run dir (``sys.argv`` is the
+    caller's)."""
+    import __main__
+
     hydra_cfg = HydraConfig.get()
     if hydra_cfg.mode != RunMode.MULTIRUN:
         return lambda: None
+    main_spec = getattr(__main__, "__spec__", None)
+    __main__.__spec__ = importlib.util.find_spec("tlrun.cli")
     flags, argv = [], sys.argv[1:]
     for index, token in enumerate(argv):
         name = token.split("=", 1)[0]
@@ -248,6 +301,7 @@ def _relaunch_this_job_alone() -> Any:
         hydra_cfg.run.dir = str(hydra_cfg.runtime.output_dir)
 
     def restore() -> None:
+        __main__.__spec__ = main_spec
         with read_write(hydra_cfg.run):
             hydra_cfg.run.dir = run_dir
 

@@ -89,16 +89,6 @@ def _resumed_config(cfg: DictConfig, run_id: str, uri: str) -> DictConfig:
                          "store the run was tracked in)") from None
     if record.info.status == "FINISHED":
         raise TlrunError(f"resume={run_id}: the run already FINISHED; there is nothing to resume")
-    if record.info.status == "RUNNING" and process_alive(record.data.tags.get(PROCESS_TAG, "")):
-        raise TlrunError(f"resume={run_id}: the run is still RUNNING (process {record.data.tags[PROCESS_TAG]}); stop it "
-                         "first (Ctrl-C ends it KILLED)")
-    checkpoint = record.data.tags.get(CHECKPOINT_TAG)
-    if not checkpoint:
-        raise TlrunError(f"resume={run_id}: the run has no checkpoint. Deep methods write one after every epoch "
-                         "(checkpoints=true); a closed-form run is simply run again")
-    if not Path(checkpoint).is_file():
-        raise TlrunError(f"resume={run_id}: its checkpoint {checkpoint} is gone (was the cache_dir cleaned, or is "
-                         "this another machine?); run it again instead")
     with tempfile.TemporaryDirectory() as scratch:
         stored = OmegaConf.load(download_artifacts(run_id=run_id, artifact_path="config.yaml", tracking_uri=uri,
                                                    dst_path=scratch))
@@ -112,6 +102,18 @@ def _resumed_config(cfg: DictConfig, run_id: str, uri: str) -> DictConfig:
     with open_dict(resumed):
         resumed.logger = cfg.logger
         resumed.resume = run_id
+    # A DDP worker of the resumed run (tlrun.runner.ddp) finds it RUNNING: its rank 0 has reopened it.
+    if (record.info.status == "RUNNING" and process_alive(record.data.tags.get(PROCESS_TAG, ""))
+            and not ddp.is_worker(resumed)):
+        raise TlrunError(f"resume={run_id}: the run is still RUNNING (process {record.data.tags[PROCESS_TAG]}); stop it "
+                         "first (Ctrl-C ends it KILLED)")
+    checkpoint = record.data.tags.get(CHECKPOINT_TAG)
+    if not checkpoint:
+        raise TlrunError(f"resume={run_id}: the run has no checkpoint. Deep methods write one after every epoch "
+                         "(checkpoints=true); a closed-form run is simply run again")
+    if not Path(checkpoint).is_file():
+        raise TlrunError(f"resume={run_id}: its checkpoint {checkpoint} is gone (was the cache_dir cleaned, or is "
+                         "this another machine?); run it again instead")
     return resumed
 
 
