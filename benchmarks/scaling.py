@@ -1,0 +1,242 @@
+"""Wall time, peak memory and target accuracy of the closed-form methods as the data grows, per solver path.
+
+Run by hand from the repository root with the project's venv active:
+
+    python benchmarks/scaling.py [--sizes 1000 5000 20000] [--dims 256] [--paths tca tca-rbf-nystroem ...]
+        [--timeout 900] [--output benchmarks/results/scaling.md]
+
+**Tasks.** Synthetic two-domain shifts, seeded (``--seed``): 10 classes, class-conditional Gaussians in ``d``
+dimensions (class means drawn from N(0, 0.35² I), unit isotropic noise), ``n`` samples per domain (``n_s = n_t``, classes
+balanced). The target is the same distribution rotated by a random orthogonal matrix near the identity (the Q of
+the QR factorisation of ``I + G / sqrt(d)`` with ``G`` standard normal: a rotation that moves every direction
+without destroying the classes) and scaled per feature by factors log-uniform in [1/2, 2]. Each domain is written to
+``<data>/src.npz`` and ``<data>/tgt.npz`` (arrays ``X``, ``y``).
+
+**Measurements.** Each (path, n, d) is one ``tlrun dataset=features ...`` command, as a user would run it, in a
+subprocess started with ``nice -n 10``, in a fresh temporary folder with its own sqlite MLflow store
+(``logger.tracking_uri``, created before the clock starts) and ``save_model=false`` (logging the fitted model is
+left out: it is not the method's cost); ``resources.max_memory`` stays ``auto``. Recorded: the command's wall time,
+the run's logged ``duration_s`` (loading + fitting + scoring, without imports and start-up), the peak resident
+memory of the ``tlrun`` process (``ru_maxrss`` from ``os.wait4`` on it) and ``target_acc`` read from the store. A
+command that exits 2 with tlrun's preflight memory error is recorded as ``refused`` with the estimate it gave;
+one running past ``--timeout`` seconds is killed and recorded as ``timeout``.
+
+**Paths.** The defaults of ``no_adaptation``, ``coral``, ``tca``, ``jda`` (linear kernel) and ``kmm`` (rbf), and
+TCA/JDA with ``method.kernel=rbf`` solved exactly (``method.approx=none``) and with Nyström landmarks
+(``method.approx=nystroem``, ``method.rank`` at its default 1000). The rbf width ``method.gamma`` is set per task to
+1 / the mean squared distance between source samples (on 1000 of them): the default ``gamma=1`` makes every
+kernel value between two 256-dimensional samples 0 here, and exact and Nyström would then compare nothing.
+
+Writes the table and a log-log plot of wall time and peak memory against ``n`` (``<output>.png``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).resolve().parent / "results" / "scaling.md"
+CLASSES = 10
+MEAN_SCALE = 0.35  # class means' standard deviation: 1-NN within a domain ≈ 80 % at d = 256
+PATHS = {
+    "no_adaptation": ["method=no_adaptation"],
+    "coral": ["method=coral"],
+    "tca": ["method=tca"],
+    "jda": ["method=jda"],
+    "tca-rbf-exact": ["method=tca", "method.kernel=rbf", "method.approx=none"],
+    "tca-rbf-nystroem": ["method=tca", "method.kernel=rbf", "method.approx=nystroem"],
+    "jda-rbf-exact": ["method=jda", "method.kernel=rbf", "method.approx=none"],
+    "jda-rbf-nystroem": ["method=jda", "method.kernel=rbf", "method.approx=nystroem"],
+    "kmm": ["method=kmm"],
+}
+RBF_PATHS = {name for name, overrides in PATHS.items() if "method.kernel=rbf" in overrides}
+REFUSAL = re.compile(r"needs about ([\d.]+ [KMGT]?B) of memory")
+
+
+def make_task(n: int, d: int, seed: int) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Source and target ``(X, y)``, ``n`` samples each (see the module docstring)."""
+    rng = np.random.default_rng(seed)
+    means = MEAN_SCALE * rng.normal(size=(CLASSES, d))
+    rotation, triangle = np.linalg.qr(np.eye(d) + rng.normal(size=(d, d)) / np.sqrt(d))
+    rotation *= np.sign(np.diag(triangle))  # QR's sign convention would otherwise negate about half the axes
+    scale = np.exp(rng.uniform(np.log(0.5), np.log(2.0), size=d))
+
+    def draw() -> tuple[np.ndarray, np.ndarray]:
+        labels = np.arange(n) % CLASSES
+        return (means[labels] + rng.normal(size=(n, d))).astype(np.float32), labels
+
+    (source, source_labels), (target, target_labels) = draw(), draw()
+    return (source, source_labels), ((target @ rotation.T) * scale, target_labels)
+
+
+def rbf_gamma(features: np.ndarray) -> float:
+    """1 / the mean squared distance between (up to) 1000 samples."""
+    sample = features[:1000].astype(np.float64)
+    squared = (sample**2).sum(1)
+    distances = squared[:, None] + squared[None, :] - 2 * sample @ sample.T
+    return float(1.0 / distances[np.triu_indices(len(sample), 1)].mean())
+
+
+def measure(tlrun: str, data: Path, overrides: list[str], timeout: float) -> dict[str, object]:
+    """One ``tlrun`` command on the task in ``data``: wall s, duration_s, peak RSS (GiB), target_acc or the
+    refusal/timeout/failure that ended it."""
+    from mlflow.tracking import MlflowClient
+
+    with tempfile.TemporaryDirectory(prefix="tlrun-bench-scaling-") as name:
+        folder = Path(name)
+        store = f"sqlite:///{folder / 'mlflow.db'}"
+        client = MlflowClient(tracking_uri=store)
+        client.search_experiments()  # creates the tables before the clock starts
+        command = ["nice", "-n", "10", tlrun, "dataset=features", f"dataset.root={data}", "dataset.source=src",
+                   "dataset.target=tgt", *overrides, "save_model=false", f"logger.tracking_uri={store}",
+                   "logger.experiment=bench-scaling", "trainer.enable_progress_bar=false",
+                   f"hydra.run.dir={folder / 'run'}", f"cache_dir={folder / 'cache'}"]
+        log_path = folder / "log.txt"
+        with open(log_path, "w") as log:
+            start = time.perf_counter()
+            process = subprocess.Popen(command, cwd=folder, stdout=log, stderr=subprocess.STDOUT,
+                                       start_new_session=True, env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+            status, usage = _wait(process.pid, start + timeout)
+            wall = time.perf_counter() - start
+        result: dict[str, object] = {"wall": wall, "rss_gib": usage.ru_maxrss * 1024 / 2**30 if usage else None}
+        if status is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            os.waitpid(process.pid, 0)
+            return {**result, "outcome": "timeout"}
+        code = os.waitstatus_to_exitcode(status)
+        output = log_path.read_text()
+        refused = REFUSAL.search(output)
+        if code == 2 and refused:
+            return {**result, "outcome": f"refused: {refused[1]}"}
+        if code != 0:
+            return {**result, "outcome": f"exit {code}: {output.strip().splitlines()[-1][:200]}"}
+        (run,) = client.search_runs([client.get_experiment_by_name("bench-scaling").experiment_id])
+        return {**result, "outcome": "ok", "duration_s": run.data.metrics["duration_s"],
+                "target_acc": run.data.metrics["target_acc"]}
+
+
+def _wait(pid: int, deadline: float) -> tuple[int | None, object]:
+    """``os.wait4`` on ``pid`` until it ends (its status and resource usage) or ``deadline`` passes
+    (``None, None``); ``nice`` execs ``tlrun``, so the usage is tlrun's own."""
+    while time.perf_counter() < deadline:
+        done, status, usage = os.wait4(pid, os.WNOHANG)
+        if done:
+            return status, usage
+        time.sleep(0.2)
+    return None, None
+
+
+def _cell(value: object, digits: int) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def write_results(rows: list[dict], args: argparse.Namespace, loads: tuple[str, str], minutes: float) -> str:
+    output = Path(args.output)
+    lines = [
+        "# Closed-form methods at scale: time, memory and accuracy per solver path",
+        "",
+        f"Made by `python benchmarks/{Path(__file__).name} {' '.join(sys.argv[1:])}` ({minutes:.0f} min) on "
+        f"{os.cpu_count()} cores, {os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / 2**30:.0f} GiB of "
+        "memory, shared with other work (`uptime` load average before: " + loads[0] + "; after: " + loads[1] + ").",
+        f"Task: 10 class-conditional Gaussians, target rotated and scaled per feature (seed {args.seed}; see the "
+        "script's docstring), n samples per domain. Each row is one `tlrun dataset=features ...` command with "
+        "`save_model=false` and `resources.max_memory` at auto; *wall* is the whole command (imports and start-up "
+        "included), *duration_s* the run's logged fitting + scoring time, *peak RSS* the tlrun "
+        "process's maximum resident memory. rbf paths set `method.gamma` to 1 / the mean squared distance.",
+        "",
+        "| path | n | d | wall s | duration_s | peak RSS GiB | target_acc % | outcome |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for row in sorted(rows, key=lambda row: (row["d"], list(PATHS).index(row["path"]), row["n"])):
+        accuracy = None if row.get("target_acc") is None else 100 * row["target_acc"]
+        lines.append(f"| `{row['path']}` | {row['n']} | {row['d']} | {row['wall']:.1f} | "
+                     f"{_cell(row.get('duration_s'), 1)} | {_cell(row.get('rss_gib'), 2)} | "
+                     f"{_cell(accuracy, 1)} | {row['outcome']} |")
+    lines += ["", *nystroem_gaps(rows)]
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text("\n".join(lines) + "\n")
+    plot(rows, output.with_suffix(".png"))
+    return "\n".join(lines)
+
+
+def nystroem_gaps(rows: list[dict]) -> list[str]:
+    """A sentence per method, n and d where both rbf paths finished: Nyström's target accuracy minus exact's."""
+    finished = {(row["path"], row["n"], row["d"]): row["target_acc"] for row in rows if row["outcome"] == "ok"}
+    gaps = [f"`{path.removesuffix('-rbf-exact')}` at n = {n}, d = {d}: "
+            f"{100 * (finished[(path.replace('exact', 'nystroem'), n, d)] - accuracy):+.1f} points"
+            for (path, n, d), accuracy in finished.items()
+            if path.endswith("-rbf-exact") and (path.replace("exact", "nystroem"), n, d) in finished]
+    return ["Nyström (rank 1000) minus exact rbf, target accuracy: " + ("; ".join(gaps) if gaps else
+            "no size where both finished") + "."]
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Wall time and peak RSS against n, log-log, one line per path and d (finished runs only)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (time_axis, memory_axis) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for key in dict.fromkeys((row["path"], row["d"]) for row in rows):
+        done = [row for row in rows if (row["path"], row["d"]) == key and row["outcome"] == "ok"]
+        if done:
+            label = f"{key[0]} (d={key[1]})"
+            time_axis.plot([r["n"] for r in done], [r["wall"] for r in done], marker="o", label=label)
+            memory_axis.plot([r["n"] for r in done], [r["rss_gib"] for r in done], marker="o", label=label)
+    for axis, title in ((time_axis, "wall time of the tlrun command (s)"), (memory_axis, "peak RSS (GiB)")):
+        axis.set(xscale="log", yscale="log", xlabel="n per domain", title=title)
+        axis.grid(True, which="both", alpha=0.3)
+    memory_axis.legend(fontsize=7, loc="upper left")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def _load() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.split("load average:")[-1].strip()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000, 20000, 50000, 100000],
+                        help="samples per domain")
+    parser.add_argument("--dims", type=int, nargs="+", default=[256, 2048])
+    parser.add_argument("--paths", nargs="+", default=list(PATHS), choices=list(PATHS))
+    parser.add_argument("--timeout", type=float, default=900, help="seconds per measurement")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", default=str(RESULTS))
+    args = parser.parse_args()
+    tlrun = shutil.which("tlrun") or str(Path(sys.executable).with_name("tlrun"))
+    rows, started, load_before = [], time.perf_counter(), _load()
+    with tempfile.TemporaryDirectory(prefix="tlrun-bench-scaling-data-") as data_root:
+        for d in args.dims:
+            for n in args.sizes:
+                data = Path(data_root) / f"n{n}_d{d}"
+                data.mkdir()
+                (source, source_labels), (target, target_labels) = make_task(n, d, args.seed)
+                np.savez(data / "src.npz", X=source, y=source_labels)
+                np.savez(data / "tgt.npz", X=target, y=target_labels)
+                gamma = rbf_gamma(source)
+                for path in args.paths:
+                    overrides = PATHS[path] + ([f"method.gamma={gamma:.6g}"] if path in RBF_PATHS else [])
+                    row = {"path": path, "n": n, "d": d, **measure(tlrun, data, overrides, args.timeout)}
+                    rows.append(row)
+                    print(row, flush=True)
+                    write_results(rows, args, (load_before, "(running)"), (time.perf_counter() - started) / 60)
+                shutil.rmtree(data)
+    print(write_results(rows, args, (load_before, _load()), (time.perf_counter() - started) / 60))
+
+
+if __name__ == "__main__":
+    main()
