@@ -6,11 +6,12 @@ Run by hand from the repository root with the project's venv active:
         [--timeout 900] [--output benchmarks/results/scaling.md]
 
 **Tasks.** Synthetic two-domain shifts, seeded (``--seed``): 10 classes, class-conditional Gaussians in ``d``
-dimensions (class means drawn from N(0, 0.35² I), unit isotropic noise), ``n`` samples per domain (``n_s = n_t``, classes
-balanced). The target is the same distribution rotated by a random orthogonal matrix near the identity (the Q of
-the QR factorisation of ``I + G / sqrt(d)`` with ``G`` standard normal: a rotation that moves every direction
-without destroying the classes) and scaled per feature by factors log-uniform in [1/2, 2]. Each domain is written to
-``<data>/src.npz`` and ``<data>/tgt.npz`` (arrays ``X``, ``y``).
+dimensions (class means drawn from N(0, s² I) with s = 0.35 (256/d)^¼, unit isotropic noise), ``n`` samples per
+domain (``n_s = n_t``, classes balanced). The target is the same distribution rotated by a random orthogonal matrix
+near the identity (the Q of the QR factorisation of ``I + G / sqrt(d)``, ``G`` standard normal, with signs fixed so
+that it stays near the identity) and scaled per feature by factors log-uniform in [1/2, 2]: at n = 1000, d = 256,
+1-NN trained on the source scores 54 % on the target against 73 % trained on target samples. Each domain is written
+to ``<data>/src.npz`` and ``<data>/tgt.npz`` (arrays ``X``, ``y``).
 
 **Measurements.** Each (path, n, d) is one ``tlrun dataset=features ...`` command, as a user would run it, in a
 subprocess started with ``nice -n 10``, in a fresh temporary folder with its own sqlite MLflow store
@@ -48,7 +49,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results" / "scaling.md"
 CLASSES = 10
-MEAN_SCALE = 0.35  # class means' standard deviation: 1-NN within a domain ≈ 80 % at d = 256
+MEAN_SCALE = 0.35  # class means' standard deviation at d = 256 (1-NN within a domain ≈ 80 %), times (256 / d)^¼
 PATHS = {
     "no_adaptation": ["method=no_adaptation"],
     "coral": ["method=coral"],
@@ -67,7 +68,7 @@ REFUSAL = re.compile(r"needs about ([\d.]+ [KMGT]?B) of memory")
 def make_task(n: int, d: int, seed: int) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """Source and target ``(X, y)``, ``n`` samples each (see the module docstring)."""
     rng = np.random.default_rng(seed)
-    means = MEAN_SCALE * rng.normal(size=(CLASSES, d))
+    means = MEAN_SCALE * (256 / d) ** 0.25 * rng.normal(size=(CLASSES, d))  # the margin over the noise kept as d grows
     rotation, triangle = np.linalg.qr(np.eye(d) + rng.normal(size=(d, d)) / np.sqrt(d))
     rotation *= np.sign(np.diag(triangle))  # QR's sign convention would otherwise negate about half the axes
     scale = np.exp(rng.uniform(np.log(0.5), np.log(2.0), size=d))
@@ -190,7 +191,8 @@ def plot(rows: list[dict], path: Path) -> None:
 
     figure, (time_axis, memory_axis) = plt.subplots(1, 2, figsize=(12, 4.5))
     for key in dict.fromkeys((row["path"], row["d"]) for row in rows):
-        done = [row for row in rows if (row["path"], row["d"]) == key and row["outcome"] == "ok"]
+        done = sorted((row for row in rows if (row["path"], row["d"]) == key and row["outcome"] == "ok"),
+                      key=lambda row: row["n"])
         if done:
             label = f"{key[0]} (d={key[1]})"
             time_axis.plot([r["n"] for r in done], [r["wall"] for r in done], marker="o", label=label)
@@ -201,6 +203,7 @@ def plot(rows: list[dict], path: Path) -> None:
     memory_axis.legend(fontsize=7, loc="upper left")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
+    plt.close(figure)
 
 
 def _load() -> str:
