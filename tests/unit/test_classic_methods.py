@@ -164,6 +164,18 @@ def test_unknown_names_and_unweightable_classifiers_are_errors():
         make_classifier("1nn").fit(np.zeros((2, 1)), np.array([0, 1]), sample_weight=np.ones(2))
 
 
+@pytest.mark.parametrize("name, absent", [("logreg", 0.0), ("linear_svm", -np.inf)])
+def test_classifier_scores_have_a_column_per_label_and_their_argmax_is_the_prediction(name, absent):
+    """Labels 0 and 2 of 4 fitted (two classes: the SVM's one decision value as two columns): columns 1 and 3 score
+    what no class can be below, and each row's best column is the predicted label."""
+    X = np.random.default_rng(0).normal(size=(30, 4))
+    classifier = make_classifier(name, num_classes=4).fit(X, np.array([0, 2] * 15))
+    scores = classifier.scores(X)
+    assert scores.shape == (30, 4) and np.all(scores[:, [1, 3]] == absent)
+    np.testing.assert_array_equal(scores.argmax(axis=1), classifier.predict(X))
+    assert make_classifier("1nn").fit(X, np.zeros(30, dtype=np.int64)).scores(X) is None
+
+
 def test_classifier_options_are_per_classifier():
     options = {"linear_svm": {"C": 1e-4}, "logreg": {"C": 2.0}}
     assert make_classifier("logreg", options=options).estimator.C == 2.0

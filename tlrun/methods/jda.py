@@ -129,7 +129,8 @@ class MMDSubspaceMethod(Method):
             self._projection = solution.unit_norm()
             source_embedding, target_embedding = self._embed(source_features), self._embed(target_features)
             self._classifier = make_classifier(
-                self.classifier, device=self._device, options=self.classifier_options, seed=context.seed
+                self.classifier, device=self._device, options=self.classifier_options, seed=context.seed,
+                num_classes=data.num_classes,
             )
             self._classifier.fit(source_embedding, source_labels)
             new_labels = self._classifier.predict(target_embedding)

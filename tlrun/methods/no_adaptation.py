@@ -53,7 +53,8 @@ class SourceClassifier(Method):
             samples = torch.cat([samples, target])
             labels = np.concatenate([labels, np.asarray(data.target.y)])
             weights = None if weights is None else np.concatenate([weights, np.ones(len(target))])
-        self._classifier = make_classifier(self.classifier, device=self._device, options=self.classifier_options, seed=context.seed)
+        self._classifier = make_classifier(self.classifier, device=self._device, options=self.classifier_options,
+                                           seed=context.seed, num_classes=data.num_classes)
         self._classifier.fit(samples, labels, sample_weight=weights)
         if metrics:
             context.reporter.log_metrics(metrics, step=0)

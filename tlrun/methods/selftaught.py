@@ -73,7 +73,8 @@ class SelfTaught(Method):
             context.device, context.reporter,
         )
         self._classifier = make_classifier(
-            self.classifier, device=context.device, options=self.classifier_options, seed=context.seed
+            self.classifier, device=context.device, options=self.classifier_options, seed=context.seed,
+            num_classes=data.num_classes,
         )
         self._classifier.fit(codes, np.asarray(data.target.y))
         context.reporter.log_metrics(metrics, step=0)

@@ -98,8 +98,9 @@ class SklearnClassifier:
 
     supports_sample_weight = True
 
-    def __init__(self, estimator: Any) -> None:
+    def __init__(self, estimator: Any, num_classes: int | None = None) -> None:
         self.estimator = estimator
+        self.num_classes = num_classes
 
     def fit(self, X: np.ndarray | torch.Tensor, y: np.ndarray, sample_weight: np.ndarray | None = None) -> "SklearnClassifier":
         self.estimator.fit(_as_numpy(X), np.asarray(y), sample_weight=sample_weight)
@@ -109,28 +110,39 @@ class SklearnClassifier:
         return self.estimator.predict(_as_numpy(X)).astype(np.int64)
 
     def scores(self, X: np.ndarray | torch.Tensor) -> np.ndarray:
-        """``predict_proba`` where the estimator has it, else its decision values (two classes: ``[-d, d]``),
-        one column per class the estimator was fitted on."""
-        if hasattr(self.estimator, "predict_proba"):
-            return self.estimator.predict_proba(_as_numpy(X))
-        values = self.estimator.decision_function(_as_numpy(X))
-        return np.stack([-values, values], axis=1) if values.ndim == 1 else values
+        """``predict_proba`` where the estimator has it, else its decision values (two classes: ``[-d, d]``), in
+        column ``k`` for label ``k`` of ``0..num_classes-1``; a label the training set lacked scores 0 (probability)
+        or ``-inf`` (decision value), so the row-wise argmax is :meth:`predict`."""
+        probabilities = hasattr(self.estimator, "predict_proba")
+        if probabilities:
+            values = self.estimator.predict_proba(_as_numpy(X))
+        else:
+            values = self.estimator.decision_function(_as_numpy(X))
+            values = np.stack([-values, values], axis=1) if values.ndim == 1 else values
+        fitted = np.asarray(self.estimator.classes_, dtype=np.int64)
+        width = self.num_classes or int(fitted.max()) + 1
+        scores = np.full((len(values), width), 0.0 if probabilities else -np.inf)
+        scores[:, fitted] = values
+        return scores
 
 
-def _nearest_neighbor(device: str | torch.device, seed: int = 0, **options: Any) -> NearestNeighbor:
-    return NearestNeighbor(device=device, **options)  # deterministic: the seed has nothing to set
+def _nearest_neighbor(device: str | torch.device, seed: int = 0, num_classes: int | None = None,
+                      **options: Any) -> NearestNeighbor:
+    return NearestNeighbor(device=device, **options)  # deterministic: the seed has nothing to set; no scores
 
 
-def _logistic_regression(device: str | torch.device, C: float = 1.0, max_iter: int = 1000, seed: int = 0) -> SklearnClassifier:
+def _logistic_regression(device: str | torch.device, C: float = 1.0, max_iter: int = 1000, seed: int = 0,
+                         num_classes: int | None = None) -> SklearnClassifier:
     from sklearn.linear_model import LogisticRegression
 
-    return SklearnClassifier(LogisticRegression(C=C, max_iter=max_iter, random_state=seed))
+    return SklearnClassifier(LogisticRegression(C=C, max_iter=max_iter, random_state=seed), num_classes)
 
 
-def _linear_svm(device: str | torch.device, C: float = 1.0, max_iter: int = 10000, seed: int = 0) -> SklearnClassifier:
+def _linear_svm(device: str | torch.device, C: float = 1.0, max_iter: int = 10000, seed: int = 0,
+                num_classes: int | None = None) -> SklearnClassifier:
     from sklearn.svm import LinearSVC
 
-    return SklearnClassifier(LinearSVC(C=C, max_iter=max_iter, random_state=seed))
+    return SklearnClassifier(LinearSVC(C=C, max_iter=max_iter, random_state=seed), num_classes)
 
 
 _BUILDERS = {
@@ -145,6 +157,7 @@ def make_classifier(
     device: str | torch.device = "cpu",
     options: Mapping[str, Mapping[str, Any]] | None = None,
     seed: int = 0,
+    num_classes: int | None = None,
 ) -> Classifier:
     """Build the classifier ``name`` (one of :data:`~tlrun.methods.settings.CLASSIFIERS`).
 
@@ -152,7 +165,8 @@ def make_classifier(
     names to their constructor arguments (``max_block`` for ``1nn``; ``C``, ``max_iter`` and ``seed`` for
     ``logreg`` and ``linear_svm``), e.g. ``{"linear_svm": {"C": 1e-4}}``; only the entry of ``name`` is used,
     so switching ``method.classifier`` never carries another classifier's settings over. ``seed`` seeds the
-    scikit-learn solvers (the run's seed, unless the options set one).
+    scikit-learn solvers (the run's seed, unless the options set one). ``num_classes`` is the width of
+    ``scores`` (default: the largest label fitted, plus one).
     """
     chosen = chosen_classifier_options(name, options)
-    return _BUILDERS[name](device, **{"seed": seed, **chosen})
+    return _BUILDERS[name](device, **{"seed": seed, **chosen}, num_classes=num_classes)
