@@ -153,23 +153,32 @@ class Predictor:
 
     def predict(self, X: Any, classes: Sequence[str] | ClassDescriptions | None = None) -> np.ndarray:
         """The label (class name, or ``cluster k``) of every sample of ``X``."""
-        names = np.asarray(self._output_names(classes), dtype=object)
-        prepared = self.prepare(X)
-        if self.task == "zeroshot":
-            return names[np.asarray(self.method.class_scores(prepared, self.candidates(classes))).argmax(axis=1)]
-        labels = np.asarray(self.method.predict(prepared), dtype=np.int64)
-        if self.task == "cluster":
-            return np.asarray([f"cluster {k}" for k in labels], dtype=object)
-        return names[labels]
+        return self.predict_with_scores(X, classes, scored=False)[0]
 
     def scores(self, X: Any, classes: Sequence[str] | ClassDescriptions | None = None) -> tuple[tuple[str, ...], np.ndarray] | None:
         """``(class names, scores (n, C))``: higher means more likely; ``None`` when the method has no scores."""
+        return self.predict_with_scores(X, classes)[1]
+
+    def predict_with_scores(self, X: Any, classes: Sequence[str] | ClassDescriptions | None = None, scored: bool = True
+                            ) -> tuple[np.ndarray, tuple[tuple[str, ...], np.ndarray] | None]:
+        """The labels of ``X`` and, when ``scored`` and the method has them, its scores, from one pass of ``X``
+        through the run's steps: a method's labels are the row-wise argmax of its scores."""
         names = self._output_names(classes)
         prepared = self.prepare(X)
         if self.task == "zeroshot":
-            return names, np.asarray(self.method.class_scores(prepared, self.candidates(classes)), dtype=np.float64)
-        values = self.method.predict_scores(prepared)
-        return None if values is None else (names, np.asarray(values, dtype=np.float64))
+            values = self.method.class_scores(prepared, self.candidates(classes))
+        else:
+            values = self.method.predict_scores(prepared) if scored else None
+        if values is None:
+            labels = np.asarray(self.method.predict(prepared), dtype=np.int64)
+        else:
+            values = np.asarray(values, dtype=np.float64)
+            labels = values.argmax(axis=1)
+        if self.task == "cluster":
+            named = np.asarray([f"cluster {k}" for k in labels], dtype=object)
+        else:
+            named = np.asarray(names, dtype=object)[labels]
+        return named, None if values is None or not scored else (names, values)
 
     # ------------------------------------------------------------------------------------------------ storage
 

@@ -148,8 +148,15 @@ def test_a_model_of_image_files_labels_a_folder_through_the_runs_preprocessing(c
     with mlflow_tracking(mlflow_store):  # the pyfunc model takes the paths as a list
         labels = mlflow.pyfunc.load_model(f"runs:/{outcome.run_id}/model").predict(written["id"].tolist())
     assert list(labels) == written["label"].astype(str).tolist()
+    model = api.load(outcome.run_id, mlflow_store)
     pixels = np.stack([np.asarray(Image.open(path).convert("RGB")) for path in written["id"]])  # decoded images
-    assert api.load(outcome.run_id, mlflow_store).predict(pixels).tolist() == list(labels)
+    assert model.predict(pixels).tolist() == list(labels)
+    scored = model.scores(written["id"].tolist())  # the deep model's probabilities; 1-NN has none
+    assert ("score" in written) == (scored is not None) == (method[0] == "method=source_only")
+    if scored is not None:
+        names, probabilities = scored
+        assert written["score"].to_numpy() == pytest.approx(probabilities.max(axis=1), abs=1e-6)
+        assert list(labels) == [names[k] for k in probabilities.argmax(axis=1)]
 
 
 @contextlib.contextmanager

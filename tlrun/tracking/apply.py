@@ -72,13 +72,10 @@ def predict(arguments: list[str]) -> int:
 
     settings = _settings("predict", arguments, PREDICT_SETTINGS)
     predictor, samples = _model_and_samples(settings)
-    classes = settings["classes"]
-    labels = predictor.predict(samples.X, classes=classes)
+    labels, scored = predictor.predict_with_scores(samples.X, classes=settings["classes"])
     table = pd.DataFrame({"id": samples.ids, "label": labels})
-    scored = predictor.scores(samples.X, classes=classes)
-    if scored is not None:
-        names, values = scored
-        table["score"] = values[np.arange(len(labels)), [names.index(label) for label in labels]]
+    if scored is not None:  # each label is its row's best score
+        table["score"] = scored[1].max(axis=1)
     out = Path(settings["out"] or Path("outputs") / "predict" / f"{settings['run']}-{Path(settings['data']).stem}.csv")
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)
