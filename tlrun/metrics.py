@@ -7,6 +7,7 @@
 - :func:`clustering_accuracy`: ``max_π (1/n) Σ_i [y_i = π(c_i)]`` over one-to-one maps ``π`` from clusters to
   classes (the Hungarian algorithm on the contingency table).
 - NMI and ARI come from scikit-learn (:func:`clustering_scores`).
+- :func:`target_scores`: what a run (and ``tlrun evaluate``) logs of its target predictions, per kind of task.
 
 Imports numpy only at module level.
 """
@@ -67,3 +68,19 @@ def clustering_scores(labels: np.ndarray, clusters: np.ndarray) -> dict[str, flo
         "nmi": float(normalized_mutual_info_score(labels, clusters)),
         "ari": float(adjusted_rand_score(labels, clusters)),
     }
+
+
+def target_scores(task: str, labels: np.ndarray, predictions: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
+    """The target metrics of ``predictions`` for a ``task`` (see :data:`tlrun.predictor.TASKS`), and the predictions
+    as classes: ``target_acc`` is the accuracy (``classify``), the mean per-class accuracy (``zeroshot``), or the
+    clustering accuracy with ``nmi`` and ``ari`` (``cluster``, whose clusters are then renamed to their matched
+    classes); ``target_mean_class_acc`` is the mean per-class accuracy of the predictions as classes."""
+    labels, predictions = np.asarray(labels), np.asarray(predictions)
+    if task == "cluster":
+        scores = clustering_scores(labels, predictions)
+        predictions = match_clusters(labels, predictions)
+    elif task == "zeroshot":
+        scores = {"target_acc": mean_per_class_accuracy(labels, predictions)}
+    else:
+        scores = {"target_acc": float(np.mean(predictions == labels))}
+    return scores | {"target_mean_class_acc": mean_per_class_accuracy(labels, predictions)}, predictions

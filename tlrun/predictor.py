@@ -40,6 +40,13 @@ from tlrun.scenarios import ClassDescriptions
 
 #: What a predictor labels (see the module's docstring).
 TASKS = ("classify", "zeroshot", "cluster")
+#: The task of each scenario that is not a plain classification.
+_SCENARIO_TASKS = {"zeroshot": "zeroshot", "selftaught_clustering": "cluster"}
+
+
+def task_of(scenario: str) -> str:
+    """What a run of ``scenario`` predicts: one of :data:`TASKS`."""
+    return _SCENARIO_TASKS.get(str(scenario), "classify")
 
 
 @dataclass(frozen=True)

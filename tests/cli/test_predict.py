@@ -168,3 +168,20 @@ def mlflow_tracking(store: str):
         yield
     finally:
         mlflow.set_tracking_uri(previous)
+
+
+def test_evaluate_scores_each_task_as_a_run_scores_its_target():
+    """Text labels: a zero-shot model's ``target_acc`` is the mean per-class accuracy, a classifier's the accuracy,
+    a clustering's the accuracy after matching clusters to classes (with NMI and ARI)."""
+    from types import SimpleNamespace
+
+    from tlrun.tracking.apply import evaluation_metrics
+
+    labels = np.array(["a", "a", "a", "b"])
+    guesses = np.array(["a", "b", "b", "b"])
+    assert evaluation_metrics(SimpleNamespace(task="classify"), guesses, labels) == pytest.approx(
+        {"target_acc": 0.5, "target_mean_class_acc": (1 / 3 + 1) / 2})
+    assert evaluation_metrics(SimpleNamespace(task="zeroshot"), guesses, labels)["target_acc"] == pytest.approx(2 / 3)
+    clusters = np.array(["cluster 1", "cluster 1", "cluster 1", "cluster 0"])
+    scores = evaluation_metrics(SimpleNamespace(task="cluster"), clusters, labels)
+    assert scores["target_acc"] == scores["target_mean_class_acc"] == scores["nmi"] == scores["ari"] == 1.0

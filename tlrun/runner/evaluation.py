@@ -27,6 +27,7 @@ from omegaconf import DictConfig
 
 from tlrun import metrics
 from tlrun.errors import OracleRefused
+from tlrun.predictor import task_of
 from tlrun.scenarios import EvaluationData, Labeled, Unlabeled
 
 # matplotlib, scikit-learn and rich are imported by the functions that draw, count and print: this module is
@@ -124,25 +125,23 @@ def evaluate(
 
     test = evaluation.target_test
     extra: dict[str, float] = {}
-    if evaluation.scenario == "zeroshot":
-        target_pred, extra = zeroshot_predictions(method, evaluation)
+    task = task_of(evaluation.scenario)
+    if task == "zeroshot":
+        predictions, extra = zeroshot_predictions(method, evaluation)
         classes = evaluation.classes.names
-        target_acc = metrics.mean_per_class_accuracy(test.y, target_pred)
         what = "unseen classes, mean per-class acc"
-    elif evaluation.scenario == "selftaught_clustering":
+    elif task == "cluster":
         # The test set is the clustered target itself: score the clusters the method found (``target_assignment``,
         # when it keeps them) rather than a re-assignment by ``predict``.
         fitted = getattr(method, "target_assignment", None)
-        clusters = np.asarray(fitted if fitted is not None else method.predict(test.X))
-        extra = metrics.clustering_scores(test.y, clusters)
-        target_acc = extra.pop("target_acc")
-        target_pred = metrics.match_clusters(test.y, clusters)  # clusters renamed to their matched classes
+        predictions = fitted if fitted is not None else method.predict(test.X)
         what = "clusters matched to classes"
     else:
-        target_pred = np.asarray(method.predict(test.X))
-        target_acc = float(np.mean(target_pred == test.y))
+        predictions = method.predict(test.X)
         what = "acc"
-    extra["target_mean_class_acc"] = metrics.mean_per_class_accuracy(test.y, target_pred)
+    scores, target_pred = metrics.target_scores(task, test.y, predictions)  # clusters renamed to their classes
+    target_acc = scores.pop("target_acc")
+    extra |= scores
     if evaluation.transductive is not None:  # part of the target held out: the adapted part scored too
         extra["target_transductive_acc"] = float(np.mean(np.asarray(method.predict(evaluation.transductive.X))
                                                          == evaluation.transductive.y))

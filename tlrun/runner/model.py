@@ -7,12 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from tlrun.predictor import Inputs, Predictor
+from tlrun.predictor import Inputs, Predictor, task_of
 from tlrun.runner.preflight import Plan
 from tlrun.runner.steps import LoadedData, SplitData
 
-#: The predictor's task for each scenario that is not a plain classification.
-_TASKS = {"zeroshot": "zeroshot", "selftaught_clustering": "cluster"}
 #: Rows in a model's input example.
 EXAMPLE_ROWS = 3
 
@@ -32,7 +30,7 @@ def run_predictor(plan: Plan, loaded: LoadedData, data: SplitData, method: Any) 
         from tlrun.backbones.extract import build_backbone  # the frozen backbone the features came from
 
         extractor = build_backbone(plan.backbone_cfg, domain).eval()
-    task = _TASKS.get(str(cfg.scenario.name), "classify")
+    task = task_of(cfg.scenario.name)
     evaluation = data.evaluation
     predictor = Predictor(
         method, data.training.classes, inputs, task=task, feature_extractor=extractor,

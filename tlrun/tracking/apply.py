@@ -86,19 +86,14 @@ def predict(arguments: list[str]) -> int:
 
 
 def evaluation_metrics(predictor: Any, predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """The metrics of ``predictions`` against ``labels`` (text), as a run scores its target for the model's task."""
+    """The metrics of ``predictions`` against ``labels`` (text), as a run scores its target for the model's task
+    (:func:`tlrun.metrics.target_scores`)."""
     from tlrun import metrics
 
-    if predictor.task == "cluster":
-        _, label_ids = np.unique(labels, return_inverse=True)
-        _, cluster_ids = np.unique(predictions, return_inverse=True)
-        return metrics.clustering_scores(label_ids, cluster_ids)
-    names = sorted(set(labels) | set(predictions))
-    label_ids = np.array([names.index(label) for label in labels])
-    predicted_ids = np.array([names.index(label) for label in predictions])
-    mean_class = metrics.mean_per_class_accuracy(label_ids, predicted_ids)
-    accuracy = mean_class if predictor.task == "zeroshot" else float(np.mean(label_ids == predicted_ids))
-    return {"target_acc": accuracy, "target_mean_class_acc": mean_class}
+    names = sorted(set(labels) | set(predictions))  # one id per text, labels and predictions alike
+    ids = {name: k for k, name in enumerate(names)}
+    return metrics.target_scores(predictor.task, np.array([ids[label] for label in labels]),
+                                 np.array([ids[label] for label in predictions]))[0]
 
 
 def evaluate(arguments: list[str]) -> int:
