@@ -113,9 +113,9 @@ def evaluate(arguments: list[str]) -> int:
         if unknown:
             print(f"tlrun: {int(np.isin(samples.labels, unknown).sum())} samples have labels the model does not know "
                   f"({', '.join(unknown[:5])}{', ...' if len(unknown) > 5 else ''}): they count as errors", file=sys.stderr)
-    evaluated = open_client(settings["tracking_uri"], create=False).get_run(run_id)
-    experiment = settings["experiment"] or open_client(settings["tracking_uri"]).get_experiment(
-        evaluated.info.experiment_id).name
+    client = open_client(settings["tracking_uri"], create=False)
+    evaluated = client.get_run(run_id)
+    experiment = settings["experiment"] or client.get_experiment(evaluated.info.experiment_id).name
     source_tags = {key: value for key, value in evaluated.data.tags.items()
                    if key in ("method", "dataset", "scenario", "source", "backbone", "seed")}
     tags = source_tags | {MODEL_RUN_TAG: run_id, "target": data.stem, "protocol": "evaluation"}
