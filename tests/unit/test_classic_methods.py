@@ -11,7 +11,16 @@ from tlrun.methods.base import NullReporter, RunContext
 from tlrun.methods.components.classifiers import make_classifier
 from tlrun.methods.coral import CORAL
 from tlrun.methods.jda import JDA
-from tlrun.methods.kmm import KMM, project_box_sum, solve_kmm
+from tlrun.methods.kmm import (
+    KMM,
+    DenseKernelBlocks,
+    FactoredKernelBlocks,
+    median_heuristic_gamma,
+    project_box_sum,
+    rows_of,
+    solve_kmm,
+)
+from tlrun.methods.subspace import drawn_rows
 from tlrun.methods.no_adaptation import NoAdaptation
 from tlrun.methods.subspace import rbf_kernel
 from tlrun.methods.tca import TCA
@@ -120,11 +129,90 @@ def test_kmm_solution_is_feasible_and_optimal():
     source, target = torch.as_tensor(rng.normal(size=(40, 2))), torch.as_tensor(rng.normal(1.0, 1.0, size=(30, 2)))
     K = rbf_kernel(source, source, 0.5)
     kappa = rbf_kernel(source, target, 0.5).sum(dim=1) * 40 / 30
-    beta, _ = solve_kmm(K, kappa, upper=5.0, epsilon=0.1, max_iter=20000, tol=1e-12)
+    beta, _ = solve_kmm(DenseKernelBlocks(K, kappa, 0.0), upper=5.0, epsilon=0.1, max_iter=20000, tol=1e-12)
     assert float(beta.min()) >= 0 and float(beta.max()) <= 5.0 and abs(float(beta.sum()) - 40) <= 4.0 + 1e-9
     # optimality: a projected gradient step does not move the solution
     stepped = project_box_sum(beta - 0.01 * (K @ beta - kappa), 5.0, 36.0, 44.0)
     assert float(torch.linalg.vector_norm(stepped - beta)) < 1e-6
+
+
+def kmm_task(n_source: int = 300, n_target: int = 200, seed: int = 0):
+    """A 1-D covariate shift, source N(0, 1) and target N(0.5, 0.6²), with the density ratio ``p_t/p_s`` known."""
+    rng = np.random.default_rng(seed)
+    source = rng.normal(0.0, 1.0, size=(n_source, 1))
+    target = rng.normal(0.5, 0.6, size=(n_target, 1))
+    labels = (source[:, 0] > 0).astype(np.int64)
+    x = source[:, 0]
+    ratio = np.exp(-((x - 0.5) ** 2) / (2 * 0.36) + x**2 / 2) / 0.6
+    return TrainingData(Labeled(source, labels), Unlabeled(target), 2, ("neg", "pos")), ratio
+
+
+def fitted_kmm(data, **settings) -> tuple[KMM, dict[str, float]]:
+    reporter = RecordingReporter()
+    method = KMM(**settings)
+    method.fit(data, RunContext(reporter=reporter, seed=3))
+    (_, metrics), = reporter.metrics
+    return method, metrics
+
+
+def test_kmm_with_every_sample_a_landmark_solves_the_exact_problem():
+    """Nyström features of all n samples give ``K`` exactly on them: the same strictly convex QP (``K`` well
+    conditioned in 6 dimensions), the same weights."""
+    rng = np.random.default_rng(0)
+    source, target = rng.normal(size=(60, 6)), rng.normal(0.5, 0.8, size=(40, 6))
+    data = TrainingData(Labeled(source, (source[:, 0] > 0).astype(np.int64)), Unlabeled(target), 2, ("neg", "pos"))
+    exact, exact_metrics = fitted_kmm(data, gamma=0.2, approx="none", tol=1e-13, max_iter=100_000)
+    factored, metrics = fitted_kmm(data, gamma=0.2, approx="nystroem", rank=100, tol=1e-13, max_iter=100_000)
+    np.testing.assert_allclose(factored.weights, exact.weights, atol=1e-8)
+    assert metrics["approx_rank"] == 100 and "approx_rank" not in exact_metrics
+    for name in ("mmd_uniform", "mmd_weighted"):
+        assert metrics[name] == pytest.approx(exact_metrics[name], rel=1e-9)
+
+
+def test_kmm_on_few_landmarks_keeps_its_constraints_and_follows_the_density_ratio():
+    data, ratio = kmm_task(3000, 2000)
+    method, metrics = fitted_kmm(data, approx="nystroem", rank=30, bound=10.0)
+    weights, n_s = method.weights, 3000
+    epsilon = (n_s**0.5 - 1) / n_s**0.5
+    assert weights.min() >= 0 and weights.max() <= 10.0 + 1e-12
+    assert abs(weights.sum() - n_s) <= n_s * epsilon + 1e-6
+    assert metrics["approx_rank"] == 30 and metrics["mmd_weighted"] < 0.1 * metrics["mmd_uniform"]
+    assert np.corrcoef(np.argsort(np.argsort(weights)), np.argsort(np.argsort(ratio)))[0, 1] > 0.9
+
+
+def test_kmm_linear_kernel_in_factored_form_reaches_the_dense_optimum():
+    """``K = X Xᵀ`` through ``X`` itself: the QP's optimal value equals the one on the dense ``K``."""
+    rng = np.random.default_rng(4)
+    source, target = torch.as_tensor(rng.normal(size=(60, 3))), torch.as_tensor(rng.normal(0.4, 1.0, size=(50, 3)))
+    K = source @ source.T
+    kappa = (source @ target.T).sum(dim=1) * 60 / 50
+    factored = FactoredKernelBlocks(source, target)
+    torch.testing.assert_close(factored.kappa, kappa)
+    assert factored.target_mean == pytest.approx(float((target @ target.T).mean()))
+    solve = lambda blocks: solve_kmm(blocks, upper=5.0, epsilon=0.1, max_iter=50_000, tol=1e-13)[0]  # noqa: E731
+    objective = lambda beta: float(0.5 * beta @ K @ beta - kappa @ beta)  # noqa: E731
+    assert objective(solve(factored)) == pytest.approx(objective(solve(DenseKernelBlocks(K, kappa, 0.0))), rel=1e-7)
+
+
+def test_rows_of_a_pair_are_the_rows_of_the_stacked_pair():
+    source, target = torch.arange(12.0).reshape(6, 2), -torch.arange(8.0).reshape(4, 2)
+    indices = torch.tensor([7, 0, 5, 6, 2])
+    torch.testing.assert_close(rows_of(source, target, indices), torch.cat([source, target])[indices])
+
+
+def test_kmm_auto_approximates_above_the_limit_and_samples_the_median():
+    from tlrun.methods.settings import AUTO_EXACT_LIMIT
+
+    rng = np.random.default_rng(5)
+    X = torch.as_tensor(rng.normal(size=(6000, 4)))
+    sample = rows_of(X[:4000], X[4000:], drawn_rows(2000, 6000, torch.Generator().manual_seed(1)))
+    assert median_heuristic_gamma(sample) == pytest.approx(median_heuristic_gamma(X), rel=0.03)
+    source, target = X[:5001], torch.as_tensor(rng.normal(0.3, 1.0, size=(AUTO_EXACT_LIMIT - 5000, 4)))
+    method = KMM(rank=20)
+    blocks, metrics = method.kernel_blocks(source, target, seed=0)
+    assert isinstance(blocks, FactoredKernelBlocks) and metrics == {"approx_rank": 20.0}
+    blocks, metrics = method.kernel_blocks(source[:-1], target, seed=0)
+    assert isinstance(blocks, DenseKernelBlocks) and metrics == {}
 
 
 @pytest.mark.parametrize("low,high", [(0.0, 3.0), (9.0, 12.0), (0.0, 100.0)])

@@ -42,9 +42,8 @@ def test_the_exact_rbf_kernel_at_100k_per_domain_is_refused_naming_what_fits():
         check_memory(cfg, 100_000, 100_000, 2048)
     message = str(refused.value)
     assert "\n" not in message and "over the 12.9 GB resources.max_memory" in message
-    # the linear kernel's n × min(n, d) map beside the data, 13.3 GB, does not fit; the primal form's d × d does
-    assert "method.approx=nystroem method.rank=1000, method.kernel=primal, trainer=gpu" in message
-    assert "trainer=gpu" in message
+    # the data, its normalised copy and the linear kernel's n × min(n, d) map: 10.0 GB, fits; so does the primal form
+    assert "method.approx=nystroem method.rank=1000, method.kernel=primal, method.kernel=linear, trainer=gpu" in message
 
 
 def test_the_rbf_kernel_fits_at_100k_per_domain_by_default_and_a_fitting_rank_is_found():
@@ -56,9 +55,26 @@ def test_the_rbf_kernel_fits_at_100k_per_domain_by_default_and_a_fitting_rank_is
         check_memory(tight, 100_000, 100_000, 2048)
 
 
-def test_kmm_is_estimated_and_other_methods_are_not():
-    assert estimate_peak_bytes(config("kmm").method, 100_000, 100_000, 2048) >= 3 * 8 * 200_000**2
+def test_kmm_fits_at_100k_per_domain_by_default_its_exact_kernel_does_not_and_other_methods_are_not_estimated():
+    check_memory(config("kmm"), 100_000, 100_000, 2048)  # auto: Nyström above 10,000 samples, the median sampled
+    exact = config("kmm", approx="none")
+    assert estimate_peak_bytes(exact.method, 100_000, 100_000, 2048) >= 3 * 8 * 200_000**2  # the median's distances
+    with pytest.raises(TlrunError, match="method.approx=nystroem method.rank=1000, method.kernel=linear, trainer=gpu"):
+        check_memory(exact, 100_000, 100_000, 2048)
     assert estimate_peak_bytes(config("coral").method, 100_000, 100_000, 2048) is None
+
+
+@pytest.mark.parametrize("method, settings, n, tags", [
+    ("tca", {"kernel": "rbf"}, 10_001, {"approx": "nystroem", "approx.rank": "1000", "approx.chosen_by": "auto"}),
+    ("tca", {"kernel": "rbf"}, 10_000, {}),
+    ("jda", {"kernel": "rbf", "approx": "nystroem", "rank": 5000}, 3000,
+     {"approx": "nystroem", "approx.rank": "3000", "approx.chosen_by": "config"}),
+    ("jda", {"approx": "nystroem"}, 3000, {}),  # the linear kernel is exact at linear cost: nothing approximated
+    ("kmm", {}, 20_000, {"approx": "nystroem", "approx.rank": "1000", "approx.chosen_by": "auto"}),
+    ("coral", {}, 20_000, {}),
+])
+def test_an_approximated_kernel_is_tagged(method, settings, n, tags):
+    assert resources.approximation_tags(config(method, **settings).method, n - n // 2, n // 2) == tags
 
 
 def test_auto_compares_with_the_memory_available_now(monkeypatch):

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from tlrun.losses.discrepancy import coral_loss, covariance
+from tlrun.methods.base import RunContext
 from tlrun.methods.components.classifiers import DEFAULT_CLASSIFIER_OPTIONS
 from tlrun.methods.no_adaptation import SourceClassifier
 from tlrun.methods.settings import check_coral
@@ -121,7 +122,7 @@ class CORAL(SourceClassifier):
         return X - mean if self.center else X
 
     def training_set(
-        self, source: torch.Tensor, target: torch.Tensor
+        self, source: torch.Tensor, target: torch.Tensor, context: RunContext
     ) -> tuple[torch.Tensor, np.ndarray | None, dict[str, float]]:
         self._target_mean = target.mean(dim=0)
         recolored = self.centered(source, source.mean(dim=0)) @ self.alignment(source, target)

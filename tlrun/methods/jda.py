@@ -24,7 +24,6 @@ last one exactly); ``iterations_run`` is logged.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,13 +32,14 @@ import torch
 
 from tlrun.config import as_dicts
 from tlrun.methods.base import Method, RunContext
-from tlrun.methods.components.classifiers import DEFAULT_CLASSIFIER_OPTIONS, as_float64, make_classifier
-from tlrun.methods.settings import AUTO_EXACT_LIMIT, approximates_kernel, check_jda, check_mmd_subspace_method
+from tlrun.methods.components.classifiers import DEFAULT_CLASSIFIER_OPTIONS, make_classifier, stacked_float64
+from tlrun.methods.settings import check_jda, check_mmd_subspace_method
 from tlrun.methods.subspace import (
     l2_normalize_rows,
     make_feature_map,
     mmd_factor,
     mmd_of,
+    nystroem_landmarks,
     solve_mmd_subspace,
 )
 from tlrun.scenarios import Labeled, TrainingData
@@ -97,7 +97,7 @@ class MMDSubspaceMethod(Method):
 
     def _features(self, X: np.ndarray | torch.Tensor) -> torch.Tensor:
         """``f(x)`` of the L2-normalised samples (the rows of ``F``)."""
-        return self._map.transform(l2_normalize_rows(as_float64(X, self._device)))
+        return self._map.transform(l2_normalize_rows(stacked_float64([X], self._device), in_place=True))
 
     def _embed(self, features: torch.Tensor) -> torch.Tensor:
         """The L2-normalised embedding ``Z = F B`` the classifier works on."""
@@ -109,7 +109,7 @@ class MMDSubspaceMethod(Method):
         self._device = torch.device(context.device)
         source_labels = np.asarray(data.source.y, dtype=np.int64)
         n_target = len(data.target)
-        normalized = l2_normalize_rows(as_float64(np.concatenate([data.source.X, data.target.X]), self._device))
+        normalized = l2_normalize_rows(stacked_float64([data.source.X, data.target.X], self._device), in_place=True)
         self._map = make_feature_map(self.kernel, normalized, self.gamma, self._landmarks(len(normalized), context),
                                      context.seed)
         features = self._map.transform(normalized)
@@ -151,14 +151,9 @@ class MMDSubspaceMethod(Method):
 
     def _landmarks(self, n_samples: int, context: RunContext) -> int | None:
         """The Nyström landmarks for ``n_samples`` (``None``: the exact kernel), logged as ``approx_rank``."""
-        if not approximates_kernel(self.kernel, self.approx, n_samples):
-            return None
-        landmarks = min(self.rank, n_samples)
-        if self.approx == "auto":
-            print(f"tlrun: {type(self).__name__}: kernel=rbf on {n_samples} samples (over {AUTO_EXACT_LIMIT}): a "
-                  f"Nyström map of {landmarks} landmarks (method.approx=none computes the exact n x n kernel)",
-                  file=sys.stderr)
-        context.reporter.log_metrics({"approx_rank": landmarks}, step=0)
+        landmarks = nystroem_landmarks(type(self).__name__, self.kernel, self.approx, self.rank, n_samples)
+        if landmarks is not None:
+            context.reporter.log_metrics({"approx_rank": landmarks}, step=0)
         return landmarks
 
     def predict(self, X: np.ndarray | tuple[str, ...]) -> np.ndarray:

@@ -11,22 +11,33 @@ sample-weighted classifier on the source.
 
 The quadratic programme is solved in torch by accelerated projected gradient (FISTA with adaptive restart,
 step ``1/λ_max(K)``), each step projected exactly onto the feasible set by :func:`project_box_sum`.
+
+The solver needs ``K`` only through products ``K v``, ``κ`` and ``λ_max(K)`` (:class:`KernelBlocks`). The exact
+``rbf`` kernel holds ``K`` (``n_s × n_s``: :class:`DenseKernelBlocks`). A kernel that factors as
+``k(x, y) = φ(x)ᵀφ(y)`` with ``m`` features needs ``O(n m)`` memory and time per step instead
+(:class:`FactoredKernelBlocks`): ``K v = Φ_s (Φ_sᵀ v)``, ``κ = (n_s/n_t) Φ_s (Φ_tᵀ 1)``, ``λ_max(K) = λ_max(Φ_sᵀΦ_s)``.
+The linear kernel is that with ``φ(x) = x``, exactly; the ``rbf`` kernel is, approximately, with the Nyström
+features of ``rank`` landmarks (:class:`~tlrun.methods.subspace.NystroemFeatures`, ``approx=nystroem``, or
+``approx=auto`` above :data:`~tlrun.methods.settings.AUTO_EXACT_LIMIT` samples). The QP, its constraint and its
+solver are the same; only ``K`` is approximated, and ``mmd_*`` are measured in the approximate kernel.
 """
 
 from __future__ import annotations
 
-from functools import partial
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import numpy as np
 import torch
 
 from tlrun.config import read_only
-from tlrun.methods.no_adaptation import SourceClassifier
-from tlrun.methods.settings import check_kmm
 from tlrun.losses.discrepancy import squared_distances
-from tlrun.methods.subspace import linear_kernel, rbf_kernel
+from tlrun.methods.base import RunContext
+from tlrun.methods.no_adaptation import SourceClassifier
+from tlrun.methods.settings import MEDIAN_SAMPLE, check_kmm
+from tlrun.methods.subspace import Kernel, NystroemFeatures, drawn_rows, nystroem_landmarks, rbf_kernel
 
 
 def median_heuristic_gamma(X: torch.Tensor) -> float:
@@ -34,6 +45,16 @@ def median_heuristic_gamma(X: torch.Tensor) -> float:
     distances = squared_distances(X, X)
     pairs = distances[torch.triu_indices(len(X), len(X), offset=1, device=X.device).unbind()]
     return float(1.0 / pairs.median().clamp_min(torch.finfo(X.dtype).tiny))
+
+
+def rows_of(source: torch.Tensor, target: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """Rows ``indices`` (in order) of ``source`` stacked on ``target``, without stacking the two."""
+    indices = indices.to(source.device)
+    in_source = indices < len(source)
+    rows = source.new_empty((len(indices), source.shape[1]))
+    rows[in_source] = source[indices[in_source]]
+    rows[~in_source] = target[indices[~in_source] - len(source)]
+    return rows
 
 
 def project_box_sum(v: torch.Tensor, upper: float, low: float, high: float) -> torch.Tensor:
@@ -81,21 +102,82 @@ def largest_eigenvalue(K: torch.Tensor, iterations: int = 100) -> float:
     return float(value) * 1.02
 
 
+class KernelBlocks(ABC):
+    """What KMM reads of the kernel between ``n_s`` source and ``n_t`` target samples.
+
+    Attributes:
+        kappa: ``κ = (n_s/n_t) K_st 1``.
+        target_mean: the mean of ``K_tt`` (the constant of the MMD).
+    """
+
+    kappa: torch.Tensor
+    target_mean: float
+
+    @abstractmethod
+    def source_gram_times(self, v: torch.Tensor) -> torch.Tensor:
+        """``K_ss v``."""
+
+    @abstractmethod
+    def lipschitz(self) -> float:
+        """``λ_max(K_ss)`` or an upper bound: the gradient's Lipschitz constant."""
+
+    def mmd(self, weights: torch.Tensor) -> float:
+        """``‖(1/n_s) Σ β_i φ(x_i^s) − (1/n_t) Σ φ(x_j^t)‖²`` in the kernel's feature space."""
+        n_s = len(weights)
+        return float((weights @ self.source_gram_times(weights) - 2 * weights @ self.kappa) / n_s**2 + self.target_mean)
+
+
+class DenseKernelBlocks(KernelBlocks):
+    """The kernel computed exactly: ``K_ss`` held (``n_s × n_s``), ``K_st`` and ``K_tt`` reduced as they are made."""
+
+    def __init__(self, K_ss: torch.Tensor, kappa: torch.Tensor, target_mean: float) -> None:
+        self.K_ss, self.kappa, self.target_mean = K_ss, kappa, target_mean
+
+    @classmethod
+    def of(cls, kernel: Kernel, source: torch.Tensor, target: torch.Tensor) -> DenseKernelBlocks:
+        kappa = kernel(source, target).sum(dim=1) * (len(source) / len(target))
+        return cls(kernel(source, source), kappa, float(kernel(target, target).mean()))
+
+    def source_gram_times(self, v: torch.Tensor) -> torch.Tensor:
+        return self.K_ss @ v
+
+    def lipschitz(self) -> float:
+        return largest_eigenvalue(self.K_ss)
+
+
+class FactoredKernelBlocks(KernelBlocks):
+    """A kernel ``k(x, y) = φ(x)ᵀφ(y)`` given by the features ``Φ_s`` (``n_s × m``) and ``Φ_t``: no ``n × n``
+    matrix, ``O(n m)`` per product."""
+
+    def __init__(self, source_features: torch.Tensor, target_features: torch.Tensor) -> None:
+        self.source_features = source_features
+        target_sum = target_features.sum(dim=0)
+        self.kappa = source_features @ target_sum * (len(source_features) / len(target_features))
+        self.target_mean = float(target_sum @ target_sum) / len(target_features) ** 2
+
+    def source_gram_times(self, v: torch.Tensor) -> torch.Tensor:
+        return self.source_features @ (self.source_features.T @ v)
+
+    def lipschitz(self) -> float:
+        return max(float(torch.linalg.eigvalsh(self.source_features.T @ self.source_features)[-1]), 1e-300)
+
+
 def solve_kmm(
-    K: torch.Tensor, kappa: torch.Tensor, upper: float, epsilon: float, max_iter: int, tol: float
+    blocks: KernelBlocks, upper: float, epsilon: float, max_iter: int, tol: float
 ) -> tuple[torch.Tensor, int]:
     """Minimise ``½ βᵀKβ − κᵀβ`` over ``0 ≤ β ≤ upper``, ``|Σβ − n| ≤ nε`` (FISTA with adaptive restart).
 
     Stops when an iteration moves ``β`` by less than ``tol · max(1, ‖β‖)``. Returns ``β`` and the number of
     iterations.
     """
+    kappa = blocks.kappa
     n = len(kappa)
     low, high = max(0.0, n * (1 - epsilon)), n * (1 + epsilon)
-    step = 1.0 / largest_eigenvalue(K)
+    step = 1.0 / blocks.lipschitz()
     beta = project_box_sum(torch.ones_like(kappa), upper, low, high)
     momentum_point, momentum = beta, 1.0
     for iteration in range(1, max_iter + 1):
-        gradient = K @ momentum_point - kappa
+        gradient = blocks.source_gram_times(momentum_point) - kappa
         updated = project_box_sum(momentum_point - step * gradient, upper, low, high)
         change = updated - beta
         if float(gradient @ change) > 0:  # the momentum points uphill: restart from the last iterate
@@ -109,12 +191,6 @@ def solve_kmm(
     return beta, max_iter
 
 
-def weighted_mmd(K_ss: torch.Tensor, K_st: torch.Tensor, K_tt_mean: float, weights: torch.Tensor) -> float:
-    """``‖(1/n_s) Σ β_i φ(x_i^s) − (1/n_t) Σ φ(x_j^t)‖²`` from the kernel blocks (``K_tt_mean`` = mean of K_tt)."""
-    n_s = len(weights)
-    return float(weights @ K_ss @ weights / n_s**2 - 2 * (weights @ K_st.mean(dim=1)) / n_s + K_tt_mean)
-
-
 #: KMM's ``classifier_options`` default (conf/method/kmm.yaml): those of the classifiers that weight samples.
 KMM_CLASSIFIER_OPTIONS = read_only({"logreg": {"C": 1.0}, "linear_svm": {"C": 1.0}})
 
@@ -123,17 +199,23 @@ class KMM(SourceClassifier):
     """Kernel mean matching, then a sample-weighted classifier on the source.
 
     Args:
-        kernel: ``rbf`` (``exp(−γ‖x − y‖²)``) or ``linear``.
-        gamma: ``γ`` of the ``rbf`` kernel; ``None`` takes ``1/median‖x_i − x_j‖²`` over source and target.
+        kernel: ``rbf`` (``exp(−γ‖x − y‖²)``) or ``linear`` (``xᵀy``, always in its exact factored form).
+        gamma: ``γ`` of the ``rbf`` kernel; ``None`` takes ``1/median‖x_i − x_j‖²`` over source and target
+            (over the pairs of :data:`~tlrun.methods.settings.MEDIAN_SAMPLE` samples drawn with the run's seed
+            when the kernel is approximated).
         bound: ``B``, the largest weight.
         epsilon: ``ε`` of the sum constraint; ``None`` takes ``(√n_s − 1)/√n_s`` (the paper's choice).
         max_iter, tol: of the QP solver.
+        approx: how the ``rbf`` kernel is computed, as for TCA/JDA: ``none`` (exactly, ``K_ss`` held),
+            ``nystroem`` (Nyström features of ``rank`` landmarks drawn with the run's seed from source and target)
+            or ``auto`` (exactly up to :data:`~tlrun.methods.settings.AUTO_EXACT_LIMIT` samples, source + target).
+        rank: the number of Nyström landmarks.
         classifier: a classifier that accepts sample weights (``logreg`` or ``linear_svm``).
         classifier_options: keyword arguments per classifier (e.g. ``{"logreg": {"C": 1.0}}``).
 
     Logs at ``step=0``: ``mmd_uniform`` and ``mmd_weighted`` (the squared kernel MMD between source and target
     before and after the re-weighting), ``effective_sample_fraction`` (``(Σβ)² / (n_s Σβ²)`` in ``[0, 1]``),
-    ``weight_max`` and ``qp_iterations``.
+    ``weight_max``, ``qp_iterations``, and ``approx_rank`` (the landmarks) when the kernel is approximated.
     """
 
     def __init__(
@@ -144,13 +226,15 @@ class KMM(SourceClassifier):
         epsilon: float | None = None,
         max_iter: int = 2000,
         tol: float = 1e-7,
+        approx: str = "auto",
+        rank: int = 1000,
         classifier: str = "logreg",
         classifier_options: Mapping[str, Any] | None = KMM_CLASSIFIER_OPTIONS,
     ) -> None:
         super().__init__(classifier=classifier, classifier_options=classifier_options)
         check_kmm(
             type(self).__name__, kernel=kernel, gamma=gamma, bound=bound, epsilon=epsilon, max_iter=max_iter, tol=tol,
-            classifier=classifier,
+            approx=approx, rank=rank, classifier=classifier,
         )
         self.kernel = kernel
         self.gamma = gamma
@@ -158,24 +242,36 @@ class KMM(SourceClassifier):
         self.epsilon = epsilon
         self.max_iter = max_iter
         self.tol = tol
+        self.approx = approx
+        self.rank = rank
+
+    def kernel_blocks(self, source: torch.Tensor, target: torch.Tensor, seed: int) -> tuple[KernelBlocks, dict[str, float]]:
+        """The kernel between ``source`` and ``target`` as the solver reads it, and ``approx_rank`` if approximated."""
+        if self.kernel == "linear":
+            return FactoredKernelBlocks(source, target), {}
+        n = len(source) + len(target)
+        landmarks = nystroem_landmarks(type(self).__name__, self.kernel, self.approx, self.rank, n)
+        generator = torch.Generator().manual_seed(seed)
+        gamma = self.gamma
+        if gamma is None:  # all pairs for the exact kernel; those of MEDIAN_SAMPLE samples for the approximated one
+            sampled = n if landmarks is None else MEDIAN_SAMPLE
+            gamma = median_heuristic_gamma(rows_of(source, target, drawn_rows(sampled, n, generator)))
+        kernel = partial(rbf_kernel, gamma=gamma)
+        if landmarks is None:
+            return DenseKernelBlocks.of(kernel, source, target), {}
+        features = NystroemFeatures(rows_of(source, target, drawn_rows(landmarks, n, generator)), kernel)
+        return FactoredKernelBlocks(features(source), features(target)), {"approx_rank": float(landmarks)}
 
     def training_set(
-        self, source: torch.Tensor, target: torch.Tensor
+        self, source: torch.Tensor, target: torch.Tensor, context: RunContext
     ) -> tuple[torch.Tensor, np.ndarray | None, dict[str, float]]:
-        if self.kernel == "linear":
-            kernel = linear_kernel
-        else:
-            gamma = self.gamma if self.gamma is not None else median_heuristic_gamma(torch.cat([source, target]))
-            kernel = partial(rbf_kernel, gamma=gamma)
-        n_s, n_t = len(source), len(target)
-        K_ss, K_st = kernel(source, source), kernel(source, target)
-        K_tt_mean = float(kernel(target, target).mean())
-        kappa = K_st.sum(dim=1) * (n_s / n_t)
+        n_s = len(source)
+        blocks, metrics = self.kernel_blocks(source, target, context.seed)
         epsilon = self.epsilon if self.epsilon is not None else (n_s**0.5 - 1) / n_s**0.5
-        weights, iterations = solve_kmm(K_ss, kappa, self.bound, epsilon, self.max_iter, self.tol)
-        metrics = {
-            "mmd_uniform": weighted_mmd(K_ss, K_st, K_tt_mean, torch.ones_like(weights)),
-            "mmd_weighted": weighted_mmd(K_ss, K_st, K_tt_mean, weights),
+        weights, iterations = solve_kmm(blocks, self.bound, epsilon, self.max_iter, self.tol)
+        metrics |= {
+            "mmd_uniform": blocks.mmd(torch.ones_like(weights)),
+            "mmd_weighted": blocks.mmd(weights),
             "effective_sample_fraction": float(weights.sum() ** 2 / (n_s * (weights**2).sum())),
             "weight_max": float(weights.max()),
             "qp_iterations": float(iterations),

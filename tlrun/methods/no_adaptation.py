@@ -35,10 +35,10 @@ class SourceClassifier(Method):
         self.classifier_options = as_dicts(classifier_options)
 
     def training_set(
-        self, source: torch.Tensor, target: torch.Tensor
+        self, source: torch.Tensor, target: torch.Tensor, context: RunContext
     ) -> tuple[torch.Tensor, np.ndarray | None, dict[str, float]]:
         """What the classifier trains on: the source samples as given, their weights (``None``: uniform), and
-        metrics worth logging. Subclasses adapt the source to the target here."""
+        metrics worth logging. Subclasses adapt the source to the target here (with the run's ``context``)."""
         return source, None, {}
 
     def fit(self, data: TrainingData, context: RunContext) -> None:
@@ -47,7 +47,7 @@ class SourceClassifier(Method):
         self._device = torch.device(context.device)
         source = as_float64(data.source.X, self._device)
         target = as_float64(data.target.X, self._device)
-        samples, weights, metrics = self.training_set(source, target)
+        samples, weights, metrics = self.training_set(source, target, context)
         labels = np.asarray(data.source.y)
         if isinstance(data.target, Labeled):  # finetune: the labeled target samples join the training set
             samples = torch.cat([samples, target])

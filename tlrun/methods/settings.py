@@ -37,13 +37,17 @@ from tlrun.config import options_entry
 
 #: Kernels of the MMD subspace methods (JDA, TCA).
 KERNELS: tuple[str, ...] = ("primal", "linear", "rbf")
-#: How the MMD subspace methods compute the ``rbf`` kernel: exactly (``none``, ``n × n``), through a Nyström feature
+#: How the MMD subspace methods and KMM compute the ``rbf`` kernel: exactly (``none``, ``n × n``), through a Nyström feature
 #: map of ``rank`` landmarks (``nystroem``, ``n × rank``), or exactly up to :data:`AUTO_EXACT_LIMIT` samples and by
 #: Nyström above (``auto``).
 KERNEL_APPROXIMATIONS: tuple[str, ...] = ("none", "nystroem", "auto")
 #: ``approx=auto`` keeps the exact ``rbf`` kernel up to this many samples (source + target): its ``n × n`` matrices
 #: take 0.8 GB each in float64 there, and each iteration decomposes one densely (``O(n³)``).
 AUTO_EXACT_LIMIT = 10_000
+#: Samples the median heuristic of an approximated ``rbf`` kernel (KMM's ``gamma=null``) reads: the distinct pairs of
+#: 4,096 samples drawn with the run's seed (8.4 million distances, 0.4 GB in float64) estimate the median of all
+#: pairs, whose ``n²`` distances would take 80 GB at 100,000 samples.
+MEDIAN_SAMPLE = 4096
 #: How CORAL estimates the covariances: Ledoit–Wolf shrinkage (``ledoit_wolf``), ``+ r (tr C / d) I`` (``trace``) or
 #: ``+ r I`` (``absolute``, the paper's).
 CORAL_SHRINKAGES = ("ledoit_wolf", "trace", "absolute")
@@ -537,10 +541,11 @@ def check_coral(name: str, *, regularization: float, shrinkage: str, center: boo
 
 def check_kmm(
     name: str, *, kernel: str, gamma: float | None, bound: float, epsilon: float | None, max_iter: int, tol: float,
-    classifier: str, **_: Any,
+    approx: str, rank: int, classifier: str, **_: Any,
 ) -> None:
     if kernel not in KMM_KERNELS:
         raise ValueError(f"unknown kernel {kernel!r} for KMM; choose one of: {', '.join(KMM_KERNELS)}")
+    _check_kernel_approximation(approx, rank)
     if classifier not in WEIGHTING_CLASSIFIERS:
         raise ValueError(
             f"KMM trains a sample-weighted classifier, and {classifier!r} cannot weight samples; "
@@ -556,16 +561,20 @@ def check_kmm(
         raise ValueError(f"max_iter must be >= 1 and tol > 0 (got {max_iter} and {tol})")
 
 
+def _check_kernel_approximation(approx: str, rank: int) -> None:
+    if approx not in KERNEL_APPROXIMATIONS:
+        raise ValueError(f"unknown approx {approx!r}; choose one of: {', '.join(KERNEL_APPROXIMATIONS)}")
+    if rank < 1:
+        raise ValueError(f"rank (the Nyström landmarks) must be >= 1 (got {rank})")
+
+
 def check_mmd_subspace_method(
     name: str, *, kernel: str, dim: int, lamb: float, gamma: float, approx: str, rank: int, classifier: str,
     classifier_options: Mapping[str, Any] | None, **_: Any,
 ) -> None:
     """The MMD subspace's settings, TCA's all (its config has no ``iterations``: it is JDA's first)."""
     check_kernel(kernel)
-    if approx not in KERNEL_APPROXIMATIONS:
-        raise ValueError(f"unknown approx {approx!r}; choose one of: {', '.join(KERNEL_APPROXIMATIONS)}")
-    if rank < 1:
-        raise ValueError(f"rank (the Nyström landmarks) must be >= 1 (got {rank})")
+    _check_kernel_approximation(approx, rank)
     chosen_classifier_options(classifier, classifier_options)
     if dim < 1:
         raise ValueError(f"dim must be >= 1 (got {dim})")
@@ -576,8 +585,8 @@ def check_mmd_subspace_method(
 
 
 def approximates_kernel(kernel: str, approx: str, n_samples: int) -> bool:
-    """Whether the MMD subspace methods use the Nyström map for ``kernel`` on ``n_samples`` (source + target): only
-    ``rbf`` is approximated (``primal`` and ``linear`` are exact at linear cost already)."""
+    """Whether the MMD subspace methods and KMM use the Nyström map for ``kernel`` on ``n_samples`` (source +
+    target): only ``rbf`` is approximated (``primal`` and ``linear`` are exact at linear cost already)."""
     return kernel == "rbf" and (approx == "nystroem" or (approx == "auto" and n_samples > AUTO_EXACT_LIMIT))
 
 

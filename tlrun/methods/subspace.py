@@ -66,6 +66,7 @@ reproduces it.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from functools import partial
 from typing import Callable, Protocol
@@ -75,15 +76,16 @@ import torch
 
 from tlrun.losses.discrepancy import squared_distances
 from tlrun.methods.components.classifiers import as_float64
-from tlrun.methods.settings import check_kernel
+from tlrun.methods.settings import AUTO_EXACT_LIMIT, approximates_kernel, check_kernel
 
 Kernel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def l2_normalize_rows(X: torch.Tensor) -> torch.Tensor:
-    """Every row divided by its Euclidean norm (an all-zero row stays zero)."""
+def l2_normalize_rows(X: torch.Tensor, in_place: bool = False) -> torch.Tensor:
+    """Every row divided by its Euclidean norm (an all-zero row stays zero); ``in_place`` divides ``X`` itself."""
     norms = torch.linalg.vector_norm(X, dim=1, keepdim=True)
-    return X / torch.where(norms > 0, norms, torch.ones_like(norms))
+    norms = torch.where(norms > 0, norms, torch.ones_like(norms))
+    return X.div_(norms) if in_place else X / norms
 
 
 def linear_kernel(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
@@ -166,35 +168,64 @@ class ReducedLinearKernelMap:
         return DiagonalMinusRankOne(self.squared_singular**2, features.sum(dim=0), len(features))
 
 
-class NystroemMap:
-    """A kernel approximated through ``m`` landmarks, reduced exactly to its rank: ``f(x) = k(x, L) W (V S)``.
+def drawn_rows(count: int, n: int, generator: torch.Generator) -> torch.Tensor:
+    """``count`` indices of ``range(n)`` drawn without replacement by ``generator``; all ``n`` in order when
+    ``count ≥ n``."""
+    return torch.randperm(n, generator=generator)[:count] if count < n else torch.arange(n)
+
+
+class NystroemFeatures:
+    """The Nyström feature map of a kernel through ``m`` landmarks ``L`` (rows): ``φ(x) = k(x, L) W``.
 
     ``W = U_L Λ_L^{-1/2}`` from ``K_{LL} = U_L Λ_L U_Lᵀ`` (eigenvalues at rounding level dropped:
-    :func:`numerically_nonzero`), so ``Φ = K_{nL} W`` gives ``Φ Φᵀ = K_{nL} K_{LL}^+ K_{Ln}``; the
-    kernel form with that kernel is the linear kernel of ``Φ``, reduced by :class:`ReducedLinearKernelMap`.
-    The landmarks are ``landmarks`` training samples drawn without replacement by ``generator``; all of them (in
-    their order) when ``landmarks ≥ n``, which makes the kernel exact.
+    :func:`numerically_nonzero`), so that ``φ(x)ᵀφ(y)`` is ``k(x, L) K_{LL}^+ k(L, y)``, the kernel approximated
+    through the landmarks (Williams & Seeger, NIPS 2001); exact between landmarks.
+    """
+
+    def __init__(self, landmarks: torch.Tensor, kernel: Kernel) -> None:
+        self.landmarks = landmarks
+        self.kernel = kernel
+        values, vectors = torch.linalg.eigh(kernel(landmarks, landmarks))
+        keep = numerically_nonzero(values, len(values), len(values))
+        self.whitening = vectors[:, keep] / values[keep].sqrt()
+
+    def __call__(self, X: torch.Tensor) -> torch.Tensor:
+        """``φ`` of every row of ``X`` (``len(X) × m``, fewer columns where ``K_{LL}`` is singular)."""
+        return self.kernel(X, self.landmarks) @ self.whitening
+
+
+class NystroemMap:
+    """A kernel approximated through ``m`` landmarks, reduced exactly to its rank: ``f(x) = φ(x) (V S)``.
+
+    ``Φ``, the rows ``φ(x)`` of :class:`NystroemFeatures`, has ``Φ Φᵀ = K_{nL} K_{LL}^+ K_{Ln}``: the kernel form
+    with that kernel is the linear kernel of ``Φ``, reduced by :class:`ReducedLinearKernelMap`. The landmarks are
+    ``landmarks`` training samples drawn by ``generator`` (:func:`drawn_rows`; all of them when ``landmarks ≥ n``,
+    which makes the kernel exact).
     """
 
     def __init__(self, training: torch.Tensor, kernel: Kernel, landmarks: int, generator: torch.Generator) -> None:
-        n = len(training)
-        chosen = torch.randperm(n, generator=generator)[:landmarks] if landmarks < n else torch.arange(n)
-        self.landmarks = training[chosen.to(training.device)]
-        self.kernel = kernel
-        values, vectors = torch.linalg.eigh(kernel(self.landmarks, self.landmarks))
-        keep = numerically_nonzero(values, len(values), len(values))
-        self.whitening = vectors[:, keep] / values[keep].sqrt()
-        self.reduced = ReducedLinearKernelMap(self._landmark_features(training))
-
-    def _landmark_features(self, X: torch.Tensor) -> torch.Tensor:
-        """``Φ = k(X, L) W``, the rows whose linear kernel approximates ``k``."""
-        return self.kernel(X, self.landmarks) @ self.whitening
+        chosen = drawn_rows(landmarks, len(training), generator).to(training.device)
+        self.features = NystroemFeatures(training[chosen], kernel)
+        self.reduced = ReducedLinearKernelMap(self.features(training))
 
     def transform(self, X: torch.Tensor) -> torch.Tensor:
-        return self.reduced.transform(self._landmark_features(X))
+        return self.reduced.transform(self.features(X))
 
     def centered_gram(self, features: torch.Tensor) -> DiagonalMinusRankOne:
         return self.reduced.centered_gram(features)
+
+
+def nystroem_landmarks(method: str, kernel: str, approx: str, rank: int, n_samples: int) -> int | None:
+    """How many Nyström landmarks ``method`` uses for ``kernel`` on ``n_samples`` (source + target) under
+    ``approx``: ``None`` for the exact kernel (see :func:`~tlrun.methods.settings.approximates_kernel`), else
+    ``min(rank, n_samples)``; ``approx=auto`` says on stderr when it leaves the exact kernel."""
+    if not approximates_kernel(kernel, approx, n_samples):
+        return None
+    landmarks = min(rank, n_samples)
+    if approx == "auto":
+        print(f"tlrun: {method}: kernel=rbf on {n_samples} samples (over {AUTO_EXACT_LIMIT}): a Nyström map of "
+              f"{landmarks} landmarks (method.approx=none computes the exact kernel)", file=sys.stderr)
+    return landmarks
 
 
 def make_feature_map(

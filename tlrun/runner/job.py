@@ -227,7 +227,7 @@ def run_job(cfg: DictConfig) -> RunOutcome:
     # size their network.
     try:
         loaded = load_data(plan)
-        check_loaded_memory(cfg, loaded)
+        approximation = check_loaded_memory(cfg, loaded)
         method = None if deep else construct(lambda: instantiate(cfg.method), "method")
     except TlrunError as error:  # as in preflight: no run opens, the sweep's parent keeps the message
         record_failed_before_run(tracking_uri, str(error))
@@ -257,7 +257,7 @@ def run_job(cfg: DictConfig) -> RunOutcome:
             placement[CHECKPOINT_TAG] = str(checkpoint)
         if device != "cpu":
             placement["device"] = f"{device} ({torch.cuda.get_device_name(device)})"
-        tracked.set_tags(placement)
+        tracked.set_tags(placement | approximation)
         started = time.perf_counter()  # after the GPU claim: duration_s leaves out any wait for a free GPU
         seed_everything(cfg.seed)
 

@@ -1,5 +1,6 @@
 """Peak-memory estimates of the closed-form methods whose memory grows faster than their data (TCA, JDA, KMM),
-checked against the memory a run may use once the data is loaded, before its MLflow run opens.
+checked against the memory a run may use once the data is loaded, before its MLflow run opens; and the tags that
+record a kernel approximated at that size.
 
 The estimates count the float64 matrices each solver holds at its peak (see :mod:`tlrun.methods.subspace` and
 :mod:`tlrun.methods.kmm`), not the interpreter or the data as read: they are meant to tell a run of 0.8 GB from one
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tlrun.errors import TlrunError
-from tlrun.methods.settings import approximates_kernel, class_chain
+from tlrun.methods.settings import KERNELS, KMM_KERNELS, MEDIAN_SAMPLE, approximates_kernel, class_chain
 
 FLOAT64 = 8
 #: The ``_target_`` whose subclasses are the MMD subspace methods (TCA, JDA), and KMM's.
@@ -62,13 +63,13 @@ def size_text(n_bytes: float) -> str:
 
 
 def subspace_peak_bytes(kernel: str, approx: str, rank: int, n: int, d: int) -> int:
-    """TCA/JDA on ``n`` samples (source + target) of ``d`` features: the feature map ``F`` (``n × q``) with the
-    temporaries that build it, and the dense ``q × q`` solve (``q``: ``d``, ``min(n, d)``, the landmarks, or ``n``
-    for the exact ``rbf`` kernel)."""
+    """TCA/JDA on ``n`` samples (source + target) of ``d`` features: the data and its normalised float64 copy, the
+    feature map ``F`` (``n × q``) with the temporaries that build it, and the dense ``q × q`` solve (``q``: ``d``,
+    ``min(n, d)``, the landmarks, or ``n`` for the exact ``rbf`` kernel)."""
     if kernel == "primal":
         width, building = d, 0
     elif kernel == "linear":
-        width, building = min(n, d), 1
+        width, building = min(n, d), 0
     elif approximates_kernel(kernel, approx, n):
         width, building = min(rank, n), 2  # k(X, L) and Φ beside F
     else:
@@ -76,12 +77,22 @@ def subspace_peak_bytes(kernel: str, approx: str, rank: int, n: int, d: int) -> 
     return FLOAT64 * (2 * n * d + (1 + building) * n * width + DENSE_SOLVE_MATRICES * width**2)
 
 
-def kmm_peak_bytes(gamma: float | None, n_source: int, n_target: int) -> int:
-    """KMM: the median heuristic's pairwise distances and their upper triangle (``gamma=null``), then
-    ``K_ss``, ``K_st`` and ``K_tt``."""
+def kmm_peak_bytes(kernel: str, gamma: float | None, approx: str, rank: int, n_source: int, n_target: int,
+                   d: int) -> int:
+    """KMM: the data and its float64 copy, then what the kernel takes at its peak: nothing more for ``linear``
+    (factored through the data); for Nyström, the median heuristic's distances between
+    :data:`~tlrun.methods.settings.MEDIAN_SAMPLE` samples (``gamma=null``) or the features ``Φ_s``, ``Φ_t`` with
+    the ``k(X, L)`` that makes them; for the exact ``rbf``, the distances of all pairs and their upper triangle
+    (``gamma=null``), or ``K_ss`` beside the largest of ``K_ss``, ``K_st``, ``K_tt`` and its distances."""
     n = n_source + n_target
-    median_heuristic = 3 * n**2 if gamma is None else 0
-    return FLOAT64 * max(median_heuristic, 2 * n_source**2 + n_source * n_target + n_target**2)
+    if kernel == "linear":
+        return FLOAT64 * 2 * n * d
+    if approximates_kernel(kernel, approx, n):
+        median = 3 * min(n, MEDIAN_SAMPLE) ** 2 if gamma is None else 0
+        return FLOAT64 * (2 * n * d + max(median, 2 * n * min(rank, n)))
+    median = 3 * n**2 if gamma is None else 0
+    blocks = n_source**2 + 2 * max(n_source**2, n_source * n_target, n_target**2)
+    return FLOAT64 * (2 * n * d + max(median, blocks))
 
 
 def estimate_peak_bytes(settings: Mapping[str, Any], n_source: int, n_target: int, d: int) -> int | None:
@@ -92,25 +103,41 @@ def estimate_peak_bytes(settings: Mapping[str, Any], n_source: int, n_target: in
         return subspace_peak_bytes(str(settings["kernel"]), str(settings["approx"]), int(settings["rank"]),
                                    n_source + n_target, d)
     if KMM in chain:
-        return kmm_peak_bytes(settings.get("gamma"), n_source, n_target)
+        return kmm_peak_bytes(str(settings["kernel"]), settings.get("gamma"), str(settings["approx"]),
+                              int(settings["rank"]), n_source, n_target, d)
     return None
 
 
 def fitting_options(settings: Mapping[str, Any], n_source: int, n_target: int, d: int, limit: int) -> list[str]:
-    """Overrides of the MMD subspace methods that bring the estimate under ``limit``: the most Nyström landmarks
-    (halving the configured rank) for the ``rbf`` kernel, then the linear and primal kernels."""
-    if MMD_SUBSPACE not in class_chain(str(settings.get("_target_", ""))):
-        return []
-    n, options = n_source + n_target, []
-    if settings["kernel"] == "rbf":
+    """Overrides of the kernel methods (TCA, JDA, KMM) that bring the estimate under ``limit``: the most Nyström
+    landmarks (halving the configured rank) for the ``rbf`` kernel, then the method's other exact kernels."""
+    chain = class_chain(str(settings.get("_target_", "")))
+    kernels = KERNELS if MMD_SUBSPACE in chain else KMM_KERNELS if KMM in chain else ()
+
+    def fits(**changes: Any) -> bool:
+        return estimate_peak_bytes({**settings, **changes}, n_source, n_target, d) <= limit
+
+    options = []
+    if settings.get("kernel") == "rbf":
         rank = int(settings["rank"])
-        while rank >= 50 and subspace_peak_bytes("rbf", "nystroem", rank, n, d) > limit:
+        while rank >= 50 and not fits(approx="nystroem", rank=rank):
             rank //= 2
         if rank >= 50:
             options.append(f"method.approx=nystroem method.rank={rank}")
-    options += [f"method.kernel={kernel}" for kernel in ("linear", "primal")
-                if kernel != settings["kernel"] and subspace_peak_bytes(kernel, "none", 0, n, d) <= limit]
-    return options
+    return options + [f"method.kernel={kernel}" for kernel in kernels
+                      if kernel not in (settings.get("kernel"), "rbf") and fits(kernel=kernel, approx="none")]
+
+
+def approximation_tags(settings: Mapping[str, Any], n_source: int, n_target: int) -> dict[str, str]:
+    """The run tags of a kernel method whose ``rbf`` kernel is approximated on these sizes: ``approx=nystroem``,
+    ``approx.rank`` (the landmarks) and ``approx.chosen_by`` (``auto``, the size, or ``config``); none otherwise."""
+    chain = class_chain(str(settings.get("_target_", "")))
+    n = n_source + n_target
+    if not (MMD_SUBSPACE in chain or KMM in chain) or not approximates_kernel(
+            str(settings["kernel"]), str(settings["approx"]), n):
+        return {}
+    return {"approx": "nystroem", "approx.rank": str(min(int(settings["rank"]), n)),
+            "approx.chosen_by": "auto" if settings["approx"] == "auto" else "config"}
 
 
 def check_memory(cfg: Any, n_source: int, n_target: int, d: int) -> None:
@@ -135,11 +162,19 @@ def check_memory(cfg: Any, n_source: int, n_target: int, d: int) -> None:
     )
 
 
-def check_loaded_memory(cfg: Any, loaded: Any) -> None:
-    """:func:`check_memory` on the loaded source and target (a run's ``LoadedData``; nothing in ``zeroshot``). The
-    features' width is the arrays' (0 for image files, whose features the backbone makes later)."""
+def loaded_sizes(loaded: Any) -> tuple[int, int, int] | None:
+    """``(n_source, n_target, d)`` of a run's ``LoadedData`` (``None`` in ``zeroshot``, which has no pair); ``d``
+    is the arrays' width, 0 for image files, whose features the backbone makes later."""
     if loaded.pair is None:
-        return
+        return None
     source, target = loaded.pair
-    d = source.X.shape[1] if getattr(source.X, "ndim", 0) == 2 else 0
-    check_memory(cfg, len(source), len(target), d)
+    return len(source), len(target), source.X.shape[1] if getattr(source.X, "ndim", 0) == 2 else 0
+
+
+def check_loaded_memory(cfg: Any, loaded: Any) -> dict[str, str]:
+    """:func:`check_memory` on the loaded source and target; returns their :func:`approximation_tags`."""
+    sizes = loaded_sizes(loaded)
+    if sizes is None:
+        return {}
+    check_memory(cfg, *sizes)
+    return approximation_tags(cfg.method, *sizes[:2])

@@ -49,6 +49,18 @@ def as_float64(X: np.ndarray | torch.Tensor, device: str | torch.device) -> torc
     return torch.as_tensor(X, dtype=torch.float64).to(device)
 
 
+def stacked_float64(arrays: list[np.ndarray], device: str | torch.device) -> torch.Tensor:
+    """The rows of ``arrays`` stacked into one new float64 tensor on ``device``, each array converted as it is
+    copied in (no concatenated or converted copy beside the result: at 100,000 × 2,048 each is 1.6 GB)."""
+    stacked = torch.empty((sum(len(array) for array in arrays), *np.shape(arrays[0])[1:]), dtype=torch.float64,
+                          device=device)
+    start = 0
+    for array in arrays:
+        stacked[start : start + len(array)] = torch.as_tensor(np.asarray(array))
+        start += len(array)
+    return stacked
+
+
 def _as_numpy(X: np.ndarray | torch.Tensor) -> np.ndarray:
     return X.detach().cpu().numpy() if isinstance(X, torch.Tensor) else np.asarray(X, dtype=np.float64)
 
