@@ -29,6 +29,14 @@ up to 10,000 samples in all and Nyström above), TCA/JDA with ``method.kernel=rb
 1 / the mean squared distance between source samples (on 1000 of them): the default ``gamma=1`` makes every
 kernel value between two 256-dimensional samples 0 here, and exact and Nyström would then compare nothing.
 
+**Peers.** ``--paths skada-coral skada-tca skada-kmm`` run skada 0.6's counterparts of the default paths (installed
+apart from tlrun: ``pip install --no-deps --target /tmp/skada skada pot``; ``--skada`` names the folder), each as a
+Python script in its own process, measured the same way (its *duration_s*: fit + predict): ``CORAL`` with 1-NN (as
+tlrun's default: Ledoit–Wolf, centred), ``TransferComponentAnalysis`` with the linear kernel, 100 components,
+``mu=1`` and 1-NN (tlrun's TCA also L2-normalises the rows, and solves in the data's rank instead of the n × n
+kernel), ``KMMReweight`` with ``B=10`` and logistic regression (its default width ``gamma=1/d`` instead of tlrun's
+median heuristic, its Frank–Wolfe solver on the exact n_s × n_s kernel).
+
 Writes the table and a log-log plot of wall time and peak memory against ``n`` (``<output>.png``).
 """
 
@@ -66,6 +74,32 @@ PATHS = {
 }
 #: The TCA/JDA rbf paths, whose width is set per task (KMM's default, the median heuristic, is its own).
 RBF_PATHS = {name for name, overrides in PATHS.items() if "method.kernel=rbf" in overrides}
+#: skada 0.6's counterparts of the default paths, as close as its API allows (see the module docstring).
+PEER_PATHS = {
+    "skada-coral": "CORAL(KNeighborsClassifier(n_neighbors=1))",
+    "skada-tca": "TransferComponentAnalysis(KNeighborsClassifier(n_neighbors=1), kernel='linear', n_components=100, "
+                 "mu=1.0)",
+    "skada-kmm": "KMMReweight(LogisticRegression(C=1.0, max_iter=1000).set_fit_request(sample_weight=True), B=10.0)",
+}
+#: The script a peer path runs (argv: the task's folder, the skada pipeline): fit on the source and the unlabeled
+#: target, predict the target, print the time of both and the accuracy.
+PEER_SCRIPT = """
+import sys, time
+import numpy as np
+import sklearn
+from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier
+from skada import CORAL, KMMReweight, TransferComponentAnalysis
+sklearn.set_config(enable_metadata_routing=True)  # KMMReweight passes its weights to the estimator through it
+source, target = (np.load(f"{sys.argv[1]}/{name}.npz") for name in ("src", "tgt"))
+Xs, ys, Xt, yt = source["X"].astype(np.float64), source["y"], target["X"].astype(np.float64), target["y"]
+start = time.perf_counter()
+pipeline = eval(sys.argv[2]).fit(np.vstack([Xs, Xt]), np.concatenate([ys, -np.ones(len(Xt), dtype=np.int64)]),
+                                 sample_domain=np.concatenate([np.ones(len(Xs)), -np.ones(len(Xt))]).astype(np.int64))
+predictions = pipeline.predict(Xt, sample_domain=-np.ones(len(Xt), dtype=np.int64))
+print(f"duration_s={time.perf_counter() - start:.3f}")
+print(f"target_acc={float(np.mean(predictions == yt)):.6f}")
+"""
 REFUSAL = re.compile(r"needs about ([\d.]+ [KMGT]?B) of memory")
 
 
@@ -103,32 +137,52 @@ def measure(tlrun: str, data: Path, overrides: list[str], timeout: float) -> dic
         store = f"sqlite:///{folder / 'mlflow.db'}"
         client = MlflowClient(tracking_uri=store)
         client.search_experiments()  # creates the tables before the clock starts
-        command = ["nice", "-n", "10", tlrun, "dataset=features", f"dataset.root={data}", "dataset.source=src",
+        command = [tlrun, "dataset=features", f"dataset.root={data}", "dataset.source=src",
                    "dataset.target=tgt", *overrides, "save_model=false", f"logger.tracking_uri={store}",
                    "logger.experiment=bench-scaling", "trainer.enable_progress_bar=false",
                    f"hydra.run.dir={folder / 'run'}", f"cache_dir={folder / 'cache'}"]
-        log_path = folder / "log.txt"
-        with open(log_path, "w") as log:
-            start = time.perf_counter()
-            process = subprocess.Popen(command, cwd=folder, stdout=log, stderr=subprocess.STDOUT,
-                                       start_new_session=True, env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
-            status, usage = _wait(process.pid, start + timeout)
-            wall = time.perf_counter() - start
-        result: dict[str, object] = {"wall": wall, "rss_gib": usage.ru_maxrss * 1024 / 2**30 if usage else None}
-        if status is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            os.waitpid(process.pid, 0)
-            return {**result, "outcome": "timeout"}
-        code = os.waitstatus_to_exitcode(status)
-        output = log_path.read_text()
+        result, code, output = run_command(command, folder, timeout, {"MLFLOW_DISABLE_TELEMETRY": "true"})
         refused = REFUSAL.search(output)
         if code == 2 and refused:
             return {**result, "outcome": f"refused: {refused[1]}"}
         if code != 0:
-            return {**result, "outcome": f"exit {code}: {output.strip().splitlines()[-1][:200]}"}
+            return result
         (run,) = client.search_runs([client.get_experiment_by_name("bench-scaling").experiment_id])
-        return {**result, "outcome": "ok", "duration_s": run.data.metrics["duration_s"],
-                "target_acc": run.data.metrics["target_acc"]}
+        return {**result, "duration_s": run.data.metrics["duration_s"], "target_acc": run.data.metrics["target_acc"]}
+
+
+def measure_peer(skada: str, data: Path, path: str, timeout: float) -> dict[str, object]:
+    """skada's counterpart of a path (:data:`PEER_PATHS`) as a script on the task in ``data``, with skada and POT
+    importable from ``skada``: wall s, duration_s (fit + predict), peak RSS, target_acc."""
+    with tempfile.TemporaryDirectory(prefix="tlrun-bench-scaling-peer-") as name:
+        command = [sys.executable, "-c", PEER_SCRIPT, str(data), PEER_PATHS[path]]
+        result, code, output = run_command(command, Path(name), timeout, {"PYTHONPATH": skada})
+        if code != 0:
+            return result
+        found = dict(re.findall(r"^(duration_s|target_acc)=([\d.]+)$", output, flags=re.MULTILINE))
+        return {**result, **{key: float(value) for key, value in found.items()}}
+
+
+def run_command(command: list[str], folder: Path, timeout: float,
+                env: dict[str, str]) -> tuple[dict[str, object], int | None, str]:
+    """``command`` under ``nice -n 10`` in ``folder``, killed after ``timeout`` s: its wall s, peak RSS (GiB) and
+    outcome (``ok``, ``timeout`` or ``exit N`` with the last line of its output), exit code and output."""
+    log_path = folder / "log.txt"
+    with open(log_path, "w") as log:
+        start = time.perf_counter()
+        process = subprocess.Popen(["nice", "-n", "10", *command], cwd=folder, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True, env={**os.environ, **env})
+        status, usage = _wait(process.pid, start + timeout)
+        wall = time.perf_counter() - start
+    result: dict[str, object] = {"wall": wall, "rss_gib": usage.ru_maxrss * 1024 / 2**30 if usage else None}
+    if status is None:
+        os.killpg(process.pid, signal.SIGKILL)
+        os.waitpid(process.pid, 0)
+        return {**result, "outcome": "timeout"}, None, ""
+    code = os.waitstatus_to_exitcode(status)
+    output = log_path.read_text()
+    lines = output.strip().splitlines() or [""]
+    return {**result, "outcome": "ok" if code == 0 else f"exit {code}: {lines[-1][:200]}"}, code, output
 
 
 def _wait(pid: int, deadline: float) -> tuple[int | None, object]:
@@ -159,12 +213,13 @@ def write_results(rows: list[dict], args: argparse.Namespace, loads: tuple[str, 
         "`save_model=false` and `resources.max_memory` at auto; *wall* is the whole command (imports and start-up "
         "included), *duration_s* the run's logged fitting + scoring time, *peak RSS* the tlrun "
         "process's maximum resident memory. TCA/JDA rbf paths set `method.gamma` to 1 / the mean squared distance; "
-        "KMM keeps its median heuristic.",
+        "KMM keeps its median heuristic. `skada-*` rows are skada 0.6's counterparts, one script each (see the "
+        "script's docstring for how they differ).",
         "",
         "| path | n | d | wall s | duration_s | peak RSS GiB | target_acc % | outcome |",
         "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for row in sorted(rows, key=lambda row: (row["d"], list(PATHS).index(row["path"]), row["n"])):
+    for row in sorted(rows, key=lambda row: (row["d"], [*PATHS, *PEER_PATHS].index(row["path"]), row["n"])):
         accuracy = None if row.get("target_acc") is None else 100 * row["target_acc"]
         lines.append(f"| `{row['path']}` | {row['n']} | {row['d']} | {row['wall']:.1f} | "
                      f"{_cell(row.get('duration_s'), 1)} | {_cell(row.get('rss_gib'), 2)} | "
@@ -220,7 +275,10 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000, 20000, 50000, 100000],
                         help="samples per domain")
     parser.add_argument("--dims", type=int, nargs="+", default=[256, 2048])
-    parser.add_argument("--paths", nargs="+", default=list(PATHS), choices=list(PATHS))
+    parser.add_argument("--paths", nargs="+", default=list(PATHS), choices=[*PATHS, *PEER_PATHS])
+    parser.add_argument("--skada", default="/tmp/skada",
+                        help="a folder where skada and POT are installed (pip install --no-deps --target DIR skada "
+                             "pot), for the skada-* paths")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per measurement")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default=str(RESULTS))
@@ -237,8 +295,12 @@ def main() -> None:
                 np.savez(data / "tgt.npz", X=target, y=target_labels)
                 gamma = rbf_gamma(source)
                 for path in args.paths:
-                    overrides = PATHS[path] + ([f"method.gamma={gamma:.6g}"] if path in RBF_PATHS else [])
-                    row = {"path": path, "n": n, "d": d, **measure(tlrun, data, overrides, args.timeout)}
+                    if path in PEER_PATHS:
+                        measured = measure_peer(args.skada, data, path, args.timeout)
+                    else:
+                        overrides = PATHS[path] + ([f"method.gamma={gamma:.6g}"] if path in RBF_PATHS else [])
+                        measured = measure(tlrun, data, overrides, args.timeout)
+                    row = {"path": path, "n": n, "d": d, **measured}
                     rows.append(row)
                     print(row, flush=True)
                     write_results(rows, args, (load_before, "(running)"), (time.perf_counter() - started) / 60)
