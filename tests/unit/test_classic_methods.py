@@ -73,6 +73,7 @@ def test_jda_predicts_out_of_sample_as_it_labels_transductively(kernel):
     method.fit(data, RunContext(reporter=reporter, device="cpu"))
     last_step, transductive = reporter.predictions[-1]
     np.testing.assert_array_equal(method.predict(data.target.X), transductive)
+    np.testing.assert_array_equal(method.fitted_target_labels, transductive)  # what the runner scores
     assert method._projection.dtype == torch.float64 and method._projection.device.type == "cpu"
     steps = [step for step, _ in reporter.predictions]
     assert steps == list(range(last_step + 1)) and last_step <= 4

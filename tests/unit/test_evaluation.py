@@ -71,3 +71,36 @@ def test_an_unlabeled_source_has_no_source_acc_and_no_summary_line(capsys):
     print_summary(CFG, result, tracked)
     assert "source_acc" not in tracked.metrics and tracked.tags["source_acc_split"] == "none"
     assert "source_acc" not in capsys.readouterr().out
+
+
+class CountingMethod:
+    """A method whose ``fit`` kept its training target's labels, and that counts the samples it predicts."""
+
+    def __init__(self, fitted_target_labels: np.ndarray | None) -> None:
+        self.fitted_target_labels = fitted_target_labels
+        self.predicted = 0
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        self.predicted += len(X)
+        return np.zeros(len(X), dtype=np.int64)
+
+
+@pytest.mark.parametrize("aligned", [True, False])
+def test_the_training_target_is_scored_from_the_labels_fit_kept_without_predicting_it_again(aligned):
+    """Transductive: ``fitted_target_labels`` are the target's labels (one classifier pass, in ``fit``); held out,
+    the test samples are predicted and the kept labels score the adapted part (``target_transductive_acc``)."""
+    target, adapted = blobs(40, 1), blobs(30, 3)
+    kept = np.ones(40 if aligned else 30, dtype=np.int64)
+    method = CountingMethod(kept)
+    evaluation = EvaluationData(target, None, target_is_training_target=aligned,
+                                transductive=None if aligned else adapted)
+    tracked = Tracked()
+    result = evaluate(method, evaluation, target, ("0", "1"), tracked, step=0)
+    if aligned:
+        assert method.predicted == 0 and result.target_acc == np.mean(target.y == 1)
+    else:
+        assert method.predicted == 40 and result.target_acc == np.mean(target.y == 0)
+        assert tracked.metrics["target_transductive_acc"] == np.mean(adapted.y == 1)
+    without = CountingMethod(None)
+    evaluate(without, EvaluationData(target, None, target_is_training_target=True), target, ("0", "1"), Tracked(), 0)
+    assert without.predicted == 40

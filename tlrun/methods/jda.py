@@ -148,6 +148,7 @@ class MMDSubspaceMethod(Method):
                 break  # a fixed point: the next M, hence every later iteration, would repeat this one exactly
             pseudo_labels = new_labels
         context.reporter.log_metrics({"iterations_run": step + 1}, step=step)
+        self.fitted_target_labels = new_labels
 
     def _landmarks(self, n_samples: int, context: RunContext) -> int | None:
         """The Nyström landmarks for ``n_samples`` (``None``: the exact kernel), logged as ``approx_rank``."""

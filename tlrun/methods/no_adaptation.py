@@ -26,7 +26,8 @@ class SourceClassifier(Method):
         classifier: the classifier's name (see :mod:`tlrun.methods.components.classifiers`).
         classifier_options: keyword arguments per classifier (e.g. ``{"logreg": {"C": 1.0}}``).
 
-    ``fit`` reports the target predictions once, at ``step=0``, and logs what :meth:`training_set` measured.
+    ``fit`` reports the target predictions once, at ``step=0`` (kept as ``fitted_target_labels``), and logs what
+    :meth:`training_set` measured.
     """
 
     def __init__(self, classifier: str, classifier_options: dict[str, Any] | None = None) -> None:
@@ -58,7 +59,8 @@ class SourceClassifier(Method):
         self._classifier.fit(samples, labels, sample_weight=weights)
         if metrics:
             context.reporter.log_metrics(metrics, step=0)
-        context.reporter.target_predictions(self._classifier.predict(self.test_features(target)), step=0)
+        self.fitted_target_labels = self._classifier.predict(self.test_features(target))
+        context.reporter.target_predictions(self.fitted_target_labels, step=0)
 
     def test_features(self, X: torch.Tensor) -> torch.Tensor:
         """What the classifier reads of a sample to label (subclasses may map it as the fit did)."""

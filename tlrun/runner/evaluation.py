@@ -116,6 +116,13 @@ def zeroshot_predictions(method: Any, evaluation: EvaluationData) -> tuple[np.nd
     return zsl_predictions, extra
 
 
+def training_target_labels(method: Any, samples: Labeled) -> np.ndarray | None:
+    """The labels the method's ``fit`` ended with for its training target (``fitted_target_labels``), which are
+    ``samples`` (the caller knows), or ``None`` when it keeps none (or they do not match ``samples`` in number)."""
+    fitted = getattr(method, "fitted_target_labels", None)
+    return fitted if fitted is not None and len(fitted) == len(samples) else None
+
+
 def evaluate(
     method: Any, evaluation: EvaluationData, source_train: Labeled | Unlabeled, classes: tuple[str, ...], tracked: Any,
     step: int,
@@ -137,14 +144,17 @@ def evaluate(
         predictions = fitted if fitted is not None else method.predict(test.X)
         what = "clusters matched to classes"
     else:
-        predictions = method.predict(test.X)
+        predictions = training_target_labels(method, test) if evaluation.target_is_training_target else None
+        predictions = method.predict(test.X) if predictions is None else predictions
         what = "acc"
     scores, target_pred = metrics.target_scores(task, test.y, predictions)  # clusters renamed to their classes
     target_acc = scores.pop("target_acc")
     extra |= scores
     if evaluation.transductive is not None:  # part of the target held out: the adapted part scored too
-        extra["target_transductive_acc"] = float(np.mean(np.asarray(method.predict(evaluation.transductive.X))
-                                                         == evaluation.transductive.y))
+        adapted = evaluation.transductive
+        labels = training_target_labels(method, adapted)
+        labels = method.predict(adapted.X) if labels is None else labels
+        extra["target_transductive_acc"] = float(np.mean(np.asarray(labels) == adapted.y))
     source_acc, source_split = _source_accuracy(method, evaluation, source_train)
     per_class = per_class_accuracy(test.y, target_pred, classes)
 
