@@ -20,20 +20,21 @@ from tlrun.cli import unknown_group_option
 from tlrun.config import method_scenarios
 
 HEAVY = ("torch", "pytorch_lightning", "mlflow")
-# Runs the CLI and reports, at exit, which heavy modules the process imported.
-PROBE = (
-    "import atexit, sys; "
-    f"atexit.register(lambda: print('HEAVY=' + ','.join(m for m in {HEAVY!r} if m in sys.modules))); "
-    "sys.argv = ['tlrun'] + sys.argv[1:]; from tlrun.cli import main; main()"
-)
+
+
+def probe(modules: tuple[str, ...]) -> str:
+    """Code that runs the CLI and prints, at exit, which of ``modules`` the process imported."""
+    return ("import atexit, sys; "
+            f"atexit.register(lambda: print('HEAVY=' + ','.join(m for m in {modules!r} if m in sys.modules))); "
+            "sys.argv = ['tlrun'] + sys.argv[1:]; from tlrun.cli import main; main()")
 
 
 def _env(store: str) -> dict[str, str]:
     return {**os.environ, "MLFLOW_TRACKING_URI": store, "MLFLOW_DISABLE_TELEMETRY": "true", "PYTHONUNBUFFERED": "1"}
 
 
-def _probe(tmp_path: Path, store: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", PROBE, *args], cwd=tmp_path, env=_env(store),
+def _probe(tmp_path: Path, store: str, *args: str, modules: tuple[str, ...] = HEAVY) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", probe(modules), *args], cwd=tmp_path, env=_env(store),
                           capture_output=True, text=True, timeout=120)
 
 
@@ -51,6 +52,20 @@ def test_help_lists_groups_and_the_method_table_without_heavy_imports(tmp_path, 
     assert "method_base" not in out  # the shared parts of method configs are not a choice
     assert "selftaught_clustering" in out and "closed_form" in out
     assert out.strip().endswith("HEAVY=")
+
+
+def test_a_closed_form_run_on_features_imports_neither_lightning_nor_torchvision(tmp_path, mlflow_store):
+    """Lightning and torchvision (5 s of CPU to import) serve deep methods and image backbones only."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for domain in ("a", "b"):
+        np.savez(tmp_path / f"{domain}.npz", X=rng.normal(size=(40, 5)), y=np.arange(40) % 2)
+    result = _probe(tmp_path, mlflow_store, "method=jda", "dataset=features", f"dataset.root={tmp_path}",
+                    "dataset.source=a", "dataset.target=b", f"hydra.run.dir={tmp_path / 'run'}", "threads=1",
+                    modules=("pytorch_lightning", "lightning_fabric", "torchvision", "torch"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("HEAVY=torch")
 
 
 def test_config_error_is_one_clear_line_without_heavy_imports(tmp_path, mlflow_store):

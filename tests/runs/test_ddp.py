@@ -391,3 +391,18 @@ def test_a_ddp_job_in_a_launchers_worker_relaunches_tlrun(tmp_path, launcher):
         ("FINISHED", "2")]
     # The worker ran tlrun's Hydra job, logging into the job's folder.
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in (tmp_path / "sweep" / "0" / "train_ddp_process_1.log").read_text()
+
+
+@pytest.mark.parametrize("devices", [1, 2, "3", " 4 ", 0, -1, "two", [0, 1], "1.5", True])
+def test_cpu_process_count_reads_devices_as_lightning_does(devices):
+    """The count closed-form runs take without importing Lightning: Lightning's own where it has one, an error
+    where it refuses the value."""
+    from pytorch_lightning.accelerators import CPUAccelerator
+
+    try:
+        expected = CPUAccelerator.parse_devices(devices)
+    except Exception:
+        with pytest.raises(ValueError, match="int > 0"):
+            ddp.cpu_process_count(devices)
+    else:
+        assert ddp.cpu_process_count(devices) == expected

@@ -91,6 +91,17 @@ def _uses_cuda(trainer: Mapping[str, Any]) -> bool:
     return str(trainer.get("accelerator", "auto")) in ("gpu", "cuda", "auto") and torch.cuda.is_available()
 
 
+def cpu_process_count(devices: Any) -> int:
+    """The processes of ``trainer.devices`` on the CPU, as Lightning's ``CPUAccelerator`` reads it (``auto``: one;
+    else a whole number > 0, or its text), without importing Lightning: closed-form runs never need it."""
+    if str(devices) == "auto":
+        return 1
+    whole = isinstance(devices, int) or (isinstance(devices, str) and devices.strip().isdigit())
+    if not whole or int(devices) <= 0:
+        raise ValueError("`devices` selected with CPUAccelerator should be an int > 0.")
+    return int(devices)
+
+
 def process_count(trainer: Mapping[str, Any]) -> int:
     """How many processes Lightning runs for these Trainer settings: the devices (``auto``: every GPU, or one CPU
     process) times ``num_nodes`` (1 for ``strategy: single_device``)."""
@@ -105,9 +116,7 @@ def process_count(trainer: Mapping[str, Any]) -> int:
                 devices = CUDAAccelerator.auto_device_count()
             count = len(CUDAAccelerator.parse_devices(devices) or [])
         else:
-            from pytorch_lightning.accelerators import CPUAccelerator
-
-            count = 1 if str(devices) == "auto" else CPUAccelerator.parse_devices(devices)
+            count = cpu_process_count(devices)
     except Exception as error:  # Lightning's MisconfigurationException: a device count it cannot use
         raise TlrunError(f"trainer.devices={devices}: {error}") from None
     return max(1, int(count)) * max(1, int(trainer.get("num_nodes", 1) or 1))
