@@ -1,5 +1,6 @@
 """Progress bars on stderr, drawn by Rich: the one look of tlrun's long steps (features from a frozen backbone, an
-autoencoder's epochs, an archive's download).
+autoencoder's epochs, an archive's download); and a status line with a spinner and the time spent for work whose
+length is unknown (a closed-form solver).
 
 ``with progress_bar("features", total=n) as bar: ... bar.update(k)``. A bar counts steps (``done/total``) or bytes
 (``unit="bytes"``: MiB done of the total, and the speed); its total may be unknown (``None``: the bar pulses) or set
@@ -80,3 +81,17 @@ def progress_bar(
                   transient=transient, disable=not show or (transient and not console.is_terminal)) as progress:
         progress.add_task(description, total=total, visible=delay_s <= 0)
         yield Bar(progress, delay_s)
+
+
+@contextmanager
+def status_line(description: str) -> Iterator[None]:
+    """A spinner, ``description`` and the seconds spent on stderr for the ``with`` block, where stderr is a terminal
+    (nothing otherwise: a log keeps the lines printed, not a spinner); it vanishes when the block ends."""
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
+                  transient=True, disable=not console.is_terminal) as progress:
+        progress.add_task(description, total=None)
+        yield

@@ -32,3 +32,15 @@ def test_a_bar_turned_off_transient_where_no_terminal_or_not_yet_due_shows_nothi
     with progress_bar("quick", 3, **settings) as bar:
         bar.update(3)
     assert "quick" not in capsys.readouterr().err
+
+
+def test_a_status_line_shows_on_a_terminal_only_and_vanishes(capsys, monkeypatch):
+    from tlrun.progress import status_line
+
+    with status_line("jda: fitting on 10 + 10 samples"):
+        pass
+    assert capsys.readouterr().err == ""  # a log keeps no spinner
+    monkeypatch.setenv("FORCE_COLOR", "1")  # Rich then treats stderr as a terminal
+    with status_line("jda: fitting on 10 + 10 samples"):
+        pass
+    assert "jda: fitting on 10 + 10 samples" in capsys.readouterr().err

@@ -31,6 +31,7 @@ from tlrun import __version__
 from tlrun.config import foreign_targets, instantiate, with_method_info
 from tlrun.errors import TlrunError
 from tlrun.methods.base import NullReporter
+from tlrun.progress import status_line
 from tlrun.runner import ddp
 from tlrun.runner.evaluation import EvaluationReporter, evaluate, print_summary, target_scorer, task_name
 from tlrun.runner.model import run_predictor
@@ -210,6 +211,8 @@ def run_job(cfg: DictConfig) -> RunOutcome:
         return RunOutcome("", {})
 
     _write_resolved_config(cfg)
+    print(f"tlrun: {cfg.method_info.name} on {cfg.dataset.name} {task_name(cfg)} (scenario {cfg.scenario.name})",
+          flush=True)
     digest = config_hash(cfg)
     note_job(tracking_uri, digest)
     earlier = None if resume else reuse_finished(tracking_uri, str(cfg.logger.experiment), digest,
@@ -275,7 +278,9 @@ def run_job(cfg: DictConfig) -> RunOutcome:
         if deep:
             method = build_deep_method(plan, data.sizing_domain)
         try:
-            method.fit(training, context)
+            with contextlib.nullcontext() if deep else status_line(  # deep methods draw Lightning's progress bar
+                    f"{cfg.method_info.name}: fitting on {len(training.source)} + {len(training.target)} samples"):
+                method.fit(training, context)
         except BaseException:
             reporter.write_held_target_acc()
             raise
