@@ -77,11 +77,14 @@ def option_node(group: str, option: str) -> dict[str, Any]:
     return OmegaConf.to_container(composed.get(group, {}) if group == "method" else composed)
 
 
+@lru_cache(maxsize=None)
 def _composed(group: str, option: str) -> DictConfig:
-    """The yaml files of :func:`_layers` merged, their defaults lists left out."""
+    """The yaml files of :func:`_layers` merged, their defaults lists left out (read-only: cached, as the files are;
+    ``tlrun --help`` alone reads every method's twice)."""
     merged = OmegaConf.create()
     for layer in _layers(group, option):
         merged = OmegaConf.merge(merged, OmegaConf.masked_copy(layer, [key for key in layer if key != "defaults"]))
+    OmegaConf.set_readonly(merged, True)
     return merged
 
 

@@ -258,3 +258,27 @@ def test_a_command_line_hydra_cannot_compose_is_one_line(tmp_path, mlflow_store)
         assert result.stderr.strip().splitlines()[-1].startswith(message), result.stderr
         assert "Traceback" not in result.stderr
     assert MlflowClient(tracking_uri=mlflow_store).get_experiment_by_name("cli-compose") is None
+
+
+@pytest.mark.parametrize("arguments", [["--help"], ["method=jda", "-h"], ["--help", "--resolve", "dataset.target=rotate"]])
+def test_tlruns_own_help_is_hydras_app_help(monkeypatch, capsys, arguments):
+    """tlrun renders ``--help`` itself (skipping Hydra's listings of every config group, which its template does not
+    show): the text is what Hydra prints."""
+    from tlrun import cli
+
+    assert cli.help_request(arguments) is not None
+    cli.print_help(*cli.help_request(arguments))
+    ours = capsys.readouterr().out
+    monkeypatch.setattr(sys, "argv", ["tlrun", *arguments])
+    try:
+        cli._hydra_main()
+    except SystemExit:
+        pass
+    assert ours == capsys.readouterr().out
+
+
+def test_help_with_other_flags_is_left_to_hydra():
+    from tlrun import cli
+
+    assert cli.help_request(["--hydra-help"]) is None and cli.help_request(["--help", "--multirun"]) is None
+    assert cli.help_request(["--cfg", "job", "--help"]) is None and cli.job_config_request(["--cfg", "job", "--help"]) is None
