@@ -140,14 +140,23 @@ def test_recipe_composes_into_the_papers_twelve_tasks(compose):
     assert sorted(tasks) == sorted((s, t) for s in domains for t in domains if s != t)
 
 
-def test_closed_form_on_images_extracts_features_once(compose, mlflow_store, tmp_path):
+def test_closed_form_on_images_extracts_features_once(compose, mlflow_store, tmp_path, monkeypatch):
+    from tlrun.backbones import extract
+    from tlrun.runner.model import EXAMPLE_ROWS
+
     office31_tree(tmp_path / "office31")
     overrides = ("method=jda", "method.dim=4", "method.iterations=2", "dataset=office31",
                  f"dataset.root={tmp_path / 'office31'}", "backbone=resnet18", "backbone.image_size=32")
     run(compose(*overrides, experiment="e2e-images"))
-    cached = list((tmp_path / "cache" / "features").rglob("*"))
-    assert [p for p in cached if p.is_file()], "features were not cached"
+    cached = [p for p in (tmp_path / "cache" / "features").rglob("*") if p.is_file()]
+    assert len(cached) == 2, "the source's and the target's features were not cached"
+    stamps = [p.stat().st_mtime_ns for p in cached]
+    run_backbone, passes = extract.run_backbone, []
+    monkeypatch.setattr(extract, "run_backbone",
+                        lambda backbone, X, **kwargs: passes.append(len(X)) or run_backbone(backbone, X, **kwargs))
     run(compose(*overrides, experiment="e2e-images"))  # served from the cache
+    # The network runs only over the logged model's input example (its round-trip check), never over a domain.
+    assert set(passes) == {EXAMPLE_ROWS} and [p.stat().st_mtime_ns for p in cached] == stamps
     _, runs = _runs(mlflow_store, "e2e-images")
     assert [r.info.status for r in runs] == ["FINISHED", "FINISHED"]
     assert runs[0].data.tags["backbone"] == "resnet18"

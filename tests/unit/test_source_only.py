@@ -102,8 +102,10 @@ def test_learns_digits_deterministically(compose):
         # Target predictions every epoch (1-based), the last equal to predict's.
         assert [step for step, _ in recorder.predictions] == list(range(1, epochs + 1))
         np.testing.assert_array_equal(recorder.predictions[-1][1], predictions)
-        # Epoch metrics go to the Lightning logger when there is one, else to the reporter.
-        epoch_metrics = logged if with_logger else recorder.metrics
+        # The reporter first has the DataLoader workers num_workers=auto gave (none for arrays); epoch metrics go to
+        # the Lightning logger when there is one, else to the reporter.
+        assert recorder.metrics[0] == (0, {"loader_workers": 0})
+        epoch_metrics = logged if with_logger else recorder.metrics[1:]
         assert [step for step, _ in epoch_metrics] == list(range(1, epochs + 1))
         assert {"train_loss", "source_train_acc", "select.entropy", "select.snd"} <= set(epoch_metrics[-1][1])
         assert epoch_metrics[-1][1]["train_loss"] < epoch_metrics[0][1]["train_loss"]

@@ -117,13 +117,16 @@ def run_backbone(
     image_shape: tuple[int, ...] | None = None,
     batch_size: int = 128,
     device: str | torch.device = "cpu",
-    num_workers: int = 0,
+    num_workers: int | str = "auto",
     progress: bool = True,
     description: str = "features",
 ) -> np.ndarray:
-    """Run ``backbone`` frozen (eval mode, no gradients) over ``X`` in batches; no cache."""
+    """Run ``backbone`` frozen (eval mode, no gradients) over ``X`` in batches; no cache. Image files are read by
+    worker processes (``num_workers=auto``, :func:`tlrun.backbones.inputs.loader_options`)."""
     dataset = _inputs.make_dataset(X, backbone=backbone, image_shape=image_shape)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, shuffle=False, **_inputs.loader_options(num_workers, X, device)
+    )
     was_training = backbone.training
     original_device = next(backbone.parameters(), torch.empty(0)).device
     backbone.eval().to(device)
@@ -161,7 +164,7 @@ def extract_features(
     use_cache: bool = True,
     batch_size: int = 128,
     device: str | torch.device = "cpu",
-    num_workers: int = 0,
+    num_workers: int | str = "auto",
     progress: bool = True,
 ) -> np.ndarray:
     """Features of every sample of ``domain`` (in order) from a frozen backbone, cached on disk.

@@ -26,10 +26,14 @@ DataLoader):
 
 Pixel rows are augmented at their own size, then returned as the non-augmented path returns them (a flat row, or
 resized and normalised for a backbone with an ``image_size``). Feature rows cannot be augmented.
+
+:func:`loader_options` chooses how a ``DataLoader`` reads the samples: worker processes for image files only, pinned
+memory for a CUDA device.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -41,6 +45,8 @@ from tlrun.data.images import open_image
 
 #: Bump when the transforms below change: part of the feature-cache key.
 INPUTS_VERSION = 1
+#: The most DataLoader worker processes ``num_workers=auto`` starts (one per CPU thread of the run but one).
+AUTO_WORKERS_MAX = 8
 
 
 def is_paths(X: Any) -> bool:
@@ -56,6 +62,31 @@ def sample_shape(X: np.ndarray | Sequence[str], image_shape: tuple[int, ...] | N
     if image_shape is not None:
         return tuple(int(s) for s in image_shape)
     return (int(np.asarray(X).shape[1]),)
+
+
+def run_cores() -> int:
+    """The CPU threads this run computes with: torch's (which the ``threads`` setting and, under DDP, Lightning's
+    share per process set), at most the cores the process may run on."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return min(torch.get_num_threads(), usable)
+
+
+def loader_options(
+    num_workers: int | str, X: Any, device: str | torch.device, cores: int | None = None
+) -> dict[str, Any]:
+    """The ``DataLoader`` settings for samples ``X`` read by a model on ``device``:
+
+    - ``num_workers``: as given when a number; ``auto``: 0 for arrays (in memory already: workers would only add
+      copies between processes), and for image files (decoded and augmented at every access) one worker per CPU
+      thread of the run but one (``cores``, default :func:`run_cores`), at most :data:`AUTO_WORKERS_MAX`;
+    - ``persistent_workers``: whenever there are workers (kept from one epoch to the next, not started again);
+    - ``pin_memory``: on a CUDA device (page-locked batches copy to the GPU while it computes).
+    """
+    if num_workers == "auto":
+        cores = run_cores() if cores is None else cores
+        num_workers = min(AUTO_WORKERS_MAX, max(0, cores - 1)) if is_paths(X) else 0
+    workers = int(num_workers)
+    return {"num_workers": workers, "persistent_workers": workers > 0, "pin_memory": torch.device(device).type == "cuda"}
 
 
 def _file_size(backbone: Any) -> int:

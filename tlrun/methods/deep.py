@@ -9,7 +9,8 @@ The runner builds it with the backbone network (``instantiate(cfg.method, backbo
    linear classifier ``z = W_c f`` (:meth:`DeepMethod.build_head`), and any networks the method adds
    (:meth:`DeepMethod.build_extra`);
 2. builds the training DataLoaders (:meth:`DeepMethod.train_dataloaders`; shuffled with a generator seeded
-   from ``context.seed``, ``num_workers=0`` by default, training-time augmentation ``data.augment``);
+   from ``context.seed``, training-time augmentation ``data.augment``; ``num_workers=auto``: worker processes for
+   image files only, see :func:`tlrun.backbones.inputs.loader_options`; pinned memory on a GPU);
 3. trains with ``pl.Trainer(max_epochs=epochs, logger=context.lightning_logger() or False,
    enable_checkpointing=False, **context.trainer)`` and the callbacks of the method and of ``context.callbacks``
    (the runner's supervision of DDP processes); with ``context.checkpoint`` it writes a resumable Lightning
@@ -153,7 +154,9 @@ class DeepMethod(pl.LightningModule, Method):
         iterations_per_epoch: optimizer steps per epoch, the training data cycling (reshuffled at each pass);
             ``None``: one pass over the training data (over the larger domain, for methods that draw from two).
         eval_batch_size: samples per batch in :meth:`predict`.
-        num_workers: DataLoader worker processes (0 loads in the main process: deterministic, no fork).
+        num_workers: DataLoader worker processes (0 loads in the main process); ``auto``: 0 for arrays, one per
+            CPU thread of the run but one (at most 8) for image files (:func:`~tlrun.backbones.inputs.loader_options`).
+            The same count repeats a run; another count draws other augmentations.
         report_every: predict the training target and score the model every this many epochs (0: only at
             the end).
         patience: early stopping: end training when the ``trainer.select`` score has not improved for this many
@@ -183,7 +186,7 @@ class DeepMethod(pl.LightningModule, Method):
         bottleneck_dim: int = 256,
         iterations_per_epoch: int | None = None,
         eval_batch_size: int = 256,
-        num_workers: int = 0,
+        num_workers: int | str = "auto",
         report_every: int = 1,
         patience: int | None = None,
     ) -> None:
@@ -215,7 +218,7 @@ class DeepMethod(pl.LightningModule, Method):
         self.bottleneck_dim = int(bottleneck_dim)
         self.iterations_per_epoch = None if iterations_per_epoch is None else int(iterations_per_epoch)
         self.eval_batch_size = int(eval_batch_size)
-        self.num_workers = int(num_workers)
+        self.num_workers = num_workers if num_workers == "auto" else int(num_workers)
         self.report_every = int(report_every)
         self.patience = None if patience is None else int(patience)
         self.num_classes: int | None = None
@@ -286,6 +289,8 @@ class DeepMethod(pl.LightningModule, Method):
         Shuffled loaders are training loaders: seeded from the run's seed (plus ``seed_offset``, so that two
         loaders of one run draw different orders) and augmented with the dataset's ``augment`` policy. Under DDP a
         shuffled loader draws this process's 1/N of the samples (:func:`tlrun.methods.deep_ddp.shard_sampler`).
+        Workers and pinned memory follow ``num_workers`` and the device the network is on
+        (:func:`tlrun.backbones.inputs.loader_options`).
         """
         dataset = _inputs.make_dataset(
             X, y, backbone=self.backbone, image_shape=self._image_shape, augment=self._augment if shuffle else "none"
@@ -307,8 +312,7 @@ class DeepMethod(pl.LightningModule, Method):
             generator=generator,
             # A last batch of one sample breaks batch normalization in training mode.
             drop_last=drop_last and len(sampler if sampler is not None else dataset) > size,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+            **_inputs.loader_options(self.num_workers, X, self.device),
         )
 
     def example_batch(self, X: np.ndarray | tuple[str, ...], size: int = 2) -> torch.Tensor:
@@ -325,9 +329,12 @@ class DeepMethod(pl.LightningModule, Method):
 
     def train_dataloader(self) -> Any:
         """Lightning's hook, called once the processes exist: :meth:`train_dataloaders` on the data of ``fit``, each
-        DDP process drawing its own share."""
+        DDP process drawing its own share; the worker processes per loader are logged as ``loader_workers``."""
         world_size = self.trainer.world_size
         self._shard = (self.trainer.global_rank, world_size) if world_size > 1 else None
+        if self._context is not None:  # what num_workers (auto) resolved to, logged as loader_workers
+            options = _inputs.loader_options(self.num_workers, self._data.source.X, self.device)
+            self._context.reporter.log_metrics({"loader_workers": options["num_workers"]}, step=0)
         return self.train_dataloaders(self._data)
 
     def train_dataloaders(self, data: TrainingData) -> Any:
@@ -624,7 +631,7 @@ class DeepMethod(pl.LightningModule, Method):
         )
         try:
             with warnings.catch_warnings():
-                # num_workers=0 is deliberate (determinism); small datasets log less often than log_every_n_steps.
+                # Arrays load in the main process on purpose; small datasets log less often than log_every_n_steps.
                 warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
                 warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
                 # Emitted inside Lightning 2.6 under torch 2.14 (its own pytree helper); nothing to act on here.

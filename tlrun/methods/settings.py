@@ -324,8 +324,8 @@ def _is_number_at_least_0(value: Any) -> bool:
 def check_deep_method(
     name: str, *, epochs: int, batch_size: int, optimizer: str, lr: float, momentum: float, nesterov: bool,
     weight_decay: float, backbone_lr_mult: float | Literal["auto"], lr_schedule: str, bottleneck_dim: int,
-    iterations_per_epoch: int | None, eval_batch_size: int, num_workers: int, report_every: int, patience: int | None,
-    **_: Any,
+    iterations_per_epoch: int | None, eval_batch_size: int, num_workers: int | Literal["auto"], report_every: int,
+    patience: int | None, **_: Any,
 ) -> None:
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"{name}: optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
@@ -337,8 +337,10 @@ def check_deep_method(
         raise ValueError(f"{name}: momentum and weight_decay must be numbers ≥ 0, got {momentum} and {weight_decay}")
     if nesterov and optimizer == "sgd" and not momentum > 0:
         raise ValueError(f"{name}: nesterov=true needs momentum > 0, got {momentum}")
-    if int(num_workers) < 0 or int(report_every) < 0:
-        raise ValueError(f"{name}: num_workers and report_every must be ≥ 0, got {num_workers} and {report_every}")
+    if int(report_every) < 0:
+        raise ValueError(f"{name}: report_every must be ≥ 0, got {report_every}")
+    if num_workers != "auto" and int(num_workers) < 0:
+        raise ValueError(f"{name}: num_workers must be auto or a number of worker processes ≥ 0, got {num_workers}")
     if int(bottleneck_dim) < 0:
         raise ValueError(f"{name}: bottleneck_dim must be 0 (none) or positive, got {bottleneck_dim}")
     if iterations_per_epoch is not None and int(iterations_per_epoch) < 1:
