@@ -37,12 +37,15 @@ tlrun's default: Ledoit–Wolf, centred), ``TransferComponentAnalysis`` with the
 kernel), ``KMMReweight`` with ``B=10`` and logistic regression (its default width ``gamma=1/d`` instead of tlrun's
 median heuristic, its Frank–Wolfe solver on the exact n_s × n_s kernel).
 
-Writes the table and a log-log plot of wall time and peak memory against ``n`` (``<output>.png``).
+Writes the table, its rows as JSON (``<output>.json``) and a log-log plot of wall time and peak memory against ``n``
+(``<output>.png``). ``--merge`` keeps the rows of an earlier run's JSON that this run does not measure again (the
+command line in the table's header is then this run's only).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -202,6 +205,7 @@ def _cell(value: object, digits: int) -> str:
 
 def write_results(rows: list[dict], args: argparse.Namespace, loads: tuple[str, str], minutes: float) -> str:
     output = Path(args.output)
+    output.with_suffix(".json").write_text(json.dumps(rows, indent=1) + "\n")
     lines = [
         "# Closed-form methods at scale: time, memory and accuracy per solver path",
         "",
@@ -282,9 +286,15 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=900, help="seconds per measurement")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default=str(RESULTS))
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the rows of <output>.json (an earlier run) that this run does not measure again")
     args = parser.parse_args()
     tlrun = shutil.which("tlrun") or str(Path(sys.executable).with_name("tlrun"))
     rows, started, load_before = [], time.perf_counter(), _load()
+    earlier = Path(args.output).with_suffix(".json")
+    if args.merge and earlier.is_file():
+        measured = {(path, n, d) for path in args.paths for n in args.sizes for d in args.dims}
+        rows = [row for row in json.loads(earlier.read_text()) if (row["path"], row["n"], row["d"]) not in measured]
     with tempfile.TemporaryDirectory(prefix="tlrun-bench-scaling-data-") as data_root:
         for d in args.dims:
             for n in args.sizes:
