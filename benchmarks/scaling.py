@@ -18,7 +18,7 @@ subprocess started with ``nice -n 10``, in a fresh temporary folder with its own
 (``logger.tracking_uri``, created before the clock starts) and ``save_model=false`` (logging the fitted model is
 left out: it is not the method's cost); ``resources.max_memory`` stays ``auto``. Recorded: the command's wall time,
 the run's logged ``duration_s`` (loading + fitting + scoring, without imports and start-up), the peak resident
-memory of the ``tlrun`` process (``ru_maxrss`` from ``os.wait4`` on it) and ``target_acc`` read from the store. A
+memory of the ``tlrun`` process (its ``VmHWM``) and ``target_acc`` read from the store. A
 command that exits 2 with tlrun's preflight memory error is recorded as ``refused`` with the estimate it gave;
 one running past ``--timeout`` seconds is killed and recorded as ``timeout``.
 
@@ -175,9 +175,9 @@ def run_command(command: list[str], folder: Path, timeout: float,
         start = time.perf_counter()
         process = subprocess.Popen(["nice", "-n", "10", *command], cwd=folder, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True, env={**os.environ, **env})
-        status, usage = _wait(process.pid, start + timeout)
+        status, peak = _wait(process.pid, start + timeout)
         wall = time.perf_counter() - start
-    result: dict[str, object] = {"wall": wall, "rss_gib": usage.ru_maxrss * 1024 / 2**30 if usage else None}
+    result: dict[str, object] = {"wall": wall, "rss_gib": peak}
     if status is None:
         os.killpg(process.pid, signal.SIGKILL)
         os.waitpid(process.pid, 0)
@@ -188,13 +188,22 @@ def run_command(command: list[str], folder: Path, timeout: float,
     return {**result, "outcome": "ok" if code == 0 else f"exit {code}: {lines[-1][:200]}"}, code, output
 
 
-def _wait(pid: int, deadline: float) -> tuple[int | None, object]:
-    """``os.wait4`` on ``pid`` until it ends (its status and resource usage) or ``deadline`` passes
-    (``None, None``); ``nice`` execs ``tlrun``, so the usage is tlrun's own."""
+def _wait(pid: int, deadline: float) -> tuple[int | None, float | None]:
+    """Wait for ``pid`` to end: its exit status and peak resident memory in GiB, or ``(None, None)`` once
+    ``deadline`` passes. The peak is the process's ``VmHWM`` (``/proc/<pid>/status``), read every 0.2 s while it
+    runs: it counts from ``exec`` (``nice`` execs the command), unlike ``ru_maxrss``, which includes the pages the
+    child shared with this script when it was forked."""
+    peak = None
+    status_file = Path(f"/proc/{pid}/status")
     while time.perf_counter() < deadline:
-        done, status, usage = os.wait4(pid, os.WNOHANG)
+        try:
+            found = re.search(r"^VmHWM:\s+(\d+) kB", status_file.read_text(), flags=re.MULTILINE)
+            peak = int(found[1]) * 1024 / 2**30 if found else peak
+        except OSError:
+            pass
+        done, status = os.waitpid(pid, os.WNOHANG)
         if done:
-            return status, usage
+            return status, peak
         time.sleep(0.2)
     return None, None
 
@@ -216,8 +225,8 @@ def write_results(rows: list[dict], args: argparse.Namespace, loads: tuple[str, 
         "script's docstring), n samples per domain. Each row is one `tlrun dataset=features ...` command with "
         "`save_model=false` and `resources.max_memory` at auto; *wall* is the whole command (imports and start-up "
         "included), *duration_s* the run's logged fitting + scoring time, *peak RSS* the tlrun "
-        "process's maximum resident memory. TCA/JDA rbf paths set `method.gamma` to 1 / the mean squared distance; "
-        "KMM keeps its median heuristic. `skada-*` rows are skada 0.6's counterparts, one script each (see the "
+        "process's maximum resident memory (`VmHWM`, polled). TCA/JDA rbf paths set `method.gamma` to 1 / the mean "
+        "squared distance; KMM keeps its median heuristic. `skada-*` rows are skada 0.6's counterparts, one script each (see the "
         "script's docstring for how they differ).",
         "",
         "| path | n | d | wall s | duration_s | peak RSS GiB | target_acc % | outcome |",
