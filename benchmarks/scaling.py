@@ -269,7 +269,8 @@ def plot(rows: list[dict], path: Path) -> None:
         if done:
             label = f"{key[0]} (d={key[1]})"
             time_axis.plot([r["n"] for r in done], [r["wall"] for r in done], marker="o", label=label)
-            memory_axis.plot([r["n"] for r in done], [r["rss_gib"] for r in done], marker="o", label=label)
+            measured = [r for r in done if r["rss_gib"] is not None]
+            memory_axis.plot([r["n"] for r in measured], [r["rss_gib"] for r in measured], marker="o", label=label)
     for axis, title in ((time_axis, "wall time of the tlrun command (s)"), (memory_axis, "peak RSS (GiB)")):
         axis.set(xscale="log", yscale="log", xlabel="n per domain", title=title)
         axis.grid(True, which="both", alpha=0.3)
