@@ -211,8 +211,8 @@ def run_job(cfg: DictConfig) -> RunOutcome:
         return RunOutcome("", {})
 
     _write_resolved_config(cfg)
-    print(f"tlrun: {cfg.method_info.name} on {cfg.dataset.name} {task_name(cfg)} (scenario {cfg.scenario.name})",
-          flush=True)
+    print(f"tlrun: running {cfg.method_info.name} on {cfg.dataset.name} {task_name(cfg)} (scenario "
+          f"{cfg.scenario.name})", flush=True)
     digest = config_hash(cfg)
     note_job(tracking_uri, digest)
     earlier = None if resume else reuse_finished(tracking_uri, str(cfg.logger.experiment), digest,
