@@ -18,7 +18,7 @@ subprocess started with ``nice -n 10``, in a fresh temporary folder with its own
 (``logger.tracking_uri``, created before the clock starts) and ``save_model=false`` (logging the fitted model is
 left out: it is not the method's cost); ``resources.max_memory`` stays ``auto``. Recorded: the command's wall time,
 the run's logged ``duration_s`` (loading + fitting + scoring, without imports and start-up), the peak resident
-memory of the ``tlrun`` process (``ru_maxrss`` from ``os.wait4`` on it) and ``target_acc`` read from the store. A
+memory of the ``tlrun`` process (its ``VmHWM``) and ``target_acc`` read from the store. A
 command that exits 2 with tlrun's preflight memory error is recorded as ``refused`` with the estimate it gave;
 one running past ``--timeout`` seconds is killed and recorded as ``timeout``.
 
@@ -37,12 +37,15 @@ tlrun's default: Ledoit–Wolf, centred), ``TransferComponentAnalysis`` with the
 kernel), ``KMMReweight`` with ``B=10`` and logistic regression (its default width ``gamma=1/d`` instead of tlrun's
 median heuristic, its Frank–Wolfe solver on the exact n_s × n_s kernel).
 
-Writes the table and a log-log plot of wall time and peak memory against ``n`` (``<output>.png``).
+Writes the table, its rows as JSON (``<output>.json``) and a log-log plot of wall time and peak memory against ``n``
+(``<output>.png``). ``--merge`` keeps the rows of an earlier run's JSON that this run does not measure again (the
+command line in the table's header is then this run's only).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -172,9 +175,9 @@ def run_command(command: list[str], folder: Path, timeout: float,
         start = time.perf_counter()
         process = subprocess.Popen(["nice", "-n", "10", *command], cwd=folder, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True, env={**os.environ, **env})
-        status, usage = _wait(process.pid, start + timeout)
+        status, peak = _wait(process.pid, start + timeout)
         wall = time.perf_counter() - start
-    result: dict[str, object] = {"wall": wall, "rss_gib": usage.ru_maxrss * 1024 / 2**30 if usage else None}
+    result: dict[str, object] = {"wall": wall, "rss_gib": peak}
     if status is None:
         os.killpg(process.pid, signal.SIGKILL)
         os.waitpid(process.pid, 0)
@@ -185,13 +188,22 @@ def run_command(command: list[str], folder: Path, timeout: float,
     return {**result, "outcome": "ok" if code == 0 else f"exit {code}: {lines[-1][:200]}"}, code, output
 
 
-def _wait(pid: int, deadline: float) -> tuple[int | None, object]:
-    """``os.wait4`` on ``pid`` until it ends (its status and resource usage) or ``deadline`` passes
-    (``None, None``); ``nice`` execs ``tlrun``, so the usage is tlrun's own."""
+def _wait(pid: int, deadline: float) -> tuple[int | None, float | None]:
+    """Wait for ``pid`` to end: its exit status and peak resident memory in GiB, or ``(None, None)`` once
+    ``deadline`` passes. The peak is the process's ``VmHWM`` (``/proc/<pid>/status``), read every 0.2 s while it
+    runs: it counts from ``exec`` (``nice`` execs the command), unlike ``ru_maxrss``, which includes the pages the
+    child shared with this script when it was forked."""
+    peak = None
+    status_file = Path(f"/proc/{pid}/status")
     while time.perf_counter() < deadline:
-        done, status, usage = os.wait4(pid, os.WNOHANG)
+        try:
+            found = re.search(r"^VmHWM:\s+(\d+) kB", status_file.read_text(), flags=re.MULTILINE)
+            peak = int(found[1]) * 1024 / 2**30 if found else peak
+        except OSError:
+            pass
+        done, status = os.waitpid(pid, os.WNOHANG)
         if done:
-            return status, usage
+            return status, peak
         time.sleep(0.2)
     return None, None
 
@@ -202,6 +214,7 @@ def _cell(value: object, digits: int) -> str:
 
 def write_results(rows: list[dict], args: argparse.Namespace, loads: tuple[str, str], minutes: float) -> str:
     output = Path(args.output)
+    output.with_suffix(".json").write_text(json.dumps(rows, indent=1) + "\n")
     lines = [
         "# Closed-form methods at scale: time, memory and accuracy per solver path",
         "",
@@ -212,8 +225,8 @@ def write_results(rows: list[dict], args: argparse.Namespace, loads: tuple[str, 
         "script's docstring), n samples per domain. Each row is one `tlrun dataset=features ...` command with "
         "`save_model=false` and `resources.max_memory` at auto; *wall* is the whole command (imports and start-up "
         "included), *duration_s* the run's logged fitting + scoring time, *peak RSS* the tlrun "
-        "process's maximum resident memory. TCA/JDA rbf paths set `method.gamma` to 1 / the mean squared distance; "
-        "KMM keeps its median heuristic. `skada-*` rows are skada 0.6's counterparts, one script each (see the "
+        "process's maximum resident memory (`VmHWM`, polled). TCA/JDA rbf paths set `method.gamma` to 1 / the mean "
+        "squared distance; KMM keeps its median heuristic. `skada-*` rows are skada 0.6's counterparts, one script each (see the "
         "script's docstring for how they differ).",
         "",
         "| path | n | d | wall s | duration_s | peak RSS GiB | target_acc % | outcome |",
@@ -256,7 +269,8 @@ def plot(rows: list[dict], path: Path) -> None:
         if done:
             label = f"{key[0]} (d={key[1]})"
             time_axis.plot([r["n"] for r in done], [r["wall"] for r in done], marker="o", label=label)
-            memory_axis.plot([r["n"] for r in done], [r["rss_gib"] for r in done], marker="o", label=label)
+            measured = [r for r in done if r["rss_gib"] is not None]
+            memory_axis.plot([r["n"] for r in measured], [r["rss_gib"] for r in measured], marker="o", label=label)
     for axis, title in ((time_axis, "wall time of the tlrun command (s)"), (memory_axis, "peak RSS (GiB)")):
         axis.set(xscale="log", yscale="log", xlabel="n per domain", title=title)
         axis.grid(True, which="both", alpha=0.3)
@@ -282,9 +296,15 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=900, help="seconds per measurement")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default=str(RESULTS))
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the rows of <output>.json (an earlier run) that this run does not measure again")
     args = parser.parse_args()
     tlrun = shutil.which("tlrun") or str(Path(sys.executable).with_name("tlrun"))
     rows, started, load_before = [], time.perf_counter(), _load()
+    earlier = Path(args.output).with_suffix(".json")
+    if args.merge and earlier.is_file():
+        measured = {(path, n, d) for path in args.paths for n in args.sizes for d in args.dims}
+        rows = [row for row in json.loads(earlier.read_text()) if (row["path"], row["n"], row["d"]) not in measured]
     with tempfile.TemporaryDirectory(prefix="tlrun-bench-scaling-data-") as data_root:
         for d in args.dims:
             for n in args.sizes:

@@ -51,7 +51,7 @@ def test_the_rbf_kernel_fits_at_100k_per_domain_by_default_and_a_fitting_rank_is
         check_memory(config(method, kernel="rbf"), 100_000, 100_000, 2048)  # auto: Nyström above 10,000 samples
     tight = config("jda", kernel="rbf", approx="none")
     tight.resources.max_memory = "8GB"
-    with pytest.raises(TlrunError, match="method.approx=nystroem method.rank=250, trainer=gpu"):
+    with pytest.raises(TlrunError, match="method.approx=nystroem method.rank=500, trainer=gpu"):
         check_memory(tight, 100_000, 100_000, 2048)
 
 

@@ -59,6 +59,7 @@ def test_da_source_holdout_is_disjoint_and_seeded():
     np.testing.assert_array_equal(again.source.X, training.source.X)
     whole, no_val = split(source, target, "da", seed=3)
     assert len(whole.source) == 50 and no_val.source_val is None
+    assert whole.source.X is source.X  # the whole source trains: no copy of it
 
 
 def test_finetune_labels_per_class_and_fraction():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
 import scipy.linalg
@@ -402,3 +404,20 @@ def test_a_bad_approximation_setting_is_an_error(settings, error):
 
     with pytest.raises(ValueError, match=error):
         TCA(kernel="rbf", **settings)
+
+
+def test_nystroem_features_by_blocks_equal_the_whole_computation(monkeypatch):
+    """Blocks of 7 rows: φ(X), φ(X) P and ΦᵀΦ as computed at once; the map built from the Gram (more samples than
+    landmarks) equals the one built from Φ itself."""
+    X, _, _ = shifted_domains(30, 20, 10, seed=4)
+    features = subspace.NystroemFeatures(X[:12], partial(subspace.rbf_kernel, gamma=0.3))
+    whole = features.kernel(X, features.landmarks) @ features.whitening
+    projection = torch.randn(whole.shape[1], 3, dtype=torch.float64)
+    monkeypatch.setattr(subspace, "NYSTROEM_BLOCK", 7)
+    torch.testing.assert_close(features(X), whole)
+    torch.testing.assert_close(features(X, projection), whole @ projection)
+    torch.testing.assert_close(features.gram(X), whole.T @ whole)
+    from_gram = subspace.NystroemMap(X, features.kernel, 12, torch.Generator().manual_seed(0))
+    from_rows = subspace.ReducedLinearKernelMap(from_gram.features(X))
+    torch.testing.assert_close(from_gram.reduced.squared_singular, from_rows.squared_singular)
+    torch.testing.assert_close(from_gram.transform(X), from_rows.transform(from_gram.features(X)))

@@ -69,7 +69,7 @@ import math
 import sys
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable, Protocol
+from typing import Callable, Iterator, Protocol
 
 import numpy as np
 import torch
@@ -148,16 +148,18 @@ class ReducedLinearKernelMap:
     ``‖a‖ = ‖U b‖ = ‖b‖``, and ``FᵀF = S² UᵀU S² = S⁴`` is diagonal.
     """
 
-    def __init__(self, training: torch.Tensor) -> None:
-        n, d = training.shape
-        if n >= d:
-            squared_singular, V = torch.linalg.eigh(training.T @ training)
-            keep = numerically_nonzero(squared_singular, n, d)
-            self.basis = V[:, keep] * squared_singular[keep].sqrt()
-        else:
+    def __init__(self, training: torch.Tensor | None, gram: torch.Tensor | None = None, n: int | None = None) -> None:
+        """From the training samples, or (when ``n ≥ d``) from their Gram matrix ``XᵀX`` and their number ``n``."""
+        if gram is None and len(training) < training.shape[1]:
+            n, d = training.shape
             squared_singular, U = torch.linalg.eigh(training @ training.T)
             keep = numerically_nonzero(squared_singular, n, d)
             self.basis = training.T @ U[:, keep]
+        else:
+            n, d = (n, len(gram)) if gram is not None else training.shape
+            squared_singular, V = torch.linalg.eigh(training.T @ training if gram is None else gram)
+            keep = numerically_nonzero(squared_singular, n, d)
+            self.basis = V[:, keep] * squared_singular[keep].sqrt()
         self.squared_singular = squared_singular[keep]
 
     def transform(self, X: torch.Tensor) -> torch.Tensor:
@@ -166,6 +168,11 @@ class ReducedLinearKernelMap:
     def centered_gram(self, features: torch.Tensor) -> DiagonalMinusRankOne:
         """``S⁴ − ggᵀ/n`` (``g = Fᵀ1``): diagonal minus rank one, without the ``O(n r²)`` product ``FᵀF``."""
         return DiagonalMinusRankOne(self.squared_singular**2, features.sum(dim=0), len(features))
+
+
+#: Rows per block when Nyström features are computed: the kernel's temporaries take ``NYSTROEM_BLOCK × m`` (64 MB per
+#: matrix at 1,000 landmarks in float64) instead of ``n × m`` (1.6 GB each at 200,000 samples).
+NYSTROEM_BLOCK = 8192
 
 
 def drawn_rows(count: int, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -189,9 +196,25 @@ class NystroemFeatures:
         keep = numerically_nonzero(values, len(values), len(values))
         self.whitening = vectors[:, keep] / values[keep].sqrt()
 
-    def __call__(self, X: torch.Tensor) -> torch.Tensor:
-        """``φ`` of every row of ``X`` (``len(X) × m``, fewer columns where ``K_{LL}`` is singular)."""
-        return self.kernel(X, self.landmarks) @ self.whitening
+    def blocks(self, X: torch.Tensor, projection: torch.Tensor | None = None) -> Iterator[torch.Tensor]:
+        """``φ(X_b)`` (times ``projection``, if given) for consecutive blocks ``X_b`` of :data:`NYSTROEM_BLOCK` rows:
+        the kernel's temporaries stay at a block's size."""
+        whitening = self.whitening if projection is None else self.whitening @ projection
+        for block in X.split(NYSTROEM_BLOCK):
+            yield self.kernel(block, self.landmarks) @ whitening
+
+    def __call__(self, X: torch.Tensor, projection: torch.Tensor | None = None) -> torch.Tensor:
+        """``φ`` of every row of ``X`` (``len(X) × m``, fewer columns where ``K_{LL}`` is singular), times
+        ``projection`` if given, computed by blocks of rows into one matrix."""
+        width = (self.whitening if projection is None else projection).shape[1]
+        result = X.new_empty((len(X), width))
+        for start, block in zip(range(0, len(X), NYSTROEM_BLOCK), self.blocks(X, projection)):
+            result[start : start + len(block)] = block
+        return result
+
+    def gram(self, X: torch.Tensor) -> torch.Tensor:
+        """``ΦᵀΦ`` of the rows of ``X`` (``m × m``), summed over blocks without holding ``Φ``."""
+        return sum((block.T @ block for block in self.blocks(X)), start=X.new_zeros((self.whitening.shape[1],) * 2))
 
 
 class NystroemMap:
@@ -200,16 +223,20 @@ class NystroemMap:
     ``Φ``, the rows ``φ(x)`` of :class:`NystroemFeatures`, has ``Φ Φᵀ = K_{nL} K_{LL}^+ K_{Ln}``: the kernel form
     with that kernel is the linear kernel of ``Φ``, reduced by :class:`ReducedLinearKernelMap`. The landmarks are
     ``landmarks`` training samples drawn by ``generator`` (:func:`drawn_rows`; all of them when ``landmarks ≥ n``,
-    which makes the kernel exact).
+    which makes the kernel exact). With more samples than landmarks, ``Φ`` is never held: the reduction reads its
+    Gram ``ΦᵀΦ`` (summed by blocks) and ``f`` is computed by blocks of rows, so that the map takes ``n × q`` memory.
     """
 
     def __init__(self, training: torch.Tensor, kernel: Kernel, landmarks: int, generator: torch.Generator) -> None:
         chosen = drawn_rows(landmarks, len(training), generator).to(training.device)
         self.features = NystroemFeatures(training[chosen], kernel)
-        self.reduced = ReducedLinearKernelMap(self.features(training))
+        if len(training) >= self.features.whitening.shape[1]:
+            self.reduced = ReducedLinearKernelMap(None, gram=self.features.gram(training), n=len(training))
+        else:
+            self.reduced = ReducedLinearKernelMap(self.features(training))
 
     def transform(self, X: torch.Tensor) -> torch.Tensor:
-        return self.reduced.transform(self.features(X))
+        return self.features(X, projection=self.reduced.basis)
 
     def centered_gram(self, features: torch.Tensor) -> DiagonalMinusRankOne:
         return self.reduced.centered_gram(features)

@@ -71,7 +71,7 @@ def subspace_peak_bytes(kernel: str, approx: str, rank: int, n: int, d: int) -> 
     elif kernel == "linear":
         width, building = min(n, d), 0
     elif approximates_kernel(kernel, approx, n):
-        width, building = min(rank, n), 2  # k(X, L) and Φ beside F
+        width, building = min(rank, n), 0  # F by blocks of rows, Φ never held
     else:
         width, building = n, 2  # the squared distances beside K
     return FLOAT64 * (2 * n * d + (1 + building) * n * width + DENSE_SOLVE_MATRICES * width**2)
@@ -81,15 +81,15 @@ def kmm_peak_bytes(kernel: str, gamma: float | None, approx: str, rank: int, n_s
                    d: int) -> int:
     """KMM: the data and its float64 copy, then what the kernel takes at its peak: nothing more for ``linear``
     (factored through the data); for Nyström, the median heuristic's distances between
-    :data:`~tlrun.methods.settings.MEDIAN_SAMPLE` samples (``gamma=null``) or the features ``Φ_s``, ``Φ_t`` with
-    the ``k(X, L)`` that makes them; for the exact ``rbf``, the distances of all pairs and their upper triangle
+    :data:`~tlrun.methods.settings.MEDIAN_SAMPLE` samples (``gamma=null``) or the features ``Φ_s``, ``Φ_t`` (made
+    by blocks of rows); for the exact ``rbf``, the distances of all pairs and their upper triangle
     (``gamma=null``), or ``K_ss`` beside the largest of ``K_ss``, ``K_st``, ``K_tt`` and its distances."""
     n = n_source + n_target
     if kernel == "linear":
         return FLOAT64 * 2 * n * d
     if approximates_kernel(kernel, approx, n):
         median = 3 * min(n, MEDIAN_SAMPLE) ** 2 if gamma is None else 0
-        return FLOAT64 * (2 * n * d + max(median, 2 * n * min(rank, n)))
+        return FLOAT64 * (2 * n * d + max(median, n * min(rank, n)))
     median = 3 * n**2 if gamma is None else 0
     blocks = n_source**2 + 2 * max(n_source**2, n_source * n_target, n_target**2)
     return FLOAT64 * (2 * n * d + max(median, blocks))
