@@ -2,14 +2,19 @@
 
 Run by hand from the repository root with the project's venv active:
 
-    python benchmarks/dann_throughput.py [--steps N] [--warmup W] [--repeats R] [--device cpu|cuda]
-                                         [--precision 32-true|16-mixed|bf16-mixed] [--threads T]
+    python benchmarks/dann_throughput.py [--model resnet18|lenet] [--steps N] [--warmup W] [--repeats R]
+                                         [--device cpu|cuda] [--precision 32-true|16-mixed|bf16-mixed] [--threads T]
 
-Both sides train the same networks (a ResNet-18 backbone on 3×96×96 inputs, randomly initialised, the
-256-unit bottleneck, the 31-way classifier and the 1024-unit domain discriminator, built by
+``--model resnet18`` (the default): both sides train the same networks (a ResNet-18 backbone on 3×96×96 inputs,
+randomly initialised, the 256-unit bottleneck, the 31-way classifier and the 1024-unit domain discriminator, built by
 ``DANN.build_head`` / ``DANN.build_extra`` under the same seed), on the same random pixel rows, with batches of
 32 source + 32 target samples, SGD (momentum 0.9, weight decay 1e-3, the same two parameter groups), the
-``inv`` learning-rate schedule and DANN's warm-up of the gradient-reversal coefficient.
+``inv`` learning-rate schedule and DANN's warm-up of the gradient-reversal coefficient. A step takes seconds on a
+CPU, which hides per-step overhead: ``--model lenet`` times `tlrun method=dann`'s own case instead, LeNet on the
+embedded digits (a step of milliseconds), ours against the plain loop of ``benchmarks/plain_digits.py``, and adds
+whole-fit times (ours: ``DANN.fit`` with its default per-epoch scoring, without diagnostics; plain: training and the
+target classified once) and whole-command times (`tlrun method=dann threads=T` against `plain_digits.py dann T`,
+wall and CPU, as ``benchmarks/startup.py`` measures them).
 
 - ours: ``tlrun.methods.dann.DANN.fit`` (Lightning ``Trainer``, ``CombinedLoader`` of two cycling loaders,
   per-step ``record``/``self.log``, the NaN check, ``report_every=0``, no diagnostics, no logger);
@@ -32,6 +37,8 @@ import logging
 import os
 import platform
 import statistics
+import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -44,13 +51,17 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
+import plain_digits
+from startup import compare, store_env, tlrun_command
 from tlrun.backbones.resnet import ResNet
+from tlrun.backbones.small import LeNet
 from tlrun.losses import GradientReversal, dann_schedule, domain_adversarial_loss
 from tlrun.methods.base import NullReporter, RunContext
 from tlrun.methods.dann import DANN
 from tlrun.scenarios import Labeled, TrainingData, Unlabeled
 
 RESULTS = Path(__file__).resolve().parent / "results" / "dann_throughput.md"
+LENET_RESULTS = RESULTS.with_name("dann_throughput_lenet.md")
 IMAGE_SHAPE = (3, 96, 96)
 NUM_CLASSES = 31
 BATCH = 32  # per domain: 64 samples per step
@@ -190,16 +201,111 @@ def device_name(device: str, threads: int) -> str:
     return f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {threads} torch threads"
 
 
+def step_seconds(times: list[float]) -> float:
+    """The median time between consecutive step ends: a steady-state step, whatever the epochs' ends cost."""
+    return statistics.median(later - earlier for earlier, later in zip(times, times[1:]))
+
+
+def lenet_ours(training: TrainingData) -> tuple[float, float]:
+    """Seconds per step and of the whole ``DANN.fit`` (its defaults: 30 epochs, scoring every epoch), LeNet on the
+    digits as `tlrun method=dann` builds it (the backbone after seeding, the head in ``fit``)."""
+    torch.manual_seed(SEED)
+    method = DANN(LeNet(input_shape=(1, 8, 8)))
+    timer = StepTimer(1, 1, "cpu")
+    method.callbacks = lambda: [timer]
+    trainer = dict(accelerator="cpu", devices=1, precision="32-true", deterministic=True, enable_progress_bar=False,
+                   enable_model_summary=False)
+    started = time.perf_counter()
+    method.fit(training, RunContext(reporter=NullReporter(), device="cpu", seed=SEED, trainer=trainer))
+    return step_seconds(timer.times), time.perf_counter() - started
+
+
+def lenet_plain(training: TrainingData, target_labels: np.ndarray) -> tuple[float, float]:
+    """Seconds per step and of the whole plain loop (``benchmarks/plain_digits.py``: training, the target scored)."""
+    torch.use_deterministic_algorithms(True)
+    times: list[float] = []
+    started = time.perf_counter()
+    networks = plain_digits.lenet_networks(training.num_classes)
+    plain_digits.train(networks, (training.source.X, training.source.y), training.target.X,
+                       on_step=lambda: times.append(time.perf_counter()))
+    plain_digits.accuracy(networks, training.target.X, target_labels)
+    return step_seconds(times), time.perf_counter() - started
+
+
+def spread(values: list[float], scale: float = 1.0) -> str:
+    return f"{statistics.median(values) * scale:.2f} ({min(values) * scale:.2f}–{max(values) * scale:.2f})"
+
+
+def main_lenet(args: argparse.Namespace) -> None:
+    """``--model lenet``: per step, whole fit and whole command, ours and plain interleaved."""
+    training, target_labels = plain_digits.digits_split()
+    load_before = os.getloadavg()
+    steps, fits = {"ours": [], "plain": []}, {"ours": [], "plain": []}
+    for repeat in range(args.repeats):
+        sides = [("ours", lambda: lenet_ours(training)), ("plain", lambda: lenet_plain(training, target_labels))]
+        for name, run in sides if repeat % 2 == 0 else reversed(sides):
+            gc.collect()
+            step, fit = run()
+            steps[name].append(step)
+            fits[name].append(fit)
+            print(f"repeat {repeat + 1}/{args.repeats}  {name:5s}  {1000 * step:.2f} ms/step, whole fit {fit:.2f} s",
+                  flush=True)
+    with tempfile.TemporaryDirectory() as folder:
+        env = store_env(Path(folder))
+        threads = str(args.threads)
+        [(name, ours, plain_name, plain)] = compare(
+            [(f"tlrun method=dann threads={threads}", [tlrun_command(), "method=dann", f"threads={threads}"],
+              f"plain_digits.py dann {threads}", [sys.executable, plain_digits.__file__, "dann", threads])],
+            args.repeats, Path(folder), env)
+    load_after = os.getloadavg()
+
+    def ratio(ours_values: list[float], plain_values: list[float]) -> str:
+        return f"{statistics.median(ours_values) / statistics.median(plain_values):.2f}"
+
+    text = "\n".join([
+        "# DANN on the embedded digits (LeNet): tlrun against a plain PyTorch loop",
+        "",
+        f"`tlrun method=dann`'s own case: LeNet, 30 epochs of 28 steps of 32 source + 32 target samples, torch threads "
+        f"{args.threads}; {device_name('cpu', args.threads)}; torch {torch.__version__}, Lightning {pl.__version__}, "
+        f"Python {platform.python_version()}. Medians (min–max) of {args.repeats} interleaved repeats. 1-minute load "
+        f"average {load_before[0]:.2f} before, {load_after[0]:.2f} after. Made by `python benchmarks/dann_throughput.py "
+        f"--model lenet --repeats {args.repeats} --threads {args.threads}`.",
+        "",
+        "| measure | ours (tlrun) | plain | ratio |",
+        "|---|---|---|---|",
+        f"| ms per step (median step, in-process) | {spread(steps['ours'], 1000)} | {spread(steps['plain'], 1000)} | "
+        f"{ratio(steps['ours'], steps['plain'])} |",
+        f"| whole fit, s (in-process: `DANN.fit` with its per-epoch scoring; plain: training + target scored) | "
+        f"{spread(fits['ours'])} | {spread(fits['plain'])} | {ratio(fits['ours'], fits['plain'])} |",
+        f"| whole command, wall s (`{name}` / `{plain_name}`) | {spread(ours.wall)} | {spread(plain.wall)} | "
+        f"{ratio(ours.wall, plain.wall)} |",
+        f"| whole command, CPU s | {spread(ours.cpu)} | {spread(plain.cpu)} | {ratio(ours.cpu, plain.cpu)} |",
+        "",
+        "Targets (issue 18): per step ≤ 1.05×, whole command ≤ 1.1×.",
+        "",
+    ])
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text)
+    print(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="resnet18", choices=("resnet18", "lenet"))
     parser.add_argument("--steps", type=int, default=20, help="measured steps N (default 20)")
     parser.add_argument("--warmup", type=int, default=3, help="discarded warm-up steps W ≥ 1 (default 3)")
     parser.add_argument("--repeats", type=int, default=3, help="alternating repeats R of each side (default 3)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--precision", default="32-true", choices=("32-true", "16-mixed", "bf16-mixed"))
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (default: all cores)")
-    parser.add_argument("--output", type=Path, default=RESULTS, help=f"the Markdown file written (default {RESULTS})")
+    parser.add_argument("--output", type=Path, help=f"the Markdown file written (default {RESULTS}, for lenet "
+                        f"{LENET_RESULTS})")
     args = parser.parse_args()
+    if args.model == "lenet":
+        args.output = args.output or LENET_RESULTS
+        torch.set_num_threads(args.threads)
+        return main_lenet(args)
+    args.output = args.output or RESULTS
     if args.steps < 1 or args.warmup < 1 or args.repeats < 1:
         parser.error("--steps, --warmup and --repeats must be positive")
     if args.device == "cpu" and args.precision == "16-mixed":

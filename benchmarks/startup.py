@@ -1,11 +1,25 @@
-"""Start-up cost of the `tlrun` command: `--help`, a configuration error, and the default run end to end.
+"""What users wait for: whole `tlrun` commands, wall and CPU time, against plain scripts doing the same work.
 
-Run by hand from the repository root with the project's venv active:
+Run from the repository root with the project's venv active:
 
     python benchmarks/startup.py [REPEATS]     # default 3
 
-Writes benchmarks/results/startup.md (median wall seconds on this machine) and prints it. Targets: `--help` and
-configuration errors without importing torch, Lightning or MLflow; the default run under a minute on 2 cores.
+Each command runs as a child process; its wall time is measured around it and its CPU time (user + system) is the
+child's own, from ``os.wait4``. Rows:
+
+- ``tlrun --help`` and a configuration error (answered before torch, Lightning or MLflow load);
+- ``tlrun method=jda`` (the default task on the embedded digits, default settings, the MLflow store existing)
+  against ``benchmarks/plain_digits.py jda`` (the digits loaded as tlrun loads them, tlrun's JDA class fitted
+  in-process and scored; no Hydra, no MLflow);
+- ``tlrun method=dann threads=1`` (default settings otherwise: scoring every epoch, diagnostics, a checkpoint every
+  epoch, the model logged) against ``benchmarks/plain_digits.py dann 1`` (the same networks, data, batches, steps,
+  optimizer and schedule in a plain PyTorch loop, the target classified once).
+
+Each pair is interleaved (tlrun first in odd repeats, the script first in even ones). Reported: medians and the
+spread (min–max) of each, the ratio of the medians, and the machine's 1-minute load average before and after (the
+commands run under whatever else the machine does: compare the load with the figures). Writes
+benchmarks/results/startup.md and prints it. Targets (issue 18): `--help` under 1 s of CPU, a whole `tlrun
+method=jda` ≤ 1.2× its plain script, `tlrun method=dann` ≤ 1.1×.
 """
 
 from __future__ import annotations
@@ -18,44 +32,107 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results" / "startup.md"
+BENCHMARKS = Path(__file__).resolve().parent
+RESULTS = BENCHMARKS / "results" / "startup.md"
+PLAIN = BENCHMARKS / "plain_digits.py"
 
 
-def _time(command: list[str], cwd: Path, env: dict[str, str], repeats: int, expect: int) -> float:
-    seconds = []
-    for _ in range(repeats):
+@dataclass
+class Timings:
+    """Wall and CPU seconds of the repeats of one command."""
+
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+
+    def cell(self, values: list[float]) -> str:
+        return f"{statistics.median(values):.2f} ({min(values):.2f}–{max(values):.2f})"
+
+
+def time_command(command: list[str], cwd: Path, env: dict[str, str], expect: int = 0) -> tuple[float, float]:
+    """Wall and CPU (user + system of the child) seconds of one run of ``command``."""
+    with tempfile.TemporaryFile() as output:
         start = time.perf_counter()
-        result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
-        seconds.append(time.perf_counter() - start)
-        if result.returncode != expect:
-            raise SystemExit(f"{command} exited {result.returncode}:\n{result.stderr[-2000:]}")
-    return statistics.median(seconds)
+        child = subprocess.Popen(command, cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(child.pid, 0)
+        wall = time.perf_counter() - start
+        child.returncode = os.waitstatus_to_exitcode(status)
+        if child.returncode != expect:
+            output.seek(0)
+            raise SystemExit(f"{command} exited {child.returncode}:\n{output.read().decode()[-3000:]}")
+    return wall, usage.ru_utime + usage.ru_stime
+
+
+def tlrun_command() -> str:
+    return shutil.which("tlrun", path=str(Path(sys.executable).parent)) or "tlrun"
+
+
+def store_env(folder: Path) -> dict[str, str]:
+    """The environment of the commands: an MLflow store of their own, and the repository importable."""
+    return {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
+            "PYTHONPATH": os.pathsep.join([str(BENCHMARKS.parent), os.environ.get("PYTHONPATH", "")])}
+
+
+def compare(pairs: list[tuple[str, list[str], str, list[str]]], repeats: int, cwd: Path, env: dict[str, str],
+            ) -> list[tuple[str, Timings, str, Timings]]:
+    """Each ``(tlrun name, command, plain name, command)`` pair run ``repeats`` times, interleaved."""
+    results = [(name, Timings(), plain_name, Timings()) for name, _, plain_name, _ in pairs]
+    for repeat in range(repeats):
+        for (_, command, _, plain_command), (name, timings, plain_name, plain_timings) in zip(pairs, results):
+            sides = [(name, command, timings), (plain_name, plain_command, plain_timings)]
+            for label, argv, into in sides if repeat % 2 == 0 else reversed(sides):
+                wall, cpu = time_command(argv, cwd, env)
+                into.wall.append(wall)
+                into.cpu.append(cpu)
+                print(f"repeat {repeat + 1}/{repeats}  {label}: {wall:.2f} s wall, {cpu:.2f} s CPU", flush=True)
+    return results
 
 
 def main() -> None:
     repeats = int(sys.argv[1]) if len(sys.argv) > 1 else 3
-    tlrun = shutil.which("tlrun", path=str(Path(sys.executable).parent)) or "tlrun"
+    tlrun, python = tlrun_command(), sys.executable
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as folder:
         cwd = Path(folder)
-        env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{cwd / 'mlflow.db'}"}
+        env = store_env(cwd)
         subprocess.run([tlrun, "method=no_adaptation"], cwd=cwd, env=env, capture_output=True)  # create the store
-        rows = [
-            ("tlrun --help", _time([tlrun, "--help"], cwd, env, repeats, 0)),
-            ("tlrun method=jda scenario=finetune (config error)",
-             _time([tlrun, "method=jda", "scenario=finetune"], cwd, env, repeats, 2)),
-            ("tlrun (default run: JDA on the embedded digits, store exists)", _time([tlrun], cwd, env, repeats, 0)),
-        ]
+        alone = [("tlrun --help", [tlrun, "--help"], 0),
+                 ("tlrun method=jda scenario=finetune (config error)", [tlrun, "method=jda", "scenario=finetune"], 2)]
+        single = []
+        for name, command, expect in alone:
+            timings = Timings()
+            for _ in range(repeats):
+                wall, cpu = time_command(command, cwd, env, expect)
+                timings.wall.append(wall)
+                timings.cpu.append(cpu)
+            single.append((name, timings))
+        pairs = compare([
+            ("tlrun method=jda", [tlrun, "method=jda"], "plain_digits.py jda", [python, str(PLAIN), "jda"]),
+            ("tlrun method=dann threads=1", [tlrun, "method=dann", "threads=1"],
+             "plain_digits.py dann 1", [python, str(PLAIN), "dann", "1"]),
+        ], repeats, cwd, env)
+    load_after = os.getloadavg()
     lines = [
-        "# Start-up cost of `tlrun`",
+        "# What users wait for: whole `tlrun` commands against plain scripts",
         "",
-        f"Median wall time of {repeats} runs; {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}. Made by `python benchmarks/startup.py`.",
+        f"Medians (min–max) of {repeats} runs, each a child process: wall seconds, and CPU seconds (the child's user + "
+        f"system, `os.wait4`). {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}. 1-minute load average {load_before[0]:.2f} before, {load_after[0]:.2f} after "
+        f"(5-minute: {load_before[1]:.2f}, {load_after[1]:.2f}). Made by `python benchmarks/startup.py {repeats}`.",
         "",
-        "| command | seconds |",
-        "|---|---|",
-        *[f"| `{name}` | {seconds:.2f} |" for name, seconds in rows],
+        "| command | wall s | CPU s |",
+        "|---|---|---|",
+        *[f"| `{name}` | {t.cell(t.wall)} | {t.cell(t.cpu)} |" for name, t in single],
+        "",
+        "Each pair interleaved; the ratio is tlrun's median over the plain script's.",
+        "",
+        "| command | wall s | CPU s | plain script | wall s | CPU s | ratio wall | ratio CPU |",
+        "|---|---|---|---|---|---|---|---|",
+        *[f"| `{name}` | {t.cell(t.wall)} | {t.cell(t.cpu)} | `{plain_name}` | {p.cell(p.wall)} | {p.cell(p.cpu)} | "
+          f"{statistics.median(t.wall) / statistics.median(p.wall):.2f} | "
+          f"{statistics.median(t.cpu) / statistics.median(p.cpu):.2f} |" for name, t, plain_name, p in pairs],
         "",
     ]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

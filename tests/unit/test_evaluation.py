@@ -7,7 +7,7 @@ import pytest
 from omegaconf import OmegaConf
 from sklearn.neighbors import KNeighborsClassifier
 
-from tlrun.runner.evaluation import evaluate, print_summary
+from tlrun.runner.evaluation import EvaluationReporter, evaluate, print_summary
 from tlrun.scenarios import EvaluationData, Labeled, Unlabeled
 
 
@@ -104,3 +104,23 @@ def test_the_training_target_is_scored_from_the_labels_fit_kept_without_predicti
     without = CountingMethod(None)
     evaluate(without, EvaluationData(target, None, target_is_training_target=True), target, ("0", "1"), Tracked(), 0)
     assert without.predicted == 40
+
+
+def test_the_reporter_writes_an_epoch_with_the_previous_target_accuracy_in_one_write():
+    writes: list[dict[int, dict[str, float]]] = []
+
+    class Store:
+        def log_metrics_at(self, metrics_by_step):
+            writes.append(metrics_by_step)
+
+    reporter = EvaluationReporter(Store(), score=lambda predictions: float(np.mean(predictions)))
+    for epoch in (1, 2, 3):  # as a deep method's epoch end: the target predicted, then the epoch's metrics logged
+        reporter.target_predictions(np.full(4, epoch / 10), step=epoch)
+        reporter.log_metrics({"train_loss": 1.0 / epoch}, step=epoch)
+    assert writes == [{1: {"train_loss": 1.0}}, {1: {"target_acc": 0.1}, 2: {"train_loss": 0.5}},
+                      {2: {"target_acc": 0.2}, 3: {"train_loss": 1 / 3}}]
+    reporter.write_held_target_acc(unless_at=3)  # the final evaluation logs step 3's own: nothing is left
+    assert len(writes) == 3
+    reporter.target_predictions(np.full(4, 0.4), step=4)
+    reporter.write_held_target_acc(unless_at=5)
+    assert writes[-1] == {4: {"target_acc": 0.4}}

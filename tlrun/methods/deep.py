@@ -26,12 +26,15 @@ Subclasses implement ``training_step`` (returning the loss). The base provides, 
 - a check that stops training with :class:`TrainingDiverged` (a :class:`~tlrun.errors.TlrunError`) when a loss is
   NaN or infinite, naming the learning rate to try;
 - per-epoch means of every term passed to :meth:`~DeepMethod.record` (``train_loss``, ``transfer_loss``...)
-  and ``source_train_acc``, logged at ``step = epoch`` (1-based, epochs completed);
+  and ``source_train_acc``, logged at ``step = epoch`` (1-based, epochs completed) through ``context.reporter``
+  (one write to the store per epoch);
 - at the end of every ``report_every``-th epoch (and the last): predictions for the training target sent to
   ``context.reporter.target_predictions`` (the runner scores them; the method never sees target labels), and
-  the label-free model-selection scores of :mod:`tlrun.methods.components.selection` logged as ``select.<score>``:
-  ``source_val`` (accuracy on the held-out source split), ``dev`` (importance-weighted validation),
-  ``snd`` (soft neighbourhood density) and ``entropy`` (minus the target prediction entropy);
+  label-free model-selection scores of :mod:`tlrun.methods.components.selection` logged as ``select.<score>``:
+  ``entropy`` (minus the target prediction entropy, cheap) and the score ``context.select`` needs at every such
+  epoch, all of them at the last: ``source_val`` (accuracy on the held-out source split), ``dev``
+  (importance-weighted validation) and ``snd`` (soft neighbourhood density); the last scored predictions, when the
+  final weights made them, are kept as ``fitted_target_labels`` (the runner scores them without another pass);
 - checkpoint selection: with ``context.select`` other than ``last`` the weights of the epoch with the best
   score are kept and restored after training (``selected_epoch`` is logged); ``oracle`` selects by target
   accuracy, which reads target labels through the runner, and the run is tagged ``selection.oracle=true``;
@@ -87,6 +90,8 @@ RESERVED_TRAINER_KEYS = ("max_epochs", "logger", "enable_checkpointing", "callba
 #: Samples per domain used for the label-free scores that need features, and for the diagnostics.
 SCORE_SAMPLES = 1000
 DIAGNOSTIC_SAMPLES = 500
+#: Points of each t-SNE panel of the diagnostics (half per domain): a fifth of a digits run's CPU time at 1,000.
+EMBEDDING_POINTS = 500
 
 
 class TrainingDiverged(TlrunError, FloatingPointError):
@@ -230,6 +235,8 @@ class DeepMethod(pl.LightningModule, Method):
         self._epoch_sums: dict[str, torch.Tensor] = {}
         self._best: tuple[float, int, dict[str, torch.Tensor]] | None = None
         self._scored_since_best = 0
+        #: ``(epoch, labels)``: the training target's predicted labels at the latest scored epoch.
+        self._scored_target_labels: tuple[int, np.ndarray] | None = None
         self._checkpoint: Path | None = None
         #: On a GPU, the last step's loss check, still on its way to the host (see :meth:`on_before_backward`).
         self._pending_finite: tuple[torch.Tensor, torch.cuda.Event, torch.Tensor, int] | None = None
@@ -386,7 +393,11 @@ class DeepMethod(pl.LightningModule, Method):
                                    logits.new_full((), float(len(y)), dtype=torch.float64)])
             key = f"{self.trains_on}_train_acc"
             self._epoch_sums[key] = self._epoch_sums[key] + correct if key in self._epoch_sums else correct
-        self.log("train_loss", loss.detach(), prog_bar=True, logger=False, on_step=True, on_epoch=False)
+        trainer = self._trainer  # None: a step called outside a Trainer, where self.log does nothing
+        shown = trainer is not None and trainer.progress_bar_callback is not None
+        if shown and self.global_step % max(1, trainer.log_every_n_steps) == 0:
+            # The progress bar's loss, every log_every_n_steps steps: Lightning's self.log costs about a millisecond.
+            self.log("train_loss", loss.detach(), prog_bar=True, logger=False, on_step=True, on_epoch=False)
 
     def progress(self) -> float:
         """Training progress ``p ∈ [0, 1]``: optimizer steps taken over the steps of the whole run."""
@@ -442,13 +453,15 @@ class DeepMethod(pl.LightningModule, Method):
         self._epoch_sums = {}
 
     def _log_epoch(self, metrics: dict[str, float], epoch: int) -> None:
+        """The epoch's metrics into the run (its reporter: one write with the target accuracy), else into
+        Lightning's loggers (a ``Trainer`` built outside :meth:`fit`)."""
         if not metrics:
             return
-        if self.loggers:
+        if self._context is not None:
+            self._context.reporter.log_metrics(metrics, step=epoch)
+        else:
             for logger in self.loggers:
                 logger.log_metrics(metrics, step=epoch)
-        elif self._context is not None:
-            self._context.reporter.log_metrics(metrics, step=epoch)
 
     def on_train_epoch_end(self) -> None:
         self._check_pending_finite()
@@ -485,24 +498,33 @@ class DeepMethod(pl.LightningModule, Method):
     # ----------------------------------------------------------------------------------- model selection
 
     def _score_epoch(self, epoch: int) -> dict[str, float]:
-        """Report target predictions, keep the weights if they score best; the ``select.*`` metrics."""
+        """Report target predictions, keep the weights if they score best; the ``select.*`` metrics: every score at
+        the last epoch, before it the score ``trainer.select`` needs and the cheap ``entropy``."""
         data, context = self._data, self._context
         scores, oracle = {}, None
+        every_score = epoch == self.epochs
+
+        def wanted(name: str) -> bool:
+            return every_score or name == context.select
+
         has_target = len(data.target) > 0  # zeroshot trains without target samples
         if has_target:
             target_probs, target_features = self._outputs(data.target.X)
             predictions = target_probs.argmax(axis=1)
             context.reporter.target_predictions(predictions, step=epoch)
+            self._scored_target_labels = (epoch, predictions)
             if context.select == "oracle":  # reads target labels: a tagged oracle run only
                 oracle = context.reporter.oracle_accuracy(predictions)
-            scores = {"entropy": selection.neg_entropy(target_probs),
-                      "snd": selection.soft_neighborhood_density(target_probs, seed=context.seed)}
-        if data.target_val is not None and len(data.target_val):
+            scores["entropy"] = selection.neg_entropy(target_probs)
+            if wanted("snd"):
+                scores["snd"] = selection.soft_neighborhood_density(target_probs, seed=context.seed)
+        if wanted("target_val") and data.target_val is not None and len(data.target_val):
             scores["target_val"] = float(np.mean(self._outputs(data.target_val.X)[0].argmax(axis=1) == data.target_val.y))
-        if data.source_val is not None and len(data.source_val) and isinstance(data.source, Labeled):
+        source_scores = wanted("source_val") or (has_target and wanted("dev"))
+        if source_scores and data.source_val is not None and len(data.source_val) and isinstance(data.source, Labeled):
             val_probs, val_features = self._outputs(data.source_val.X)
             scores["source_val"] = selection.source_val_accuracy(val_probs, data.source_val.y)
-            if has_target:
+            if has_target and wanted("dev"):
                 val_losses = -np.log(np.clip(val_probs[np.arange(len(val_probs)), data.source_val.y], 1e-12, None))
                 source = self.labeled(data, "source")
                 _, source_features = self._outputs(take(source.X, _subsample(len(source), SCORE_SAMPLES, context.seed)))
@@ -533,13 +555,15 @@ class DeepMethod(pl.LightningModule, Method):
                 logged["stopped_epoch"] = float(epoch)
         return logged
 
-    def _restore_selected(self) -> None:
+    def _restore_selected(self) -> int:
+        """Load the weights ``context.select`` chose; the epoch whose weights the network now holds."""
         context = self._context
         if context is None or context.select == "last" or self._best is None:
-            return
+            return self.current_epoch
         score, epoch, state = self._best
         self.load_state_dict(state)
         context.reporter.log_metrics({"selected_epoch": float(epoch), f"selected.{context.select}": score}, step=self.epochs)
+        return epoch
 
     # -------------------------------------------------------------------------------------- diagnostics
 
@@ -555,7 +579,8 @@ class DeepMethod(pl.LightningModule, Method):
             {"pad_before": proxy_a_distance(*before, seed=seed), "pad_after": proxy_a_distance(*after, seed=seed)},
             step=self.epochs,
         )
-        context.reporter.log_figure(embedding_figure(after, before, seed=seed), "diagnostics/embedding.png")
+        context.reporter.log_figure(embedding_figure(after, before, seed=seed, max_points=EMBEDDING_POINTS),
+                                    "diagnostics/embedding.png")
 
     # ----------------------------------------------------------------------------------------- optimizer
 
@@ -609,6 +634,7 @@ class DeepMethod(pl.LightningModule, Method):
                 "to a score (e.g. target_val in finetune, source_val in da)"
             )
         self._data, self._context, self._best, self._scored_since_best = data, context, None, 0
+        self._scored_target_labels, self.fitted_target_labels = None, None
         self._checkpoint = context.checkpoint
         if self._checkpoint is not None:
             self._checkpoint.parent.mkdir(parents=True, exist_ok=True)
@@ -647,11 +673,14 @@ class DeepMethod(pl.LightningModule, Method):
                         raise KeyboardInterrupt("interrupted during training") from error
                     raise
             self.to(self._predict_device)
-            self._restore_selected()
+            weights_epoch = self._restore_selected()
+            scored = self._scored_target_labels  # the training target classified by these very weights: kept
+            self.fitted_target_labels = scored[1] if scored is not None and scored[0] == weights_epoch else None
             if diagnostics:
                 self._log_diagnostics(before, tuple(self._outputs(X)[1] for X in diagnostic_samples))
         finally:
             self._data, self._best, self._checkpoint, self._shard, self._pending_finite = None, None, None, None, None
+            self._scored_target_labels = None
 
     @torch.no_grad()
     def _outputs(self, X: np.ndarray | tuple[str, ...], layer: nn.Module | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -235,26 +235,37 @@ class EvaluationReporter:
         self._score = score
         self._oracle = oracle
         self.last_step = 0
-        #: The latest reported ``(step, target_acc)``, written when the next is reported or the method is done
-        #: (:meth:`write_held_target_acc`): the run's final evaluation may measure the same step.
+        #: The latest reported ``(step, target_acc)``, written when the method is done (:meth:`write_held_target_acc`)
+        #: unless the run's final evaluation measures the same step; earlier ones wait in ``_unwritten`` for the next
+        #: :meth:`log_metrics`, so that an epoch costs the store one write.
         self._held_target_acc: tuple[int, float] | None = None
+        self._unwritten: list[tuple[int, float]] = []
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        self.tracked.log_metrics(metrics, step)
+        """Log ``metrics`` at ``step``, with the target accuracies reported before the held one, in one write."""
+        by_step: dict[int, dict[str, float]] = {}
+        for earlier, accuracy in self._unwritten:
+            by_step.setdefault(earlier, {})["target_acc"] = accuracy
+        by_step.setdefault(step or 0, {}).update(metrics)
+        self.tracked.log_metrics_at(by_step)
+        self._unwritten = []
         self.last_step = max(self.last_step, step or 0)
 
     def target_predictions(self, predictions: np.ndarray, step: int) -> None:
         if self._score is not None:
-            self.write_held_target_acc()
+            if self._held_target_acc is not None:
+                self._unwritten.append(self._held_target_acc)
             self._held_target_acc = (step, self._score(predictions))
             self.last_step = max(self.last_step, step)
 
     def write_held_target_acc(self, unless_at: int | None = None) -> None:
-        """Log the held ``target_acc``, unless it is of step ``unless_at`` (the step the runner's final evaluation
-        logs its own at: the run's history keeps one value per step)."""
+        """Log the target accuracies not yet written, the held one unless it is of step ``unless_at`` (the step the
+        runner's final evaluation logs its own at: the run's history keeps one value per step)."""
         held, self._held_target_acc = self._held_target_acc, None
         if held is not None and held[0] != unless_at:
-            self.log_metrics({"target_acc": held[1]}, held[0])
+            self._unwritten.append(held)
+        if self._unwritten:
+            self.log_metrics({}, self._unwritten[-1][0])
 
     def oracle_accuracy(self, predictions: np.ndarray) -> float | None:
         if not self._oracle:

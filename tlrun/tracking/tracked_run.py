@@ -116,8 +116,13 @@ class TrackedRun:
                 self.client.log_inputs(self.run_id, datasets=batch)
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        self.log_metrics_at({step or 0: metrics})
+
+    def log_metrics_at(self, metrics_by_step: dict[int, dict[str, float]]) -> None:
+        """Log the metrics of several steps at once (one write to the store)."""
         now = int(time.time() * 1000)
-        items = [Metric(key, float(value), now, step or 0) for key, value in metrics.items()]
+        items = [Metric(key, float(value), now, step) for step, metrics in metrics_by_step.items()
+                 for key, value in metrics.items()]
         with self._writing():
             for batch in batched(items):
                 self.client.log_batch(self.run_id, metrics=batch)
