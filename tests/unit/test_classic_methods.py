@@ -181,6 +181,20 @@ def test_kmm_on_few_landmarks_keeps_its_constraints_and_follows_the_density_rati
     assert np.corrcoef(np.argsort(np.argsort(weights)), np.argsort(np.argsort(ratio)))[0, 1] > 0.9
 
 
+def test_kmm_nystroem_kernel_keeps_the_exact_diagonal():
+    """Few landmarks: ``Φ Φᵀ`` falls short of ``k(x, x) = 1``; the corrected kernel's diagonal is 1 (its other entries
+    Nyström's), so the QP still counts each sample's self-similarity."""
+    rng = np.random.default_rng(6)
+    source, target = torch.as_tensor(rng.normal(size=(40, 3))), torch.as_tensor(rng.normal(0.5, 1.0, size=(30, 3)))
+    blocks, _ = KMM(approx="nystroem", rank=5, gamma=0.5).kernel_blocks(source, target, seed=0)
+    implied = torch.stack([blocks.source_gram_times(column) for column in torch.eye(40, dtype=torch.float64)])
+    torch.testing.assert_close(torch.diagonal(implied), torch.ones(40, dtype=torch.float64))
+    low_rank = blocks.source_features @ blocks.source_features.T
+    assert float(torch.diagonal(low_rank).min()) < 0.5  # the approximation alone falls short away from landmarks
+    off_diagonal = ~torch.eye(40, dtype=torch.bool)
+    torch.testing.assert_close(implied[off_diagonal], low_rank[off_diagonal])
+
+
 def test_kmm_linear_kernel_in_factored_form_reaches_the_dense_optimum():
     """``K = X Xᵀ`` through ``X`` itself: the QP's optimal value equals the one on the dense ``K``."""
     rng = np.random.default_rng(4)
