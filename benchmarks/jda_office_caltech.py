@@ -28,6 +28,8 @@ import sys
 import time
 from pathlib import Path
 
+import tlrun  # noqa: F401  # first: it sets the OpenMP wait policy before torch loads its runtime (as a run does)
+
 import numpy as np
 import torch
 
