@@ -28,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-import tlrun  # noqa: F401  # first: it sets the OpenMP wait policy before torch loads its runtime (as a run does)
+from tlrun import __version__  # first: tlrun sets the OpenMP wait policy before torch loads its runtime, as in a run
 
 import numpy as np
 import torch
@@ -135,7 +135,7 @@ def main() -> None:
             "Protocol of the JDA paper: rowsum + z-score preprocessing per domain, linear kernel, k = 100, λ = 1, T = 10,",
             "1-NN. Accuracy in % on all target samples; seconds = `fit` (whose last target labels a run scores) after one",
             f"warm-up task, float64, median of {args.repeats} runs per task, device: {args.device} ({device}, OpenMP wait "
-            f"policy {os.environ.get('OMP_WAIT_POLICY', 'default')}), torch {torch.__version__}; 1-minute load average "
+            f"policy {os.environ.get('OMP_WAIT_POLICY', 'default')}), tlrun {__version__}, torch {torch.__version__}; 1-minute load average "
             f"{load_before:.1f} before, {load_after:.1f} after. Produced by `python benchmarks/jda_office_caltech.py "
             f"{' '.join(sys.argv[1:])}`."
             + (" skada: 0.6's `TransferComponentAnalysis()` with its defaults, timed in the same rounds (fit + "
