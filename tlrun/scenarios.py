@@ -57,10 +57,12 @@ class ScenarioError(TlrunError):
 
 @dataclass(frozen=True)
 class Labeled:
-    """Samples with their labels (``X`` as in :class:`~tlrun.data.base.Domain`)."""
+    """Samples with their labels (``X`` as in :class:`~tlrun.data.base.Domain`); for pooled sources, ``domains[i]``
+    is sample ``i``'s source domain (an index into :attr:`TrainingData.source_domains`), else ``None``."""
 
     X: np.ndarray | tuple[str, ...]
     y: np.ndarray
+    domains: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.y)
@@ -128,6 +130,8 @@ class TrainingData:
     seen_classes: ClassDescriptions | None = None
     #: ``semi_da``: the few labeled target samples (``target`` holds the unlabeled rest).
     target_labeled: Labeled | None = None
+    #: Several source domains pooled (multi-source): their names, indexed by ``source.domains``; empty for one.
+    source_domains: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -160,6 +164,19 @@ class EvaluationData:
         """How the target is scored: ``transductive`` (the target samples the method adapted to, unlabeled: the
         papers' ``da`` protocol, and clustering) or ``held_out`` (samples no ``fit`` saw)."""
         return "transductive" if self.target_is_training_target else "held_out"
+
+
+#: Scenarios that accept several source domains (``dataset.source=[a,b]``), pooled with each sample's domain kept.
+MULTI_SOURCE_SCENARIOS = ("da", "semi_da")
+
+
+def check_sources(scenario: str, sources: tuple[str, ...]) -> None:
+    """Raise :class:`ScenarioError` when several sources are given to a scenario that takes one."""
+    if len(sources) > 1 and scenario not in MULTI_SOURCE_SCENARIOS:
+        raise ScenarioError(
+            f"dataset.source lists {len(sources)} domains ({', '.join(sources)}), but scenario {scenario!r} takes one "
+            f"source; several sources are pooled in: {', '.join(MULTI_SOURCE_SCENARIOS)}"
+        )
 
 
 def natural_scenario(method_scenarios: list[str]) -> str:
@@ -206,6 +223,25 @@ def _holdout(n: int, fraction: float, rng: np.random.Generator) -> tuple[np.ndar
     order = rng.permutation(n)
     n_out = int(round(fraction * n))
     return np.sort(order[n_out:]), np.sort(order[:n_out])
+
+
+def _source_holdout(source: Domain, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_holdout` of the source; of each pooled source domain separately (``round(fraction · n_d)`` of each
+    held out, so that validation covers every training domain)."""
+    if source.domain_index is None:
+        return _holdout(len(source), fraction, rng)
+    kept, held = [], []
+    for members in (np.flatnonzero(source.domain_index == d) for d in range(len(source.domain_names))):
+        train, val = _holdout(len(members), fraction, rng)
+        kept.append(members[train])
+        held.append(members[val])
+    return np.sort(np.concatenate(kept)), np.sort(np.concatenate(held))
+
+
+def labeled_part(domain: Domain, index: np.ndarray) -> Labeled:
+    """The samples ``index`` of ``domain`` with their labels (and their source domains, when pooled)."""
+    domains = None if domain.domain_index is None else domain.domain_index[index]
+    return Labeled(take(domain.X, index), domain.y[index], domains)
 
 
 def _per_class_holdout(y: np.ndarray, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -350,10 +386,10 @@ def split(
     rng = np.random.default_rng(seed)
     source_val: Labeled | None = None
     if labeled_source:
-        train_index, val_index = _holdout(len(source), source_val_fraction, rng)
-        training_source: Labeled | Unlabeled = Labeled(take(source.X, train_index), source.y[train_index])
+        train_index, val_index = _source_holdout(source, source_val_fraction, rng)
+        training_source: Labeled | Unlabeled = labeled_part(source, train_index)
         if len(val_index):
-            source_val = Labeled(take(source.X, val_index), source.y[val_index])
+            source_val = labeled_part(source, val_index)
     else:
         training_source = Unlabeled(source.X)
 
@@ -403,6 +439,7 @@ def split(
         augment=augment,
         target_val=target_val,
         target_labeled=target_labeled,
+        source_domains=source.domain_names,
     )
     evaluation = EvaluationData(
         target_test=test, source_val=source_val, target_is_training_target=aligned, scenario=scenario,

@@ -280,6 +280,23 @@ class ImageFiles(Dataset):
         return x if self.y is None else (x, self.y[index])
 
 
+class WithDomains(Dataset):
+    """The ``(x, y)`` items of ``labeled`` with each sample's domain index appended, ``(x, y, d)``: the batches of
+    pooled source domains for the methods that read them (multi-source DA, domain generalisation)."""
+
+    def __init__(self, labeled: Dataset, domains: np.ndarray) -> None:
+        self.labeled = labeled
+        self.domains = torch.as_tensor(np.asarray(domains), dtype=torch.int64)
+        if len(self.domains) != len(labeled):
+            raise ValueError(f"{len(labeled)} samples but {len(self.domains)} domain indices")
+
+    def __len__(self) -> int:
+        return len(self.labeled)
+
+    def __getitem__(self, index: int):
+        return (*self.labeled[index], self.domains[index])
+
+
 def make_dataset(
     X: np.ndarray | Sequence[str],
     y: np.ndarray | None = None,

@@ -40,6 +40,10 @@ class Domain:
             can view it as one); ``None`` for plain features and for image paths.
         checksums: sha256 of every file the domain was read from, by file name (logged as run tags).
         files: where the domain was read from (data files, or the folder of its images), named in error messages.
+        domain_names: for several domains pooled into one (:func:`pool_domains`), their names, in order; empty for
+            a single domain.
+        domain_index: for a pooled domain, ``(n,)`` int64: sample ``i`` comes from ``domain_names[domain_index[i]]``;
+            ``None`` for a single domain.
     """
 
     name: str
@@ -49,6 +53,8 @@ class Domain:
     image_shape: tuple[int, int, int] | None = None
     checksums: dict[str, str] = field(default_factory=dict)
     files: tuple[str, ...] = ()
+    domain_names: tuple[str, ...] = ()
+    domain_index: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if len(self.X) != len(self.y):
@@ -65,6 +71,48 @@ class Domain:
     def describe(self) -> str:
         """The domain's name and where it was read from, for messages: ``amazon (/data/amazon.npz)``."""
         return f"{self.name} ({', '.join(self.files)})" if self.files else repr(self.name)
+
+
+def domain_names(value: Any) -> tuple[str, ...]:
+    """``dataset.source`` (or another domain option) as a tuple of names: one name, or a list of names (several
+    source domains, pooled); empty when unset."""
+    if value is None or isinstance(value, str):
+        return (value,) if value else ()
+    return tuple(str(name) for name in value)
+
+
+def source_label(value: Any) -> str:
+    """How a run names its source: the domain's name, or the pooled sources' names joined by ``+``
+    (``original+rotate``): the ``source`` tag, and the source side of the task name."""
+    return "+".join(domain_names(value))
+
+
+def pool_domains(domains: Sequence[Domain]) -> Domain:
+    """Several domains of one dataset as one (multi-source DA): the samples concatenated in the order given, each
+    sample's origin kept in :attr:`Domain.domain_index`. One domain is returned as it is.
+
+    The domains must share the label space and the feature size (:class:`DataError` otherwise).
+    """
+    if len(domains) == 1:
+        return domains[0]
+    first = domains[0]
+    for other in domains[1:]:
+        if other.classes != first.classes or other.image_shape != first.image_shape:
+            raise DataError(f"source domains {first.name!r} and {other.name!r} use different label spaces or image "
+                            "shapes; pool domains of one dataset")
+    check_same_features(*(("source", domain) for domain in domains))
+    samples = [domain.X for domain in domains]
+    return Domain(
+        name=source_label([domain.name for domain in domains]),
+        X=np.concatenate(samples) if isinstance(first.X, np.ndarray) else tuple(path for X in samples for path in X),
+        y=np.concatenate([domain.y for domain in domains]),
+        classes=first.classes,
+        image_shape=first.image_shape,
+        checksums={name: digest for domain in domains for name, digest in domain.checksums.items()},
+        files=tuple(dict.fromkeys(path for domain in domains for path in domain.files)),
+        domain_names=tuple(domain.name for domain in domains),
+        domain_index=np.repeat(np.arange(len(domains), dtype=np.int64), [len(domain) for domain in domains]),
+    )
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -219,7 +267,8 @@ class TransferDataset:
 
     Args:
         root: folder holding the data files (``None`` for embedded data).
-        source: the source domain's name.
+        source: the source domain's name, or a list of names: several sources, pooled by :meth:`load_pair` with
+            each sample's domain kept (multi-source DA; :attr:`sources` lists them, :attr:`source` joins them).
         target: the target domain's name.
         preprocess: per-domain preprocessing applied by :meth:`load` (see :mod:`tlrun.data.preprocess`).
         source_val_fraction: fraction of the source held out for validation (``source_acc``); 0 trains on all
@@ -248,7 +297,10 @@ class TransferDataset:
         augment: str = "none",
     ) -> None:
         self.root = Path(root).expanduser() if root else None
-        self.source = source
+        #: The source domains' names (one, or several to pool).
+        self.sources = domain_names(source)
+        #: The source's name as a run reports it: the pooled names joined by ``+``.
+        self.source = source_label(source)
         self.target = target
         self.preprocess = preprocess
         self.source_val_fraction = source_val_fraction
@@ -259,8 +311,8 @@ class TransferDataset:
         return True
 
     def wanted_domains(self) -> tuple[str, ...]:
-        """The domains a run reads: source, target and :attr:`target_test` (when set)."""
-        return tuple(dict.fromkeys(domain for domain in (self.source, self.target, self.target_test) if domain))
+        """The domains a run reads: the sources, the target and :attr:`target_test` (when set)."""
+        return tuple(dict.fromkeys(domain for domain in (*self.sources, self.target, self.target_test) if domain))
 
     def problems(self) -> list[str]:
         """Every problem found without reading the data (unknown domains, bad options, missing files), each a
@@ -268,7 +320,9 @@ class TransferDataset:
 
         Subclasses add theirs to the base's (unknown domains, then :meth:`option_problems`).
         """
-        return unknown_domains(self.name, self.domains, *self.wanted_domains()) + self.option_problems()
+        repeated = sorted({name for name in self.sources if self.sources.count(name) > 1})
+        return (unknown_domains(self.name, self.domains, *self.wanted_domains()) + self.option_problems()
+                + [f"dataset.source lists {', '.join(repeated)} more than once; name each source domain once"] * bool(repeated))
 
     def option_problems(self) -> list[str]:
         """The problems of the options every dataset has (preprocess, source_val_fraction, augment)."""
@@ -299,18 +353,25 @@ class TransferDataset:
         """Read and preprocess one domain."""
         raise NotImplementedError
 
+    def load_as(self, domain: str, role: str) -> Domain:
+        """Read ``domain`` for its ``role`` in the run, ``source`` or ``target``: :meth:`load` (a dataset that
+        draws sources and targets differently from one domain, as digits' disjoint halves, overrides it)."""
+        return self.load(domain)
+
     def load_pair(self) -> tuple[Domain, Domain]:
-        """Load the source and the target domain, and check that they contain the same classes.
+        """Load the source (several sources pooled, :func:`pool_domains`) and the target domain, and check that
+        each source contains the target's classes.
 
         Both domains share the dataset's label space (``Domain.classes``), but a domain may lack some classes
-        (a partial file, or mismatched releases). When the classes *present* in the two domains differ, a
+        (a partial file, or mismatched releases). When the classes *present* in a source and the target differ, a
         :class:`DataError` lists, by class name, those only in the source and those only in the target. Domains
         of different feature sizes, or a target of a single class, are errors too (see :func:`check_pair`).
         """
-        source = self.load(self.source)
-        target = self.load(self.target)
-        check_pair(source, target)
-        return source, target
+        sources = [self.load_as(name, "source") for name in self.sources]
+        target = self.load_as(self.target, "target")
+        for source in sources:
+            check_pair(source, target)
+        return pool_domains(sources), target
 
     def load_zeroshot(self) -> ZeroShotDomains:
         """The seen-class training samples, the seen and unseen test samples, and the class side information

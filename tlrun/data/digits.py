@@ -57,7 +57,6 @@ from tlrun.data.base import (
     ZeroShotDomains,
     caught,
     check_domains,
-    check_pair,
     image_shape_option,
     sha256_file,
 )
@@ -306,7 +305,7 @@ class Digits(TransferDataset):
         """Load one domain; ``half`` is ``source`` or ``target`` (default: ``source`` iff ``domain`` is the source)."""
         check_domains(self.name, self.domains, domain)
         if half is None:
-            half = "source" if domain == self.source else "target"
+            half = "source" if domain in self.sources else "target"
         if half not in ("source", "target"):
             raise DataError(f"digits: half must be 'source' or 'target', got {half!r}")
         images, y = self._images()
@@ -352,8 +351,7 @@ class Digits(TransferDataset):
             split_rule=self.split_rule,
         )
 
-    def load_pair(self) -> tuple[Domain, Domain]:
-        source = self.load(self.source, half="source")
-        target = self.load(self.target, half="target")
-        check_pair(source, target)
-        return source, target
+    def load_as(self, domain: str, role: str) -> Domain:
+        """``domain``'s shift applied to the ``role``'s half of the images (pooled sources share the source half,
+        each under its own shift)."""
+        return self.load(domain, half=role)

@@ -426,7 +426,7 @@ class Features(TransferDataset):
 
     def load(self, domain: str) -> Domain:
         X, y_raw, digest, path = self._read(domain)
-        labels = self._label_space(self.source, self.target, domain)
+        labels = self._label_space(*self.sources, self.target, domain)
         index = {label: k for k, label in enumerate(labels)}
         y = np.array([index[label] for label in y_raw.tolist()], dtype=np.int64)
         image_shape = None

@@ -55,6 +55,9 @@ class DomainBatch:
     #: ``semi_da``: the logits and labels of a batch of the few labeled target samples (``None`` in ``da``).
     labeled_target_logits: torch.Tensor | None = None
     labeled_target_labels: torch.Tensor | None = None
+    #: Pooled sources, for a method that :attr:`~tlrun.methods.deep.DeepMethod.reads_source_domains`: each source
+    #: sample's domain index (``None`` otherwise).
+    source_domains: torch.Tensor | None = None
 
     def layer(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """The (source, target) pair of one representation: ``backbone``, ``features``, ``logits`` or
@@ -138,10 +141,11 @@ class DomainAdaptation(DeepMethod):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         """``CE`` on the labeled samples (the source; in ``semi_da`` also the labeled target batch, every sample
         weighted alike) plus the weighted transfer term."""
-        (source_inputs, source_labels), target_inputs = batch["source"], batch["target"]
+        (source_inputs, source_labels, *source_domains), target_inputs = batch["source"], batch["target"]
         if isinstance(target_inputs, (list, tuple)):  # a labeled target (finetune): its labels are not used here
             target_inputs = target_inputs[0]
         outputs = self.forward_domains(source_inputs, source_labels, target_inputs)
+        outputs.source_domains = source_domains[0] if source_domains else None
         if "labeled_target" in batch:
             inputs, labels = batch["labeled_target"]
             outputs.labeled_target_logits, outputs.labeled_target_labels = self(inputs), labels
@@ -171,7 +175,8 @@ class DomainAdaptation(DeepMethod):
         in ``semi_da`` batches of the labeled target samples (``labeled_target``, cycling)."""
         source = self.labeled(data, "source")
         return self.paired_loaders(
-            self.make_loader(source.X, source.y, shuffle=True, drop_last=True),
+            self.make_loader(source.X, source.y, shuffle=True, drop_last=True,
+                             domains=source.domains if self.reads_source_domains else None),
             self.make_loader(data.target.X, shuffle=True, drop_last=True, seed_offset=1),
             labeled_target=self.labeled_target_loader(data),
         )

@@ -175,6 +175,9 @@ class DeepMethod(pl.LightningModule, Method):
     trains_on = "source"
     #: Submodules left out of the logged weights (frozen copies: a teacher, a progressive net's source column).
     unsaved_modules: tuple[str, ...] = ()
+    #: True for methods that read which source domain each sample comes from (multi-source DA, domain
+    #: generalisation): with pooled sources their source batches are ``(x, y, d)`` (see :meth:`source_loader`).
+    reads_source_domains = False
 
     def __init__(
         self,
@@ -290,8 +293,10 @@ class DeepMethod(pl.LightningModule, Method):
         batch_size: int | None = None,
         drop_last: bool = False,
         seed_offset: int = 0,
+        domains: np.ndarray | None = None,
     ) -> DataLoader:
-        """A DataLoader over samples (and labels) for this method's backbone.
+        """A DataLoader over samples (and labels, and each sample's domain index: ``(x, y, d)`` batches) for this
+        method's backbone.
 
         Shuffled loaders are training loaders: seeded from the run's seed (plus ``seed_offset``, so that two
         loaders of one run draw different orders) and augmented with the dataset's ``augment`` policy. Under DDP a
@@ -302,6 +307,8 @@ class DeepMethod(pl.LightningModule, Method):
         dataset = _inputs.make_dataset(
             X, y, backbone=self.backbone, image_shape=self._image_shape, augment=self._augment if shuffle else "none"
         )
+        if domains is not None:
+            dataset = _inputs.WithDomains(dataset, domains)
         generator, sampler = None, None
         if shuffle:
             seed = self._context.seed if self._context is not None else 0
@@ -348,11 +355,24 @@ class DeepMethod(pl.LightningModule, Method):
         """What ``Trainer.fit`` iterates over: the labeled :attr:`trains_on` side, shuffled, in ``(x, y)`` batches;
         in ``semi_da`` a method trained on the source also trains on the few labeled target samples (the usual
         "S+T" baseline)."""
+        if self.trains_on == "source":
+            return self.epoch_of(self.source_loader(data))
         labeled = self.labeled(data, self.trains_on)
-        if self.trains_on == "source" and data.target_labeled is not None:
-            labeled = Labeled(join_samples(labeled.X, data.target_labeled.X),
-                              np.concatenate([labeled.y, data.target_labeled.y]))
         return self.epoch_of(self.make_loader(labeled.X, labeled.y, shuffle=True, drop_last=True))
+
+    def source_loader(self, data: TrainingData) -> DataLoader:
+        """The labeled source in shuffled ``(x, y)`` batches; ``(x, y, d)`` with each sample's source domain ``d``
+        when the method :attr:`reads_source_domains` and the sources are pooled. In ``semi_da`` the few labeled
+        target samples join the source (the usual "S+T" baseline; their domain index is ``len(source_domains)``)."""
+        labeled = self.labeled(data, "source")
+        if data.target_labeled is not None:
+            more = len(data.target_labeled)
+            labeled = Labeled(join_samples(labeled.X, data.target_labeled.X),
+                              np.concatenate([labeled.y, data.target_labeled.y]),
+                              None if labeled.domains is None else np.concatenate(
+                                  [labeled.domains, np.full(more, len(data.source_domains))]))
+        domains = labeled.domains if self.reads_source_domains else None
+        return self.make_loader(labeled.X, labeled.y, shuffle=True, drop_last=True, domains=domains)
 
     def labeled_target_loader(self, data: TrainingData) -> DataLoader | None:
         """``semi_da``: the few labeled target samples in shuffled ``(x, y)`` batches of at most ``batch_size``."""

@@ -26,6 +26,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from tlrun import metrics
+from tlrun.data.base import source_label
 from tlrun.errors import OracleRefused
 from tlrun.predictor import task_of
 from tlrun.scenarios import EvaluationData, Labeled, Unlabeled
@@ -178,9 +179,10 @@ def evaluate(
 
 
 def task_name(cfg: DictConfig) -> str:
-    """``source->target``, or ``source->unseen`` in ``zeroshot`` (whose target is the unseen classes)."""
+    """``source->target`` (pooled sources ``a+b->target``), or ``source->unseen`` in ``zeroshot`` (whose target is the
+    unseen classes)."""
     target = "unseen" if cfg.scenario.name == "zeroshot" else cfg.dataset.get("target", "")
-    return f"{cfg.dataset.get('source', '')}->{target}"
+    return f"{source_label(cfg.dataset.get('source'))}->{target}"
 
 
 def print_summary(cfg: Any, result: Result, tracked: Any) -> None:

@@ -29,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from tlrun import __version__
 from tlrun.config import foreign_targets, instantiate, with_method_info
+from tlrun.data.base import source_label
 from tlrun.errors import TlrunError
 from tlrun.methods.base import NullReporter
 from tlrun.progress import status_line
@@ -129,7 +130,7 @@ def _tags(cfg: DictConfig, weights_run: str | None = None) -> dict[str, str]:
         "method": cfg.method_info.name,
         "dataset": cfg.dataset.name,
         "scenario": cfg.scenario.name,
-        "source": str(cfg.dataset.get("source", "")),
+        "source": source_label(cfg.dataset.get("source")),
         "target": str(cfg.dataset.get("target", "")),
         "backbone": cfg.backbone.name,
         "seed": str(cfg.seed),

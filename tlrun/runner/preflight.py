@@ -18,14 +18,14 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from tlrun.config import (RUN_URI_PREFIX, constructor_arguments, dataset_scenarios, group_options, instantiate,
                           load_option, method_scenarios, natural_backbone, no_such_setting, option_keys)
-from tlrun.data.base import DataError, TransferDataset, join_problems
+from tlrun.data.base import DataError, TransferDataset, domain_names, join_problems
 from tlrun.data.preprocess import check_row_wise
 from tlrun.errors import TlrunError
 from tlrun.methods.components.selection import SCORES
 from tlrun.methods.settings import SettingTypeError, check_settings
 from tlrun.runner.resources import parse_memory
 from tlrun.runner.threads import check_threads
-from tlrun.scenarios import LABELED_TARGET_SCENARIOS, check_fit, check_target_labels, natural_scenario
+from tlrun.scenarios import LABELED_TARGET_SCENARIOS, check_fit, check_sources, check_target_labels, natural_scenario
 
 
 @dataclass
@@ -95,6 +95,7 @@ def preflight(cfg: DictConfig) -> Plan:
     method = cfg.method_info.name
     check_fit(method, cfg.scenario.name, cfg.dataset.name, list(cfg.dataset.scenarios), methods, dataset_scenarios())
     _check_method_settings(method, cfg.method)
+    check_sources(cfg.scenario.name, domain_names(cfg.dataset.get("source")))
     if cfg.scenario.name == "zeroshot":
         check_row_wise(str(cfg.dataset.get("preprocess", "none")), "in zeroshot would mix unseen-class samples into training")
         if str(cfg.trainer.get("select", "last")) not in ("last", "source_val"):
