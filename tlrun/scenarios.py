@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tlrun.data.base import Domain, ZeroShotDomains, check_same_classes
+from tlrun.data.base import ClassCarving, Domain, ZeroShotDomains, check_class_sets, check_same_classes
 from tlrun.errors import TlrunError
 
 
@@ -158,6 +158,9 @@ class EvaluationData:
     #: ``da`` with part of the target held out: the training target's labels, for the transductive figure beside
     #: the held-out one.
     transductive: Labeled | None = None
+    #: Open-set DA (``dataset.source_classes``): the label ``K`` of the target's unknown samples, the known classes
+    #: being ``0..K-1``; ``None`` when every target class is a source class.
+    unknown_label: int | None = None
 
     @property
     def protocol(self) -> str:
@@ -216,6 +219,21 @@ def check_fit(
             f"dataset {dataset!r} cannot serve scenario {scenario!r}: it serves {', '.join(dataset_scenarios)}."
             + (f" Datasets that serve {scenario}: {', '.join('dataset=' + name for name in serving)}." if serving else "")
         )
+
+
+def check_carving_fits(kind: str, scenario: str, method: str, family: str | None, open_set_methods: list[str]) -> None:
+    """Raise :class:`ScenarioError` unless a task carved as ``kind`` (``partial`` or ``open_set``, see
+    :func:`~tlrun.data.base.carve_classes`) fits ``scenario`` and ``method``: partial DA runs in ``da`` and
+    ``semi_da``, open-set DA in ``da`` with a deep method (one of ``open_set_methods``), whose class probabilities
+    the label-free unknown rule reads unless the method has an unknown output of its own."""
+    option = "dataset.target_classes" if kind == "partial" else "dataset.source_classes"
+    scenarios = ("da", "semi_da") if kind == "partial" else ("da",)
+    if scenario not in scenarios:
+        raise ScenarioError(f"{option} carves a {kind.replace('_', '-')} DA task, which runs in scenario "
+                            f"{' or '.join(scenarios)}, not {scenario}; drop scenario= or the option")
+    if kind == "open_set" and family != "deep":
+        raise ScenarioError(f"method {method!r} has no class probabilities to tell the unknown class by, so it cannot "
+                            f"run open-set DA ({option}); use one of: {', '.join(open_set_methods)}")
 
 
 def _holdout(n: int, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -350,6 +368,7 @@ def split(
     target_test: Domain | None = None,
     target_test_fraction: float = 0.0,
     augment: str = "none",
+    carving: ClassCarving | None = None,
 ) -> tuple[TrainingData, EvaluationData]:
     """Split two loaded domains into training and evaluation data for ``scenario`` (``zeroshot``: see
     :func:`split_zeroshot`).
@@ -367,6 +386,10 @@ def split(
     - ``selftaught``: the target as in ``finetune``, but the source *without* labels (its classes need not be
       the target's).
     - ``selftaught_clustering``: source and target without labels; evaluation clusters the whole target.
+
+    ``carving`` (:func:`~tlrun.data.base.carve_classes`) lets the class sets differ: a partial target, or an open-set
+    one whose unknown samples the evaluation knows by :attr:`EvaluationData.unknown_label`; the method trains
+    among the source's classes.
     """
     if scenario not in ("da", "semi_da", "finetune", "selftaught", "selftaught_clustering"):
         raise ScenarioError(
@@ -375,7 +398,7 @@ def split(
         )
     labeled_source = scenario in ("da", "semi_da", "finetune")
     if labeled_source:
-        check_same_classes(source, target)
+        check_class_sets(source, target, carving)
     if target_test is not None:
         if target_test.name == target.name:
             raise ScenarioError(
@@ -432,8 +455,8 @@ def split(
     training = TrainingData(
         source=training_source,
         target=training_target,
-        num_classes=len(target.classes),
-        classes=target.classes,
+        num_classes=len(target.classes if carving is None else source.classes),
+        classes=target.classes if carving is None else source.classes,
         image_shape=target.image_shape,
         source_val=source_val,
         augment=augment,
@@ -443,7 +466,7 @@ def split(
     )
     evaluation = EvaluationData(
         target_test=test, source_val=source_val, target_is_training_target=aligned, scenario=scenario,
-        transductive=transductive,
+        transductive=transductive, unknown_label=None if carving is None else carving.unknown_label,
     )
     return training, evaluation
 

@@ -8,6 +8,8 @@ from tlrun.losses.adversarial import (
     dann_schedule,
     domain_adversarial_loss,
     gradient_reversal,
+    open_set_boundary_loss,
+    pada_class_weights,
 )
 from tlrun.losses.conditional import (
     RandomizedMultilinearMap,
@@ -87,6 +89,8 @@ __all__ = [
     "mmd_multi_kernel",
     "mmd_multi_layer",
     "multilinear_map",
+    "open_set_boundary_loss",
+    "pada_class_weights",
     "scale_invariant_mse",
     "soft_label_loss",
 ]
