@@ -230,10 +230,11 @@ def check_carving_fits(kind: str, scenario: str, method: str, family: str | None
     scenarios = ("da", "semi_da") if kind == "partial" else ("da",)
     if scenario not in scenarios:
         raise ScenarioError(f"{option} carves a {kind.replace('_', '-')} DA task, which runs in scenario "
-                            f"{' or '.join(scenarios)}, not {scenario}; drop scenario= or the option")
+                            f"{' or '.join(scenarios)} (a domain-adaptation method), not {scenario}")
     if kind == "open_set" and family != "deep":
-        raise ScenarioError(f"method {method!r} has no class probabilities to tell the unknown class by, so it cannot "
-                            f"run open-set DA ({option}); use one of: {', '.join(open_set_methods)}")
+        raise ScenarioError(f"open-set DA ({option}) needs a deep method, whose class probabilities (or own unknown "
+                            f"output) tell the unknown samples by; {method!r} is {family}: use one of "
+                            f"{', '.join(open_set_methods)}")
 
 
 def _holdout(n: int, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

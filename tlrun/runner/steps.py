@@ -126,14 +126,12 @@ def load_data(plan: Plan) -> LoadedData:
     content under ``<cache_dir>/verified_images``), shaped for the backbone. Raises
     :class:`~tlrun.data.base.DataError` naming the file and what to do."""
     dataset, scenario = plan.dataset, plan.cfg.scenario.name
+    class_options = _class_options(plan.cfg)
     if scenario == "zeroshot":
         loaded = LoadedData(zeroshot=dataset.load_zeroshot())
     else:
         target_test = dataset.load_target_test() if scenario in LABELED_TARGET_SCENARIOS else None
-        *pair, carving = carve_classes(*dataset.load_pair(), *_class_options(plan.cfg.dataset))
-        if carving is not None:
-            check_carving_fits(carving.kind, scenario, plan.cfg.method_info.name, plan.cfg.method_info.get("family"),
-                               methods(family="deep", scenario="da"))
+        *pair, carving = carve_classes(*dataset.load_pair(), *class_options)
         loaded = LoadedData(pair=tuple(pair), target_test=target_test, carving=carving)
     for domain in loaded.domains():
         check_backbone_input(plan.backbone_cfg, domain)
@@ -196,10 +194,15 @@ def split_data(plan: Plan, loaded: LoadedData, feature_device: str | None) -> Sp
     return SplitData(training, evaluation, source, tags, inputs)
 
 
-def _class_options(dataset: DictConfig) -> tuple[Any, Any]:
-    """``dataset.source_classes`` and ``dataset.target_classes`` as plain lists (``None`` when unset)."""
-    return tuple(OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
-                 for value in (dataset.get("source_classes"), dataset.get("target_classes")))
+def _class_options(cfg: DictConfig) -> tuple[Any, Any]:
+    """``dataset.source_classes`` and ``dataset.target_classes`` as plain lists (``None`` when unset), once
+    :func:`~tlrun.scenarios.check_carving_fits` has found that they fit the run's scenario and method."""
+    source_classes, target_classes = (OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+                                      for value in (cfg.dataset.get("source_classes"), cfg.dataset.get("target_classes")))
+    if source_classes is not None or target_classes is not None:
+        check_carving_fits("partial" if target_classes is not None else "open_set", cfg.scenario.name,
+                           cfg.method_info.name, cfg.method_info.get("family"), methods(family="deep", scenario="da"))
+    return source_classes, target_classes
 
 
 def _features(plan: Plan, domain: Domain, device: str) -> Domain:
