@@ -52,8 +52,15 @@ def test_open_set_relabels_the_known_classes_in_sorted_order_and_the_others_unkn
     check_class_sets(source, target, carving)
 
 
+def test_open_set_with_target_classes_leaves_the_other_classes_out_of_the_target():
+    """OSBP's protocol: known classes in both domains, some unknown ones in the target, the rest in neither."""
+    source, target, carving = carve_classes(SOURCE, TARGET, source_classes=[0, 1], target_classes=[0, 1, 3])
+    assert source.y.tolist() == [0, 0, 1, 1] and target.classes == ("zero", "one", UNKNOWN_CLASS)
+    assert target.y.tolist() == [0, 1, 1, 2, 2, 2] and carving.unknown_label == 2  # the two twos are gone
+
+
 @pytest.mark.parametrize("options, message", [
-    ({"source_classes": [0, 1], "target_classes": [1, 2]}, "set one of"),
+    ({"source_classes": [0, 1], "target_classes": [1, 2]}, "universal DA"),
     ({"target_classes": []}, "non-empty list"),
     ({"target_classes": 2}, "non-empty list"),
     ({"source_classes": [0, 7]}, "no class 7"),

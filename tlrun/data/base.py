@@ -272,11 +272,14 @@ def class_ids(option: str, values: Any, classes: tuple[str, ...]) -> list[int]:
     return ids
 
 
-def _keep(domain: Domain, mask: np.ndarray, labels: np.ndarray, classes: tuple[str, ...]) -> Domain:
-    """``domain`` reduced to the samples of ``mask``, relabeled ``labels`` in the label space ``classes``."""
+def _keep(domain: Domain, mask: np.ndarray, relabel: np.ndarray | None = None,
+          classes: tuple[str, ...] | None = None) -> Domain:
+    """``domain`` reduced to the samples of ``mask``, label ``k`` renamed ``relabel[k]`` in the label space ``classes``
+    (``None``: labels and label space kept)."""
     index = np.flatnonzero(mask)
     X = domain.X[index] if isinstance(domain.X, np.ndarray) else tuple(domain.X[i] for i in index)
-    return replace(domain, X=X, y=labels.astype(np.int64), classes=classes)
+    y = domain.y[index] if relabel is None else relabel[domain.y[index]]
+    return replace(domain, X=X, y=y.astype(np.int64), classes=domain.classes if classes is None else classes)
 
 
 def carve_classes(
@@ -287,44 +290,44 @@ def carve_classes(
     - ``target_classes`` (partial DA): the target keeps the samples of these classes only; every class keeps its
       label, and the source keeps all its classes.
     - ``source_classes`` (open-set DA): the source keeps the samples of these classes only, relabeled ``0..K-1``
-      in sorted label order; the target keeps every sample, those of the other classes relabeled ``K``
-      (:data:`UNKNOWN_CLASS`).
+      in sorted label order; the target keeps every sample (with ``target_classes`` too, those of its classes,
+      which must include the source's: OSBP's protocol leaves some classes out of both domains), those of the
+      other classes relabeled ``K`` (:data:`UNKNOWN_CLASS`).
 
-    Raises :class:`DataError` when both are set, a list is empty or names an unknown class, a partial target
-    class is absent from the source, the partial target keeps fewer than two classes, or no target sample lies
-    outside the open-set source's classes.
+    Raises :class:`DataError` when a list is empty or names an unknown class, a partial target class is absent
+    from the source, the partial target keeps fewer than two classes, an open-set target lacks a source class
+    (universal DA, not supported) or no target sample lies outside the open-set source's classes.
     """
     if source_classes is None and target_classes is None:
         return source, target, None
-    if source_classes is not None and target_classes is not None:
-        raise DataError("set one of dataset.target_classes (partial DA) and dataset.source_classes (open-set DA), "
-                        "the other =null: a task with both (universal DA) is not supported")
     classes = source.classes
     if target_classes is not None:
         kept = class_ids("target_classes", target_classes, classes)
+        target = _keep(target, np.isin(target.y, kept))
+    if source_classes is None:
         missing = sorted(set(kept) - set(np.unique(source.y).tolist()))
         if missing:
             raise DataError(f"dataset.target_classes: the source {source.name!r} has no sample of class "
                             f"{', '.join(classes[k] for k in missing)}; partial DA keeps target classes of the source")
-        mask = np.isin(target.y, kept)
-        if len(np.unique(target.y[mask])) < 2:
+        if len(np.unique(target.y)) < 2:
             raise DataError(f"dataset.target_classes={list(target_classes)} leaves the target {target.name!r} fewer "
                             "than two classes with samples: nothing to classify")
-        carved = _keep(target, mask, target.y[mask], classes)
-        return source, carved, ClassCarving("partial", tuple(present_classes(source)), tuple(present_classes(carved)))
+        return source, target, ClassCarving("partial", tuple(present_classes(source)), tuple(present_classes(target)))
     known = sorted(class_ids("source_classes", source_classes, classes))
+    if target_classes is not None and not set(known) <= set(kept):
+        raise DataError("dataset.target_classes beside dataset.source_classes (open-set DA) must include every source "
+                        "class: a target lacking some (universal DA) is not supported")
     if len(known) < 2:
         raise DataError(f"dataset.source_classes={list(source_classes)}: open-set DA needs at least two known classes")
-    relabel = np.full(len(classes), len(known), dtype=np.int64)
-    relabel[known] = np.arange(len(known))
-    names = tuple(classes[k] for k in known)
-    source_mask = np.isin(source.y, known)
     if np.all(np.isin(target.y, known)):
         raise DataError(f"dataset.source_classes={list(source_classes)}: every sample of the target {target.name!r} "
                         "is of these classes, so there is no unknown class; leave some of its classes out")
-    carved_source = _keep(source, source_mask, relabel[source.y[source_mask]], names)
-    carved_target = _keep(target, np.ones(len(target), dtype=bool), relabel[target.y], (*names, UNKNOWN_CLASS))
-    return carved_source, carved_target, ClassCarving("open_set", names, (*names, UNKNOWN_CLASS))
+    relabel = np.full(len(classes), len(known), dtype=np.int64)
+    relabel[known] = np.arange(len(known))
+    names = tuple(classes[k] for k in known)
+    source = _keep(source, np.isin(source.y, known), relabel, names)
+    target = _keep(target, np.ones(len(target), dtype=bool), relabel, (*names, UNKNOWN_CLASS))
+    return source, target, ClassCarving("open_set", names, target.classes)
 
 
 def check_class_sets(source: Domain, target: Domain, carving: ClassCarving | None) -> None:

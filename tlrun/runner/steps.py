@@ -200,7 +200,7 @@ def _class_options(cfg: DictConfig) -> tuple[Any, Any]:
     source_classes, target_classes = (OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
                                       for value in (cfg.dataset.get("source_classes"), cfg.dataset.get("target_classes")))
     if source_classes is not None or target_classes is not None:
-        check_carving_fits("partial" if target_classes is not None else "open_set", cfg.scenario.name,
+        check_carving_fits("open_set" if source_classes is not None else "partial", cfg.scenario.name,
                            cfg.method_info.name, cfg.method_info.get("family"), methods(family="deep", scenario="da"))
     return source_classes, target_classes
 
