@@ -9,8 +9,10 @@ import math
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from tlrun import metrics
+from tlrun.config import CARVING_KEYS, constructor_arguments, group_options, option_node
 from tlrun.data.base import UNKNOWN_CLASS, ClassCarving, DataError, Domain, carve_classes, check_class_sets
 from tlrun.losses import domain_adversarial_loss, open_set_boundary_loss, pada_class_weights
 from tlrun.runner.evaluation import open_set_predictions
@@ -39,7 +41,8 @@ def test_partial_keeps_the_target_samples_of_the_chosen_classes_with_their_label
     assert target.classes == CLASSES
     assert carving == ClassCarving("partial", CLASSES, ("one", "two"))
     assert carving.unknown_label is None
-    assert carving.tags() == {"class_sets": "partial", "classes.source": "zero,one,two,three", "classes.target": "one,two"}
+    assert carving.tags() == {"class_sets": "partial", "classes.source": "zero,one,two,three",
+                              "classes.target": "one,two"}
 
 
 def test_open_set_relabels_the_known_classes_in_sorted_order_and_the_others_unknown():
@@ -174,7 +177,8 @@ def test_the_weighted_domain_loss_against_a_hand_computation():
     by_hand = -(0.5 * math.log(0.5) + math.log(1 / (1 + math.exp(-2.0))) + math.log(1 - 1 / (1 + math.exp(1.0)))) / 3
     assert domain_adversarial_loss(squeeze, source, target, source_weights=weights).item() == pytest.approx(by_hand)
     unweighted = domain_adversarial_loss(squeeze, source, target).item()
-    assert domain_adversarial_loss(squeeze, source, target, source_weights=torch.ones(2)).item() == pytest.approx(unweighted)
+    ones = torch.ones(2)
+    assert domain_adversarial_loss(squeeze, source, target, source_weights=ones).item() == pytest.approx(unweighted)
 
 
 def test_the_open_set_boundary_loss_against_a_hand_computation():
@@ -190,3 +194,10 @@ def test_the_open_set_boundary_loss_against_a_hand_computation():
     at_boundary = torch.tensor([[0.0, 0.0, math.log(2.0)]], requires_grad=True)  # p(unknown) = 2/4
     open_set_boundary_loss(at_boundary).backward()
     assert torch.allclose(at_boundary.grad, torch.zeros(1, 3), atol=1e-7)
+
+
+@pytest.mark.parametrize("dataset", group_options("dataset"))
+def test_every_dataset_config_has_the_carving_options_unset_and_keeps_them_from_its_constructor(dataset):
+    node = OmegaConf.create(option_node("dataset", dataset))
+    assert node.target_classes is None and node.source_classes is None
+    assert not set(CARVING_KEYS) & set(constructor_arguments(node))

@@ -250,7 +250,8 @@ class ClassCarving:
 
     def tags(self) -> dict[str, str]:
         """The run's tags: ``class_sets`` (``partial`` or ``open_set``), ``classes.source`` and ``classes.target``."""
-        return {"class_sets": self.kind, "classes.source": ",".join(self.source), "classes.target": ",".join(self.target)}
+        return {"class_sets": self.kind, "classes.source": ",".join(self.source),
+                "classes.target": ",".join(self.target)}
 
 
 def class_ids(option: str, values: Any, classes: tuple[str, ...]) -> list[int]:
@@ -265,8 +266,8 @@ def class_ids(option: str, values: Any, classes: tuple[str, ...]) -> list[int]:
         elif isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(classes):
             ids.append(value)
         else:
-            raise DataError(f"dataset.{option}: no class {value!r}; the dataset's classes are the ids 0..{len(classes) - 1} "
-                            f"or the names {', '.join(classes)}")
+            raise DataError(f"dataset.{option}: no class {value!r}; the dataset's classes are the ids "
+                            f"0..{len(classes) - 1} or the names {', '.join(classes)}")
     if len(set(ids)) < len(ids):
         raise DataError(f"dataset.{option} names a class twice: {list(values)}")
     return ids

@@ -120,7 +120,8 @@ def pada_class_weights(target_probabilities: torch.Tensor) -> torch.Tensor:
     normalised by its largest entry, ``γ = (1/n_t) Σ_j ŷ_j``, ``γ ← γ / max_c γ_c`` (so ``max γ = 1``). Classes
     absent from the target receive little probability mass, so their weight is low."""
     if target_probabilities.dim() != 2 or target_probabilities.shape[0] == 0:
-        raise ValueError(f"pada_class_weights takes (samples × classes) probabilities, got {tuple(target_probabilities.shape)}")
+        raise ValueError(f"pada_class_weights takes (samples × classes) probabilities, "
+                         f"got {tuple(target_probabilities.shape)}")
     weights = target_probabilities.mean(dim=0)
     return weights / weights.max().clamp_min(torch.finfo(weights.dtype).tiny)
 

@@ -8,12 +8,12 @@ adapted part's is ``target_transductive_acc``); the mean per-class accuracy on t
 also logs GZSL's ``gzsl_seen_acc``, ``gzsl_unseen_acc`` and their harmonic mean ``gzsl_h``); the clustering
 accuracy (``selftaught_clustering``, with ``nmi`` and ``ari``); in open-set DA (``dataset.source_classes``) OS, the
 mean per-class accuracy over the known classes and the unknown one, beside ``target_os_star``, ``target_unk`` and
-``target_h_score`` (:func:`tlrun.metrics.open_set_scores`; predictions from :func:`open_set_predictions`). ``source_acc`` is the accuracy on the held-out
-source split (tagged ``source_acc_split=validation``). Without one there is no ``source_acc``: when the whole
-labeled source trained (``source_acc_split=train``) its accuracy would measure the fit, not what the method learned
-(1 by construction for a 1-NN classifier), and an unlabeled source (``none``) has no labels. All are fractions in
-[0, 1]. The per-class target accuracy and the confusion matrix are logged as artifacts (after matching clusters to
-classes, for clustering).
+``target_h_score`` (:func:`tlrun.metrics.open_set_scores`; predictions from :func:`open_set_predictions`).
+``source_acc`` is the accuracy on the held-out source split (tagged ``source_acc_split=validation``). Without one
+there is no ``source_acc``: when the whole labeled source trained (``source_acc_split=train``) its accuracy would
+measure the fit, not what the method learned (1 by construction for a 1-NN classifier), and an unlabeled source
+(``none``) has no labels. All are fractions in [0, 1]. The per-class target accuracy and the confusion matrix are
+logged as artifacts (after matching clusters to classes, for clustering).
 
 While a method trains, it sends its predictions for the training target to an :class:`EvaluationReporter`, which
 logs their accuracy without letting the method see it.
@@ -170,10 +170,11 @@ def evaluate(
     target_acc = scores.pop("target_acc")
     extra |= scores
     if evaluation.transductive is not None:  # part of the target held out: the adapted part scored too
-        adapted = evaluation.transductive
-        labels = training_target_labels(method, adapted)
+        adapted, unknown = evaluation.transductive, evaluation.unknown_label
+        labels = (training_target_labels(method, adapted) if unknown is None
+                  else open_set_predictions(method, adapted.X, unknown))
         labels = method.predict(adapted.X) if labels is None else labels
-        extra["target_transductive_acc"] = float(np.mean(np.asarray(labels) == adapted.y))
+        extra["target_transductive_acc"] = metrics.target_scores(task, adapted.y, labels, unknown)[0]["target_acc"]
     source_acc, source_split = _source_accuracy(method, evaluation, source_train)
     per_class = per_class_accuracy(test.y, target_pred, classes)
 
@@ -228,7 +229,8 @@ def print_summary(cfg: Any, result: Result, tracked: Any) -> None:
 
 def target_scorer(evaluation: EvaluationData) -> Callable[[np.ndarray], float] | None:
     """The accuracy of predictions for the training target, when it *is* the test target (``da``; cluster ids
-    matched to classes in ``selftaught_clustering``; OS in open-set DA); ``None`` otherwise. The labels live only in this closure."""
+    matched to classes in ``selftaught_clustering``; OS in open-set DA); ``None`` otherwise. The labels live only
+    in this closure."""
     if not evaluation.target_is_training_target:
         return None
     labels, clusters = evaluation.target_test.y, evaluation.scenario == "selftaught_clustering"
