@@ -197,8 +197,9 @@ def split_data(plan: Plan, loaded: LoadedData, feature_device: str | None) -> Sp
 def _class_options(cfg: DictConfig) -> tuple[Any, Any]:
     """``dataset.source_classes`` and ``dataset.target_classes`` as plain lists (``None`` when unset), once
     :func:`~tlrun.scenarios.check_carving_fits` has found that they fit the run's scenario and method."""
+    options = (cfg.dataset.get("source_classes"), cfg.dataset.get("target_classes"))  # absent from older runs' configs
     source_classes, target_classes = (OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
-                                      for value in (cfg.dataset.source_classes, cfg.dataset.target_classes))
+                                      for value in options)
     if source_classes is not None or target_classes is not None:
         check_carving_fits("open_set" if source_classes is not None else "partial", cfg.scenario.name,
                            cfg.method_info.name, cfg.method_info.get("family"), methods(family="deep", scenario="da"))
