@@ -5,6 +5,7 @@ hand computation."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,7 +14,8 @@ from omegaconf import OmegaConf
 
 from tlrun import metrics
 from tlrun.config import CARVING_KEYS, constructor_arguments, group_options, option_node
-from tlrun.data.base import UNKNOWN_CLASS, ClassCarving, DataError, Domain, carve_classes, check_class_sets
+from tlrun.data.base import (UNKNOWN_CLASS, ClassCarving, DataError, Domain, carve_classes, check_class_sets,
+                             pool_domains)
 from tlrun.losses import domain_adversarial_loss, open_set_boundary_loss, pada_class_weights
 from tlrun.runner.evaluation import open_set_predictions
 from tlrun.scenarios import ScenarioError, Unlabeled, check_carving_fits, split
@@ -60,6 +62,13 @@ def test_open_set_with_target_classes_leaves_the_other_classes_out_of_the_target
     source, target, carving = carve_classes(SOURCE, TARGET, source_classes=[0, 1], target_classes=[0, 1, 3])
     assert source.y.tolist() == [0, 0, 1, 1] and target.classes == ("zero", "one", UNKNOWN_CLASS)
     assert target.y.tolist() == [0, 1, 1, 2, 2, 2] and carving.unknown_label == 2  # the two twos are gone
+
+
+def test_carving_pooled_sources_keeps_each_sample_s_source_domain():
+    pooled = pool_domains([SOURCE, replace(SOURCE, name="other", y=SOURCE.y[::-1].copy())])
+    source, _, _ = carve_classes(pooled, TARGET, source_classes=[0, 3])
+    assert source.domain_names == ("source", "other")
+    assert source.domain_index.tolist() == [0, 0, 0, 0, 1, 1, 1, 1] and source.y.tolist() == [0, 0, 1, 1, 1, 1, 0, 0]
 
 
 @pytest.mark.parametrize("options, message", [

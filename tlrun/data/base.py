@@ -275,12 +275,13 @@ def class_ids(option: str, values: Any, classes: tuple[str, ...]) -> list[int]:
 
 def _keep(domain: Domain, mask: np.ndarray, relabel: np.ndarray | None = None,
           classes: tuple[str, ...] | None = None) -> Domain:
-    """``domain`` reduced to the samples of ``mask``, label ``k`` renamed ``relabel[k]`` in the label space ``classes``
-    (``None``: labels and label space kept)."""
+    """``domain`` reduced to the samples of ``mask`` (a pooled domain's sample origins too), label ``k`` renamed
+    ``relabel[k]`` in the label space ``classes`` (``None``: labels and label space kept)."""
     index = np.flatnonzero(mask)
     X = domain.X[index] if isinstance(domain.X, np.ndarray) else tuple(domain.X[i] for i in index)
     y = domain.y[index] if relabel is None else relabel[domain.y[index]]
-    return replace(domain, X=X, y=y.astype(np.int64), classes=domain.classes if classes is None else classes)
+    return replace(domain, X=X, y=y.astype(np.int64), classes=domain.classes if classes is None else classes,
+                   domain_index=None if domain.domain_index is None else domain.domain_index[index])
 
 
 def carve_classes(
