@@ -123,14 +123,15 @@ def multi_domain_adversarial_loss(
         L_d = −(1/n) Σ_i log softmax(D(R_λ(f_i)))_{d_i}
 
     with ``d_i`` sample ``i``'s domain index in ``0..K−1``. ``D`` learns to tell the domains apart while the
-    features, receiving ``−λ`` times its gradient, learn to hide them. ``grl=None``: no reversal.
+    features, receiving ``−λ`` times its gradient, learn to hide them. ``grl=None``: no reversal. A binary
+    discriminator (one logit, K = 2) is trained with the binary cross-entropy of ``σ(D(f))`` against ``d_i``: the same.
     """
     if features.dim() != 2 or domains.shape != (features.shape[0],):
         raise ValueError(f"features must be (n, d) and domains (n,), got shapes {tuple(features.shape)} and "
                          f"{tuple(domains.shape)}")
     logits = discriminator(grl(features) if grl is not None else features)
-    if logits.dim() != 2:
-        raise ValueError(f"the discriminator must return (n, K) logits over the domains, got shape {tuple(logits.shape)}")
+    if logits.dim() == 1:
+        return F.binary_cross_entropy_with_logits(logits, domains.to(logits.dtype))
     return F.cross_entropy(logits, domains)
 
 
