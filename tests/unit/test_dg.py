@@ -182,3 +182,20 @@ def test_compare_s_column_is_the_held_out_domain_in_dg():
 
     assert task_of(Run(scenario="dg", source="a+b", target="c")) == "c"
     assert task_of(Run(scenario="da", source="a+b", target="c")) == "a+b→c"
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (("method=source_only", "trainer.select=lodo"), "scenario=dg's"),
+    (("method=dann", "scenario=dg", "dataset.source=[original,rotate]", "trainer.select=entropy"), "without target"),
+    (("method=dann", "scenario=dg", "dataset.source=[original,thick]"), "also a source"),
+    (("method=source_only", "scenario=dg", "dataset.source=[original]", "trainer.select=lodo"), "one of several"),
+    (("method=dann", "scenario=dg", "dataset.source=[original,rotate]", "trainer.select=oracle",
+      "scenario.oracle_fraction=0"), "oracle_fraction=0"),
+    (("method=coral", "scenario=dg"), "does not fit scenario 'dg'"),
+])
+def test_preflight_refuses_what_dg_cannot_do(compose, overrides, message):
+    from tlrun.errors import TlrunError
+    from tlrun.runner.preflight import preflight
+
+    with pytest.raises(TlrunError, match=message):
+        preflight(compose(*overrides))
