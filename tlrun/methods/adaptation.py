@@ -12,15 +12,15 @@ where ``L_transfer`` is what the method defines (:meth:`DomainAdaptation.transfe
 full strength while the features receive ``−λ w(p)`` times its gradient, as in DANN.
 
 Source and target batches go through the backbone together (batch norm sees both domains), and the method
-receives all intermediate outputs in a :class:`DomainBatch`.
+receives all intermediate outputs in a :class:`DomainBatch`. An epoch is one pass over the larger of the two
+domains (the smaller one cycles), or ``iterations_per_epoch`` steps when that is set (both domains cycle, as
+in the usual Office-31 protocol of a fixed number of iterations).
 
 Domain generalisation (scenario ``dg``: no target sample trains) is the same objective with the source domains in
 the target's place: the batches are source-only ``(x, y, d)``, ``d`` each sample's source domain, and the transfer
 term aligns the source domains with each other (:meth:`DomainBatch.domain_groups`: a discrepancy averaged over the
 pairs of source domains; a discriminator over the K source domains), as DomainBed's CORAL and DANN do. One method
-class serves both scenarios; its config says whether it declares ``dg``. An epoch is one pass over the larger of the two
-domains (the smaller one cycles), or ``iterations_per_epoch`` steps when that is set (both domains cycle, as
-in the usual Office-31 protocol of a fixed number of iterations).
+class serves both scenarios; its config says whether it declares ``dg``.
 """
 
 from __future__ import annotations
@@ -195,6 +195,7 @@ class DomainAdaptation(DeepMethod):
     # ------------------------------------------------------------------------------------------- data
 
     def fit(self, data: TrainingData, context: RunContext) -> None:
+        """:meth:`DeepMethod.fit`, refusing ``dg`` with one source domain (nothing to align it with)."""
         if not len(data.target) and len(data.source_domains) < 2:
             raise TlrunError(
                 f"{type(self).__name__} in dg aligns the source domains with each other, and this run has "

@@ -37,7 +37,9 @@ Subclasses implement ``training_step`` (returning the loss). The base provides, 
   final weights made them, are kept as ``fitted_target_labels`` (the runner scores them without another pass);
 - checkpoint selection: with ``context.select`` other than ``last`` the weights of the epoch with the best
   score are kept and restored after training (``selected_epoch`` is logged); ``oracle`` selects by target
-  accuracy, which reads target labels through the runner, and the run is tagged ``selection.oracle=true``;
+  accuracy, which reads target labels through the runner, and the run is tagged ``selection.oracle=true``; in
+  ``dg`` (no training target) ``lodo`` scores the source domain held out of training and ``oracle`` the share of the
+  test domain that the runner's reporter holds (:meth:`~tlrun.methods.base.Reporter.held_out_oracle_accuracy`);
 - diagnostics (``context.diagnostics``): the proxy A-distance between source and target features before
   training (backbone output) and after (the representation the classifier reads), ``pad_before`` /
   ``pad_after``, and a t-SNE figure of both, ``diagnostics/embedding.png`` (skipped when the training target
