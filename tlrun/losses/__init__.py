@@ -8,6 +8,7 @@ from tlrun.losses.adversarial import (
     dann_schedule,
     domain_adversarial_loss,
     gradient_reversal,
+    multi_domain_adversarial_loss,
 )
 from tlrun.losses.conditional import (
     RandomizedMultilinearMap,
@@ -32,7 +33,9 @@ from tlrun.losses.confusion import (
 from tlrun.losses.discrepancy import (
     cmd,
     coral_loss,
+    coral_moments_loss,
     gaussian_kernel_matrix,
+    mean_over_pairs,
     mmd_linear,
     mmd_multi_kernel,
     mmd_multi_layer,
@@ -66,6 +69,7 @@ __all__ = [
     "compatibility",
     "conditional_adversarial_loss",
     "coral_loss",
+    "coral_moments_loss",
     "dann_schedule",
     "difference_loss",
     "discriminator_loss",
@@ -82,10 +86,12 @@ __all__ = [
     "hinge_ranking_loss",
     "l2_penalty",
     "l2sp_penalty",
+    "mean_over_pairs",
     "minimum_class_confusion",
     "mmd_linear",
     "mmd_multi_kernel",
     "mmd_multi_layer",
+    "multi_domain_adversarial_loss",
     "multilinear_map",
     "scale_invariant_mse",
     "soft_label_loss",
