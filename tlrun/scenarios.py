@@ -251,7 +251,7 @@ def check_carving_fits(kind: str, scenario: str, method: str, family: str | None
     option = "dataset.target_classes" if kind == "partial" else "dataset.source_classes"
     scenarios = ("da", "semi_da") if kind == "partial" else ("da",)
     if scenario not in scenarios:
-        raise ScenarioError(f"{option} carves a {kind.replace('_', '-')} DA task, which runs in scenario "
+        raise ScenarioError(f"{option} carves {'a partial' if kind == 'partial' else 'an open-set'} DA task, which runs in scenario "
                             f"{' or '.join(scenarios)} (a domain-adaptation method), not {scenario}")
     if kind == "open_set" and family != "deep":
         raise ScenarioError(f"open-set DA ({option}) needs a deep method, whose class probabilities (or own unknown "
