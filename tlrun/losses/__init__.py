@@ -36,6 +36,7 @@ from tlrun.losses.discrepancy import (
     mmd_linear,
     mmd_multi_kernel,
     mmd_multi_layer,
+    moment_distance,
 )
 from tlrun.losses.pixel import (
     PixelDiscriminator,
@@ -86,6 +87,7 @@ __all__ = [
     "mmd_linear",
     "mmd_multi_kernel",
     "mmd_multi_layer",
+    "moment_distance",
     "multilinear_map",
     "scale_invariant_mse",
     "soft_label_loss",
