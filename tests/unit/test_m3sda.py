@@ -94,3 +94,18 @@ def test_moments_below_one_are_refused():
 
     with pytest.raises(ValueError, match="moments must be at least 1"):
         M3SDA(MLP(input_shape=(3,), hidden=[4]), moments=0)
+
+
+def test_m3sda_draws_each_samples_source_domain_with_its_batches(compose):
+    import numpy as np
+
+    from tlrun.backbones import MLP
+    from tlrun.config import instantiate
+    from tlrun.scenarios import Labeled, TrainingData, Unlabeled
+
+    X = np.random.default_rng(0).random((16, 3)).astype(np.float32)
+    data = TrainingData(Labeled(X, np.arange(16) % 2, np.repeat([0, 1], 8)), Unlabeled(X), 2, ("a", "b"), None,
+                        source_domains=("first", "second"))
+    method = instantiate(compose("method=m3sda", "method.batch_size=16").method, backbone=MLP(input_shape=(3,), hidden=[4]))
+    _, _, domains = next(iter(method.train_dataloaders(data)))[0]["source"]
+    assert sorted(domains.tolist()) == [0] * 8 + [1] * 8
