@@ -9,7 +9,7 @@ project's venv:
     python benchmarks/multi_source_digits.py                          # the task above, seeds 0 1 2, 2 runs at once
     python benchmarks/multi_source_digits.py --sources original rotate --target thick --output /tmp/other.md
 
-Each cell is a full tlrun run with the method's default config (``deep_da_digits.run_cell``: composed in-process,
+Each cell is a full tlrun run with the method's default config (``deep_da_digits.run_rows``: composed in-process,
 tracked in a temporary MLflow store, one torch thread, diagnostics off): transductive protocol (the target's
 training images are its test images), ``trainer.select=last`` (the default: the last epoch's weights), 30 epochs.
 Writes benchmarks/results/multi_source_digits.md and prints it.
@@ -21,13 +21,10 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
-import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from deep_da_digits import run_cell  # noqa: E402  (the benchmarks folder is no package)
+from deep_da_digits import run_rows, seed_cells  # noqa: E402  (the benchmarks folder is no package)
 
 RESULTS = Path(__file__).resolve().parent / "results" / "multi_source_digits.md"
 
@@ -50,17 +47,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
 
-    table = rows(args.sources, args.target)
-    scores: dict[str, dict[int, float]] = {row: {} for row in table}
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as folder, ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        cells = [pool.submit(run_cell, row, overrides, seed, folder) for row, overrides in table.items()
-                 for seed in args.seeds]
-        for cell in cells:
-            row, seed, accuracy, _ = cell.result()
-            scores[row][seed] = accuracy
-            print(f"{row} seed {seed}: {accuracy:.1f}", flush=True)
-    elapsed = time.perf_counter() - started
+    scores, _, elapsed = run_rows(rows(args.sources, args.target), args.seeds, args.jobs)
 
     def mean(row: str) -> float:
         return statistics.mean(scores[row].values())
@@ -82,10 +69,8 @@ def main() -> None:
         "|---|---|---|---|",
     ]
     for row, values in scores.items():
-        ordered = [values[seed] for seed in args.seeds]
-        spread = statistics.stdev(ordered) if len(ordered) > 1 else 0.0
         versus = "" if row == "dann (pooled)" else f"{mean(row) - mean('dann (pooled)'):+.1f}"
-        lines.append(f"| {row} | {mean(row):.1f} ± {spread:.1f} | {' / '.join(f'{v:.1f}' for v in ordered)} | {versus} |")
+        lines.append(f"| {row} | {seed_cells(values, args.seeds)} | {versus} |")
     text = "\n".join(lines) + "\n"
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text)
