@@ -3,12 +3,14 @@ of tlrun's overhead (``benchmarks/startup.py``, ``benchmarks/dann_throughput.py`
 
 Run from the repository root with the project's venv active:
 
-    python benchmarks/plain_digits.py dann [THREADS]     # as `tlrun method=dann threads=THREADS` (default 1)
-    python benchmarks/plain_digits.py jda                # as `tlrun method=jda` (default threads)
+    python benchmarks/plain_digits.py dann [THREADS] [--mlflow]   # as `tlrun method=dann threads=THREADS` (default 1)
+    python benchmarks/plain_digits.py jda [--mlflow]              # as `tlrun method=jda` (default threads)
 
 Both load the default task as tlrun does (original → thick, seed 0, a fifth of the source held out) and print the
-target accuracy and their times; no Lightning, no MLflow, no scoring during training, no diagnostics, no checkpoints,
-no model saved.
+target accuracy and their times; no Lightning, no scoring during training, no diagnostics, no checkpoints. Without
+``--mlflow`` nothing is recorded; with it the script records what a script that tracks its runs would, in the store
+of ``$MLFLOW_TRACKING_URI``: one MLflow run with the settings as params, ``target_acc``, and the fitted model as an
+MLflow pyfunc model (the pickled JDA, or the network's weights; explicit pip requirements, as tlrun gives).
 
 - ``dann``: the networks `tlrun method=dann` builds, under the same seeds (tlrun's LeNet, the 256-unit bottleneck,
   the classifier and DANN's 1,024-unit discriminator), 30 epochs of one pass over the target (28 steps of 32 source +
@@ -142,7 +144,53 @@ def accuracy(networks: Networks, X: np.ndarray, y: np.ndarray, batch_size: int =
     return float((predictions.numpy() == y).mean())
 
 
-def run_dann(threads: int) -> None:
+class PickledModel:
+    """An MLflow pyfunc model: the pickled fitted object of the ``model`` artifact; ``predict`` returns its labels."""
+
+    def __new__(cls):
+        import mlflow
+
+        class Model(mlflow.pyfunc.PythonModel):
+            def load_context(self, context):
+                import pickle
+
+                with open(context.artifacts["model"], "rb") as handle:
+                    self.fitted = pickle.load(handle)
+
+            def predict(self, context, model_input, params=None):
+                return self.fitted(np.asarray(model_input, dtype=np.float32))
+
+        return Model()
+
+
+def record(params: dict, target_acc: float, predict: Callable[[np.ndarray], np.ndarray]) -> None:
+    """One MLflow run: ``params``, ``target_acc``, and ``predict`` (pickled) as the pyfunc model ``model``."""
+    import pickle
+    import tempfile
+
+    import mlflow
+
+    with mlflow.start_run(), tempfile.TemporaryDirectory() as scratch:
+        mlflow.log_params(params)
+        mlflow.log_metric("target_acc", target_acc)
+        path = Path(scratch) / "model.pkl"
+        path.write_bytes(pickle.dumps(predict))
+        mlflow.pyfunc.log_model(name="model", python_model=PickledModel(), artifacts={"model": str(path)},
+                                pip_requirements=["torch", "numpy", "scikit-learn"])
+
+
+class NetworkLabels:
+    """The labels a DANN network gives rows (picklable: the modules themselves)."""
+
+    def __init__(self, networks: Networks) -> None:
+        self.networks = networks
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return self.networks.logits(torch.as_tensor(X))[1].argmax(dim=1).numpy()
+
+
+def run_dann(threads: int, tracked: bool) -> None:
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(True)  # as tlrun's trainer (deterministic: true)
     started = time.perf_counter()
@@ -151,34 +199,43 @@ def run_dann(threads: int) -> None:
     trained = time.perf_counter()
     train(networks, source, target)
     done = time.perf_counter()
-    print(f"target_acc {accuracy(networks, target, target_labels):.4f}  (set-up {trained - started:.2f} s, training "
-          f"{done - trained:.2f} s, evaluation {time.perf_counter() - done:.2f} s)")
+    target_acc = accuracy(networks, target, target_labels)
+    if tracked:
+        record({"epochs": EPOCHS, "batch_size": BATCH, "lr": LR, "threads": threads}, target_acc, NetworkLabels(networks))
+    print(f"target_acc {target_acc:.4f}  (set-up {trained - started:.2f} s, training "
+          f"{done - trained:.2f} s, evaluation{' and tracking' * tracked} {time.perf_counter() - done:.2f} s)")
 
 
-def run_jda() -> None:
+def run_jda(tracked: bool) -> None:
     from tlrun.methods.jda import JDA
 
     settings = OmegaConf.merge(*(OmegaConf.load(CONFIGS / name).method
                                  for name in ("method/jda.yaml", "method_base/closed_form.yaml")))
     started = time.perf_counter()
     training, target_labels = digits_split()
-    method = JDA(**{key: value for key, value in OmegaConf.to_container(settings).items() if key != "_target_"})
+    options = {key: value for key, value in OmegaConf.to_container(settings).items() if key != "_target_"}
+    method = JDA(**options)
     fitted = time.perf_counter()
     method.fit(training, RunContext(reporter=NullReporter(), device="cpu", seed=SEED))
     labels = method.fitted_target_labels
     labels = method.predict(training.target.X) if labels is None else labels
-    print(f"target_acc {np.mean(labels == target_labels):.4f}  (set-up {fitted - started:.2f} s, "
-          f"fit and labels {time.perf_counter() - fitted:.2f} s)")
+    target_acc = float(np.mean(labels == target_labels))
+    if tracked:
+        record(options, target_acc, method.predict)
+    print(f"target_acc {target_acc:.4f}  (set-up {fitted - started:.2f} s, "
+          f"fit and labels{' and tracking' * tracked} {time.perf_counter() - fitted:.2f} s)")
 
 
 def main() -> None:
-    which = sys.argv[1] if len(sys.argv) > 1 else ""
+    arguments = [argument for argument in sys.argv[1:] if argument != "--mlflow"]
+    tracked = len(arguments) < len(sys.argv) - 1
+    which = arguments[0] if arguments else ""
     if which == "dann":
-        run_dann(int(sys.argv[2]) if len(sys.argv) > 2 else 1)
+        run_dann(int(arguments[1]) if len(arguments) > 1 else 1, tracked)
     elif which == "jda":
-        run_jda()
+        run_jda(tracked)
     else:
-        raise SystemExit("usage: python benchmarks/plain_digits.py dann [THREADS] | jda")
+        raise SystemExit("usage: python benchmarks/plain_digits.py dann [THREADS] [--mlflow] | jda [--mlflow]")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,10 @@ child's own, from ``os.wait4``. Rows:
   in-process and scored; no Hydra, no MLflow);
 - ``tlrun method=dann threads=1`` (default settings otherwise: scoring every epoch, diagnostics, a checkpoint every
   epoch, the model logged) against ``benchmarks/plain_digits.py dann 1`` (the same networks, data, batches, steps,
-  optimizer and schedule in a plain PyTorch loop, the target classified once).
+  optimizer and schedule in a plain PyTorch loop, the target classified once);
+- each again against the plain script with ``--mlflow``: the same work recorded as a script that tracks its runs
+  would (one MLflow run in the same store: params, ``target_acc``, the model as a pyfunc model), which prices
+  tlrun's own bookkeeping apart from MLflow's.
 
 Each pair is interleaved (tlrun first in odd repeats, the script first in even ones). Reported: medians and the
 spread (min–max) of each, the ratio of the medians, and the machine's 1-minute load average before and after (the
@@ -108,11 +111,13 @@ def main() -> None:
                 timings.wall.append(wall)
                 timings.cpu.append(cpu)
             single.append((name, timings))
-        pairs = compare([
-            ("tlrun method=jda", [tlrun, "method=jda"], "plain_digits.py jda", [python, str(PLAIN), "jda"]),
-            ("tlrun method=dann threads=1", [tlrun, "method=dann", "threads=1"],
-             "plain_digits.py dann 1", [python, str(PLAIN), "dann", "1"]),
-        ], repeats, cwd, env)
+        commands = [("tlrun method=jda", [tlrun, "method=jda"], "plain_digits.py jda", [python, str(PLAIN), "jda"]),
+                    ("tlrun method=dann threads=1", [tlrun, "method=dann", "threads=1"],
+                     "plain_digits.py dann 1", [python, str(PLAIN), "dann", "1"])]
+        pairs = compare([pair for name, command, plain_name, plain in commands
+                         for pair in ((name, command, plain_name, plain),
+                                      (name, command, f"{plain_name} --mlflow", [*plain, "--mlflow"]))],
+                        repeats, cwd, env)
     load_after = os.getloadavg()
     lines = [
         "# What users wait for: whole `tlrun` commands against plain scripts",

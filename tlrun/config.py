@@ -311,6 +311,18 @@ def task_part(task: str, part: str) -> str:
     return pieces[0] if part == "source" else pieces[1]
 
 
+def other_domains(domains: Any, held_out: str) -> list[str]:
+    """Resolver ``${tlrun.others:<domains>,<held_out>}``: the domains but the held-out one, in order.
+
+    Leave-one-domain-out recipes (``dg``) sweep over ``dataset.target`` and train on the other domains:
+    ``dataset.source: ${tlrun.others:${domains},${dataset.target}}``.
+    """
+    names = [str(name) for name in domains]
+    if held_out not in names:
+        raise ValueError(f"the held-out domain {held_out!r} is not one of {names}")
+    return [name for name in names if name != held_out]
+
+
 def groups_help() -> str:
     """One line per config group of :data:`GROUPS`, ``group: option, option, …``, for ``tlrun --help`` (Hydra's own
     listing would also show ``method_base``, which holds the shared parts of method configs, not a choice)."""
@@ -322,6 +334,8 @@ def register_resolvers() -> None:
     """Register tlrun's OmegaConf resolvers (idempotent; every process that composes configs needs them)."""
     if not OmegaConf.has_resolver("tlrun.task"):
         OmegaConf.register_new_resolver("tlrun.task", task_part)
+    if not OmegaConf.has_resolver("tlrun.others"):
+        OmegaConf.register_new_resolver("tlrun.others", other_domains)
     if not OmegaConf.has_resolver("tlrun.method_table"):
         OmegaConf.register_new_resolver("tlrun.method_table", method_table)
     if not OmegaConf.has_resolver("tlrun.groups_help"):

@@ -10,6 +10,8 @@ unlabeled      ``selftaught``              ``selftaught_clustering``
 =============  ==========================  ========================================
 
 Between ``finetune`` and ``da`` lies ``semi_da``: a few labeled target samples per class, the rest unlabeled.
+Domain generalisation (``dg``) is ``da`` without the target: one or more labeled source domains train, and the
+target domain, never seen at training time, is only tested on.
 
 :func:`split` turns two loaded domains into what a method may train on (:class:`TrainingData`) and what only
 the evaluation reads (:class:`EvaluationData`). Labels a scenario withholds are not hidden: they are never put
@@ -20,7 +22,7 @@ Imports numpy only: compatibility errors are raised before torch is imported.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -44,6 +46,8 @@ SCENARIOS: dict[str, ScenarioSpec] = {
         ScenarioSpec("da", "labeled", "unlabeled", "domain adaptation: same classes, shifted inputs"),
         ScenarioSpec("semi_da", "labeled", "a few labeled, the rest unlabeled", "semi-supervised domain adaptation"),
         ScenarioSpec("finetune", "labeled", "labeled (a few)", "fine-tuning, layer transfer, multi-task"),
+        ScenarioSpec("dg", "labeled (one or more domains)", "unseen at training time",
+                     "domain generalisation: test on a domain no sample of which trains"),
         ScenarioSpec("zeroshot", "labeled", "unseen classes", "classes linked by attributes or label embeddings"),
         ScenarioSpec("selftaught", "unlabeled", "labeled (a few)", "self-taught learning"),
         ScenarioSpec("selftaught_clustering", "unlabeled", "unlabeled", "self-taught clustering"),
@@ -158,6 +162,9 @@ class EvaluationData:
     #: ``da`` with part of the target held out: the training target's labels, for the transductive figure beside
     #: the held-out one.
     transductive: Labeled | None = None
+    #: ``dg`` with ``trainer.select=oracle``: the part of the test domain whose accuracy chooses the epoch (the
+    #: rest is ``target_test``); read by the runner's reporter only, never handed to ``fit``.
+    oracle_val: Labeled | None = None
 
     @property
     def protocol(self) -> str:
@@ -167,7 +174,7 @@ class EvaluationData:
 
 
 #: Scenarios that accept several source domains (``dataset.source=[a,b]``), pooled with each sample's domain kept.
-MULTI_SOURCE_SCENARIOS = ("da", "semi_da")
+MULTI_SOURCE_SCENARIOS = ("da", "semi_da", "dg")
 
 
 def check_sources(scenario: str, sources: tuple[str, ...]) -> None:
@@ -176,6 +183,21 @@ def check_sources(scenario: str, sources: tuple[str, ...]) -> None:
         raise ScenarioError(
             f"dataset.source lists {len(sources)} domains ({', '.join(sources)}), but scenario {scenario!r} takes one "
             f"source; several sources are pooled in: {', '.join(MULTI_SOURCE_SCENARIOS)}"
+        )
+
+
+def check_generalisation(sources: tuple[str, ...], target: str, val_domain: str | None = None) -> None:
+    """``dg``: the test domain must not be a source (it would train), and the leave-one-domain-out validation
+    domain (``val_domain``, ``trainer.select=lodo``) must be one of several sources (one must still train)."""
+    if target in sources:
+        raise ScenarioError(
+            f"dg: the test domain {target!r} is also a source (dataset.source={list(sources)}), so it would train; "
+            "domain generalisation tests on a domain no sample of which trains: take it out of dataset.source"
+        )
+    if val_domain is not None and (val_domain not in sources or len(sources) < 2):
+        raise ScenarioError(
+            f"dg: scenario.val_domain={val_domain!r} must be one of several sources (dataset.source={list(sources)}): "
+            "it is held out of training to choose the epoch (trainer.select=lodo), and another source must train"
         )
 
 
@@ -350,6 +372,8 @@ def split(
     target_test: Domain | None = None,
     target_test_fraction: float = 0.0,
     augment: str = "none",
+    val_domain: str | None = None,
+    oracle_fraction: float = 0.0,
 ) -> tuple[TrainingData, EvaluationData]:
     """Split two loaded domains into training and evaluation data for ``scenario`` (``zeroshot``: see
     :func:`split_zeroshot`).
@@ -367,13 +391,17 @@ def split(
     - ``selftaught``: the target as in ``finetune``, but the source *without* labels (its classes need not be
       the target's).
     - ``selftaught_clustering``: source and target without labels; evaluation clusters the whole target.
+    - ``dg``: the labeled sources as in ``da`` (``source_val_fraction`` of each held out), or, with ``val_domain``
+      (leave-one-domain-out selection), that source domain held out whole as ``source_val`` and the others
+      training; the training target is empty and the whole target domain tests (held out), less
+      ``oracle_fraction`` of each class kept apart as ``oracle_val`` for an oracle's choice of epoch.
     """
-    if scenario not in ("da", "semi_da", "finetune", "selftaught", "selftaught_clustering"):
+    if scenario not in ("da", "semi_da", "finetune", "selftaught", "selftaught_clustering", "dg"):
         raise ScenarioError(
             f"scenario {scenario!r} has no two-domain split"
             + ("; zeroshot data are split by split_zeroshot" if scenario == "zeroshot" else "")
         )
-    labeled_source = scenario in ("da", "semi_da", "finetune")
+    labeled_source = scenario in ("da", "semi_da", "finetune", "dg")
     if labeled_source:
         check_same_classes(source, target)
     if target_test is not None:
@@ -385,7 +413,12 @@ def split(
         check_same_classes(target, target_test)
     rng = np.random.default_rng(seed)
     source_val: Labeled | None = None
-    if labeled_source:
+    if scenario == "dg":
+        check_generalisation(source.domain_names or (source.name,), target.name, val_domain)
+    if val_domain is not None:
+        source, source_val = _leave_domain_out(source, val_domain)
+        training_source: Labeled | Unlabeled = labeled_part(source, np.arange(len(source)))
+    elif labeled_source:
         train_index, val_index = _source_holdout(source, source_val_fraction, rng)
         training_source: Labeled | Unlabeled = labeled_part(source, train_index)
         if len(val_index):
@@ -396,6 +429,7 @@ def split(
     target_val: Labeled | None = None
     transductive: Labeled | None = None
     target_labeled: Labeled | None = None
+    oracle_val: Labeled | None = None
     if scenario in LABELED_TARGET_SCENARIOS:
         labeled, validating = _labeled_target_index(
             target.y, target_labels_per_class, target_label_fraction, target_val_fraction, rng,
@@ -418,6 +452,13 @@ def split(
         training_target = Unlabeled(take(target.X, rest))
         test = Labeled(take(target.X, rest), target.y[rest])
         aligned = True
+    elif scenario == "dg":  # no target sample trains: the training target is empty
+        training_target = Unlabeled(take(target.X, np.arange(0)))
+        tested, oracle_index = (_per_class_holdout(target.y, oracle_fraction, rng) if oracle_fraction > 0
+                                else (np.arange(len(target)), np.arange(0)))
+        test = Labeled(take(target.X, tested), target.y[tested])
+        oracle_val = Labeled(take(target.X, oracle_index), target.y[oracle_index]) if len(oracle_index) else None
+        aligned = False
     elif scenario == "da" and target_test_fraction > 0:
         adapted, held_out = _per_class_holdout(target.y, target_test_fraction, rng)
         training_target = Unlabeled(take(target.X, adapted))
@@ -443,9 +484,25 @@ def split(
     )
     evaluation = EvaluationData(
         target_test=test, source_val=source_val, target_is_training_target=aligned, scenario=scenario,
-        transductive=transductive,
+        transductive=transductive, oracle_val=oracle_val,
     )
     return training, evaluation
+
+
+def _leave_domain_out(source: Domain, name: str) -> tuple[Domain, Labeled]:
+    """The pooled ``source`` less its domain ``name`` (the others re-indexed, a single one left unpooled), and that
+    domain's samples with their labels (leave-one-domain-out validation)."""
+    held = source.domain_names.index(name)
+    kept_names = tuple(other for other in source.domain_names if other != name)
+    kept = np.flatnonzero(source.domain_index != held)
+    index = source.domain_index[kept]
+    remaining = replace(
+        source, name="+".join(kept_names), X=take(source.X, kept), y=source.y[kept],
+        domain_names=kept_names if len(kept_names) > 1 else (),
+        domain_index=np.where(index > held, index - 1, index) if len(kept_names) > 1 else None,
+    )
+    out = np.flatnonzero(source.domain_index == held)
+    return remaining, Labeled(take(source.X, out), source.y[out])
 
 
 def split_zeroshot(

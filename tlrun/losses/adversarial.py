@@ -1,5 +1,5 @@
-"""Adversarial building blocks of DANN (Ganin et al. 2016): gradient reversal, a binary domain discriminator,
-the domain-adversarial loss and the warm-up schedule of its coefficient.
+"""Adversarial building blocks of DANN (Ganin et al. 2016): gradient reversal, a domain discriminator (binary, or
+over K domains), the domain-adversarial losses and the warm-up schedule of its coefficient.
 """
 
 from __future__ import annotations
@@ -53,13 +53,18 @@ class DomainDiscriminator(nn.Module):
     hidden layer), returning ONE logit per sample, of shape ``(n,)``: ``σ(D(f))`` is the probability that ``f``
     comes from the source. Train it with binary cross-entropy on logits; there is no softmax, so the output can
     never be a one-class softmax (constant 1) that passes no gradient.
+
+    With ``domains`` = K > 2 it tells K domains apart instead: ``W₃`` has K rows and the output is ``(n, K)``
+    logits, for the softmax cross-entropy of :func:`multi_domain_adversarial_loss`.
     """
 
-    def __init__(self, in_features: int, hidden: int = 1024) -> None:
+    def __init__(self, in_features: int, hidden: int = 1024, domains: int = 2) -> None:
         super().__init__()
-        if in_features < 1 or hidden < 1:
-            raise ValueError(f"in_features and hidden must be positive, got {in_features} and {hidden}")
+        if in_features < 1 or hidden < 1 or domains < 2:
+            raise ValueError(f"in_features and hidden must be positive and domains at least 2, got {in_features}, "
+                             f"{hidden} and {domains}")
         self.in_features = in_features
+        self.domains = domains
         self.net = nn.Sequential(
             nn.Linear(in_features, hidden),
             nn.BatchNorm1d(hidden),
@@ -67,7 +72,7 @@ class DomainDiscriminator(nn.Module):
             nn.Linear(hidden, hidden),
             nn.BatchNorm1d(hidden),
             nn.ReLU(),
-            nn.Linear(hidden, 1),
+            nn.Linear(hidden, 1 if domains == 2 else domains),
         )
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
@@ -76,7 +81,8 @@ class DomainDiscriminator(nn.Module):
                 f"the domain discriminator takes (samples × {self.in_features}) features, "
                 f"got shape {tuple(features.shape)}"
             )
-        return self.net(features).squeeze(1)
+        logits = self.net(features)
+        return logits.squeeze(1) if self.domains == 2 else logits
 
 
 def domain_adversarial_loss(
@@ -106,6 +112,27 @@ def domain_adversarial_loss(
         )
     labels = torch.cat([logits.new_ones(source_features.shape[0]), logits.new_zeros(target_features.shape[0])])
     return F.binary_cross_entropy_with_logits(logits, labels)
+
+
+def multi_domain_adversarial_loss(
+    discriminator: nn.Module, features: torch.Tensor, domains: torch.Tensor, grl: nn.Module | None = None
+) -> torch.Tensor:
+    """DANN across K domains (DomainBed's DANN, with gradient reversal): the softmax cross-entropy of a K-way
+    discriminator on reversed features::
+
+        L_d = −(1/n) Σ_i log softmax(D(R_λ(f_i)))_{d_i}
+
+    with ``d_i`` sample ``i``'s domain index in ``0..K−1``. ``D`` learns to tell the domains apart while the
+    features, receiving ``−λ`` times its gradient, learn to hide them. ``grl=None``: no reversal. A binary
+    discriminator (one logit, K = 2) is trained with the binary cross-entropy of ``σ(D(f))`` against ``d_i``: the same.
+    """
+    if features.dim() != 2 or domains.shape != (features.shape[0],):
+        raise ValueError(f"features must be (n, d) and domains (n,), got shapes {tuple(features.shape)} and "
+                         f"{tuple(domains.shape)}")
+    logits = discriminator(grl(features) if grl is not None else features)
+    if logits.dim() == 1:
+        return F.binary_cross_entropy_with_logits(logits, domains.to(logits.dtype))
+    return F.cross_entropy(logits, domains)
 
 
 def dann_schedule(progress: float, gamma: float = 10.0) -> float:

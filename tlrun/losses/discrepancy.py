@@ -4,15 +4,15 @@ Each function takes two 2-D tensors of shape ``(n_s, d)`` and ``(n_t, d)`` (one 
 scalar tensor that is differentiable with respect to both, so that a deep domain-adaptation method can add it to
 its classification loss with a trade-off weight. Used by DDC (:func:`mmd_linear`), DAN (:func:`mk_mmd`, with the
 bandwidth family of :func:`multi_kernel_bandwidths` and the estimates :func:`mk_mmd_quadratic` and
-:func:`mk_mmd_linear_time`), Deep CORAL (:func:`coral_loss`), CMD (:func:`cmd`) and M3SDA (:func:`moment_distance`,
-which takes several source batches). :func:`mmd_multi_kernel` and :func:`mmd_multi_layer` are the earlier
+:func:`mk_mmd_linear_time`), Deep CORAL (:func:`coral_loss`; DomainBed's form: :func:`coral_moments_loss`), CMD
+(:func:`cmd`) and M3SDA (:func:`moment_distance`, which takes several source batches); :func:`mean_over_pairs`
+averages one over the pairs of several domains. :func:`mmd_multi_kernel` and :func:`mmd_multi_layer` are the earlier
 summed-kernel MK-MMD, kept for direct use.
 """
 
 from __future__ import annotations
 
-from itertools import combinations
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import torch
 
@@ -250,6 +250,31 @@ def coral_loss(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (diff * diff).sum() / (4.0 * d * d)
 
 
+def coral_moments_loss(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """DomainBed's CORAL penalty (Gulrajani & Lopez-Paz 2021, after Sun & Saenko 2016): the first two moments::
+
+        ℓ = (1/d) ‖μ_s − μ_t‖² + (1/d²) ‖C_s − C_t‖²_F
+
+    with ``μ`` the feature means and ``C`` the unbiased covariances (:func:`covariance`). Needs at least 2 samples
+    per domain.
+    """
+    check_pair(source, target, min_samples=2)
+    means = source.mean(dim=0) - target.mean(dim=0)
+    covariances = covariance(source) - covariance(target)
+    return (means * means).mean() + (covariances * covariances).mean()
+
+
+def mean_over_pairs(discrepancy: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                    groups: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``(2 / (K (K − 1))) Σ_{i<j} D(g_i, g_j)``: a two-domain discrepancy averaged over every pair of K groups
+    (one group per domain; domain generalisation aligns the source domains with each other, as DomainBed does).
+    Two groups give ``D(g_1, g_2)``; fewer than two give 0."""
+    terms = [discrepancy(groups[i], groups[j]) for i in range(len(groups)) for j in range(i + 1, len(groups))]
+    if not terms:
+        return groups[0].new_zeros(()) if groups else torch.zeros(())
+    return torch.stack(terms).mean()
+
+
 def cmd(
     source: torch.Tensor, target: torch.Tensor, moments: int = 5, bounds: tuple[float, float] = (0.0, 1.0)
 ) -> torch.Tensor:
@@ -291,12 +316,14 @@ def moment_distance(sources: Sequence[torch.Tensor], target: torch.Tensor, momen
         raise ValueError(f"moments must be at least 1, got {moments}")
     for source in sources:
         check_pair(source, target)
+
+    def distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.linalg.vector_norm(a - b)
+
     total = target.new_zeros(())
     for k in range(1, moments + 1):
         source_moments = [(source**k).mean(dim=0) for source in sources]
         target_moment = (target**k).mean(dim=0)
-        total = total + torch.stack([torch.linalg.vector_norm(m - target_moment) for m in source_moments]).mean()
-        pairs = [torch.linalg.vector_norm(a - b) for a, b in combinations(source_moments, 2)]
-        if pairs:
-            total = total + torch.stack(pairs).mean()
+        total = total + torch.stack([distance(moment, target_moment) for moment in source_moments]).mean()
+        total = total + mean_over_pairs(distance, source_moments)  # 0 for one source
     return total

@@ -15,6 +15,12 @@ Source and target batches go through the backbone together (batch norm sees both
 receives all intermediate outputs in a :class:`DomainBatch`. An epoch is one pass over the larger of the two
 domains (the smaller one cycles), or ``iterations_per_epoch`` steps when that is set (both domains cycle, as
 in the usual Office-31 protocol of a fixed number of iterations).
+
+Domain generalisation (scenario ``dg``: no target sample trains) is the same objective with the source domains in
+the target's place: the batches are source-only ``(x, y, d)``, ``d`` each sample's source domain, and the transfer
+term aligns the source domains with each other (:meth:`DomainBatch.domain_groups`: a discrepancy averaged over the
+pairs of source domains; a discriminator over the K source domains), as DomainBed's CORAL and DANN do. One method
+class serves both scenarios; its config says whether it declares ``dg``.
 """
 
 from __future__ import annotations
@@ -28,7 +34,9 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
-from tlrun.losses import GradientReversal, dann_schedule
+from tlrun.errors import TlrunError
+from tlrun.losses import GradientReversal, dann_schedule, mean_over_pairs
+from tlrun.methods.base import RunContext
 from tlrun.methods.deep import DeepMethod
 from tlrun.methods.settings import LAYERS, check_discrepancy_alignment, check_domain_adaptation, layer_names
 from tlrun.scenarios import TrainingData
@@ -58,6 +66,21 @@ class DomainBatch:
     #: Pooled sources, for a method that :attr:`~tlrun.methods.deep.DeepMethod.reads_source_domains`: each source
     #: sample's domain index (``None`` otherwise).
     source_domains: torch.Tensor | None = None
+
+    @property
+    def across_sources(self) -> bool:
+        """Domain generalisation: no target batch, the transfer term aligns the source domains with each other."""
+        return len(self.target_inputs) == 0
+
+    def domain_groups(self, name: str) -> list[torch.Tensor]:
+        """One representation (see :meth:`layer`) split into the domains the transfer term aligns: ``[source,
+        target]``, or :attr:`across_sources` one group per source domain in the batch (in index order; a domain
+        with fewer than two samples in the batch is left out: it has no covariance)."""
+        source, target = self.layer(name)
+        if not self.across_sources:
+            return [source, target]
+        groups = [source[self.source_domains == domain] for domain in torch.unique(self.source_domains)]
+        return [group for group in groups if len(group) > 1]
 
     def layer(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """The (source, target) pair of one representation: ``backbone``, ``features``, ``logits`` or
@@ -141,7 +164,8 @@ class DomainAdaptation(DeepMethod):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         """``CE`` on the labeled samples (the source; in ``semi_da`` also the labeled target batch, every sample
         weighted alike) plus the weighted transfer term."""
-        (source_inputs, source_labels, *source_domains), target_inputs = batch["source"], batch["target"]
+        source_inputs, source_labels, *source_domains = batch["source"]
+        target_inputs = batch.get("target", source_inputs[:0])  # dg: no target batch
         if isinstance(target_inputs, (list, tuple)):  # a labeled target (finetune): its labels are not used here
             target_inputs = target_inputs[0]
         outputs = self.forward_domains(source_inputs, source_labels, target_inputs)
@@ -170,14 +194,26 @@ class DomainAdaptation(DeepMethod):
 
     # ------------------------------------------------------------------------------------------- data
 
+    def fit(self, data: TrainingData, context: RunContext) -> None:
+        """:meth:`DeepMethod.fit`, refusing ``dg`` with one source domain (nothing to align it with)."""
+        if not len(data.target) and len(data.source_domains) < 2:
+            raise TlrunError(
+                f"{type(self).__name__} in dg aligns the source domains with each other, and this run has "
+                f"{len(data.source_domains) or 1}: give it several, dataset.source=[a,b,...] (with trainer.select=lodo, "
+                "one more: one is held out); one source trains with source_only (ERM)"
+            )
+        super().fit(data, context)
+
     def train_dataloaders(self, data: TrainingData) -> Any:
         """Source ``(x, y)`` and target ``x`` batches, drawn together (see the module docstring for the epoch), and
-        in ``semi_da`` batches of the labeled target samples (``labeled_target``, cycling)."""
+        in ``semi_da`` batches of the labeled target samples (``labeled_target``, cycling); in ``dg`` (no target
+        sample) source ``(x, y, d)`` batches alone."""
         source = self.labeled(data, "source")
+        across_sources = not len(data.target)
         return self.paired_loaders(
             self.make_loader(source.X, source.y, shuffle=True, drop_last=True,
-                             domains=source.domains if self.reads_source_domains else None),
-            self.make_loader(data.target.X, shuffle=True, drop_last=True, seed_offset=1),
+                             domains=source.domains if self.reads_source_domains or across_sources else None),
+            None if across_sources else self.make_loader(data.target.X, shuffle=True, drop_last=True, seed_offset=1),
             labeled_target=self.labeled_target_loader(data),
         )
 
@@ -201,4 +237,5 @@ class DiscrepancyAlignment(DomainAdaptation):
         """``D(h^s, h^t)`` for one layer's source and target batches."""
 
     def transfer_loss(self, batch: DomainBatch) -> torch.Tensor:
-        return torch.stack([self.discrepancy(*batch.layer(name)) for name in self.layers]).sum()
+        """``Σ_l D(h_l^s, h_l^t)``; in ``dg`` ``Σ_l`` of ``D`` averaged over the pairs of source domains."""
+        return torch.stack([mean_over_pairs(self.discrepancy, batch.domain_groups(name)) for name in self.layers]).sum()

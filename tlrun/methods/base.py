@@ -48,6 +48,11 @@ class Reporter(Protocol):
         oracle model selection only: any run but an oracle run (``trainer.select=oracle``) raises
         :class:`~tlrun.errors.OracleRefused`."""
 
+    def held_out_oracle_accuracy(self, predict: Callable[[Any], np.ndarray]) -> float | None:
+        """``dg``: the accuracy of ``predict`` on the share of the test domain an oracle chooses by, which the
+        reporter holds (the method never sees those samples); ``None`` when there is none. Oracle runs only, as
+        :meth:`oracle_accuracy`."""
+
     def log_figure(self, figure: Any, artifact_file: str) -> None:
         """Store a matplotlib figure as an artifact of the run."""
 
@@ -172,6 +177,9 @@ class NullReporter:
 
     def oracle_accuracy(self, predictions: np.ndarray) -> float | None:
         raise OracleRefused("a method used outside a tracked run has no target labels to select by")
+
+    def held_out_oracle_accuracy(self, predict: Callable[[Any], np.ndarray]) -> float | None:
+        return self.oracle_accuracy(np.zeros(0))
 
     def log_figure(self, figure: Any, artifact_file: str) -> None:
         pass

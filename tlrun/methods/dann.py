@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tlrun.losses import DomainDiscriminator, GradientReversal, domain_adversarial_loss
+from tlrun.losses import DomainDiscriminator, GradientReversal, domain_adversarial_loss, multi_domain_adversarial_loss
 from tlrun.methods.adaptation import DomainAdaptation, DomainBatch
 from tlrun.methods.settings import check_dann
 from tlrun.scenarios import TrainingData
@@ -18,7 +18,8 @@ class DANN(DomainAdaptation):
     """The saddle point ``min_{G} max_{D} CE(G) − λ L_d(D, G)``, found in one backward pass: the discriminator
     ``D`` minimises the domain cross-entropy ``L_d`` (:func:`tlrun.losses.domain_adversarial_loss`) of the
     features ``f`` seen through the gradient reversal layer ``R``, so the features receive ``−w(p)`` times
-    its gradient (``w`` the ``dann`` warm-up, by default).
+    its gradient (``w`` the ``dann`` warm-up, by default). In ``dg`` (no target sample) ``D`` tells the K source
+    domains apart (:func:`tlrun.losses.multi_domain_adversarial_loss`), as DomainBed's DANN.
 
     Args:
         discriminator_hidden: width of the discriminator's two hidden layers (1024 in the paper).
@@ -41,7 +42,12 @@ class DANN(DomainAdaptation):
         return self.feature_dim
 
     def build_extra(self, data: TrainingData) -> None:
-        self.discriminator = DomainDiscriminator(self.discriminator_input_dim(data), self.discriminator_hidden)
+        """The discriminator: source vs. target, or in ``dg`` (no target sample) over the K source domains."""
+        domains = 2 if len(data.target) else max(2, len(data.source_domains))
+        self.discriminator = DomainDiscriminator(self.discriminator_input_dim(data), self.discriminator_hidden, domains)
 
     def transfer_loss(self, batch: DomainBatch) -> torch.Tensor:
+        if batch.across_sources:  # dg: which source domain each sample comes from, hidden from the K-way discriminator
+            return multi_domain_adversarial_loss(self.discriminator, batch.source_features, batch.source_domains,
+                                                 grl=self.reversal)
         return domain_adversarial_loss(self.discriminator, batch.source_features, batch.target_features, grl=self.reversal)

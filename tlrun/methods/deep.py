@@ -37,7 +37,9 @@ Subclasses implement ``training_step`` (returning the loss). The base provides, 
   final weights made them, are kept as ``fitted_target_labels`` (the runner scores them without another pass);
 - checkpoint selection: with ``context.select`` other than ``last`` the weights of the epoch with the best
   score are kept and restored after training (``selected_epoch`` is logged); ``oracle`` selects by target
-  accuracy, which reads target labels through the runner, and the run is tagged ``selection.oracle=true``;
+  accuracy, which reads target labels through the runner, and the run is tagged ``selection.oracle=true``; in
+  ``dg`` (no training target) ``lodo`` scores the source domain held out of training and ``oracle`` the share of the
+  test domain that the runner's reporter holds (:meth:`~tlrun.methods.base.Reporter.held_out_oracle_accuracy`);
 - diagnostics (``context.diagnostics``): the proxy A-distance between source and target features before
   training (backbone output) and after (the representation the classifier reads), ``pad_before`` /
   ``pad_after``, and a t-SNE figure of both, ``diagnostics/embedding.png`` (skipped when the training target
@@ -382,11 +384,12 @@ class DeepMethod(pl.LightningModule, Method):
         return self.make_loader(part.X, part.y, shuffle=True, drop_last=True, seed_offset=2,
                                 batch_size=min(self.batch_size, len(part)))
 
-    def paired_loaders(self, source: DataLoader, target: DataLoader, **others: DataLoader | None) -> Any:
+    def paired_loaders(self, source: DataLoader, target: DataLoader | None, **others: DataLoader | None) -> Any:
         """Source and target batches (and any ``others`` given, e.g. ``labeled_target``) drawn together, as
         ``{"source": ..., "target": ..., ...}``: an epoch is one pass over the larger domain (the smaller cycling),
-        or ``iterations_per_epoch`` steps with all cycling."""
-        loaders = {"source": source, "target": target} | {name: loader for name, loader in others.items() if loader}
+        or ``iterations_per_epoch`` steps with all cycling. ``target=None`` (``dg``): no ``target`` key."""
+        loaders = ({"source": source} | ({} if target is None else {"target": target})
+                   | {name: loader for name, loader in others.items() if loader})
         if self.iterations_per_epoch is None:
             return CombinedLoader(loaders, mode="max_size_cycle")
         return CombinedLoader({name: self.epoch_of(loader) for name, loader in loaders.items()}, mode="min_size")
@@ -538,12 +541,16 @@ class DeepMethod(pl.LightningModule, Method):
             scores["entropy"] = selection.neg_entropy(target_probs)
             if wanted("snd"):
                 scores["snd"] = selection.soft_neighborhood_density(target_probs, seed=context.seed)
+        elif context.select == "oracle":  # dg: the reporter scores a share of the test domain it alone holds
+            oracle = context.reporter.held_out_oracle_accuracy(self.predict)
         if wanted("target_val") and data.target_val is not None and len(data.target_val):
             scores["target_val"] = float(np.mean(self._outputs(data.target_val.X)[0].argmax(axis=1) == data.target_val.y))
-        source_scores = wanted("source_val") or (has_target and wanted("dev"))
+        # lodo (dg): the held-out source split is a whole source domain, left out of training
+        source_key = "lodo" if context.select == "lodo" else "source_val"
+        source_scores = wanted(source_key) or (has_target and wanted("dev"))
         if source_scores and data.source_val is not None and len(data.source_val) and isinstance(data.source, Labeled):
             val_probs, val_features = self._outputs(data.source_val.X)
-            scores["source_val"] = selection.source_val_accuracy(val_probs, data.source_val.y)
+            scores[source_key] = selection.source_val_accuracy(val_probs, data.source_val.y)
             if has_target and wanted("dev"):
                 val_losses = -np.log(np.clip(val_probs[np.arange(len(val_probs)), data.source_val.y], 1e-12, None))
                 source = self.labeled(data, "source")
@@ -561,6 +568,7 @@ class DeepMethod(pl.LightningModule, Method):
             raise ValueError(
                 f"trainer.select={context.select} needs "
                 + ("a held-out source split: set dataset.source_val_fraction > 0" if context.select in ("source_val", "dev")
+                   else "a source domain held out whole (scenario=dg with several sources)" if context.select == "lodo"
                    else "a held-out labeled target split: set scenario.target_val_fraction > 0" if context.select == "target_val"
                    else "target labels at training time, which this scenario does not give")
             )

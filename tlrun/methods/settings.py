@@ -367,6 +367,11 @@ def check_discrepancy_alignment(name: str, *, layers: str | list[str], **_: Any)
     layer_names(name, layers)
 
 
+def check_deep_coral(name: str, *, penalty: Literal["deep_coral", "domainbed"], **_: Any) -> None:
+    if penalty not in ("deep_coral", "domainbed"):
+        raise ValueError(f"{name}: penalty must be deep_coral or domainbed, got {penalty!r}")
+
+
 def check_dan(
     name: str, *, kernel_mul: float, kernel_num: int, bandwidth_center: Literal["median", "mean"],
     estimator: Literal["quadratic", "linear"], **_: Any,

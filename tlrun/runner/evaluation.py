@@ -232,10 +232,12 @@ class EvaluationReporter:
     its epoch.
     """
 
-    def __init__(self, tracked: Any, score: Callable[[np.ndarray], float] | None, oracle: bool = False) -> None:
+    def __init__(self, tracked: Any, score: Callable[[np.ndarray], float] | None, oracle: bool = False,
+                 oracle_val: Labeled | None = None) -> None:
         self.tracked = tracked
         self._score = score
         self._oracle = oracle
+        self._oracle_val = oracle_val
         self.last_step = 0
         #: The latest reported ``(step, target_acc)``, written when the method is done (:meth:`write_held_target_acc`)
         #: unless the run's final evaluation measures the same step; earlier ones wait in ``_unwritten`` for the next
@@ -273,6 +275,12 @@ class EvaluationReporter:
         if not self._oracle:
             raise OracleRefused("target accuracy is read only by an oracle run (trainer.select=oracle)")
         return None if self._score is None else self._score(predictions)
+
+    def held_out_oracle_accuracy(self, predict: Callable[[Any], np.ndarray]) -> float | None:
+        if not self._oracle:
+            raise OracleRefused("target accuracy is read only by an oracle run (trainer.select=oracle)")
+        held = self._oracle_val
+        return None if held is None else float(np.mean(np.asarray(predict(held.X)) == held.y))
 
     def log_figure(self, figure: Any, artifact_file: str) -> None:
         self.tracked.log_figure(figure, artifact_file)

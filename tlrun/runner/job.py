@@ -273,7 +273,8 @@ def run_job(cfg: DictConfig) -> RunOutcome:
         tracked.log_params({"data.n_source_train": str(len(training.source)), "data.n_target_train": str(len(training.target)),
                             "data.n_target_val": str(len(training.target_val) if training.target_val else 0),
                             "data.n_target_test": str(len(evaluation.target_test))})
-        reporter = EvaluationReporter(tracked, target_scorer(evaluation), oracle=str(cfg.trainer.get("select", "last")) == "oracle")
+        reporter = EvaluationReporter(tracked, target_scorer(evaluation), oracle=str(cfg.trainer.get("select", "last")) == "oracle",
+                                      oracle_val=evaluation.oracle_val)
         context = method_context(cfg, device, trainer_kwargs, reporter, lightning_logger=tracked.lightning_logger,
                                  diagnostics=bool(cfg.get("diagnostics", False)), checkpoint=checkpoint, resume=bool(resume))
         if deep:

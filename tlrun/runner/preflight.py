@@ -25,7 +25,8 @@ from tlrun.methods.components.selection import SCORES
 from tlrun.methods.settings import SettingTypeError, check_settings
 from tlrun.runner.resources import parse_memory
 from tlrun.runner.threads import check_threads
-from tlrun.scenarios import LABELED_TARGET_SCENARIOS, check_fit, check_sources, check_target_labels, natural_scenario
+from tlrun.scenarios import (LABELED_TARGET_SCENARIOS, check_fit, check_generalisation, check_sources, check_target_labels,
+                             natural_scenario)
 
 
 @dataclass
@@ -103,6 +104,8 @@ def preflight(cfg: DictConfig) -> Plan:
                 f"trainer.select={cfg.trainer.select}: zeroshot trains without target samples, so only source_val (the "
                 "held-out seen-class samples, dataset.source_val_fraction > 0) or last can choose the epoch"
             )
+    if cfg.scenario.name == "dg" or str(cfg.trainer.get("select", "last")) == "lodo":
+        _check_generalisation(cfg)
     if str(cfg.trainer.get("select", "last")) == "target_val" and not (
         cfg.scenario.name == "finetune" and float(cfg.scenario.get("target_val_fraction", 0.0)) > 0
     ):
@@ -199,6 +202,25 @@ def _check_select(select: str, family: str | None, source_val_fraction: float) -
     if select in ("source_val", "dev") and source_val_fraction <= 0:
         raise TlrunError(f"trainer.select={select} scores a held-out part of the labeled source, and this dataset "
                          "holds out none: add dataset.source_val_fraction=0.1 (or another fraction)")
+
+
+def _check_generalisation(cfg: DictConfig) -> None:
+    """``dg`` trains without a target sample, so only scores of the sources, or the tagged oracle, choose the
+    epoch; ``lodo`` (a source domain held out whole) is ``dg``'s; the test domain is no source."""
+    select, sources = str(cfg.trainer.get("select", "last")), domain_names(cfg.dataset.get("source"))
+    if cfg.scenario.name != "dg":
+        raise TlrunError(f"trainer.select=lodo holds one of several source domains out of training: it is scenario=dg's "
+                         f"(this run's scenario is {cfg.scenario.name})")
+    if select not in ("last", "source_val", "lodo", "oracle"):
+        raise TlrunError(f"trainer.select={select}: dg trains without target samples, so the epoch is chosen by the "
+                         "sources (source_val: a held-out part of each; lodo: one source held out whole), by the test "
+                         "domain (oracle, tagged), or not at all (last)")
+    fraction = cfg.scenario.get("oracle_fraction", 0.0)
+    if select == "oracle" and not (isinstance(fraction, (int, float)) and 0.0 < fraction < 1.0):
+        raise TlrunError(f"scenario.oracle_fraction={fraction}: trainer.select=oracle needs a share in (0, 1) of each "
+                         "test-domain class to choose by (DomainBed: 0.2)")
+    val_domain = (cfg.scenario.get("val_domain") or sources[-1]) if select == "lodo" else None
+    check_generalisation(sources, str(cfg.dataset.get("target", "")), val_domain)
 
 
 def construct(build: Callable[[], Any], what: str) -> Any:

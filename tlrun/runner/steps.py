@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from tlrun.config import RUN_URI_PREFIX, instantiate
 from tlrun.data import preprocess
-from tlrun.data.base import Domain, ZeroShotDomains
+from tlrun.data.base import Domain, ZeroShotDomains, domain_names
 from tlrun.data.images import verify_images
 from tlrun.data.shapes import check_backbone_input
 from tlrun.methods.base import Reporter, RunContext
@@ -179,12 +179,26 @@ def split_data(plan: Plan, loaded: LoadedData, feature_device: str | None) -> Sp
             target_test=loaded.target_test,
             target_test_fraction=float(scenario.get("target_test_fraction", 0.0)),
             augment=augment,
+            **generalisation_options(cfg),
         )
     tags |= ({f"data.sha256.{name}": digest for d in loaded.domains() for name, digest in d.checksums.items()}
              | {"protocol": evaluation.protocol})
     inputs = tuple(DataInput(f"{cfg.dataset.name}/{domain.name}", role, dict(domain.checksums), tuple(domain.files))
                    for role, domain in loaded.roles())
     return SplitData(training, evaluation, source, tags, inputs)
+
+
+def generalisation_options(cfg: DictConfig) -> dict[str, Any]:
+    """``dg``'s options of :func:`~tlrun.scenarios.split` that follow ``trainer.select``: the source domain held out
+    for ``lodo`` (``scenario.val_domain``, else the last source) and the test domain's share that an ``oracle``
+    selects by; none in other scenarios."""
+    if cfg.scenario.name != "dg":
+        return {}
+    select = str(cfg.trainer.get("select", "last"))
+    return {
+        "val_domain": (cfg.scenario.get("val_domain") or domain_names(cfg.dataset.source)[-1]) if select == "lodo" else None,
+        "oracle_fraction": float(cfg.scenario.get("oracle_fraction", 0.0)) if select == "oracle" else 0.0,
+    }
 
 
 def _features(plan: Plan, domain: Domain, device: str) -> Domain:

@@ -17,7 +17,7 @@ import numpy as np
 from tlrun.methods.components.diagnostics import check_feature_pair, subsample_rows
 from tlrun.errors import TlrunError
 
-SCORES = ("last", "source_val", "target_val", "dev", "snd", "entropy", "oracle")
+SCORES = ("last", "source_val", "target_val", "dev", "snd", "entropy", "lodo", "oracle")
 SCORE_HELP = {
     "last": "the final epoch: no selection",
     "source_val": "accuracy on the held-out labeled source split",
@@ -25,6 +25,7 @@ SCORE_HELP = {
     "dev": "deep embedded validation: source validation loss re-weighted by target/source density ratios",
     "snd": "soft neighborhood density of the target softmax outputs",
     "entropy": "minus the mean entropy of the target predictions (rewards collapse: use with other scores)",
+    "lodo": "dg: accuracy on a source domain held out of training whole (leave-one-domain-out)",
     "oracle": "ORACLE, not label-free: accuracy on the target labels, for reference only",
 }
 

@@ -98,7 +98,11 @@ def _ignored(key: str) -> bool:
 
 
 def task_of(run: Any) -> str:
+    """The run's column: ``source→target``; in ``dg`` the held-out domain alone (DomainBed's table: one column
+    per test domain, the others training)."""
     tags = run.data.tags
+    if tags.get("scenario") == "dg":
+        return tags.get("target", "?")
     return f"{tags.get('source', '?')}{ARROW}{tags.get('target', '?')}"
 
 
