@@ -31,6 +31,9 @@ METHOD_INFO_KEYS = ("name", "family", "kind", "scenarios", "summary", "source_va
 #: Keys a dataset or backbone config holds beside its constructor arguments: its ``name`` and the ``scenarios`` a
 #: dataset serves.
 DESCRIPTION_KEYS = ("name", "scenarios")
+#: Keys of every dataset config (``conf/dataset_base/classes.yaml``) that the runner applies to the loaded domains
+#: (:func:`tlrun.data.base.carve_classes`), not constructor arguments.
+CARVING_KEYS = ("source_classes", "target_classes")
 #: The ``kind`` of a method config (what its transfer does; every deep DA method says) that marks a method without
 #: transfer, the reference its family is compared with (``source_only``, ``target_only``, ``no_adaptation``). The
 #: other kinds: ``discrepancy``, ``adversarial``, ``reconstruction``, ``class_confusion``.
@@ -253,7 +256,7 @@ def method_table() -> str:
 
 def _without_description(node: DictConfig) -> dict[str, Any]:
     arguments = OmegaConf.to_container(node, resolve=True)
-    for key in DESCRIPTION_KEYS:
+    for key in DESCRIPTION_KEYS + CARVING_KEYS:
         arguments.pop(key, None)
     return arguments
 

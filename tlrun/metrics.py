@@ -7,6 +7,10 @@
 - :func:`clustering_accuracy`: ``max_π (1/n) Σ_i [y_i = π(c_i)]`` over one-to-one maps ``π`` from clusters to
   classes (the Hungarian algorithm on the contingency table).
 - NMI and ARI come from scikit-learn (:func:`clustering_scores`).
+- :func:`open_set_scores`: open-set DA's OS* (the mean accuracy over the ``K`` known classes), UNK (the accuracy on
+  the unknown samples), OS (the mean over all ``K + 1`` classes) and the H-score ``2 · OS* · UNK / (OS* + UNK)``
+  (Fu et al., ECCV 2020; Bucci et al., ECCV 2020); :func:`unknown_by_confidence` is the label-free rule that lets
+  a method without an unknown output answer "unknown".
 - :func:`target_scores`: what a run (and ``tlrun evaluate``) logs of its target predictions, per kind of task.
 
 Imports numpy only at module level.
@@ -29,6 +33,39 @@ def mean_per_class_accuracy(labels: np.ndarray, predictions: np.ndarray) -> floa
     with warnings.catch_warnings():  # predicting a class absent from the labels is no reason to warn
         warnings.filterwarnings("ignore", message=".*y_pred contains classes not in y_true.*")
         return float(balanced_accuracy_score(labels, predictions))
+
+
+#: A method without an unknown output answers "unknown" where its largest class probability is below this: 0.5,
+#: the boundary OSBP trains its unknown probability to (Saito et al., ECCV 2018), on the maximum softmax probability,
+#: the baseline score of Hendrycks & Gimpel (ICLR 2017). Fixed before any run; never tuned on target labels.
+UNKNOWN_THRESHOLD = 0.5
+
+
+def unknown_by_confidence(probabilities: np.ndarray, unknown: int, threshold: float = UNKNOWN_THRESHOLD) -> np.ndarray:
+    """The argmax class of each row of ``probabilities`` ``(n, K)``, or ``unknown`` where its probability is below
+    ``threshold``."""
+    probabilities = np.asarray(probabilities)
+    return np.where(probabilities.max(axis=1) < threshold, unknown, probabilities.argmax(axis=1)).astype(np.int64)
+
+
+def open_set_scores(labels: np.ndarray, predictions: np.ndarray, unknown: int) -> dict[str, float]:
+    """Open-set DA's metrics of ``predictions`` (labels ``0..K-1`` the known classes, ``unknown`` = ``K``), each
+    class's accuracy ``acc_c = |{i : y_i = c, ŷ_i = c}| / |{i : y_i = c}|`` over the classes present in ``labels``:
+
+    - ``target_os_star``: OS* = mean of ``acc_c`` over the known classes (a known sample called unknown is wrong);
+    - ``target_unk``: UNK = ``acc_K``, the share of unknown samples called unknown;
+    - ``target_h_score``: ``H = 2 · OS* · UNK / (OS* + UNK)`` (Fu et al., ECCV 2020; Bucci et al., ECCV 2020);
+    - ``target_acc``: OS = mean of ``acc_c`` over all classes, ``(K · OS* + UNK) / (K + 1)`` when every class is
+      present (OSBP's measure).
+    """
+    labels, predictions = np.asarray(labels), np.asarray(predictions)
+    accuracy = {int(c): float(np.mean(predictions[labels == c] == c)) for c in np.unique(labels)}
+    if unknown not in accuracy or len(accuracy) < 2:
+        raise ValueError(f"open_set_scores: the labels need unknown samples (label {unknown}) and known ones")
+    os_star = float(np.mean([value for c, value in accuracy.items() if c != unknown]))
+    unk = accuracy[unknown]
+    return {"target_acc": float(np.mean(list(accuracy.values()))), "target_os_star": os_star, "target_unk": unk,
+            "target_h_score": harmonic_mean(os_star, unk)}
 
 
 def harmonic_mean(seen: float, unseen: float) -> float:
@@ -70,13 +107,17 @@ def clustering_scores(labels: np.ndarray, clusters: np.ndarray) -> dict[str, flo
     }
 
 
-def target_scores(task: str, labels: np.ndarray, predictions: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
+def target_scores(task: str, labels: np.ndarray, predictions: np.ndarray, unknown: int | None = None
+                  ) -> tuple[dict[str, float], np.ndarray]:
     """The target metrics of ``predictions`` for a ``task`` (see :data:`tlrun.predictor.TASKS`), and the predictions
     as classes: ``target_acc`` is the accuracy (``classify``), the mean per-class accuracy (``zeroshot``), or the
     clustering accuracy with ``nmi`` and ``ari`` (``cluster``, whose clusters are then renamed to their matched
-    classes); ``target_mean_class_acc`` is the mean per-class accuracy of the predictions as classes."""
+    classes); ``target_mean_class_acc`` is the mean per-class accuracy of the predictions as classes. Open-set DA
+    (``unknown``, the unknown class's label): OS and the other scores of :func:`open_set_scores`."""
     labels, predictions = np.asarray(labels), np.asarray(predictions)
-    if task == "cluster":
+    if unknown is not None:
+        scores = open_set_scores(labels, predictions, unknown)
+    elif task == "cluster":
         scores = clustering_scores(labels, predictions)
         predictions = match_clusters(labels, predictions)
     elif task == "zeroshot":

@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from tlrun.data.base import Domain, ZeroShotDomains, check_same_classes
+from tlrun.data.base import ClassCarving, Domain, ZeroShotDomains, check_class_sets, check_same_classes
 from tlrun.errors import TlrunError
 
 
@@ -165,6 +165,9 @@ class EvaluationData:
     #: ``dg`` with ``trainer.select=oracle``: the part of the test domain whose accuracy chooses the epoch (the
     #: rest is ``target_test``); read by the runner's reporter only, never handed to ``fit``.
     oracle_val: Labeled | None = None
+    #: Open-set DA (``dataset.source_classes``): the label ``K`` of the target's unknown samples, the known classes
+    #: being ``0..K-1``; ``None`` when every target class is a source class.
+    unknown_label: int | None = None
 
     @property
     def protocol(self) -> str:
@@ -238,6 +241,22 @@ def check_fit(
             f"dataset {dataset!r} cannot serve scenario {scenario!r}: it serves {', '.join(dataset_scenarios)}."
             + (f" Datasets that serve {scenario}: {', '.join('dataset=' + name for name in serving)}." if serving else "")
         )
+
+
+def check_carving_fits(kind: str, scenario: str, method: str, family: str | None, open_set_methods: list[str]) -> None:
+    """Raise :class:`ScenarioError` unless a task carved as ``kind`` (``partial`` or ``open_set``, see
+    :func:`~tlrun.data.base.carve_classes`) fits ``scenario`` and ``method``: partial DA runs in ``da`` and
+    ``semi_da``, open-set DA in ``da`` with a deep method (one of ``open_set_methods``), whose class probabilities
+    the label-free unknown rule reads unless the method has an unknown output of its own."""
+    option = "dataset.target_classes" if kind == "partial" else "dataset.source_classes"
+    scenarios = ("da", "semi_da") if kind == "partial" else ("da",)
+    if scenario not in scenarios:
+        raise ScenarioError(f"{option} carves {'a partial' if kind == 'partial' else 'an open-set'} DA task, which runs in scenario "
+                            f"{' or '.join(scenarios)} (a domain-adaptation method), not {scenario}")
+    if kind == "open_set" and family != "deep":
+        raise ScenarioError(f"open-set DA ({option}) needs a deep method, whose class probabilities (or own unknown "
+                            f"output) tell the unknown samples by; {method!r} is {family}: use one of "
+                            f"{', '.join(open_set_methods)}")
 
 
 def _holdout(n: int, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -374,6 +393,7 @@ def split(
     augment: str = "none",
     val_domain: str | None = None,
     oracle_fraction: float = 0.0,
+    carving: ClassCarving | None = None,
 ) -> tuple[TrainingData, EvaluationData]:
     """Split two loaded domains into training and evaluation data for ``scenario`` (``zeroshot``: see
     :func:`split_zeroshot`).
@@ -395,6 +415,10 @@ def split(
       (leave-one-domain-out selection), that source domain held out whole as ``source_val`` and the others
       training; the training target is empty and the whole target domain tests (held out), less
       ``oracle_fraction`` of each class kept apart as ``oracle_val`` for an oracle's choice of epoch.
+
+    ``carving`` (:func:`~tlrun.data.base.carve_classes`) lets the class sets differ: a partial target, or an open-set
+    one whose unknown samples the evaluation knows by :attr:`EvaluationData.unknown_label`; the method trains
+    among the source's classes.
     """
     if scenario not in ("da", "semi_da", "finetune", "selftaught", "selftaught_clustering", "dg"):
         raise ScenarioError(
@@ -403,7 +427,7 @@ def split(
         )
     labeled_source = scenario in ("da", "semi_da", "finetune", "dg")
     if labeled_source:
-        check_same_classes(source, target)
+        check_class_sets(source, target, carving)
     if target_test is not None:
         if target_test.name == target.name:
             raise ScenarioError(
@@ -473,8 +497,8 @@ def split(
     training = TrainingData(
         source=training_source,
         target=training_target,
-        num_classes=len(target.classes),
-        classes=target.classes,
+        num_classes=len(target.classes if carving is None else source.classes),
+        classes=target.classes if carving is None else source.classes,
         image_shape=target.image_shape,
         source_val=source_val,
         augment=augment,
@@ -485,6 +509,7 @@ def split(
     evaluation = EvaluationData(
         target_test=test, source_val=source_val, target_is_training_target=aligned, scenario=scenario,
         transductive=transductive, oracle_val=oracle_val,
+        unknown_label=None if carving is None else carving.unknown_label,
     )
     return training, evaluation
 

@@ -11,7 +11,7 @@ before torch is imported.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -221,6 +221,129 @@ def check_pair(source: Domain, target: Domain) -> None:
             f"target {target.describe()} holds a single class ({present[0] if present else 'none'}): there is "
             "nothing to classify; check the labels (dataset.y_key) or choose another target"
         )
+
+
+#: The name of the class that gathers the target samples of classes outside the source's (open-set DA).
+UNKNOWN_CLASS = "unknown"
+
+
+@dataclass(frozen=True)
+class ClassCarving:
+    """How a task's class sets were carved out of a dataset by ``dataset.target_classes`` (``partial``: the
+    target keeps only some of the source's classes) or ``dataset.source_classes`` (``open_set``: the source keeps
+    only some classes, the target's other samples become one unknown class).
+
+    Attributes:
+        kind: ``partial`` or ``open_set``.
+        source: the names of the classes the source keeps, in label order after carving.
+        target: the names of the classes the target keeps (``open_set``: the known ones, then ``unknown``).
+    """
+
+    kind: str
+    source: tuple[str, ...]
+    target: tuple[str, ...]
+
+    @property
+    def unknown_label(self) -> int | None:
+        """``open_set``: the label of the unknown class, ``K`` (the known classes are ``0..K-1``); else ``None``."""
+        return len(self.source) if self.kind == "open_set" else None
+
+    def tags(self) -> dict[str, str]:
+        """The run's tags: ``class_sets`` (``partial`` or ``open_set``), ``classes.source`` and ``classes.target``."""
+        return {"class_sets": self.kind, "classes.source": ",".join(self.source),
+                "classes.target": ",".join(self.target)}
+
+
+def class_ids(option: str, values: Any, classes: tuple[str, ...]) -> list[int]:
+    """The label ids named by ``dataset.<option>`` (ids, or class names), in the order given; :class:`DataError`
+    when the list is empty, repeats a class or names an unknown one."""
+    if isinstance(values, (str, int)) or not values:
+        raise DataError(f"dataset.{option} must be a non-empty list of class ids or names, got {values!r}")
+    ids = []
+    for value in values:
+        if isinstance(value, str) and value in classes:
+            ids.append(classes.index(value))
+        elif isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(classes):
+            ids.append(value)
+        else:
+            raise DataError(f"dataset.{option}: no class {value!r}; the dataset's classes are the ids "
+                            f"0..{len(classes) - 1} or the names {', '.join(classes)}")
+    if len(set(ids)) < len(ids):
+        raise DataError(f"dataset.{option} names a class twice: {list(values)}")
+    return ids
+
+
+def _keep(domain: Domain, mask: np.ndarray, relabel: np.ndarray | None = None,
+          classes: tuple[str, ...] | None = None) -> Domain:
+    """``domain`` reduced to the samples of ``mask`` (a pooled domain's sample origins too), label ``k`` renamed
+    ``relabel[k]`` in the label space ``classes`` (``None``: labels and label space kept)."""
+    index = np.flatnonzero(mask)
+    X = domain.X[index] if isinstance(domain.X, np.ndarray) else tuple(domain.X[i] for i in index)
+    y = domain.y[index] if relabel is None else relabel[domain.y[index]]
+    return replace(domain, X=X, y=y.astype(np.int64), classes=domain.classes if classes is None else classes,
+                   domain_index=None if domain.domain_index is None else domain.domain_index[index])
+
+
+def carve_classes(
+    source: Domain, target: Domain, source_classes: Any = None, target_classes: Any = None
+) -> tuple[Domain, Domain, ClassCarving | None]:
+    """Carve a partial or an open-set task out of a loaded pair (both options ``None``: the pair as it is).
+
+    - ``target_classes`` (partial DA): the target keeps the samples of these classes only; every class keeps its
+      label, and the source keeps all its classes.
+    - ``source_classes`` (open-set DA): the source keeps the samples of these classes only, relabeled ``0..K-1``
+      in sorted label order; the target keeps every sample (with ``target_classes`` too, those of its classes,
+      which must include the source's: OSBP's protocol leaves some classes out of both domains), those of the
+      other classes relabeled ``K`` (:data:`UNKNOWN_CLASS`).
+
+    Raises :class:`DataError` when a list is empty or names an unknown class, a partial target class is absent
+    from the source, the partial target keeps fewer than two classes, an open-set target lacks a source class
+    (universal DA, not supported) or no target sample lies outside the open-set source's classes.
+    """
+    if source_classes is None and target_classes is None:
+        return source, target, None
+    classes = source.classes
+    if target_classes is not None:
+        kept = class_ids("target_classes", target_classes, classes)
+        target = _keep(target, np.isin(target.y, kept))
+    if source_classes is None:
+        missing = sorted(set(kept) - set(np.unique(source.y).tolist()))
+        if missing:
+            raise DataError(f"dataset.target_classes: the source {source.name!r} has no sample of class "
+                            f"{', '.join(classes[k] for k in missing)}; partial DA keeps target classes of the source")
+        if len(np.unique(target.y)) < 2:
+            raise DataError(f"dataset.target_classes={list(target_classes)} leaves the target {target.name!r} fewer "
+                            "than two classes with samples: nothing to classify")
+        return source, target, ClassCarving("partial", tuple(present_classes(source)), tuple(present_classes(target)))
+    known = sorted(class_ids("source_classes", source_classes, classes))
+    if target_classes is not None and not set(known) <= set(kept):
+        raise DataError("dataset.target_classes beside dataset.source_classes (open-set DA) must include every source "
+                        "class: a target lacking some (universal DA) is not supported")
+    if len(known) < 2:
+        raise DataError(f"dataset.source_classes={list(source_classes)}: open-set DA needs at least two known classes")
+    if np.all(np.isin(target.y, known)):
+        raise DataError(f"dataset.source_classes={list(source_classes)}: every sample of the target {target.name!r} "
+                        "is of these classes, so there is no unknown class; leave some of its classes out")
+    relabel = np.full(len(classes), len(known), dtype=np.int64)
+    relabel[known] = np.arange(len(known))
+    names = tuple(classes[k] for k in known)
+    source = _keep(source, np.isin(source.y, known), relabel, names)
+    target = _keep(target, np.ones(len(target), dtype=bool), relabel, (*names, UNKNOWN_CLASS))
+    return source, target, ClassCarving("open_set", names, target.classes)
+
+
+def check_class_sets(source: Domain, target: Domain, carving: ClassCarving | None) -> None:
+    """:func:`check_same_classes`, unless the task was carved (:func:`carve_classes`): then the difference its kind
+    allows, a :class:`DataError` otherwise: ``partial``, the target's classes among the source's; ``open_set``, the
+    target's label space the source's plus the unknown class, and no source sample of the unknown class."""
+    if carving is None:
+        check_same_classes(source, target)
+        return
+    if carving.kind == "partial":
+        if source.classes != target.classes or not set(present_classes(target)) <= set(present_classes(source)):
+            raise DataError(f"partial DA: the classes of the target {target.name!r} must be among the source's")
+    elif target.classes != (*source.classes, UNKNOWN_CLASS) or np.any(source.y >= len(source.classes)):
+        raise DataError(f"open-set DA: the target {target.name!r} must hold the source's classes and {UNKNOWN_CLASS!r}")
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ from tlrun.losses.adversarial import (
     domain_adversarial_loss,
     gradient_reversal,
     multi_domain_adversarial_loss,
+    open_set_boundary_loss,
+    pada_class_weights,
 )
 from tlrun.losses.conditional import (
     RandomizedMultilinearMap,
@@ -95,6 +97,8 @@ __all__ = [
     "moment_distance",
     "multi_domain_adversarial_loss",
     "multilinear_map",
+    "open_set_boundary_loss",
+    "pada_class_weights",
     "scale_invariant_mse",
     "soft_label_loss",
 ]

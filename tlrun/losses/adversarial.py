@@ -1,5 +1,6 @@
 """Adversarial building blocks of DANN (Ganin et al. 2016): gradient reversal, a domain discriminator (binary, or
-over K domains), the domain-adversarial losses and the warm-up schedule of its coefficient.
+over K domains), the domain-adversarial losses and the warm-up schedule of its coefficient; PADA's class weights
+(Cao et al. 2018, partial DA) and OSBP's open-set boundary loss (Saito et al. 2018).
 """
 
 from __future__ import annotations
@@ -90,10 +91,13 @@ def domain_adversarial_loss(
     source_features: torch.Tensor,
     target_features: torch.Tensor,
     grl: nn.Module | None = None,
+    source_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The DANN domain loss: binary cross-entropy of the discriminator on reversed features::
 
-        L_d = −(1/(n_s+n_t)) [ Σ_i log σ(D(R_λ(f_i^s))) + Σ_j log(1 − σ(D(R_λ(f_j^t)))) ]
+        L_d = −(1/(n_s+n_t)) [ Σ_i γ_i log σ(D(R_λ(f_i^s))) + Σ_j log(1 − σ(D(R_λ(f_j^t)))) ]
+
+    with ``γ_i`` = ``source_weights`` (``None``: 1; PADA weighs each source sample by its class's weight).
 
     (source label 1, target label 0). Minimising it trains ``D`` to tell the domains apart while, through the
     gradient reversal ``R_λ`` (``grl``), the feature extractor receives ``−λ`` times that gradient and learns to
@@ -111,7 +115,38 @@ def domain_adversarial_loss(
             f"got shape {tuple(logits.shape)}"
         )
     labels = torch.cat([logits.new_ones(source_features.shape[0]), logits.new_zeros(target_features.shape[0])])
-    return F.binary_cross_entropy_with_logits(logits, labels)
+    if source_weights is None:
+        return F.binary_cross_entropy_with_logits(logits, labels)
+    weights = torch.cat([source_weights.to(logits.dtype), logits.new_ones(target_features.shape[0])])
+    return F.binary_cross_entropy_with_logits(logits, labels, weight=weights)
+
+
+def pada_class_weights(target_probabilities: torch.Tensor) -> torch.Tensor:
+    """PADA's class weights (Cao et al., ECCV 2018): the average of the target's predicted class probabilities,
+    normalised by its largest entry, ``γ = (1/n_t) Σ_j ŷ_j``, ``γ ← γ / max_c γ_c`` (so ``max γ = 1``). Classes
+    absent from the target receive little probability mass, so their weight is low."""
+    if target_probabilities.dim() != 2 or target_probabilities.shape[0] == 0:
+        raise ValueError(f"pada_class_weights takes (samples × classes) probabilities, "
+                         f"got {tuple(target_probabilities.shape)}")
+    weights = target_probabilities.mean(dim=0)
+    return weights / weights.max().clamp_min(torch.finfo(weights.dtype).tiny)
+
+
+def open_set_boundary_loss(target_logits: torch.Tensor, boundary: float = 0.5) -> torch.Tensor:
+    """OSBP's adversarial loss (Saito et al., ECCV 2018) on the target's ``K + 1``-way logits, the last output the
+    unknown class::
+
+        L_adv = −(1/n_t) Σ_j [ t log p(K+1 | x_j) + (1 − t) log(1 − p(K+1 | x_j)) ],   t = ``boundary``
+
+    The classifier minimises it (its unknown probability pushed to ``t``); the feature extractor, behind a gradient
+    reversal layer, maximises it: it moves each target sample towards a known class (``p → 0``) or the unknown one
+    (``p → 1``)."""
+    if target_logits.dim() != 2 or target_logits.shape[1] < 2:
+        raise ValueError(f"open_set_boundary_loss takes (samples × (K+1)) logits, got {tuple(target_logits.shape)}")
+    log_probabilities = F.log_softmax(target_logits, dim=1)
+    log_unknown = log_probabilities[:, -1]
+    log_known = torch.logsumexp(log_probabilities[:, :-1], dim=1)  # log(1 − p(K+1)), stable
+    return -(boundary * log_unknown + (1.0 - boundary) * log_known).mean()
 
 
 def multi_domain_adversarial_loss(

@@ -146,6 +146,10 @@ class DomainAdaptation(DeepMethod):
         """Record components of the transfer term (logged as per-epoch means beside ``transfer_loss``)."""
         self._step_terms.update(terms)
 
+    def classification_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The first term of the objective: the mean cross-entropy of the labeled samples (PADA weighs it by class)."""
+        return F.cross_entropy(logits, labels)
+
     def warmup_factor(self) -> float:
         """``w(p)`` at the current training progress."""
         return dann_schedule(self.progress(), self.warmup_gamma) if self.warmup == "dann" else 1.0
@@ -173,10 +177,10 @@ class DomainAdaptation(DeepMethod):
         if "labeled_target" in batch:
             inputs, labels = batch["labeled_target"]
             outputs.labeled_target_logits, outputs.labeled_target_labels = self(inputs), labels
-            classification = F.cross_entropy(torch.cat([outputs.source_logits, outputs.labeled_target_logits]),
-                                             torch.cat([source_labels, labels]))
+            classification = self.classification_loss(torch.cat([outputs.source_logits, outputs.labeled_target_logits]),
+                                                      torch.cat([source_labels, labels]))
         else:
-            classification = F.cross_entropy(outputs.source_logits, source_labels)
+            classification = self.classification_loss(outputs.source_logits, source_labels)
         factor = self.warmup_factor()
         if self.reversal is not None:
             self.reversal.coefficient = factor

@@ -30,3 +30,11 @@ class DeepCORAL(DiscrepancyAlignment):
 
     def discrepancy(self, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return (coral_moments_loss if self.penalty == "domainbed" else coral_loss)(source, target)
+
+
+class DomainBedCORAL(DeepCORAL):
+    """DomainBed's CORAL for domain generalisation (``dg_coral``): :class:`DeepCORAL` with DomainBed's penalty
+    (means and covariances) on the features the classifier reads, averaged over the pairs of source domains."""
+
+    def __init__(self, backbone: nn.Module, layers: Any = ("features",), penalty: str = "domainbed", **kwargs: Any) -> None:
+        super().__init__(backbone, layers=layers, penalty=penalty, **kwargs)

@@ -405,6 +405,11 @@ def check_dann(name: str, *, discriminator_hidden: int, **_: Any) -> None:
         raise ValueError(f"{name}: discriminator_hidden must be positive, got {discriminator_hidden}")
 
 
+def check_osbp(name: str, *, boundary: float, **_: Any) -> None:
+    if not 0.0 < float(boundary) < 1.0:
+        raise ValueError(f"{name}: boundary (the unknown probability t) must be in (0, 1), got {boundary}")
+
+
 def check_cdan(
     name: str, *, entropy_conditioning: bool, randomized: Literal["auto"] | bool, randomized_dim: int, **_: Any,
 ) -> None:

@@ -6,12 +6,14 @@ measure; ``held_out``, samples no ``fit`` saw), beside ``target_mean_class_acc``
 VisDA's measure): the accuracy (``da``, ``finetune``, ``selftaught``; with ``scenario.target_test_fraction`` the
 adapted part's is ``target_transductive_acc``); the mean per-class accuracy on the unseen classes (``zeroshot``, which
 also logs GZSL's ``gzsl_seen_acc``, ``gzsl_unseen_acc`` and their harmonic mean ``gzsl_h``); the clustering
-accuracy (``selftaught_clustering``, with ``nmi`` and ``ari``). ``source_acc`` is the accuracy on the held-out
-source split (tagged ``source_acc_split=validation``). Without one there is no ``source_acc``: when the whole
-labeled source trained (``source_acc_split=train``) its accuracy would measure the fit, not what the method learned
-(1 by construction for a 1-NN classifier), and an unlabeled source (``none``) has no labels. All are fractions in
-[0, 1]. The per-class target accuracy and the confusion matrix are logged as artifacts (after matching clusters to
-classes, for clustering).
+accuracy (``selftaught_clustering``, with ``nmi`` and ``ari``); in open-set DA (``dataset.source_classes``) OS, the
+mean per-class accuracy over the known classes and the unknown one, beside ``target_os_star``, ``target_unk`` and
+``target_h_score`` (:func:`tlrun.metrics.open_set_scores`; predictions from :func:`open_set_predictions`).
+``source_acc`` is the accuracy on the held-out source split (tagged ``source_acc_split=validation``). Without one
+there is no ``source_acc``: when the whole labeled source trained (``source_acc_split=train``) its accuracy would
+measure the fit, not what the method learned (1 by construction for a 1-NN classifier), and an unlabeled source
+(``none``) has no labels. All are fractions in [0, 1]. The per-class target accuracy and the confusion matrix are
+logged as artifacts (after matching clusters to classes, for clustering).
 
 While a method trains, it sends its predictions for the training target to an :class:`EvaluationReporter`, which
 logs their accuracy without letting the method see it.
@@ -26,7 +28,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from tlrun import metrics
-from tlrun.data.base import source_label
+from tlrun.data.base import UNKNOWN_CLASS, source_label
 from tlrun.errors import OracleRefused
 from tlrun.predictor import task_of
 from tlrun.scenarios import EvaluationData, Labeled, Unlabeled
@@ -117,6 +119,18 @@ def zeroshot_predictions(method: Any, evaluation: EvaluationData) -> tuple[np.nd
     return zsl_predictions, extra
 
 
+def open_set_predictions(method: Any, X: Any, unknown: int) -> np.ndarray:
+    """Open-set labels of ``X``: those of a method with an unknown output of its own (``predicts_unknown``, e.g. OSBP,
+    whose label ``unknown`` is that output), else the argmax of its class probabilities, ``unknown`` where the
+    largest is below :data:`tlrun.metrics.UNKNOWN_THRESHOLD` (a label-free rule)."""
+    if getattr(method, "predicts_unknown", False):
+        return np.asarray(method.predict(X))
+    probabilities = method.predict_scores(X)
+    if probabilities is None:
+        raise ValueError(f"{type(method).__name__} gives no class probabilities to tell unknown samples by")
+    return metrics.unknown_by_confidence(probabilities, unknown)
+
+
 def training_target_labels(method: Any, samples: Labeled) -> np.ndarray | None:
     """The labels the method's ``fit`` ended with for its training target (``fitted_target_labels``), which are
     ``samples`` (the caller knows), or ``None`` when it keeps none (or they do not match ``samples`` in number)."""
@@ -144,18 +158,23 @@ def evaluate(
         fitted = getattr(method, "target_assignment", None)
         predictions = fitted if fitted is not None else method.predict(test.X)
         what = "clusters matched to classes"
+    elif evaluation.unknown_label is not None:
+        predictions = open_set_predictions(method, test.X, evaluation.unknown_label)
+        classes = (*classes, UNKNOWN_CLASS)
+        what = "OS, mean over known classes and unknown"
     else:
         predictions = training_target_labels(method, test) if evaluation.target_is_training_target else None
         predictions = method.predict(test.X) if predictions is None else predictions
         what = "acc"
-    scores, target_pred = metrics.target_scores(task, test.y, predictions)  # clusters renamed to their classes
+    scores, target_pred = metrics.target_scores(task, test.y, predictions, evaluation.unknown_label)  # clusters renamed
     target_acc = scores.pop("target_acc")
     extra |= scores
     if evaluation.transductive is not None:  # part of the target held out: the adapted part scored too
-        adapted = evaluation.transductive
-        labels = training_target_labels(method, adapted)
+        adapted, unknown = evaluation.transductive, evaluation.unknown_label
+        labels = (training_target_labels(method, adapted) if unknown is None
+                  else open_set_predictions(method, adapted.X, unknown))
         labels = method.predict(adapted.X) if labels is None else labels
-        extra["target_transductive_acc"] = float(np.mean(np.asarray(labels) == adapted.y))
+        extra["target_transductive_acc"] = metrics.target_scores(task, adapted.y, labels, unknown)[0]["target_acc"]
     source_acc, source_split = _source_accuracy(method, evaluation, source_train)
     per_class = per_class_accuracy(test.y, target_pred, classes)
 
@@ -210,14 +229,18 @@ def print_summary(cfg: Any, result: Result, tracked: Any) -> None:
 
 def target_scorer(evaluation: EvaluationData) -> Callable[[np.ndarray], float] | None:
     """The accuracy of predictions for the training target, when it *is* the test target (``da``; cluster ids
-    matched to classes in ``selftaught_clustering``); ``None`` otherwise. The labels live only in this closure."""
+    matched to classes in ``selftaught_clustering``; OS in open-set DA); ``None`` otherwise. The labels live only
+    in this closure."""
     if not evaluation.target_is_training_target:
         return None
     labels, clusters = evaluation.target_test.y, evaluation.scenario == "selftaught_clustering"
+    unknown = evaluation.unknown_label
 
     def score(predictions: np.ndarray) -> float:
         if clusters:
             return metrics.clustering_accuracy(labels, np.asarray(predictions))
+        if unknown is not None:  # open-set: OS of the method's own labels (no unknown rule applied while it trains)
+            return metrics.open_set_scores(labels, np.asarray(predictions), unknown)["target_acc"]
         return float(np.mean(np.asarray(predictions) == labels))
 
     return score

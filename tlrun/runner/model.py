@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from tlrun.data.base import UNKNOWN_CLASS
 from tlrun.predictor import Inputs, Predictor, task_of
 from tlrun.runner.preflight import Plan
 from tlrun.runner.steps import LoadedData, SplitData
@@ -33,7 +34,8 @@ def run_predictor(plan: Plan, loaded: LoadedData, data: SplitData, method: Any) 
     task = task_of(cfg.scenario.name)
     evaluation = data.evaluation
     predictor = Predictor(
-        method, data.training.classes, inputs, task=task, feature_extractor=extractor,
+        method, (*data.training.classes, *((UNKNOWN_CLASS,) if getattr(method, "predicts_unknown", False) else ())),
+        inputs, task=task, feature_extractor=extractor,
         descriptions=evaluation.classes if task == "zeroshot" else None,
         default_classes=evaluation.classes.subset(evaluation.unseen).names if task == "zeroshot" else (),
     )

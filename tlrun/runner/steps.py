@@ -22,15 +22,16 @@ from typing import Any, Callable, Iterator
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from tlrun.config import RUN_URI_PREFIX, instantiate
+from tlrun.config import RUN_URI_PREFIX, instantiate, methods
 from tlrun.data import preprocess
-from tlrun.data.base import Domain, ZeroShotDomains, domain_names
+from tlrun.data.base import ClassCarving, Domain, ZeroShotDomains, carve_classes, domain_names
 from tlrun.data.images import verify_images
 from tlrun.data.shapes import check_backbone_input
 from tlrun.methods.base import Reporter, RunContext
 from tlrun.runner import ddp, devices
 from tlrun.runner.preflight import Plan, construct
-from tlrun.scenarios import LABELED_TARGET_SCENARIOS, EvaluationData, TrainingData, split, split_zeroshot
+from tlrun.scenarios import (LABELED_TARGET_SCENARIOS, EvaluationData, TrainingData, check_carving_fits, split,
+                             split_zeroshot)
 from tlrun.tracking.records import DataInput
 
 
@@ -105,6 +106,8 @@ class LoadedData:
     target_test: Domain | None = None
     #: The seen/unseen split of a ``zeroshot`` run.
     zeroshot: ZeroShotDomains | None = None
+    #: How ``dataset.target_classes`` or ``dataset.source_classes`` carved the pair (``None``: not carved).
+    carving: ClassCarving | None = None
 
     def domains(self) -> tuple[Domain, ...]:
         return tuple(domain for _, domain in self.roles())
@@ -123,11 +126,13 @@ def load_data(plan: Plan) -> LoadedData:
     content under ``<cache_dir>/verified_images``), shaped for the backbone. Raises
     :class:`~tlrun.data.base.DataError` naming the file and what to do."""
     dataset, scenario = plan.dataset, plan.cfg.scenario.name
+    class_options = _class_options(plan.cfg)
     if scenario == "zeroshot":
         loaded = LoadedData(zeroshot=dataset.load_zeroshot())
     else:
         target_test = dataset.load_target_test() if scenario in LABELED_TARGET_SCENARIOS else None
-        loaded = LoadedData(pair=dataset.load_pair(), target_test=target_test)
+        *pair, carving = carve_classes(*dataset.load_pair(), *class_options)
+        loaded = LoadedData(pair=tuple(pair), target_test=target_test, carving=carving)
     for domain in loaded.domains():
         check_backbone_input(plan.backbone_cfg, domain)
         verify_images(domain, Path(str(plan.cfg.cache_dir)).expanduser())
@@ -179,13 +184,27 @@ def split_data(plan: Plan, loaded: LoadedData, feature_device: str | None) -> Sp
             target_test=loaded.target_test,
             target_test_fraction=float(scenario.get("target_test_fraction", 0.0)),
             augment=augment,
+            carving=loaded.carving,
             **generalisation_options(cfg),
         )
+        tags = loaded.carving.tags() if loaded.carving is not None else {}
     tags |= ({f"data.sha256.{name}": digest for d in loaded.domains() for name, digest in d.checksums.items()}
              | {"protocol": evaluation.protocol})
     inputs = tuple(DataInput(f"{cfg.dataset.name}/{domain.name}", role, dict(domain.checksums), tuple(domain.files))
                    for role, domain in loaded.roles())
     return SplitData(training, evaluation, source, tags, inputs)
+
+
+def _class_options(cfg: DictConfig) -> tuple[Any, Any]:
+    """``dataset.source_classes`` and ``dataset.target_classes`` as plain lists (``None`` when unset), once
+    :func:`~tlrun.scenarios.check_carving_fits` has found that they fit the run's scenario and method."""
+    options = (cfg.dataset.get("source_classes"), cfg.dataset.get("target_classes"))  # absent from older runs' configs
+    source_classes, target_classes = (OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+                                      for value in options)
+    if source_classes is not None or target_classes is not None:
+        check_carving_fits("open_set" if source_classes is not None else "partial", cfg.scenario.name,
+                           cfg.method_info.name, cfg.method_info.get("family"), methods(family="deep", scenario="da"))
+    return source_classes, target_classes
 
 
 def generalisation_options(cfg: DictConfig) -> dict[str, Any]:
