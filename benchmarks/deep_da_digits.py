@@ -68,6 +68,30 @@ def run_cell(row: str, overrides: list[str], seed: int, folder: str) -> tuple[st
         return row, seed, 100 * run(cfg), float(cfg.method.lr)
 
 
+def run_rows(rows: dict[str, list[str]], seeds: list[int], jobs: int
+             ) -> tuple[dict[str, dict[int, float]], dict[str, float], float]:
+    """Every row (its overrides) × seed as one run, ``jobs`` side by side: the target accuracies by row and seed, each
+    row's lr, and the seconds it all took."""
+    scores: dict[str, dict[int, float]] = {row: {} for row in rows}
+    learning_rates: dict[str, float] = {}
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as folder, ProcessPoolExecutor(max_workers=jobs) as pool:
+        cells = [pool.submit(run_cell, row, overrides, seed, folder) for row, overrides in rows.items() for seed in seeds]
+        for cell in cells:
+            row, seed, accuracy, lr = cell.result()
+            scores[row][seed] = accuracy
+            learning_rates[row] = lr
+            print(f"{row} seed {seed}: {accuracy:.1f}", flush=True)
+    return scores, learning_rates, time.perf_counter() - started
+
+
+def seed_cells(values: dict[int, float], seeds: list[int]) -> str:
+    """A row's ``mean ± std | per seed`` table cells (the std over seeds; 0 for one seed)."""
+    ordered = [values[seed] for seed in seeds]
+    spread = statistics.stdev(ordered) if len(ordered) > 1 else 0.0
+    return f"{statistics.mean(ordered):.1f} ± {spread:.1f} | {' / '.join(f'{v:.1f}' for v in ordered)}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", default="original")
@@ -84,17 +108,7 @@ def main() -> None:
     shift = [*args.overrides, f"dataset.source={args.source}", f"dataset.target={args.target}"]
     rows = {method: [f"method={method}", *shift] for method in args.methods}
     rows.update({control(lr): ["method=dann", "method.transfer_weight=0", f"method.lr={lr}", *shift] for lr in args.controls})
-    scores: dict[str, dict[int, float]] = {row: {} for row in rows}
-    learning_rates: dict[str, float] = {}
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as folder, ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        cells = [pool.submit(run_cell, row, overrides, seed, folder) for row, overrides in rows.items() for seed in args.seeds]
-        for cell in cells:
-            row, seed, accuracy, lr = cell.result()
-            scores[row][seed] = accuracy
-            learning_rates[row] = lr
-            print(f"{row} seed {seed}: {accuracy:.1f}", flush=True)
-    elapsed = time.perf_counter() - started
+    scores, learning_rates, elapsed = run_rows(rows, args.seeds, args.jobs)
 
     def mean(row: str) -> float:
         return statistics.mean(scores[row].values())
@@ -123,14 +137,12 @@ def main() -> None:
         "|---|---|---|---|---|---|---|",
     ]
     for row, values in scores.items():
-        ordered = [values[seed] for seed in args.seeds]
-        spread = statistics.stdev(ordered) if len(ordered) > 1 else 0.0
         lr = learning_rates[row]
         family = "no transfer" if row.startswith("control") else kind(row)
         against_control = "" if row.startswith("control") else versus(row, control(lr))
         lines.append(
-            f"| {row} | {family} | {lr:g} | {mean(row):.1f} ± {spread:.1f} | {' / '.join(f'{v:.1f}' for v in ordered)} "
-            f"| {versus(row, 'source_only')} | {against_control} |"
+            f"| {row} | {family} | {lr:g} | {seed_cells(values, args.seeds)} | {versus(row, 'source_only')} "
+            f"| {against_control} |"
         )
     text = "\n".join(lines) + "\n"
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -315,3 +315,11 @@ def test_mat_v73_explained(tmp_path):
     with pytest.raises(DataError) as info:
         Features(root=str(tmp_path), source="a", target="a").load("a")
     assert "a.mat" in str(info.value) and "-v7" in str(info.value)
+
+
+def test_office_caltech10_pools_several_sources(tmp_path):
+    _write_office_caltech(tmp_path, "surf")
+    pooled, target = OfficeCaltech10(root=str(tmp_path), source=["amazon", "caltech"], target="dslr").load_pair()
+    assert pooled.domain_names == ("amazon", "caltech") and pooled.X.shape == (24, 800) and len(target) == 12
+    np.testing.assert_array_equal(pooled.domain_index, np.repeat([0, 1], 12))
+    assert list(pooled.checksums) == ["amazon_SURF_L10.mat", "Caltech10_SURF_L10.mat"]

@@ -181,3 +181,14 @@ def test_releases_match_torchvision():
         for split in ("train", "test"):
             url, filename, _ = cls.split_list[split]
             assert RELEASES[domain].files[split] == (filename,) and RELEASES[domain].urls[split] == (url,)
+
+
+def test_two_sources_are_pooled_with_their_domain_index(tmp_path):
+    _write_mnist(tmp_path)
+    _write_usps(tmp_path)
+    pooled, target = DigitDomains(root=str(tmp_path), source=["mnist", "usps"], target="mnist").load_pair()
+    assert pooled.name == "mnist+usps" and pooled.domain_names == ("mnist", "usps")
+    np.testing.assert_array_equal(pooled.domain_index, np.repeat([0, 1], len(LABELS)))
+    np.testing.assert_array_equal(pooled.y, np.concatenate([LABELS, LABELS]))
+    np.testing.assert_allclose(pooled.X[len(LABELS):], 0.75, atol=0.01)  # usps's pixels (0.5 in -1..1), as bytes
+    assert set(pooled.checksums) >= {"train-images-idx3-ubyte", "usps.bz2"} and len(target) == len(LABELS)

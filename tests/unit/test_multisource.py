@@ -10,8 +10,10 @@ from mlflow.tracking import MlflowClient
 from tlrun.data.base import DataError, Domain, pool_domains, source_label
 from tlrun.data.digits import Digits
 from tlrun.data.features import Features
+from tlrun.data.images import OFFICE_HOME_CLASSES, ImageFolder, Office31, OfficeHome
 from tlrun.run import run
 from tlrun.scenarios import ScenarioError, check_sources, split
+from tests.helpers import office31_tree
 
 
 def _domain(name: str, n: int, classes=("a", "b"), d: int = 3, offset: float = 0.0) -> Domain:
@@ -59,6 +61,55 @@ def test_features_map_labels_over_every_source(tmp_path):
     with pytest.raises(DataError, match="only in target: 2"):
         dataset.load_pair()
     assert dataset.load("two").classes == ("0", "1", "2")
+
+
+def test_features_pool_every_source_under_one_label_mapping(tmp_path):
+    for name, labels in (("one", ["cat", "dog"]), ("two", ["dog", "cat", "cat"]), ("three", ["cat", "dog"])):
+        np.savez(tmp_path / f"{name}.npz", X=np.full((len(labels), 2), float(len(name))), y=np.array(labels))
+    pooled, target = Features(root=str(tmp_path), source=["one", "two"], target="three").load_pair()
+    assert pooled.classes == ("cat", "dog") and pooled.domain_names == ("one", "two")
+    np.testing.assert_array_equal(pooled.y, [0, 1, 1, 0, 0])
+    np.testing.assert_array_equal(pooled.domain_index, [0, 0, 1, 1, 1])
+    assert pooled.files == (str(tmp_path / "one.npz"), str(tmp_path / "two.npz")) and len(target) == 2
+
+
+def _class_folders(root, domains, classes, per_class: int = 2):
+    """``root/<domain>/<class>/<i>.png``: tiny images, a class a colour."""
+    from PIL import Image
+
+    for domain in domains:
+        for c, name in enumerate(classes):
+            (root / domain / name).mkdir(parents=True)
+            for i in range(per_class):
+                Image.new("RGB", (6, 6), (40 * c, 60 * i, 90)).save(root / domain / name / f"{i}.png")
+    return root
+
+
+@pytest.mark.parametrize("dataset", ["office31", "office_home", "image_folder"])
+def test_image_folder_datasets_pool_several_source_folders(tmp_path, dataset):
+    if dataset == "office31":
+        loader = Office31(root=str(office31_tree(tmp_path, per_class=2)), source=["amazon", "dslr"], target="webcam")
+    elif dataset == "office_home":
+        root = _class_folders(tmp_path, ("Art", "Clipart", "Product"), OFFICE_HOME_CLASSES[:3])
+        loader = OfficeHome(root=str(root), source=["Art", "Product"], target="Clipart")
+    else:
+        root = _class_folders(tmp_path, ("left", "middle", "right"), ("a", "b", "c"))
+        loader = ImageFolder(root=str(root), source=["left", "right"], target="middle")
+    loader.check()
+    pooled, target = loader.load_pair()
+    first, second = loader.sources
+    assert pooled.name == f"{first}+{second}" and pooled.domain_names == (first, second) and len(pooled) == 12
+    np.testing.assert_array_equal(pooled.domain_index, np.repeat([0, 1], 6))
+    assert all(f"/{first}/" in path for path in pooled.X[:6]) and all(f"/{second}/" in path for path in pooled.X[6:])
+    np.testing.assert_array_equal(pooled.y[:6], pooled.y[6:])
+    assert len(pooled.checksums) == 2 and len(target) == 6
+
+
+def test_an_image_folder_source_that_lacks_a_target_class_is_named(tmp_path):
+    root = _class_folders(tmp_path, ("left", "right"), ("a", "b"))
+    _class_folders(tmp_path, ("small",), ("a",))
+    with pytest.raises(DataError, match="only in target: b"):
+        ImageFolder(root=str(root), source=["left", "small"], target="right").load_pair()
 
 
 def test_a_repeated_source_is_a_problem_named_before_loading():

@@ -41,6 +41,7 @@ from tlrun.losses.discrepancy import (
     mmd_linear,
     mmd_multi_kernel,
     mmd_multi_layer,
+    moment_distance,
 )
 from tlrun.losses.pixel import (
     PixelDiscriminator,
@@ -93,6 +94,7 @@ __all__ = [
     "mmd_linear",
     "mmd_multi_kernel",
     "mmd_multi_layer",
+    "moment_distance",
     "multi_domain_adversarial_loss",
     "multilinear_map",
     "open_set_boundary_loss",

@@ -4,9 +4,10 @@ Each function takes two 2-D tensors of shape ``(n_s, d)`` and ``(n_t, d)`` (one 
 scalar tensor that is differentiable with respect to both, so that a deep domain-adaptation method can add it to
 its classification loss with a trade-off weight. Used by DDC (:func:`mmd_linear`), DAN (:func:`mk_mmd`, with the
 bandwidth family of :func:`multi_kernel_bandwidths` and the estimates :func:`mk_mmd_quadratic` and
-:func:`mk_mmd_linear_time`), Deep CORAL (:func:`coral_loss`; DomainBed's form: :func:`coral_moments_loss`) and CMD
-(:func:`cmd`); :func:`mean_over_pairs` averages one over the pairs of several domains. :func:`mmd_multi_kernel` and
-:func:`mmd_multi_layer` are the earlier summed-kernel MK-MMD, kept for direct use.
+:func:`mk_mmd_linear_time`), Deep CORAL (:func:`coral_loss`; DomainBed's form: :func:`coral_moments_loss`), CMD
+(:func:`cmd`) and M3SDA (:func:`moment_distance`, which takes several source batches); :func:`mean_over_pairs`
+averages one over the pairs of several domains. :func:`mmd_multi_kernel` and :func:`mmd_multi_layer` are the earlier
+summed-kernel MK-MMD, kept for direct use.
 """
 
 from __future__ import annotations
@@ -297,4 +298,32 @@ def cmd(
     for k in range(2, moments + 1):
         gap = (centered_s**k).mean(dim=0) - (centered_t**k).mean(dim=0)
         total = total + torch.linalg.vector_norm(gap) / span**k
+    return total
+
+
+def moment_distance(sources: Sequence[torch.Tensor], target: torch.Tensor, moments: int = 2) -> torch.Tensor:
+    """M3SDA's moment distance ``MD²`` (Peng et al. 2019, Eq. 1) between ``N`` source batches and a target batch::
+
+        MD² = Σ_{k=1..K} [ (1/N) Σ_i ‖E(X_i^k) − E(X_T^k)‖₂ + (1/C(N,2)) Σ_{i<j} ‖E(X_i^k) − E(X_j^k)‖₂ ]
+
+    with ``X^k`` the element-wise ``k``-th power of the features and ``E`` the per-feature batch mean (raw, not
+    central, moments), ``K`` = ``moments`` (2 in the paper). With one source the pair term is absent: the distance is
+    that source's to the target.
+    """
+    if not sources:
+        raise ValueError("moment_distance needs at least one source batch")
+    if moments < 1:
+        raise ValueError(f"moments must be at least 1, got {moments}")
+    for source in sources:
+        check_pair(source, target)
+
+    def distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.linalg.vector_norm(a - b)
+
+    total = target.new_zeros(())
+    for k in range(1, moments + 1):
+        source_moments = [(source**k).mean(dim=0) for source in sources]
+        target_moment = (target**k).mean(dim=0)
+        total = total + torch.stack([distance(moment, target_moment) for moment in source_moments]).mean()
+        total = total + mean_over_pairs(distance, source_moments)  # 0 for one source
     return total

@@ -395,6 +395,11 @@ def check_cmd(name: str, *, moments: int, layers: str | list[str], bottleneck_di
         raise ValueError(f"{name}: the features are bounded by the bottleneck's sigmoid; set bottleneck_dim > 0")
 
 
+def check_m3sda(name: str, *, moments: int, **_: Any) -> None:
+    if int(moments) < 1:
+        raise ValueError(f"{name}: moments must be at least 1, got {moments}")
+
+
 def check_dann(name: str, *, discriminator_hidden: int, **_: Any) -> None:
     if int(discriminator_hidden) < 1:
         raise ValueError(f"{name}: discriminator_hidden must be positive, got {discriminator_hidden}")

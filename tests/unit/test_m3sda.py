@@ -1,0 +1,111 @@
+"""M3SDA (Peng et al. 2019): its moment distance ``MD²`` against hand computations and its defining properties, and the
+method's transfer term on pooled and single sources."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from tlrun.losses import moment_distance
+from tlrun.methods.m3sda import M3SDA, by_domain
+
+
+def t(values) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.float64)
+
+
+def test_moment_distance_of_two_sources_by_hand():
+    # Means 1, 1 and 3; second moments E(x²) 2, 1 and 9.
+    first, second, target = t([[0.0], [2.0]]), t([[1.0], [1.0]]), t([[3.0], [3.0]])
+    k1 = (2.0 + 2.0) / 2 + 0.0  # sources to target, then the one pair of sources
+    k2 = (7.0 + 8.0) / 2 + 1.0
+    assert moment_distance([first, second], target).item() == pytest.approx(k1 + k2)
+    assert moment_distance([first, second], target, moments=1).item() == pytest.approx(k1)
+
+
+def test_one_source_is_its_distance_to_the_target_with_euclidean_norms_over_features():
+    source, target = t([[0.0, 0.0], [2.0, 0.0]]), t([[3.0, 4.0], [3.0, 4.0]])
+    # E(x) = (1, 0) vs (3, 4); E(x²) = (2, 0) vs (9, 16).
+    assert moment_distance([source], target).item() == pytest.approx(math.sqrt(20) + math.sqrt(49 + 256))
+
+
+def test_moment_distance_is_zero_for_identical_domains_and_symmetric_in_the_sources():
+    generator = torch.Generator().manual_seed(0)
+    a, b, c = (torch.randn(16, 5, generator=generator, dtype=torch.float64) for _ in range(3))
+    assert moment_distance([a, a.flip(0)], a).item() == pytest.approx(0.0, abs=1e-12)
+    assert moment_distance([a, b], c).item() == pytest.approx(moment_distance([b, a], c).item())
+
+
+@pytest.mark.parametrize("call", [lambda x: moment_distance([], x), lambda x: moment_distance([x], x, moments=0),
+                                  lambda x: moment_distance([x[:, :2]], x)])
+def test_moment_distance_refuses_no_source_no_moment_and_other_feature_sizes(call):
+    with pytest.raises(ValueError):
+        call(torch.zeros(4, 3))
+
+
+def test_gradient_steps_on_the_moment_distance_close_the_gaps_between_every_domain():
+    generator = torch.Generator().manual_seed(1)
+    first = (torch.randn(64, 4, generator=generator) + 2.0).requires_grad_()
+    second = (torch.randn(64, 4, generator=generator) * 2.0).requires_grad_()
+    target = torch.randn(64, 4, generator=generator) - 1.0
+
+    def gaps() -> list[float]:
+        return [moment_distance([first], target).item(), moment_distance([second], target).item(),
+                moment_distance([first], second).item()]
+
+    before = gaps()
+    optimizer = torch.optim.SGD([first, second], lr=5.0)  # each sample gets 1/64 of the moments' gradient
+    for _ in range(100):
+        optimizer.zero_grad()
+        moment_distance([first, second], target).backward()
+        optimizer.step()
+    assert all(after < 0.25 * start for after, start in zip(gaps(), before))
+
+
+def test_features_are_grouped_by_the_domains_present_in_the_batch():
+    features = t([[0.0], [1.0], [2.0], [3.0]])
+    groups = by_domain(features, torch.tensor([2, 0, 2, 0]))
+    assert [group.flatten().tolist() for group in groups] == [[1.0, 3.0], [0.0, 2.0]]
+    assert len(by_domain(features, None)) == 1
+
+
+def test_the_transfer_term_reads_each_sources_batch_and_works_with_one_source():
+    from tlrun.backbones import MLP
+    from tlrun.methods.adaptation import DomainBatch
+
+    method = M3SDA(MLP(input_shape=(3,), hidden=[4]), bottleneck_dim=0)
+    assert method.reads_source_domains
+    source, target = t([[0.0], [2.0], [1.0], [1.0]]), t([[3.0], [3.0]])
+    unused = torch.zeros(0)
+
+    def batch(domains):
+        return DomainBatch(unused, unused, unused, unused, unused, source, target, unused, unused,
+                           source_domains=domains)
+
+    pooled = method.transfer_loss(batch(torch.tensor([0, 0, 1, 1])))
+    assert pooled.item() == pytest.approx(moment_distance([source[:2], source[2:]], target).item())
+    assert method.transfer_loss(batch(None)).item() == pytest.approx(moment_distance([source], target).item())
+
+
+def test_moments_below_one_are_refused():
+    from tlrun.backbones import MLP
+
+    with pytest.raises(ValueError, match="moments must be at least 1"):
+        M3SDA(MLP(input_shape=(3,), hidden=[4]), moments=0)
+
+
+def test_m3sda_draws_each_samples_source_domain_with_its_batches(compose):
+    import numpy as np
+
+    from tlrun.backbones import MLP
+    from tlrun.config import instantiate
+    from tlrun.scenarios import Labeled, TrainingData, Unlabeled
+
+    X = np.random.default_rng(0).random((16, 3)).astype(np.float32)
+    data = TrainingData(Labeled(X, np.arange(16) % 2, np.repeat([0, 1], 8)), Unlabeled(X), 2, ("a", "b"), None,
+                        source_domains=("first", "second"))
+    method = instantiate(compose("method=m3sda", "method.batch_size=16").method, backbone=MLP(input_shape=(3,), hidden=[4]))
+    _, _, domains = next(iter(method.train_dataloaders(data)))[0]["source"]
+    assert sorted(domains.tolist()) == [0] * 8 + [1] * 8
