@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import torch
 import torchvision.transforms  # noqa: F401  (imported once here, not inside the first test)
+from omegaconf import OmegaConf
 from PIL import Image
 
 from tlrun.backbones import inputs
-from tlrun.config import group_options, instantiate, load_option
+from tlrun.config import group_options, instantiate, option_node
 from tlrun.backbones.small import LeNet, MLP
 from tlrun.data.base import AUGMENTATIONS, DataError
 from tlrun.data.digits import Digits
@@ -134,7 +135,7 @@ def test_every_dataset_config_names_its_policy():
     }
     assert set(group_options("dataset")) == set(expected)
     for name, policy in expected.items():
-        config = load_option("dataset", name)
+        config = OmegaConf.create(option_node("dataset", name))
         assert config.augment == policy, name
         if name in ("features", "image_folder"):
             config.source, config.target = "a", "b"  # required on the command line

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 from PIL import Image
 
+from tlrun.config import instantiate, option_node
 from tlrun.data.base import DataError
-from tlrun.config import instantiate, load_option
 from tlrun.data.images import (
     OFFICE31_CLASSES, OFFICE_HOME_CLASSES, Office31, OfficeHome, download_file, open_image,
 )
@@ -255,7 +256,7 @@ def test_office_home_tree_with_either_real_world_name(tmp_path, real_world):
 def test_office_home_defaults_and_config(tmp_path):
     ds = OfficeHome(root=str(tmp_path))
     assert (ds.source, ds.target, ds.url, ds.checksum) == ("Art", "Clipart", "", None)
-    configured = instantiate(load_option("dataset", "office_home"))
+    configured = instantiate(OmegaConf.create(option_node("dataset", "office_home")))
     assert isinstance(configured, OfficeHome) and configured.augment == "crop_flip"
     assert (configured.source, configured.target) == ("Art", "Clipart")
 

@@ -13,8 +13,9 @@ import scipy.io
 import sklearn.utils  # noqa: F401  (these three imported at collection, not inside the first test using them)
 import torchvision.datasets
 import torchvision.transforms.functional  # noqa: F401
+from omegaconf import OmegaConf
 
-from tlrun.config import instantiate, load_option
+from tlrun.config import instantiate, option_node
 from tlrun.data.base import DataError, sha256_file
 from tlrun.data.digits import DIGIT_CLASSES
 from tlrun.data.torchvision_digits import RELEASES, DigitDomains
@@ -134,7 +135,7 @@ def test_missing_files_message(tmp_path):
 
 def test_bad_options(tmp_path):
     with pytest.raises(DataError, match="dataset.root"):
-        instantiate(load_option("dataset", "mnist_usps_svhn")).check()
+        instantiate(OmegaConf.create(option_node("dataset", "mnist_usps_svhn"))).check()
     for options, expected in (
         ({"split": "extra"}, "train, test"),
         ({"image_shape": [2, 28, 28]}, "1 or 3 channels"),
