@@ -61,13 +61,13 @@ def main() -> None:
         f"# Multi-source domain adaptation on the embedded digits ({task})",
         "",
         f"Target accuracy (%), mean ± std over seeds {', '.join(map(str, args.seeds))}; every method with its default "
-        "config (backbone=auto: LeNet trained from scratch; 256-unit bottleneck; 30 epochs; SGD with inv annealing; "
-        "lr 0.01, dann and mdan 0.001), transductive protocol, `trainer.select=last`. *Pooled*: the sources' training "
+        "config (backbone=auto: LeNet trained from scratch; 256-unit bottleneck; 30 epochs; SGD with inv annealing; lr "
+        "0.01, dann and mdan 0.001), transductive protocol, `trainer.select=last`. *Pooled*: the sources' training "
         "images together (each source drawn from the source half of the images under its own shift), 0.2 of each held "
-        "out; *alone*: one source. The control is `m3sda` without its transfer term (λ = 0): what m3sda's training gives "
-        "without moment matching. No setting was chosen on this task (m3sda's λ = 0.3 and warm-up on the tuning task "
-        "[original, rotate] → thick, dann's lr on original → thick: `docs/defaults.md`; mdan's γ = 10 and μ = 0.01 "
-        "from the authors' code, its other settings dann's). Made by "
+        "out; *alone*: one source. The control is `m3sda` without its transfer term (λ = 0): what m3sda's training "
+        "gives without moment matching. No setting was chosen on this task (m3sda's λ = 0.3 and warm-up on the tuning "
+        "task [original, rotate] → thick, dann's lr on original → thick: `docs/defaults.md`; mdan's γ = 10 and μ = "
+        "0.01 from the authors' code, its other settings dann's). Made by "
         f"`python benchmarks/multi_source_digits.py` in {elapsed / 60:.0f} min on {os.cpu_count()} shared cores "
         f"({args.jobs} runs side by side, one thread each).",
         "",
