@@ -1,5 +1,5 @@
-"""Multi-source DA end to end on the embedded digits: ``dann`` on the pooled sources and ``m3sda``, which reads each
-sample's source domain, run as the command line writes them and tag every source."""
+"""Multi-source DA end to end on the embedded digits: ``dann`` on the pooled sources, and ``m3sda`` and ``mdan``, which
+read each sample's source domain, run as the command line writes them and tag every source."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from tlrun.run import run
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.mark.parametrize("method", ["dann", "m3sda"])
+@pytest.mark.parametrize("method", ["dann", "m3sda", "mdan"])
 def test_a_deep_method_adapts_from_two_pooled_sources(compose, mlflow_store, method):
     experiment = f"multi-source-{method}"
     accuracy = run(compose(f"method={method}", "dataset.source=[original,rotate]", "dataset.target=thick", QUICK,

@@ -11,6 +11,7 @@ from tlrun.losses.adversarial import (
     multi_domain_adversarial_loss,
     open_set_boundary_loss,
     pada_class_weights,
+    soft_maximum,
 )
 from tlrun.losses.conditional import (
     RandomizedMultilinearMap,
@@ -101,4 +102,5 @@ __all__ = [
     "pada_class_weights",
     "scale_invariant_mse",
     "soft_label_loss",
+    "soft_maximum",
 ]

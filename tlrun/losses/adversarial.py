@@ -1,6 +1,7 @@
 """Adversarial building blocks of DANN (Ganin et al. 2016): gradient reversal, a domain discriminator (binary, or
 over K domains), the domain-adversarial losses and the warm-up schedule of its coefficient; PADA's class weights
-(Cao et al. 2018, partial DA) and OSBP's open-set boundary loss (Saito et al. 2018).
+(Cao et al. 2018, partial DA), OSBP's open-set boundary loss (Saito et al. 2018) and MDAN's smooth maximum over
+sources (Zhao et al. 2018, multi-source DA).
 """
 
 from __future__ import annotations
@@ -168,6 +169,21 @@ def multi_domain_adversarial_loss(
     if logits.dim() == 1:
         return F.binary_cross_entropy_with_logits(logits, domains.to(logits.dtype))
     return F.cross_entropy(logits, domains)
+
+
+def soft_maximum(losses: torch.Tensor, gamma: float) -> torch.Tensor:
+    """MDAN's smooth maximum of per-source losses (Zhao et al., NeurIPS 2018, the "soft version")::
+
+        (1/γ) log Σ_{i=1..N} exp(γ t_i)
+
+    It lies in ``[max_i t_i, max_i t_i + log(N)/γ]``: the hard maximum as ``γ → ∞``, and ``mean(t) + log(N)/γ + O(γ)``
+    as ``γ → 0``. Its gradient weighs each ``t_i`` by ``softmax(γ t)_i``, so the worst sources count most while every
+    source still trains. ``losses``: the N values ``t_i``, one dimension.
+    """
+    if losses.dim() != 1 or losses.shape[0] == 0 or not gamma > 0:
+        raise ValueError(f"soft_maximum takes a non-empty vector of losses and gamma > 0, got shape "
+                         f"{tuple(losses.shape)} and gamma {gamma}")
+    return torch.logsumexp(gamma * losses, dim=0) / gamma
 
 
 def dann_schedule(progress: float, gamma: float = 10.0) -> float:

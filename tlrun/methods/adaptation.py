@@ -188,13 +188,16 @@ class DomainAdaptation(DeepMethod):
         else:
             weight = self.transfer_weight * factor
         self._step_terms = {}
-        transfer = self.transfer_loss(outputs)
-        loss = classification + weight * transfer
-        self.record(
-            loss, outputs.source_logits, source_labels,
-            classification_loss=classification, transfer_loss=transfer, **self._step_terms,
-        )
+        loss = self.objective(outputs, classification, weight)
+        self.record(loss, outputs.source_logits, source_labels, classification_loss=classification, **self._step_terms)
         return loss
+
+    def objective(self, batch: DomainBatch, classification: torch.Tensor, weight: float) -> torch.Tensor:
+        """One step's loss from its classification term: ``classification + weight · L_transfer(batch)``, the transfer
+        term recorded as ``transfer_loss`` (MDAN combines per-source terms instead)."""
+        transfer = self.transfer_loss(batch)
+        self.note(transfer_loss=transfer)
+        return classification + weight * transfer
 
     # ------------------------------------------------------------------------------------------- data
 

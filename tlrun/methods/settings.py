@@ -400,6 +400,13 @@ def check_m3sda(name: str, *, moments: int, **_: Any) -> None:
         raise ValueError(f"{name}: moments must be at least 1, got {moments}")
 
 
+def check_mdan(name: str, *, gamma: float, aggregation: Literal["soft", "hard"], **_: Any) -> None:
+    if not float(gamma) > 0:
+        raise ValueError(f"{name}: gamma (of the smooth maximum over sources) must be positive, got {gamma}")
+    if aggregation not in ("soft", "hard"):
+        raise ValueError(f"{name}: aggregation must be soft or hard, got {aggregation!r}")
+
+
 def check_dann(name: str, *, discriminator_hidden: int, **_: Any) -> None:
     if int(discriminator_hidden) < 1:
         raise ValueError(f"{name}: discriminator_hidden must be positive, got {discriminator_hidden}")
