@@ -50,6 +50,7 @@ def test_label_free_selection_never_reads_the_test_domain(compose, mlflow_store,
     assert seen & source_rows and not seen & test_rows
     record, = _runs(mlflow_store, f"dg-selection-{method}")
     assert f"select.{select}" in record.data.metrics and "selection.oracle" not in record.data.tags
+    assert record.data.tags.get("val_domain") == ("thin" if select == "lodo" else None)  # lodo: the last source
 
 
 def test_the_oracle_chooses_on_part_of_the_test_domain_and_is_tagged(compose, mlflow_store, one_torch_thread):

@@ -192,6 +192,10 @@ def test_compare_s_column_is_the_held_out_domain_in_dg():
     (("method=dann", "scenario=dg", "dataset.source=[original,rotate]", "trainer.select=oracle",
       "scenario.oracle_fraction=0"), "oracle_fraction=0"),
     (("method=coral", "scenario=dg"), "does not fit scenario 'dg'"),
+    (("method=source_only", "scenario=dg", "dataset.source=[original,rotate]", "dataset.preprocess=zscore"),
+     "statistics of the test domain"),
+    (("method=dg_coral", "dataset.source=[original]"), "trains on 1"),
+    (("method=dann", "scenario=dg", "dataset.source=[original,rotate]", "trainer.select=lodo"), "trains on 1"),
 ])
 def test_preflight_refuses_what_dg_cannot_do(compose, overrides, message):
     from tlrun.errors import TlrunError

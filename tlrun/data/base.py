@@ -406,6 +406,9 @@ class TransferDataset:
     domains: tuple[str, ...] = ()
     #: True when samples are image files (they need a backbone that reads images).
     holds_images: bool = False
+    #: True when a domain's source and target samples are disjoint draws (digits' halves), so that a domain may be
+    #: both; else the target may not be a source (its labels would train).
+    disjoint_roles: bool = False
     #: A domain whose samples are the ``finetune`` test set (instead of the target's unlabeled rest), or
     #: ``None``; datasets with official train/test splits let their config set it.
     target_test: str | None = None
@@ -443,13 +446,19 @@ class TransferDataset:
 
         Subclasses add theirs to the base's (unknown domains, then :meth:`option_problems`).
         """
-        repeated = sorted({name for name in self.sources if self.sources.count(name) > 1})
-        return (unknown_domains(self.name, self.domains, *self.wanted_domains()) + self.option_problems()
-                + [f"dataset.source lists {', '.join(repeated)} more than once; name each source domain once"] * bool(repeated))
+        return unknown_domains(self.name, self.domains, *self.wanted_domains()) + self.option_problems()
 
     def option_problems(self) -> list[str]:
-        """The problems of the options every dataset has (preprocess, source_val_fraction, augment)."""
+        """The problems of the options every dataset has (the sources, preprocess, source_val_fraction, augment)."""
         found = caught(lambda: preprocess.get(self.preprocess))
+        repeated = sorted({name for name in self.sources if self.sources.count(name) > 1})
+        if repeated:
+            found.append(f"dataset.source lists {', '.join(repeated)} more than once; name each source domain once")
+        if not self.sources:
+            found.append(f"dataset.source is empty: name a source domain of {self.name!r} (or a list of them)")
+        if self.target and self.target in self.sources and not self.disjoint_roles:
+            found.append(f"dataset.target {self.target!r} is also a source: its labeled samples would train the "
+                         "method scored on them; choose a target that is not in dataset.source")
         try:
             fraction_ok = 0.0 <= float(self.source_val_fraction) < 1.0
         except (TypeError, ValueError):

@@ -200,6 +200,14 @@ def halves(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(np.concatenate(first)), np.sort(np.concatenate(second))
 
 
+def stratified_share(index: np.ndarray, y: np.ndarray, k: int, n: int) -> np.ndarray:
+    """The ``k``-th of ``n`` disjoint shares of ``index``: every ``n``-th sample of each class from the ``k``-th on
+    (``n = 1``: ``index`` itself)."""
+    if n == 1:
+        return index
+    return np.sort(np.concatenate([index[y[index] == label][k::n] for label in np.unique(y[index])]))
+
+
 def _digits_file() -> Path | None:
     """scikit-learn's bundled ``digits.csv.gz``, when it can be located (for the checksum tag)."""
     try:
@@ -234,6 +242,7 @@ class Digits(TransferDataset):
     """
 
     name = "digits"
+    disjoint_roles = True  # source and target images are disjoint halves
     domains = tuple(SHIFTS)
 
     def __init__(
@@ -301,8 +310,9 @@ class Digits(TransferDataset):
         images = np.asarray(bunch.images, dtype=np.float64) / 16.0
         return images, np.asarray(bunch.target, dtype=np.int64)
 
-    def load(self, domain: str, half: str | None = None) -> Domain:
-        """Load one domain; ``half`` is ``source`` or ``target`` (default: ``source`` iff ``domain`` is the source)."""
+    def load(self, domain: str, half: str | None = None, share: tuple[int, int] = (0, 1)) -> Domain:
+        """Load one domain; ``half`` is ``source`` or ``target`` (default: ``source`` iff ``domain`` is the source);
+        ``share`` ``(k, n)`` keeps the ``k``-th of ``n`` disjoint, class-stratified shares of that half."""
         check_domains(self.name, self.domains, domain)
         if half is None:
             half = "source" if domain in self.sources else "target"
@@ -312,6 +322,9 @@ class Digits(TransferDataset):
         first, second = halves(y)
         index = first if half == "source" else second
         shifted = SHIFTS[domain](images[index].copy(), np.random.default_rng(domain_seed(domain)))
+        # The share after the shift: an image looks the same under a shift whether or not the half is shared.
+        kept = np.searchsorted(index, stratified_share(index, y, *share))
+        index, shifted = index[kept], shifted[kept]
         X = np.clip(shifted, 0.0, 1.0).reshape(len(index), -1)
         X = _preprocess.apply(self.preprocess, X)
         checksums = {}
@@ -352,6 +365,9 @@ class Digits(TransferDataset):
         )
 
     def load_as(self, domain: str, role: str) -> Domain:
-        """``domain``'s shift applied to the ``role``'s half of the images (pooled sources share the source half,
-        each under its own shift)."""
+        """``domain``'s shift applied to the ``role``'s half of the images; several sources split the source half
+        into disjoint class-stratified shares, one each (no image is seen under two shifts, so a source's held-out
+        samples, or a source held out whole, are images no other source trains on)."""
+        if role == "source" and len(self.sources) > 1:
+            return self.load(domain, half=role, share=(self.sources.index(domain), len(self.sources)))
         return self.load(domain, half=role)

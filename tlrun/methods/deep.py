@@ -178,7 +178,7 @@ class DeepMethod(pl.LightningModule, Method):
     #: Submodules left out of the logged weights (frozen copies: a teacher, a progressive net's source column).
     unsaved_modules: tuple[str, ...] = ()
     #: True for methods that read which source domain each sample comes from (multi-source DA, domain
-    #: generalisation): with pooled sources their source batches are ``(x, y, d)`` (see :meth:`source_loader`).
+    #: generalisation): with pooled sources their source batches are ``(x, y, d)`` (:meth:`make_loader`'s ``domains``).
     reads_source_domains = False
 
     def __init__(
@@ -357,24 +357,11 @@ class DeepMethod(pl.LightningModule, Method):
         """What ``Trainer.fit`` iterates over: the labeled :attr:`trains_on` side, shuffled, in ``(x, y)`` batches;
         in ``semi_da`` a method trained on the source also trains on the few labeled target samples (the usual
         "S+T" baseline)."""
-        if self.trains_on == "source":
-            return self.epoch_of(self.source_loader(data))
         labeled = self.labeled(data, self.trains_on)
-        return self.epoch_of(self.make_loader(labeled.X, labeled.y, shuffle=True, drop_last=True))
-
-    def source_loader(self, data: TrainingData) -> DataLoader:
-        """The labeled source in shuffled ``(x, y)`` batches; ``(x, y, d)`` with each sample's source domain ``d``
-        when the method :attr:`reads_source_domains` and the sources are pooled. In ``semi_da`` the few labeled
-        target samples join the source (the usual "S+T" baseline; their domain index is ``len(source_domains)``)."""
-        labeled = self.labeled(data, "source")
-        if data.target_labeled is not None:
-            more = len(data.target_labeled)
+        if self.trains_on == "source" and data.target_labeled is not None:
             labeled = Labeled(join_samples(labeled.X, data.target_labeled.X),
-                              np.concatenate([labeled.y, data.target_labeled.y]),
-                              None if labeled.domains is None else np.concatenate(
-                                  [labeled.domains, np.full(more, len(data.source_domains))]))
-        domains = labeled.domains if self.reads_source_domains else None
-        return self.make_loader(labeled.X, labeled.y, shuffle=True, drop_last=True, domains=domains)
+                              np.concatenate([labeled.y, data.target_labeled.y]))
+        return self.epoch_of(self.make_loader(labeled.X, labeled.y, shuffle=True, drop_last=True))
 
     def labeled_target_loader(self, data: TrainingData) -> DataLoader | None:
         """``semi_da``: the few labeled target samples in shuffled ``(x, y)`` batches of at most ``batch_size``."""

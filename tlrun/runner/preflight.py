@@ -16,8 +16,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from tlrun.config import (RUN_URI_PREFIX, constructor_arguments, dataset_scenarios, group_options, instantiate,
-                          load_option, method_scenarios, natural_backbone, no_such_setting, option_keys)
+from tlrun.config import (BASELINE, RUN_URI_PREFIX, constructor_arguments, dataset_scenarios, group_options,
+                          instantiate, load_option, method_scenarios, natural_backbone, no_such_setting, option_keys)
 from tlrun.data.base import DataError, TransferDataset, domain_names, join_problems
 from tlrun.data.preprocess import check_row_wise
 from tlrun.errors import TlrunError
@@ -221,6 +221,14 @@ def _check_generalisation(cfg: DictConfig) -> None:
                          "test-domain class to choose by (DomainBed: 0.2)")
     val_domain = (cfg.scenario.get("val_domain") or sources[-1]) if select == "lodo" else None
     check_generalisation(sources, str(cfg.dataset.get("target", "")), val_domain)
+    check_row_wise(str(cfg.dataset.get("preprocess", "none")), "in dg would read statistics of the test domain")
+    training = len(sources) - (val_domain is not None)
+    if cfg.method_info.get("kind") not in (None, BASELINE) and training < 2:
+        raise TlrunError(
+            f"{cfg.method_info.name} in dg aligns the training source domains with each other, and this run trains on "
+            f"{training}: give dataset.source more domains (with trainer.select=lodo, one more: one is held out), or "
+            "train one source with method=source_only (ERM)"
+        )
 
 
 def construct(build: Callable[[], Any], what: str) -> Any:

@@ -172,6 +172,7 @@ def split_data(plan: Plan, loaded: LoadedData, feature_device: str | None) -> Sp
         source = domains.train
     else:
         source, target = (as_features(domain) for domain in loaded.pair)
+        options = generalisation_options(cfg)
         training, evaluation = split(
             source,
             target,
@@ -185,9 +186,11 @@ def split_data(plan: Plan, loaded: LoadedData, feature_device: str | None) -> Sp
             target_test_fraction=float(scenario.get("target_test_fraction", 0.0)),
             augment=augment,
             carving=loaded.carving,
-            **generalisation_options(cfg),
+            **options,
         )
         tags = loaded.carving.tags() if loaded.carving is not None else {}
+        if options.get("val_domain"):  # lodo: the source held out whole, which chose the epoch and did not train
+            tags["val_domain"] = options["val_domain"]
     tags |= ({f"data.sha256.{name}": digest for d in loaded.domains() for name, digest in d.checksums.items()}
              | {"protocol": evaluation.protocol})
     inputs = tuple(DataInput(f"{cfg.dataset.name}/{domain.name}", role, dict(domain.checksums), tuple(domain.files))
