@@ -73,8 +73,9 @@ def main() -> None:
         "# Domain generalisation on the embedded digits, leave-one-domain-out",
         "",
         "Protocol: DomainBed's (Gulrajani & Lopez-Paz, ICLR 2021) on the 8 × 8 digits: each column's domain is held "
-        "out, the other three of original, thick, rotate, shrink train (sklearn's digits, the sources from one half of "
-        "the images, the test domain from the other); no sample of the test domain reaches training. Model selection: "
+        "out, the other three of original, thick, rotate, shrink train (sklearn's digits, the sources from disjoint "
+        "shares of one half of the images, the test domain from the other); no sample of the test domain reaches "
+        "training. Model selection: "
         "training-domain validation (`trainer.select=source_val`, 20 % of each source held out, the best epoch kept). "
         f"Every method with its config's defaults but `method.epochs={args.epochs}` (backbone=auto: LeNet trained from "
         "scratch, 256-unit bottleneck, SGD with inv annealing; lr 0.01, 0.001 for dann; λ = 1 for dg_coral and dann, "

@@ -189,6 +189,20 @@ def check_sources(scenario: str, sources: tuple[str, ...]) -> None:
         )
 
 
+def check_target_not_a_source(scenario: str, sources: tuple[str, ...], target: str, separate_test: bool) -> None:
+    """Raise :class:`ScenarioError` when the target domain is also a labeled source whose samples the run scores:
+    their labels would train the method scored on them (``da``, ``semi_da``; ``finetune`` unless a separate test
+    domain, ``dataset.target_test``, is scored). ``dg`` refuses it in :func:`check_generalisation`; an unlabeled
+    source (``selftaught``...) trains no label."""
+    scored = scenario in ("da", "semi_da") or (scenario == "finetune" and not separate_test)
+    if scored and target in sources:
+        raise ScenarioError(
+            f"{scenario}: dataset.target {target!r} is also a source, so the labels of the samples it is scored on "
+            "would train it; choose a target that is not in dataset.source"
+            + ("" if scenario != "finetune" else ", or score a separate test domain (dataset.target_test)")
+        )
+
+
 def check_generalisation(sources: tuple[str, ...], target: str, val_domain: str | None = None) -> None:
     """``dg``: the test domain must not be a source (it would train), and the leave-one-domain-out validation
     domain (``val_domain``, ``trainer.select=lodo``) must be one of several sources (one must still train)."""

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tlrun.losses import moment_distance
-from tlrun.methods.m3sda import M3SDA, by_domain
+from tlrun.methods.m3sda import M3SDA
 
 
 def t(values) -> torch.Tensor:
@@ -64,13 +64,6 @@ def test_gradient_steps_on_the_moment_distance_close_the_gaps_between_every_doma
     assert all(after < 0.25 * start for after, start in zip(gaps(), before))
 
 
-def test_features_are_grouped_by_the_domains_present_in_the_batch():
-    features = t([[0.0], [1.0], [2.0], [3.0]])
-    groups = by_domain(features, torch.tensor([2, 0, 2, 0]))
-    assert [group.flatten().tolist() for group in groups] == [[1.0, 3.0], [0.0, 2.0]]
-    assert len(by_domain(features, None)) == 1
-
-
 def test_the_transfer_term_reads_each_sources_batch_and_works_with_one_source():
     from tlrun.backbones import MLP
     from tlrun.methods.adaptation import DomainBatch
@@ -78,10 +71,10 @@ def test_the_transfer_term_reads_each_sources_batch_and_works_with_one_source():
     method = M3SDA(MLP(input_shape=(3,), hidden=[4]), bottleneck_dim=0)
     assert method.reads_source_domains
     source, target = t([[0.0], [2.0], [1.0], [1.0]]), t([[3.0], [3.0]])
-    unused = torch.zeros(0)
+    unused, per_sample = torch.zeros(0), torch.zeros(4, 1)  # what the term does not read
 
     def batch(domains):
-        return DomainBatch(unused, unused, unused, unused, unused, source, target, unused, unused,
+        return DomainBatch(per_sample, unused, per_sample, per_sample, unused, source, target, per_sample, unused,
                            source_domains=domains)
 
     pooled = method.transfer_loss(batch(torch.tensor([0, 0, 1, 1])))

@@ -13,7 +13,7 @@ from tlrun.backbones import MLP
 from tlrun.losses import domain_adversarial_loss, soft_maximum
 from tlrun.methods.adaptation import DomainBatch
 from tlrun.methods.dann import DANN
-from tlrun.methods.mdan import MDAN, source_batches
+from tlrun.methods.mdan import MDAN
 from tlrun.scenarios import Labeled, TrainingData, Unlabeled
 
 
@@ -81,7 +81,9 @@ def test_each_sources_discriminator_reads_only_its_sources_samples_and_the_targe
     assert sorted(seen) == [0, 2]
     for index in (0, 2):
         assert torch.equal(seen[index], torch.cat([step.source_features[domains == index], step.target_features]))
-    assert [part.source_labels.tolist() for part in source_batches(step)] == [[1, 0, 1], [0, 1, 0]]
+    parts = step.per_source()  # the domains present, in index order, each with the whole target batch
+    assert [part.source_labels.tolist() for part in parts] == [[1, 0, 1], [0, 1, 0]]
+    assert all(torch.equal(part.target_features, step.target_features) for part in parts)
 
 
 def test_the_objective_is_the_soft_or_hard_maximum_of_each_sources_cross_entropy_plus_mu_times_its_domain_loss():

@@ -12,7 +12,7 @@ from tlrun.data.digits import Digits
 from tlrun.data.features import Features
 from tlrun.data.images import OFFICE_HOME_CLASSES, ImageFolder, Office31, OfficeHome
 from tlrun.run import run
-from tlrun.scenarios import ScenarioError, check_sources, split
+from tlrun.scenarios import ScenarioError, check_sources, check_target_not_a_source, split
 from tests.helpers import office31_tree
 
 
@@ -119,14 +119,25 @@ def test_an_image_folder_source_that_lacks_a_target_class_is_named(tmp_path):
         ImageFolder(root=str(root), source=["left", "small"], target="right").load_pair()
 
 
-def test_a_repeated_source_an_empty_list_or_a_target_among_the_sources_is_named_before_loading(tmp_path):
+def test_a_repeated_source_or_an_empty_list_is_named_before_loading():
     assert any("more than once" in problem for problem in Digits(source=["thin", "thin"], target="thick").problems())
     assert any("is empty" in problem for problem in Digits(source=[], target="thick").problems())
+
+
+def test_a_target_among_the_labeled_sources_it_is_scored_against_is_refused(compose, tmp_path):
+    from tlrun.runner.preflight import preflight
+
+    for scenario in ("da", "semi_da", "finetune"):
+        with pytest.raises(ScenarioError, match="is also a source"):
+            check_target_not_a_source(scenario, ("a", "b"), "b", separate_test=False)
+    check_target_not_a_source("finetune", ("a",), "a", separate_test=True)  # a separate test domain is scored
+    check_target_not_a_source("selftaught", ("a",), "a", separate_test=False)  # an unlabeled source trains no label
     for name in ("a", "b"):
-        np.savez(tmp_path / f"{name}.npz", X=np.zeros((2, 2)), y=np.array([0, 1]))
-    assert any("is also a source" in problem for problem in Features(root=str(tmp_path), source=["a", "b"], target="b").problems())
+        np.savez(tmp_path / f"{name}.npz", X=np.zeros((4, 2)), y=np.array([0, 1, 0, 1]))
+    with pytest.raises(ScenarioError, match="is also a source"):
+        preflight(compose("dataset=features", f"dataset.root={tmp_path}", "dataset.source=[a,b]", "dataset.target=b"))
     # Digits draws a domain's source and target samples from disjoint halves: a no-shift control is allowed.
-    assert not Digits(source=["original", "thin"], target="original").problems()
+    preflight(compose("dataset.source=[original,thin]", "dataset.target=original"))
 
 
 def test_source_validation_is_held_out_of_every_source_domain():

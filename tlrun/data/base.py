@@ -407,7 +407,7 @@ class TransferDataset:
     #: True when samples are image files (they need a backbone that reads images).
     holds_images: bool = False
     #: True when a domain's source and target samples are disjoint draws (digits' halves), so that a domain may be
-    #: both; else the target may not be a source (its labels would train).
+    #: both in any scenario (see :func:`tlrun.scenarios.check_target_not_a_source`).
     disjoint_roles: bool = False
     #: A domain whose samples are the ``finetune`` test set (instead of the target's unlabeled rest), or
     #: ``None``; datasets with official train/test splits let their config set it.
@@ -456,9 +456,7 @@ class TransferDataset:
             found.append(f"dataset.source lists {', '.join(repeated)} more than once; name each source domain once")
         if not self.sources:
             found.append(f"dataset.source is empty: name a source domain of {self.name!r} (or a list of them)")
-        if self.target and self.target in self.sources and not self.disjoint_roles:
-            found.append(f"dataset.target {self.target!r} is also a source: its labeled samples would train the "
-                         "method scored on them; choose a target that is not in dataset.source")
+
         try:
             fraction_ok = 0.0 <= float(self.source_val_fraction) < 1.0
         except (TypeError, ValueError):

@@ -26,7 +26,7 @@ class serves both scenarios; its config says whether it declares ``dg``.
 from __future__ import annotations
 
 from abc import abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -76,11 +76,25 @@ class DomainBatch:
         """One representation (see :meth:`layer`) split into the domains the transfer term aligns: ``[source,
         target]``, or :attr:`across_sources` one group per source domain in the batch (in index order; a domain
         with fewer than two samples in the batch is left out: it has no covariance)."""
-        source, target = self.layer(name)
         if not self.across_sources:
-            return [source, target]
-        groups = [source[self.source_domains == domain] for domain in torch.unique(self.source_domains)]
+            return list(self.layer(name))
+        groups = [part.layer(name)[0] for part in self.per_source()]
         return [group for group in groups if len(group) > 1]
+
+    def per_source(self) -> list["DomainBatch"]:
+        """The batch split by source domain: one batch per source domain present (in index order) holding that
+        domain's source samples and the whole target batch; ``[self]`` for one source (``source_domains`` None)."""
+        if self.source_domains is None:
+            return [self]
+        parts = []
+        for domain in torch.unique(self.source_domains):
+            rows = self.source_domains == domain
+            parts.append(replace(
+                self, source_inputs=self.source_inputs[rows], source_labels=self.source_labels[rows],
+                source_hidden=self.source_hidden[rows], source_features=self.source_features[rows],
+                source_logits=self.source_logits[rows], source_domains=self.source_domains[rows],
+            ))
+        return parts
 
     def layer(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """The (source, target) pair of one representation: ``backbone``, ``features``, ``logits`` or

@@ -13,14 +13,6 @@ from tlrun.methods.adaptation import DomainAdaptation, DomainBatch
 from tlrun.methods.settings import check_m3sda
 
 
-def by_domain(features: torch.Tensor, domains: torch.Tensor | None) -> list[torch.Tensor]:
-    """The rows of ``features`` grouped by their domain index, one tensor per domain present in the batch (in index
-    order); all rows as one group when ``domains`` is ``None`` (one source)."""
-    if domains is None:
-        return [features]
-    return [features[domains == d] for d in torch.unique(domains)]
-
-
 class M3SDA(DomainAdaptation):
     """Minimises ``CE + λ MD²(f^{s_1}, …, f^{s_N}; f^t)`` on the bottleneck features ``f``, with ``MD²`` the moment
     distance of :func:`tlrun.losses.moment_distance` (moments ``k = 1 … K``: each source to the target, and each pair
@@ -51,5 +43,5 @@ class M3SDA(DomainAdaptation):
         self.moments = int(moments)
 
     def transfer_loss(self, batch: DomainBatch) -> torch.Tensor:
-        sources = by_domain(batch.source_features, batch.source_domains)
+        sources = [part.source_features for part in batch.per_source()]
         return moment_distance(sources, batch.target_features, moments=self.moments)

@@ -4,7 +4,6 @@ maximum, so that the worst-adapted source drives the features most."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any, Literal
 
 import torch
@@ -15,22 +14,6 @@ from tlrun.methods.adaptation import DomainBatch
 from tlrun.methods.dann import DANN
 from tlrun.methods.settings import check_mdan
 from tlrun.scenarios import TrainingData
-
-
-def source_batches(batch: DomainBatch) -> list[DomainBatch]:
-    """``batch`` split by source domain: one batch per source domain present (in index order) with that domain's
-    source samples and the whole target batch; ``[batch]`` for one source (``source_domains`` is ``None``)."""
-    if batch.source_domains is None:
-        return [batch]
-    parts = []
-    for domain in torch.unique(batch.source_domains):
-        rows = batch.source_domains == domain
-        parts.append(replace(
-            batch, source_inputs=batch.source_inputs[rows], source_labels=batch.source_labels[rows],
-            source_hidden=batch.source_hidden[rows], source_features=batch.source_features[rows],
-            source_logits=batch.source_logits[rows], source_domains=batch.source_domains[rows],
-        ))
-    return parts
 
 
 class MDAN(DANN):
@@ -75,7 +58,7 @@ class MDAN(DANN):
         )
 
     def transfer_loss(self, batch: DomainBatch) -> torch.Tensor:
-        """``L_d,i`` of a batch of one source domain ``i`` (see :func:`source_batches`): the discriminator ``D_i`` on
+        """``L_d,i`` of a batch of one source domain ``i`` (see :meth:`~tlrun.methods.adaptation.DomainBatch.per_source`): the discriminator ``D_i`` on
         its samples and the target's."""
         index = 0 if batch.source_domains is None else int(batch.source_domains[0])
         return domain_adversarial_loss(self.discriminators[index], batch.source_features, batch.target_features,
@@ -84,7 +67,7 @@ class MDAN(DANN):
     def objective(self, batch: DomainBatch, classification: torch.Tensor, weight: float) -> torch.Tensor:
         """The smooth (or hard) maximum over the sources of ``t_i = CE_i + μ L_d,i``; ``transfer_loss`` records the
         mean of the ``L_d,i``."""
-        parts = source_batches(batch)
+        parts = batch.per_source()
         adversarial = torch.stack([self.transfer_loss(part) for part in parts])
         per_source = torch.stack([self.classification_loss(part.source_logits, part.source_labels) for part in parts])
         losses = per_source + weight * adversarial

@@ -26,7 +26,7 @@ from tlrun.methods.settings import SettingTypeError, check_settings
 from tlrun.runner.resources import parse_memory
 from tlrun.runner.threads import check_threads
 from tlrun.scenarios import (LABELED_TARGET_SCENARIOS, check_fit, check_generalisation, check_sources, check_target_labels,
-                             natural_scenario)
+                             check_target_not_a_source, natural_scenario)
 
 
 @dataclass
@@ -143,6 +143,8 @@ def preflight(cfg: DictConfig) -> Plan:
     problems += dataset.problems()
     if problems:
         raise DataError(join_problems(problems))
+    if not dataset.disjoint_roles:
+        check_target_not_a_source(cfg.scenario.name, dataset.sources, dataset.target, bool(dataset.target_test))
     check_random_features(cfg, dataset.holds_images, _given_on_command_line("backbone.weights"))
     # Closed-form methods read the rows as they are by design, and the zero-shot methods embed them so.
     reads_through_a_network = cfg.method_info.get("family") == "deep" and cfg.scenario.name != "zeroshot"
