@@ -206,6 +206,19 @@ def _check_select(select: str, family: str | None, source_val_fraction: float) -
                          "holds out none: add dataset.source_val_fraction=0.1 (or another fraction)")
 
 
+def generalisation_options(cfg: DictConfig) -> dict[str, Any]:
+    """``dg``'s options of :func:`~tlrun.scenarios.split` that follow ``trainer.select``: the source domain held out
+    for ``lodo`` (``scenario.val_domain``, else the last source) and the test domain's share that an ``oracle``
+    selects by; none in other scenarios."""
+    if cfg.scenario.name != "dg":
+        return {}
+    select, sources = str(cfg.trainer.get("select", "last")), domain_names(cfg.dataset.get("source"))
+    return {
+        "val_domain": (cfg.scenario.get("val_domain") or (sources or (None,))[-1]) if select == "lodo" else None,
+        "oracle_fraction": float(cfg.scenario.get("oracle_fraction", 0.0)) if select == "oracle" else 0.0,
+    }
+
+
 def _check_generalisation(cfg: DictConfig) -> None:
     """``dg`` trains without a target sample, so only scores of the sources, or the tagged oracle, choose the
     epoch; ``lodo`` (a source domain held out whole) is ``dg``'s; the test domain is no source."""
@@ -221,7 +234,7 @@ def _check_generalisation(cfg: DictConfig) -> None:
     if select == "oracle" and not (isinstance(fraction, (int, float)) and 0.0 < fraction < 1.0):
         raise TlrunError(f"scenario.oracle_fraction={fraction}: trainer.select=oracle needs a share in (0, 1) of each "
                          "test-domain class to choose by (DomainBed: 0.2)")
-    val_domain = (cfg.scenario.get("val_domain") or sources[-1]) if select == "lodo" else None
+    val_domain = generalisation_options(cfg)["val_domain"]
     check_generalisation(sources, str(cfg.dataset.get("target", "")), val_domain)
     check_row_wise(str(cfg.dataset.get("preprocess", "none")), "in dg would read statistics of the test domain")
     training = len(sources) - (val_domain is not None)

@@ -24,12 +24,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from tlrun.config import RUN_URI_PREFIX, instantiate, methods
 from tlrun.data import preprocess
-from tlrun.data.base import ClassCarving, Domain, ZeroShotDomains, carve_classes, domain_names
+from tlrun.data.base import ClassCarving, Domain, ZeroShotDomains, carve_classes
 from tlrun.data.images import verify_images
 from tlrun.data.shapes import check_backbone_input
 from tlrun.methods.base import Reporter, RunContext
 from tlrun.runner import ddp, devices
-from tlrun.runner.preflight import Plan, construct
+from tlrun.runner.preflight import Plan, construct, generalisation_options
 from tlrun.scenarios import (LABELED_TARGET_SCENARIOS, EvaluationData, TrainingData, check_carving_fits, split,
                              split_zeroshot)
 from tlrun.tracking.records import DataInput
@@ -208,19 +208,6 @@ def _class_options(cfg: DictConfig) -> tuple[Any, Any]:
         check_carving_fits("open_set" if source_classes is not None else "partial", cfg.scenario.name,
                            cfg.method_info.name, cfg.method_info.get("family"), methods(family="deep", scenario="da"))
     return source_classes, target_classes
-
-
-def generalisation_options(cfg: DictConfig) -> dict[str, Any]:
-    """``dg``'s options of :func:`~tlrun.scenarios.split` that follow ``trainer.select``: the source domain held out
-    for ``lodo`` (``scenario.val_domain``, else the last source) and the test domain's share that an ``oracle``
-    selects by; none in other scenarios."""
-    if cfg.scenario.name != "dg":
-        return {}
-    select = str(cfg.trainer.get("select", "last"))
-    return {
-        "val_domain": (cfg.scenario.get("val_domain") or domain_names(cfg.dataset.source)[-1]) if select == "lodo" else None,
-        "oracle_fraction": float(cfg.scenario.get("oracle_fraction", 0.0)) if select == "oracle" else 0.0,
-    }
 
 
 def _features(plan: Plan, domain: Domain, device: str) -> Domain:
