@@ -200,12 +200,10 @@ def halves(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(np.concatenate(first)), np.sort(np.concatenate(second))
 
 
-def stratified_share(index: np.ndarray, y: np.ndarray, k: int, n: int) -> np.ndarray:
-    """The ``k``-th of ``n`` disjoint shares of ``index``: every ``n``-th sample of each class from the ``k``-th on
-    (``n = 1``: ``index`` itself)."""
-    if n == 1:
-        return index
-    return np.sort(np.concatenate([index[y[index] == label][k::n] for label in np.unique(y[index])]))
+def stratified_share(labels: np.ndarray, k: int, n: int) -> np.ndarray:
+    """The positions of the ``k``-th of ``n`` disjoint shares of samples labeled ``labels``: every ``n``-th sample
+    of each class from the ``k``-th on, in order."""
+    return np.sort(np.concatenate([np.flatnonzero(labels == label)[k::n] for label in np.unique(labels)]))
 
 
 def _digits_file() -> Path | None:
@@ -322,9 +320,9 @@ class Digits(TransferDataset):
         first, second = halves(y)
         index = first if half == "source" else second
         shifted = SHIFTS[domain](images[index].copy(), np.random.default_rng(domain_seed(domain)))
-        # The share after the shift: an image looks the same under a shift whether or not the half is shared.
-        kept = np.searchsorted(index, stratified_share(index, y, *share))
-        index, shifted = index[kept], shifted[kept]
+        if share[1] > 1:  # the share after the shift: an image looks the same whether or not the half is shared
+            kept = stratified_share(y[index], *share)
+            index, shifted = index[kept], shifted[kept]
         X = np.clip(shifted, 0.0, 1.0).reshape(len(index), -1)
         X = _preprocess.apply(self.preprocess, X)
         checksums = {}

@@ -70,13 +70,14 @@ from torch.utils.data import DataLoader
 
 from tlrun.backbones import inputs as _inputs
 from tlrun.config import group_options, option_node
+from tlrun.data.base import join_samples, take
 from tlrun.errors import TlrunError
 from tlrun.methods.base import Method, RunContext
 from tlrun.methods.components import selection
 from tlrun.methods.components.diagnostics import embedding_figure, proxy_a_distance
 from tlrun.methods.deep_ddp import agree, shard_sampler, sum_over_processes
 from tlrun.methods.settings import check_deep_method
-from tlrun.scenarios import Labeled, TrainingData, join_samples, take
+from tlrun.scenarios import Labeled, TrainingData
 
 class _WithoutAdvertising(logging.Filter):
     """Drops Lightning's tip advertising its cloud logger, printed at every ``Trainer`` construction."""

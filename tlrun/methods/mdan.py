@@ -58,8 +58,8 @@ class MDAN(DANN):
         )
 
     def transfer_loss(self, batch: DomainBatch) -> torch.Tensor:
-        """``L_d,i`` of a batch of one source domain ``i`` (see :meth:`~tlrun.methods.adaptation.DomainBatch.per_source`): the discriminator ``D_i`` on
-        its samples and the target's."""
+        """``L_d,i`` of a batch of one source domain ``i`` (:meth:`~tlrun.methods.adaptation.DomainBatch.per_source`):
+        the discriminator ``D_i`` on its samples and the target's."""
         index = 0 if batch.source_domains is None else int(batch.source_domains[0])
         return domain_adversarial_loss(self.discriminators[index], batch.source_features, batch.target_features,
                                        grl=self.reversal)

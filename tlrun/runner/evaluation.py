@@ -294,14 +294,16 @@ class EvaluationReporter:
         if self._unwritten:
             self.log_metrics({}, self._unwritten[-1][0])
 
-    def oracle_accuracy(self, predictions: np.ndarray) -> float | None:
+    def _refuse_unless_oracle(self) -> None:
         if not self._oracle:
             raise OracleRefused("target accuracy is read only by an oracle run (trainer.select=oracle)")
+
+    def oracle_accuracy(self, predictions: np.ndarray) -> float | None:
+        self._refuse_unless_oracle()
         return None if self._score is None else self._score(predictions)
 
     def held_out_oracle_accuracy(self, predict: Callable[[Any], np.ndarray]) -> float | None:
-        if not self._oracle:
-            raise OracleRefused("target accuracy is read only by an oracle run (trainer.select=oracle)")
+        self._refuse_unless_oracle()
         held = self._oracle_val
         return None if held is None else float(np.mean(np.asarray(predict(held.X)) == held.y))
 
