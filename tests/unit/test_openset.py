@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from tlrun import metrics
 from tlrun.config import CARVING_KEYS, constructor_arguments, group_options, option_node
 from tlrun.data.base import (UNKNOWN_CLASS, ClassCarving, DataError, Domain, carve_classes, check_class_sets,
-                             pool_domains)
+                             class_ids, pool_domains)
 from tlrun.losses import domain_adversarial_loss, open_set_boundary_loss, pada_class_weights
 from tlrun.runner.evaluation import open_set_predictions
 from tlrun.scenarios import ScenarioError, Unlabeled, check_carving_fits, split
@@ -85,6 +85,17 @@ def test_carving_pooled_sources_keeps_each_sample_s_source_domain():
 def test_bad_carving_options_are_data_errors(options, message):
     with pytest.raises(DataError, match=message):
         carve_classes(SOURCE, TARGET, **options)
+
+
+def test_a_number_is_an_id_or_a_name_and_refused_when_these_are_two_classes():
+    """A ``features`` file labeled 1..10 has the class names ``"1".."10"`` on the ids 0..9: ``1`` could be either."""
+    numbered = tuple(str(label) for label in range(1, 11))
+    assert class_ids("target_classes", [0, 10], numbered) == [0, 9]  # only an id; only a name
+    assert class_ids("target_classes", ["1", "2"], numbered) == [0, 1]  # quoted: names
+    assert class_ids("target_classes", [2, "three"], CLASSES) == [2, 3]  # names that are no numbers: ids as given
+    assert class_ids("target_classes", [3, 1], tuple(str(k) for k in range(10))) == [3, 1]  # name k is id k
+    with pytest.raises(DataError, match=r"1 could be the class id 1 \(named '2'\) or the class named '1' \(id 0\)"):
+        class_ids("target_classes", [1, 2], numbered)
 
 
 def test_a_partial_target_class_must_be_a_source_class():
