@@ -3,6 +3,8 @@ and oracle selection carve what DomainBed says, and the DA methods align the sou
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -12,7 +14,7 @@ from tlrun.data.base import Domain, pool_domains
 from tlrun.losses import (DomainDiscriminator, GradientReversal, coral_moments_loss, mean_over_pairs,
                           multi_domain_adversarial_loss)
 from tlrun.scenarios import ScenarioError, check_generalisation, split
-from tlrun.tracking.compare.table import task_of
+from tlrun.tracking.compare.table import comparison_table, task_of
 
 #: Every feature of every test-domain sample: a value no source sample holds, so that any array holding it came from
 #: the test domain.
@@ -182,6 +184,24 @@ def test_compare_s_column_is_the_held_out_domain_in_dg():
 
     assert task_of(Run(scenario="dg", source="a+b", target="c")) == "c"
     assert task_of(Run(scenario="da", source="a+b", target="c")) == "a+b→c"
+
+
+def test_compare_keeps_dg_runs_of_different_source_lists_apart():
+    """Two source lists to one held-out domain: a column each (never one cell averaging both); a held-out domain
+    reached from one list keeps its plain column."""
+    def run(source, target, value, start):
+        return SimpleNamespace(info=SimpleNamespace(status="FINISHED", start_time=start, run_id=f"r{start}"),
+                               data=SimpleNamespace(tags={"method": "erm", "scenario": "dg", "source": source,
+                                                          "target": target}, params={}, metrics={"target_acc": value}))
+
+    runs = [run("original+rotate", "thick", 0.8, 1), run("original+thin", "thick", 0.4, 2),
+            run("original+rotate", "thick", 0.6, 3), run("thick+rotate", "original", 0.5, 4)]
+    table = comparison_table(runs)
+    assert table.tasks == ["original+rotate→thick", "original+thin→thick", "original"]
+    cells = table.rows[0].cells
+    assert cells["original+rotate→thick"].values == pytest.approx([80.0, 60.0])
+    assert cells["original+thin→thick"].values == pytest.approx([40.0])
+    assert cells["original"].values == pytest.approx([50.0])
 
 
 @pytest.mark.parametrize("overrides,message", [
