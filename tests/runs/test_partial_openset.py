@@ -55,6 +55,14 @@ def test_a_closed_form_method_runs_partial_da_and_refuses_open_set_before_a_run_
     assert MlflowClient(tracking_uri=mlflow_store).get_experiment_by_name("carving-refused") is None
 
 
+def test_osbp_refuses_a_task_that_is_not_open_set_before_a_run_opens(compose, mlflow_store):
+    with pytest.raises(ScenarioError, match="'osbp' is made for open-set DA only, and this task is closed-set"):
+        run(compose("method=osbp", experiment="osbp-closed-set"))
+    with pytest.raises(ScenarioError, match="'osbp' does not fit scenario 'semi_da'"):
+        run(compose("method=osbp", "scenario=semi_da", "dataset.source_classes=[0,1,2]", experiment="osbp-closed-set"))
+    assert MlflowClient(tracking_uri=mlflow_store).get_experiment_by_name("osbp-closed-set") is None
+
+
 def test_pada_weighs_down_the_classes_absent_from_the_target(compose, mlflow_store):
     """No shift (target ``original``: the other half of the images) and a target carved to digits 0-4: the target's
     predictions put little mass on 5-9, so PADA's weights for them end lower than every present class's."""

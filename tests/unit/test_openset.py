@@ -141,6 +141,15 @@ def test_the_carving_must_fit_the_scenario_and_the_method():
         check_carving_fits("open_set", "semi_da", "dann", "deep", ["dann"])
     with pytest.raises(ScenarioError, match="needs a deep method.*use one of dann, osbp"):
         check_carving_fits("open_set", "da", "tca", "closed_form", ["dann", "osbp"])
+    check_carving_fits(None, "semi_da", "dann", "deep", ["dann"])  # closed-set: any method of the scenario
+
+
+def test_a_method_made_for_open_set_da_refuses_any_other_task():
+    check_carving_fits("open_set", "da", "osbp", "deep", ["osbp"], needs="open_set")
+    for kind, what in ((None, "closed-set"), ("partial", "partial")):
+        with pytest.raises(ScenarioError, match=f"'osbp' is made for open-set DA only, and this task is {what}: "
+                                                r"carve one with dataset.source_classes="):
+            check_carving_fits(kind, "da", "osbp", "deep", ["osbp"], needs="open_set")
 
 
 def test_open_set_scores_against_a_hand_computation():

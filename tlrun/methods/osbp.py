@@ -20,7 +20,8 @@ class OSBP(DomainAdaptation):
     extractor ``G`` minimises ``CE_s − λ L_adv``, both in one backward pass through a gradient reversal layer
     between ``G`` and ``C`` on the target side. ``C`` learns to give every target sample the unknown probability
     ``t``; ``G`` moves each target sample away from that boundary, towards a known class or towards unknown.
-    :meth:`predict` answers ``K`` (unknown) where that output wins, in closed-set tasks too.
+    :meth:`predict` answers ``K`` (unknown) where that output wins. Its config (``class_sets: open_set``) keeps it to
+    open-set tasks: a closed-set run is refused before it opens.
 
     Args:
         boundary: ``t``, 0.5 in the paper.

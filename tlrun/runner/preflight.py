@@ -17,7 +17,8 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from tlrun.config import (BASELINE, RUN_URI_PREFIX, constructor_arguments, dataset_scenarios, group_options,
-                          instantiate, load_option, method_scenarios, natural_backbone, no_such_setting, option_keys)
+                          instantiate, load_option, method_scenarios, methods, natural_backbone, no_such_setting,
+                          option_keys)
 from tlrun.data.base import DataError, TransferDataset, domain_names, join_problems
 from tlrun.data.preprocess import check_row_wise
 from tlrun.errors import TlrunError
@@ -25,8 +26,8 @@ from tlrun.methods.components.selection import SCORES
 from tlrun.methods.settings import SettingTypeError, check_settings
 from tlrun.runner.resources import parse_memory
 from tlrun.runner.threads import check_threads
-from tlrun.scenarios import (LABELED_TARGET_SCENARIOS, check_fit, check_generalisation, check_sources, check_target_labels,
-                             check_target_not_a_source, natural_scenario)
+from tlrun.scenarios import (LABELED_TARGET_SCENARIOS, check_carving_fits, check_fit, check_generalisation,
+                             check_sources, check_target_labels, check_target_not_a_source, natural_scenario)
 
 
 @dataclass
@@ -96,6 +97,7 @@ def preflight(cfg: DictConfig) -> Plan:
     method = cfg.method_info.name
     check_fit(method, cfg.scenario.name, cfg.dataset.name, list(cfg.dataset.scenarios), methods, dataset_scenarios())
     _check_method_settings(method, cfg.method)
+    _check_carving(cfg)
     check_sources(cfg.scenario.name, domain_names(cfg.dataset.get("source")))
     if cfg.scenario.name == "zeroshot":
         check_row_wise(str(cfg.dataset.get("preprocess", "none")), "in zeroshot would mix unseen-class samples into training")
@@ -192,6 +194,15 @@ def _check_method_settings(name: str, settings: DictConfig) -> None:
         raise TlrunError(str(error)) from None
     except (ValueError, TypeError) as error:
         raise TlrunError(f"method: {error}") from None
+
+
+def _check_carving(cfg: DictConfig) -> None:
+    """The task ``dataset.source_classes`` (open-set) or ``dataset.target_classes`` (partial) carve, or the closed-set
+    one, fits the scenario and the method (:func:`~tlrun.scenarios.check_carving_fits`)."""
+    kind = ("open_set" if cfg.dataset.get("source_classes") is not None
+            else "partial" if cfg.dataset.get("target_classes") is not None else None)
+    check_carving_fits(kind, cfg.scenario.name, cfg.method_info.name, cfg.method_info.get("family"),
+                       methods(family="deep", scenario="da"), cfg.method_info.get("class_sets"))
 
 
 def _check_select(select: str, family: str | None, source_val_fraction: float) -> None:
