@@ -137,6 +137,10 @@ class TrainingData:
     target_labeled: Labeled | None = None
     #: Several source domains pooled (multi-source): their names, indexed by ``source.domains``; empty for one.
     source_domains: tuple[str, ...] = ()
+    #: Open-set DA: the label ``K`` (``num_classes``) a target sample of none of the source's classes gets, by the
+    #: method's own unknown output or the runner's rule (:func:`tlrun.metrics.open_set_labels`); ``None`` otherwise.
+    #: Part of the task, not of the labels: which samples are unknown stays with the runner.
+    unknown_label: int | None = None
 
 
 @dataclass(frozen=True)
@@ -518,6 +522,7 @@ def split(
         target_val=target_val,
         target_labeled=target_labeled,
         source_domains=source.domain_names,
+        unknown_label=None if carving is None else carving.unknown_label,
     )
     evaluation = EvaluationData(
         target_test=test, source_val=source_val, target_is_training_target=aligned, scenario=scenario,

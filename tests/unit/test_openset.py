@@ -182,8 +182,8 @@ class _Scored:
 class _WithUnknownOutput:
     predicts_unknown = True
 
-    def predict(self, X):
-        return np.array([2, 0])
+    def predict_scores(self, X):  # K + 1 = 3 columns, the last unknown: the argmax, under 0.5 or not
+        return np.array([[0.3, 0.3, 0.4], [0.45, 0.3, 0.25]])
 
 
 def test_open_set_predictions_use_an_unknown_output_or_else_the_rule():

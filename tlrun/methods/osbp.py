@@ -30,8 +30,7 @@ class OSBP(DomainAdaptation):
             ``warmup: none``).
     """
 
-    #: The classifier's last output is the unknown class: the evaluation reads it instead of a confidence rule.
-    predicts_unknown = True
+    predicts_unknown = True  # the classifier's last output: the evaluation reads it instead of a confidence rule
 
     def __init__(self, backbone: nn.Module, boundary: float = 0.5, lr: float = 1e-3, **kwargs: Any) -> None:
         super().__init__(backbone, lr=lr, **kwargs)

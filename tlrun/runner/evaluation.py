@@ -120,15 +120,14 @@ def zeroshot_predictions(method: Any, evaluation: EvaluationData) -> tuple[np.nd
 
 
 def open_set_predictions(method: Any, X: Any, unknown: int) -> np.ndarray:
-    """Open-set labels of ``X``: those of a method with an unknown output of its own (``predicts_unknown``, e.g. OSBP,
-    whose label ``unknown`` is that output), else the argmax of its class probabilities, ``unknown`` where the
-    largest is below :data:`tlrun.metrics.UNKNOWN_THRESHOLD` (a label-free rule)."""
-    if getattr(method, "predicts_unknown", False):
-        return np.asarray(method.predict(X))
+    """Open-set labels of ``X`` (:func:`tlrun.metrics.open_set_labels` of the method's class probabilities): those of
+    a method with an unknown output of its own (``predicts_unknown``, e.g. OSBP, whose label ``unknown`` is that
+    output), else the argmax, ``unknown`` where the largest is below :data:`tlrun.metrics.UNKNOWN_THRESHOLD` (a
+    label-free rule)."""
     probabilities = method.predict_scores(X)
     if probabilities is None:
         raise ValueError(f"{type(method).__name__} gives no class probabilities to tell unknown samples by")
-    return metrics.unknown_by_confidence(probabilities, unknown)
+    return metrics.open_set_labels(probabilities, unknown, getattr(method, "predicts_unknown", False))
 
 
 def training_target_labels(method: Any, samples: Labeled) -> np.ndarray | None:
@@ -239,7 +238,7 @@ def target_scorer(evaluation: EvaluationData) -> Callable[[np.ndarray], float] |
     def score(predictions: np.ndarray) -> float:
         if clusters:
             return metrics.clustering_accuracy(labels, np.asarray(predictions))
-        if unknown is not None:  # open-set: OS of the method's own labels (no unknown rule applied while it trains)
+        if unknown is not None:  # open-set: OS of the labels the method reports by the unknown rule (open_set_labels)
             return metrics.open_set_scores(labels, np.asarray(predictions), unknown)["target_acc"]
         return float(np.mean(np.asarray(predictions) == labels))
 
