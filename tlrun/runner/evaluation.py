@@ -47,6 +47,8 @@ class Result:
     extra: dict[str, float] = field(default_factory=dict)
     #: How the target was scored (:attr:`~tlrun.scenarios.EvaluationData.protocol`).
     protocol: str = "transductive"
+    #: What ``target_acc`` measures where it is not the scenario's usual figure: ``open-set OS`` (open-set DA).
+    measure: str | None = None
 
 
 def per_class_accuracy(labels: np.ndarray, predictions: np.ndarray, classes: tuple[str, ...]) -> dict[str, float]:
@@ -193,7 +195,8 @@ def evaluate(
     figure = confusion_figure(column[test.y], column[target_pred], names, f"target confusion ({what} {100 * target_acc:.1f}%)")
     tracked.log_figure(figure, "confusion_matrix.png")
     plt.close(figure)
-    return Result(target_acc, source_acc, source_split, per_class, extra, evaluation.protocol)
+    measure = "open-set OS" if evaluation.unknown_label is not None else None
+    return Result(target_acc, source_acc, source_split, per_class, extra, evaluation.protocol, measure)
 
 
 def task_name(cfg: DictConfig) -> str:
@@ -211,7 +214,8 @@ def print_summary(cfg: Any, result: Result, tracked: Any) -> None:
 
     table = Table(title=f"tlrun: {cfg.method_info.name} on {cfg.dataset.name}", show_header=False)
     table.add_row("task", f"{task_name(cfg).replace('->', ' → ')} ({cfg.scenario.name})")
-    table.add_row(f"target_acc ({result.protocol.replace('_', '-')})", f"{100 * result.target_acc:.2f} %")
+    scored = ", ".join(filter(None, (result.measure, result.protocol.replace("_", "-"))))
+    table.add_row(f"target_acc ({scored})", f"{100 * result.target_acc:.2f} %")
     for name, value in result.extra.items():
         table.add_row(name, f"{100 * value:.2f} %")
     if result.source_acc is not None:
