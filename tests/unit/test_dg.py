@@ -223,3 +223,41 @@ def test_preflight_refuses_what_dg_cannot_do(compose, overrides, message):
 
     with pytest.raises(TlrunError, match=message):
         preflight(compose(*overrides))
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (("trainer.select=source_val", "scenario.val_domain=rotate"),
+     "scenario.val_domain=rotate is the source held out whole for trainer.select=lodo, and this run selects by "
+     "source_val, which would ignore it"),
+    (("trainer.select=source_val", "scenario.oracle_fraction=0.3"),
+     "scenario.oracle_fraction=0.3 is the test-domain share an oracle .* selects by source_val, which would ignore it"),
+    (("scenario=auto", "scenario.val_domain=rotate"),
+     "scenario.val_domain=rotate is a setting of scenario=dg, and method source_only's scenario .* is da, which would "
+     "ignore it"),
+    (("scenario=auto", "scenario.oracle_fraction=0.5"), "scenario.oracle_fraction=0.5 is a setting of scenario=dg"),
+])
+def test_preflight_refuses_a_setting_the_run_would_ignore(compose, overrides, message):
+    from tlrun.errors import TlrunError
+    from tlrun.runner.preflight import preflight
+
+    dg = ("method=source_only", "scenario=dg", "dataset.source=[original,rotate,shrink]")
+    preflight(compose(*dg, "trainer.select=lodo", "scenario.val_domain=rotate"))  # each setting with its selection
+    preflight(compose(*dg, "trainer.select=oracle", "scenario.oracle_fraction=0.3"))
+    with pytest.raises(TlrunError, match=message):
+        preflight(compose(*dg, *overrides))
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (("method=source_only", "scenario=dg", "dataset.source=[original,rotate,shrink]", "trainer.select=lodo"),
+     "dataset.source_val_fraction=0.3: trainer.select=lodo holds a whole source domain out instead"),
+    (("method=selftaught",), "scenario selftaught's source is unlabeled, so it would be ignored"),
+])
+def test_a_source_val_fraction_the_run_would_ignore_is_refused_when_given(compose, monkeypatch, overrides, message):
+    from tlrun.errors import TlrunError
+    from tlrun.runner import preflight
+
+    cfg = compose(*overrides, "dataset.source_val_fraction=0.3")
+    preflight.preflight(cfg)  # a config composed in Python does not say what the command line gave
+    monkeypatch.setattr(preflight, "_given_on_command_line", lambda key: key == "dataset.source_val_fraction")
+    with pytest.raises(TlrunError, match=message):
+        preflight.preflight(cfg)
