@@ -53,8 +53,9 @@ def open_set_labels(probabilities: np.ndarray, unknown: int, own_output: bool = 
     output of its own (``own_output``, e.g. OSBP: the last column, label ``unknown``), else
     :func:`unknown_by_confidence` over the ``K`` known classes. A run's final scoring, its per-epoch ``target_acc``
     and oracle selection, and its logged model all answer these."""
-    probabilities = np.asarray(probabilities)
-    return probabilities.argmax(axis=1).astype(np.int64) if own_output else unknown_by_confidence(probabilities, unknown)
+    if own_output:
+        return np.asarray(probabilities).argmax(axis=1).astype(np.int64)
+    return unknown_by_confidence(probabilities, unknown)
 
 
 def open_set_scores(labels: np.ndarray, predictions: np.ndarray, unknown: int) -> dict[str, float]:

@@ -281,8 +281,8 @@ def class_ids(option: str, values: Any, classes: tuple[str, ...]) -> list[int]:
         by_name = classes.index(str(value)) if isinstance(value, (str, int)) and str(value) in classes else None
         by_id = value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(classes) else None
         if by_id is not None and by_name not in (None, by_id):
-            raise DataError(f"dataset.{option}: {value} could be the class id {value} (named {classes[by_id]!r}) or the "
-                            f"class named {str(value)!r} (id {by_name}); write class names as quoted strings, e.g. "
+            raise DataError(f"dataset.{option}: {value} could be the class id {value} (named {classes[by_id]!r}) or "
+                            f"the class named {str(value)!r} (id {by_name}); write class names as quoted strings, e.g. "
                             f"\"dataset.{option}=['{value}']\" for the class named {str(value)!r}, "
                             f"\"dataset.{option}=['{classes[by_id]}']\" for the id {value}")
         found = by_id if by_name is None else by_name

@@ -74,8 +74,8 @@ def resolve_auto(cfg: DictConfig, methods: dict[str, list[str]] | None = None) -
                     owners = [f"scenario={name}" for name in group_options("scenario")
                               if name != "auto" and key in load_option("scenario", name)]
                     raise TlrunError(f"scenario.{key}={cfg.scenario[key]} is a setting of {' or '.join(owners)}, and "
-                                     f"method {method}'s scenario (scenario=auto) is {resolved.name}, which would ignore "
-                                     f"it: add {owners[0]}, or leave scenario.{key} out")
+                                     f"method {method}'s scenario (scenario=auto) is {resolved.name}, which would "
+                                     f"ignore it: add {owners[0]}, or leave scenario.{key} out")
             cfg.scenario = resolved
         if cfg.backbone.name == "auto":
             cfg.backbone = load_option("backbone", natural_backbone(cfg.dataset, cfg.method_info.get("family")))
@@ -261,9 +261,9 @@ def _check_generalisation(cfg: DictConfig, fraction_given: bool = False) -> None
         raise TlrunError(f"scenario.oracle_fraction={fraction}: trainer.select=oracle needs a share in (0, 1) of each "
                          "test-domain class to choose by (DomainBed: 0.2)")
     if select != "oracle" and fraction != option_node("scenario", "dg")["oracle_fraction"]:
-        raise TlrunError(f"scenario.oracle_fraction={fraction} is the test-domain share an oracle chooses the epoch by, "
-                         f"and this run selects by {select}, which would ignore it: add trainer.select=oracle, or leave "
-                         "scenario.oracle_fraction out")
+        raise TlrunError(f"scenario.oracle_fraction={fraction} is the test-domain share an oracle chooses the epoch "
+                         f"by, and this run selects by {select}, which would ignore it: add trainer.select=oracle, or "
+                         "leave scenario.oracle_fraction out")
     if select != "lodo" and cfg.scenario.get("val_domain"):
         raise TlrunError(f"scenario.val_domain={cfg.scenario.val_domain} is the source held out whole for "
                          f"trainer.select=lodo, and this run selects by {select}, which would ignore it: add "
