@@ -26,9 +26,10 @@ from omegaconf import DictConfig, OmegaConf
 METHOD_INFO = "method_info"
 #: The keys of :data:`METHOD_INFO`: the method's ``name`` (its option's), ``family`` (``deep`` | ``closed_form``),
 #: ``kind`` (what its transfer does, :data:`BASELINE`...), ``scenarios`` (the first is its natural one), a one-line
-#: ``summary`` and ``source_val_fraction``: the default ``dataset.source_val_fraction`` of the datasets that leave the
-#: held-out source share to the method (``${oc.select:method_info.source_val_fraction,0.0}``).
-METHOD_INFO_KEYS = ("name", "family", "kind", "scenarios", "summary", "source_val_fraction")
+#: ``summary``, ``source_val_fraction``: the default ``dataset.source_val_fraction`` of the datasets that leave the
+#: held-out source share to the method (``${oc.select:method_info.source_val_fraction,0.0}``), and ``class_sets``: the
+#: carved task a method is made for and the only one it runs (``open_set``: OSBP's unknown output; absent: any).
+METHOD_INFO_KEYS = ("name", "family", "kind", "scenarios", "summary", "source_val_fraction", "class_sets")
 #: Keys a dataset or backbone config holds beside its constructor arguments: its ``name`` and the ``scenarios`` a
 #: dataset serves.
 DESCRIPTION_KEYS = ("name", "scenarios")
@@ -231,14 +232,16 @@ def method_scenarios() -> dict[str, list[str]]:
     return {name: list(method_metadata(name)["scenarios"]) for name in group_options("method")}
 
 
-def methods(family: str | None = None, scenario: str | None = None, baselines: bool = True) -> list[str]:
+def methods(family: str | None = None, scenario: str | None = None, baselines: bool = True,
+            closed_set: bool = False) -> list[str]:
     """The methods (``conf/method/``) of ``family`` that serve ``scenario`` (``None``: any), the baselines first
     (:data:`BASELINE`; ``baselines=False`` leaves them out), then by name: what a test or a benchmark runs for
-    "every method of a family" (a new method config joins it)."""
+    "every method of a family" (a new method config joins it). ``closed_set=True`` leaves out the methods that run
+    a carved task only (``class_sets``: ``osbp``)."""
     chosen = {name: method_metadata(name) for name in group_options("method")}
     chosen = {name: metadata for name, metadata in chosen.items()
               if family in (None, metadata.get("family")) and scenario in (None, *metadata["scenarios"])
-              and (baselines or metadata.get("kind") != BASELINE)}
+              and (baselines or metadata.get("kind") != BASELINE) and not (closed_set and metadata.get("class_sets"))}
     return sorted(chosen, key=lambda name: (chosen[name].get("kind") != BASELINE, name))
 
 

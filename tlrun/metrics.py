@@ -10,7 +10,7 @@
 - :func:`open_set_scores`: open-set DA's OS* (the mean accuracy over the ``K`` known classes), UNK (the accuracy on
   the unknown samples), OS (the mean over all ``K + 1`` classes) and the H-score ``2 · OS* · UNK / (OS* + UNK)``
   (Fu et al., ECCV 2020; Bucci et al., ECCV 2020); :func:`unknown_by_confidence` is the label-free rule that lets
-  a method without an unknown output answer "unknown".
+  a method without an unknown output answer "unknown" (:func:`open_set_labels`).
 - :func:`target_scores`: what a run (and ``tlrun evaluate``) logs of its target predictions, per kind of task.
 
 Imports numpy only at module level.
@@ -46,6 +46,16 @@ def unknown_by_confidence(probabilities: np.ndarray, unknown: int, threshold: fl
     ``threshold``."""
     probabilities = np.asarray(probabilities)
     return np.where(probabilities.max(axis=1) < threshold, unknown, probabilities.argmax(axis=1)).astype(np.int64)
+
+
+def open_set_labels(probabilities: np.ndarray, unknown: int, own_output: bool = False) -> np.ndarray:
+    """Open-set DA's labels of class probabilities: the argmax of the ``K + 1`` columns of a method with an unknown
+    output of its own (``own_output``, e.g. OSBP: the last column, label ``unknown``), else
+    :func:`unknown_by_confidence` over the ``K`` known classes. A run's final scoring, its per-epoch ``target_acc``
+    and oracle selection, and its logged model all answer these."""
+    if own_output:
+        return np.asarray(probabilities).argmax(axis=1).astype(np.int64)
+    return unknown_by_confidence(probabilities, unknown)
 
 
 def open_set_scores(labels: np.ndarray, predictions: np.ndarray, unknown: int) -> dict[str, float]:

@@ -16,7 +16,8 @@ preprocessing, as the run did), then the method. :meth:`Predictor.predict` gives
 the method's per-class scores (a deep method's probabilities, a zero-shot compatibility, a scikit-learn classifier's
 probabilities or decision values; ``None`` for 1-NN). Per task:
 
-- ``classify`` (``da``, ``semi_da``, ``finetune``, ``selftaught``): the dataset's classes;
+- ``classify`` (``da``, ``semi_da``, ``finetune``, ``selftaught``): the dataset's classes; a model of an open-set DA
+  run, its known classes and ``unknown`` (:attr:`Predictor.unknown_label`), answered as the run answered it;
 - ``zeroshot``: the classes of :attr:`Predictor.descriptions` (every class the dataset describes), by default among
   the run's unseen classes; ``classes=`` names others of them, and new descriptions may be given as a
   :class:`~tlrun.scenarios.ClassDescriptions` (attributes for attribute methods, names for label embeddings);
@@ -86,16 +87,22 @@ class Predictor:
         feature_extractor: the frozen backbone a closed-form method's samples go through (``None``: none).
         descriptions: ``zeroshot``: every class the dataset describes (labels are their ids in ``classes``).
         default_classes: ``zeroshot``: the class names predicted among by default (the run's unseen classes).
+        unknown_label: open-set DA: the label ``K`` of the class ``unknown``, the last of ``classes``, which a
+            sample gets as the run's scoring gave it (:func:`tlrun.metrics.open_set_labels`: the method's own unknown
+            output, else the unknown rule on its probabilities); ``None`` otherwise.
     """
+
+    #: Open-set DA's unknown label (see Args); the class default serves models saved before it was kept.
+    unknown_label: int | None = None
 
     def __init__(self, method: Any, classes: Sequence[str], inputs: Inputs, task: str = "classify",
                  feature_extractor: Any = None, descriptions: ClassDescriptions | None = None,
-                 default_classes: Sequence[str] = ()) -> None:
+                 default_classes: Sequence[str] = (), unknown_label: int | None = None) -> None:
         if task not in TASKS:
             raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
         self.method, self.classes, self.inputs, self.task = method, tuple(classes), inputs, task
         self.feature_extractor, self.descriptions = feature_extractor, descriptions
-        self.default_classes = tuple(default_classes)
+        self.default_classes, self.unknown_label = tuple(default_classes), unknown_label
 
     # ------------------------------------------------------------------------------------------------ inputs
 
@@ -163,29 +170,36 @@ class Predictor:
         return self.predict_with_scores(X, classes, scored=False)[0]
 
     def scores(self, X: Any, classes: Sequence[str] | ClassDescriptions | None = None) -> tuple[tuple[str, ...], np.ndarray] | None:
-        """``(class names, scores (n, C))``: higher means more likely; ``None`` when the method has no scores."""
+        """``(class names, scores (n, C))``: higher means more likely; ``None`` when the method has no scores. An
+        open-set model without an unknown output of its own scores its known classes only."""
         return self.predict_with_scores(X, classes)[1]
 
     def predict_with_scores(self, X: Any, classes: Sequence[str] | ClassDescriptions | None = None, scored: bool = True
                             ) -> tuple[np.ndarray, tuple[tuple[str, ...], np.ndarray] | None]:
         """The labels of ``X`` and, when ``scored`` and the method has them, its scores, from one pass of ``X``
-        through the run's steps: a method's labels are the row-wise argmax of its scores."""
+        through the run's steps: a method's labels are the row-wise argmax of its scores (open-set DA:
+        :func:`tlrun.metrics.open_set_labels` of them)."""
+        from tlrun.metrics import open_set_labels
+
         names = self._output_names(classes)
         prepared = self.prepare(X)
         if self.task == "zeroshot":
             values = self.method.class_scores(prepared, self.candidates(classes))
         else:
-            values = self.method.predict_scores(prepared) if scored else None
+            values = self.method.predict_scores(prepared) if scored or self.unknown_label is not None else None
         if values is None:
             labels = np.asarray(self.method.predict(prepared), dtype=np.int64)
         else:
             values = np.asarray(values, dtype=np.float64)
-            labels = values.argmax(axis=1)
+            labels = (values.argmax(axis=1) if self.unknown_label is None else
+                      open_set_labels(values, self.unknown_label, getattr(self.method, "predicts_unknown", False)))
         if self.task == "cluster":
             named = np.asarray([f"cluster {k}" for k in labels], dtype=object)
         else:
             named = np.asarray(names, dtype=object)[labels]
-        return named, None if values is None or not scored else (names, values)
+        if values is None or not scored:
+            return named, None
+        return named, (names[:values.shape[1]] if self.unknown_label is not None else names, values)
 
     # ------------------------------------------------------------------------------------------------ storage
 

@@ -137,6 +137,10 @@ class TrainingData:
     target_labeled: Labeled | None = None
     #: Several source domains pooled (multi-source): their names, indexed by ``source.domains``; empty for one.
     source_domains: tuple[str, ...] = ()
+    #: Open-set DA: the label ``K`` (``num_classes``) a target sample of none of the source's classes gets, by the
+    #: method's own unknown output or the runner's rule (:func:`tlrun.metrics.open_set_labels`); ``None`` otherwise.
+    #: Part of the task, not of the labels: which samples are unknown stays with the runner.
+    unknown_label: int | None = None
 
 
 @dataclass(frozen=True)
@@ -258,12 +262,25 @@ def check_fit(
         )
 
 
-def check_carving_fits(kind: str, scenario: str, method: str, family: str | None, open_set_methods: list[str]) -> None:
+#: The option that carves each kind of task (:func:`~tlrun.data.base.carve_classes`).
+CARVING_OPTIONS = {"partial": "dataset.target_classes", "open_set": "dataset.source_classes"}
+
+
+def check_carving_fits(kind: str | None, scenario: str, method: str, family: str | None, open_set_methods: list[str],
+                       needs: str | None = None) -> None:
     """Raise :class:`ScenarioError` unless a task carved as ``kind`` (``partial`` or ``open_set``, see
-    :func:`~tlrun.data.base.carve_classes`) fits ``scenario`` and ``method``: partial DA runs in ``da`` and
-    ``semi_da``, open-set DA in ``da`` with a deep method (one of ``open_set_methods``), whose class probabilities
-    the label-free unknown rule reads unless the method has an unknown output of its own."""
-    option = "dataset.target_classes" if kind == "partial" else "dataset.source_classes"
+    :func:`~tlrun.data.base.carve_classes`; ``None``: not carved) fits ``scenario`` and ``method``: partial DA runs
+    in ``da`` and ``semi_da``, open-set DA in ``da`` with a deep method (one of ``open_set_methods``), whose class
+    probabilities the label-free unknown rule reads unless the method has an unknown output of its own; a method
+    whose config ``needs`` a kind (``class_sets``: OSBP's ``open_set``) runs that kind only."""
+    if needs is not None and kind != needs:
+        raise ScenarioError(f"method {method!r} is made for {needs.replace('_', '-')} DA only, and this task is "
+                            f"{'closed-set' if kind is None else kind.replace('_', '-')}: carve one with "
+                            f"{CARVING_OPTIONS[needs]}=[...] (e.g. \"{CARVING_OPTIONS[needs]}=[0,1,2,3,4,5]\" on the "
+                            f"digits), or choose another method (e.g. dann)")
+    if kind is None:
+        return
+    option = CARVING_OPTIONS[kind]
     scenarios = ("da", "semi_da") if kind == "partial" else ("da",)
     if scenario not in scenarios:
         raise ScenarioError(f"{option} carves {'a partial' if kind == 'partial' else 'an open-set'} DA task, which runs in scenario "
@@ -505,6 +522,7 @@ def split(
         target_val=target_val,
         target_labeled=target_labeled,
         source_domains=source.domain_names,
+        unknown_label=None if carving is None else carving.unknown_label,
     )
     evaluation = EvaluationData(
         target_test=test, source_val=source_val, target_is_training_target=aligned, scenario=scenario,

@@ -159,6 +159,29 @@ def test_a_model_of_image_files_labels_a_folder_through_the_runs_preprocessing(c
         assert list(labels) == [names[k] for k in probabilities.argmax(axis=1)]
 
 
+def test_an_open_set_model_answers_unknown_as_its_run_scored_it(compose, mlflow_store, tmp_path, monkeypatch, capsys):
+    """A dann run on an open-set task carved from the digits (known 0-5): its logged model, through ``tlrun predict``
+    and ``tlrun evaluate`` on the whole target (digits 6-9 among it), answers ``unknown`` by the run's rule, so that
+    the evaluation's OS, OS*, UNK and H-score are the run's own."""
+    cfg = compose("method=dann", "dataset.source_classes=[0,1,2,3,4,5]", QUICK, experiment="predict-open-set")
+    outcome = run_job(cfg)
+    target = instantiate(cfg.dataset).load("thick")
+    np.savez(tmp_path / "thick.npz", X=target.X, y=np.asarray(target.classes)[target.y])
+    code, _ = _tlrun_here(monkeypatch, capsys, tmp_path, mlflow_store, "predict", f"run={outcome.run_id}",
+                          "data=thick.npz", "out=thick.csv")
+    written = pd.read_csv(tmp_path / "thick.csv", dtype={"label": str})
+    model = api.load(outcome.run_id, mlflow_store)
+    assert code == 0 and model.classes == ("0", "1", "2", "3", "4", "5", "unknown")
+    assert "unknown" in set(written["label"]) and written["label"].tolist() == model.predict(target.X).tolist()
+    code, _ = _tlrun_here(monkeypatch, capsys, tmp_path, mlflow_store, "evaluate", f"run={outcome.run_id}",
+                          "data=thick.npz")
+    client = MlflowClient(tracking_uri=mlflow_store)
+    experiment = client.get_experiment_by_name("predict-open-set").experiment_id
+    [linked] = client.search_runs([experiment], filter_string=f"tags.`lineage.model_run` = '{outcome.run_id}'")
+    for key in ("target_acc", "target_os_star", "target_unk", "target_h_score"):
+        assert linked.data.metrics[key] == pytest.approx(outcome.metrics[key], abs=1e-9), key
+
+
 @contextlib.contextmanager
 def mlflow_tracking(store: str):
     """MLflow's global tracking URI (which ``runs:/`` URIs read) set to ``store`` for the block."""
@@ -172,16 +195,22 @@ def mlflow_tracking(store: str):
 
 def test_evaluate_scores_each_task_as_a_run_scores_its_target():
     """Text labels: a zero-shot model's ``target_acc`` is the mean per-class accuracy, a classifier's the accuracy,
-    a clustering's the accuracy after matching clusters to classes (with NMI and ARI)."""
+    a clustering's the accuracy after matching clusters to classes (with NMI and ARI), an open-set model's OS with
+    every label outside its known classes unknown."""
     from types import SimpleNamespace
 
     from tlrun.tracking.apply import evaluation_metrics
 
     labels = np.array(["a", "a", "a", "b"])
     guesses = np.array(["a", "b", "b", "b"])
-    assert evaluation_metrics(SimpleNamespace(task="classify"), guesses, labels) == pytest.approx(
+    assert evaluation_metrics(SimpleNamespace(task="classify", unknown_label=None), guesses, labels) == pytest.approx(
         {"target_acc": 0.5, "target_mean_class_acc": (1 / 3 + 1) / 2})
-    assert evaluation_metrics(SimpleNamespace(task="zeroshot"), guesses, labels)["target_acc"] == pytest.approx(2 / 3)
+    zeroshot = SimpleNamespace(task="zeroshot", unknown_label=None)
+    assert evaluation_metrics(zeroshot, guesses, labels)["target_acc"] == pytest.approx(2 / 3)
     clusters = np.array(["cluster 1", "cluster 1", "cluster 1", "cluster 0"])
-    scores = evaluation_metrics(SimpleNamespace(task="cluster"), clusters, labels)
+    scores = evaluation_metrics(SimpleNamespace(task="cluster", unknown_label=None), clusters, labels)
     assert scores["target_acc"] == scores["target_mean_class_acc"] == scores["nmi"] == scores["ari"] == 1.0
+    open_set = SimpleNamespace(task="classify", unknown_label=2, classes=("a", "b", "unknown"))  # c, d: unknown
+    scores = evaluation_metrics(open_set, np.array(["a", "unknown", "unknown", "b"]), np.array(["a", "b", "c", "d"]))
+    assert scores == pytest.approx({"target_acc": 0.5, "target_os_star": 0.5, "target_unk": 0.5, "target_h_score": 0.5,
+                                    "target_mean_class_acc": 0.5})

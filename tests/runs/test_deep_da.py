@@ -184,7 +184,7 @@ def test_warmup_schedule_drives_the_reversal_coefficient(compose, monkeypatch):
     assert _built(compose, "ddc").warmup_factor() == 1.0  # no warm-up: constant weight
 
 
-@pytest.mark.parametrize("name", methods(family="deep", scenario="da"))
+@pytest.mark.parametrize("name", methods(family="deep", scenario="da", closed_set=True))  # osbp: open-set tests
 def test_trains_end_to_end_on_digits(compose, mlflow_store, name):
     accuracy = run(compose(f"method={name}", QUICK, experiment="deep-da"))
     assert 0.0 <= accuracy <= 1.0

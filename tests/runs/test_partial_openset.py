@@ -14,6 +14,7 @@ from tlrun.backbones import MLP
 from tlrun.config import instantiate
 from tlrun.methods.base import NullReporter, RunContext
 from tlrun.run import run
+from tlrun.runner.evaluation import open_set_predictions
 from tlrun.scenarios import Labeled, ScenarioError, TrainingData, Unlabeled
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -55,6 +56,14 @@ def test_a_closed_form_method_runs_partial_da_and_refuses_open_set_before_a_run_
     assert MlflowClient(tracking_uri=mlflow_store).get_experiment_by_name("carving-refused") is None
 
 
+def test_osbp_refuses_a_task_that_is_not_open_set_before_a_run_opens(compose, mlflow_store):
+    with pytest.raises(ScenarioError, match="'osbp' is made for open-set DA only, and this task is closed-set"):
+        run(compose("method=osbp", experiment="osbp-closed-set"))
+    with pytest.raises(ScenarioError, match="'osbp' does not fit scenario 'semi_da'"):
+        run(compose("method=osbp", "scenario=semi_da", "dataset.source_classes=[0,1,2]", experiment="osbp-closed-set"))
+    assert MlflowClient(tracking_uri=mlflow_store).get_experiment_by_name("osbp-closed-set") is None
+
+
 def test_pada_weighs_down_the_classes_absent_from_the_target(compose, mlflow_store):
     """No shift (target ``original``: the other half of the images) and a target carved to digits 0-4: the target's
     predictions put little mass on 5-9, so PADA's weights for them end lower than every present class's."""
@@ -63,6 +72,41 @@ def test_pada_weighs_down_the_classes_absent_from_the_target(compose, mlflow_sto
     _, record = _last_run(mlflow_store, "pada")
     weights = [record.data.metrics[f"class_weight.{k}"] for k in range(10)]  # the last epoch's
     assert max(weights[5:]) < 0.6 < min(weights[:5]), weights
+
+
+class _Recorder(NullReporter):
+    """Keeps what a method reports of its target predictions, and answers an oracle's question."""
+
+    def __init__(self) -> None:
+        self.reported: list[np.ndarray] = []
+        self.oracle_asked: list[np.ndarray] = []
+
+    def target_predictions(self, predictions, step):
+        self.reported.append(np.asarray(predictions))
+
+    def oracle_accuracy(self, predictions):
+        self.oracle_asked.append(np.asarray(predictions))
+        return 0.5
+
+
+def test_open_set_per_epoch_and_oracle_scores_read_the_labels_the_final_scoring_reads(compose):
+    """Inputs near zero give a fresh network near-uniform probabilities over 3 known classes (max < 0.5): the
+    unknown rule calls every target sample unknown (label 3), the argmax never would. What the reporter scores per
+    epoch, and what an oracle chooses the epoch by, are the final scoring's labels (open_set_predictions)."""
+    rng = np.random.default_rng(0)
+    source, target = rng.normal(0, 1e-3, (30, 2)).astype(np.float32), rng.normal(0, 1e-3, (20, 2)).astype(np.float32)
+    cfg = compose("method=dann", "method.epochs=1", "method.bottleneck_dim=16", "method.lr=1e-6")
+    torch.manual_seed(0)
+    method = instantiate(cfg.method, backbone=MLP(input_shape=(2,), hidden=[8]))
+    data = TrainingData(Labeled(source, np.arange(30) % 3), Unlabeled(target), 3, ("a", "b", "c"), unknown_label=3)
+    reporter = _Recorder()
+    method.fit(data, RunContext(reporter, select="oracle", trainer={"accelerator": "cpu", "enable_progress_bar": False,
+                                                                     "enable_model_summary": False}))
+    final = open_set_predictions(method, target, 3)
+    assert np.all(final == 3)
+    assert len(reporter.reported) == len(reporter.oracle_asked) == 1
+    np.testing.assert_array_equal(reporter.reported[0], final)
+    np.testing.assert_array_equal(reporter.oracle_asked[0], final)
 
 
 def _blobs(rng: np.random.Generator, centre: tuple[float, float], n: int = 100) -> np.ndarray:

@@ -3,6 +3,8 @@ and oracle selection carve what DomainBed says, and the DA methods align the sou
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -12,7 +14,7 @@ from tlrun.data.base import Domain, pool_domains
 from tlrun.losses import (DomainDiscriminator, GradientReversal, coral_moments_loss, mean_over_pairs,
                           multi_domain_adversarial_loss)
 from tlrun.scenarios import ScenarioError, check_generalisation, split
-from tlrun.tracking.compare.table import task_of
+from tlrun.tracking.compare.table import comparison_table, task_of
 
 #: Every feature of every test-domain sample: a value no source sample holds, so that any array holding it came from
 #: the test domain.
@@ -184,6 +186,24 @@ def test_compare_s_column_is_the_held_out_domain_in_dg():
     assert task_of(Run(scenario="da", source="a+b", target="c")) == "a+b→c"
 
 
+def test_compare_keeps_dg_runs_of_different_source_lists_apart():
+    """Two source lists to one held-out domain: a column each (never one cell averaging both); a held-out domain
+    reached from one list keeps its plain column."""
+    def run(source, target, value, start):
+        return SimpleNamespace(info=SimpleNamespace(status="FINISHED", start_time=start, run_id=f"r{start}"),
+                               data=SimpleNamespace(tags={"method": "erm", "scenario": "dg", "source": source,
+                                                          "target": target}, params={}, metrics={"target_acc": value}))
+
+    runs = [run("original+rotate", "thick", 0.8, 1), run("original+thin", "thick", 0.4, 2),
+            run("original+rotate", "thick", 0.6, 3), run("thick+rotate", "original", 0.5, 4)]
+    table = comparison_table(runs)
+    assert table.tasks == ["original+rotate→thick", "original+thin→thick", "original"]
+    cells = table.rows[0].cells
+    assert cells["original+rotate→thick"].values == pytest.approx([80.0, 60.0])
+    assert cells["original+thin→thick"].values == pytest.approx([40.0])
+    assert cells["original"].values == pytest.approx([50.0])
+
+
 @pytest.mark.parametrize("overrides,message", [
     (("method=source_only", "trainer.select=lodo"), "scenario=dg's"),
     (("method=dann", "scenario=dg", "dataset.source=[original,rotate]", "trainer.select=entropy"), "without target"),
@@ -203,3 +223,41 @@ def test_preflight_refuses_what_dg_cannot_do(compose, overrides, message):
 
     with pytest.raises(TlrunError, match=message):
         preflight(compose(*overrides))
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (("trainer.select=source_val", "scenario.val_domain=rotate"),
+     "scenario.val_domain=rotate is the source held out whole for trainer.select=lodo, and this run selects by "
+     "source_val, which would ignore it"),
+    (("trainer.select=source_val", "scenario.oracle_fraction=0.3"),
+     "scenario.oracle_fraction=0.3 is the test-domain share an oracle .* selects by source_val, which would ignore it"),
+    (("scenario=auto", "scenario.val_domain=rotate"),
+     "scenario.val_domain=rotate is a setting of scenario=dg, and method source_only's scenario .* is da, which would "
+     "ignore it"),
+    (("scenario=auto", "scenario.oracle_fraction=0.5"), "scenario.oracle_fraction=0.5 is a setting of scenario=dg"),
+])
+def test_preflight_refuses_a_setting_the_run_would_ignore(compose, overrides, message):
+    from tlrun.errors import TlrunError
+    from tlrun.runner.preflight import preflight
+
+    dg = ("method=source_only", "scenario=dg", "dataset.source=[original,rotate,shrink]")
+    preflight(compose(*dg, "trainer.select=lodo", "scenario.val_domain=rotate"))  # each setting with its selection
+    preflight(compose(*dg, "trainer.select=oracle", "scenario.oracle_fraction=0.3"))
+    with pytest.raises(TlrunError, match=message):
+        preflight(compose(*dg, *overrides))
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (("method=source_only", "scenario=dg", "dataset.source=[original,rotate,shrink]", "trainer.select=lodo"),
+     "dataset.source_val_fraction=0.3: trainer.select=lodo holds a whole source domain out instead"),
+    (("method=selftaught",), "scenario selftaught's source is unlabeled, so it would be ignored"),
+])
+def test_a_source_val_fraction_the_run_would_ignore_is_refused_when_given(compose, monkeypatch, overrides, message):
+    from tlrun.errors import TlrunError
+    from tlrun.runner import preflight
+
+    cfg = compose(*overrides, "dataset.source_val_fraction=0.3")
+    preflight.preflight(cfg)  # a config composed in Python does not say what the command line gave
+    monkeypatch.setattr(preflight, "_given_on_command_line", lambda key: key == "dataset.source_val_fraction")
+    with pytest.raises(TlrunError, match=message):
+        preflight.preflight(cfg)

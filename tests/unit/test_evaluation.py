@@ -7,7 +7,7 @@ import pytest
 from omegaconf import OmegaConf
 from sklearn.neighbors import KNeighborsClassifier
 
-from tlrun.runner.evaluation import EvaluationReporter, evaluate, print_summary
+from tlrun.runner.evaluation import EvaluationReporter, Result, evaluate, print_summary
 from tlrun.scenarios import EvaluationData, Labeled, Unlabeled
 
 
@@ -71,6 +71,23 @@ def test_an_unlabeled_source_has_no_source_acc_and_no_summary_line(capsys):
     print_summary(CFG, result, tracked)
     assert "source_acc" not in tracked.metrics and tracked.tags["source_acc_split"] == "none"
     assert "source_acc" not in capsys.readouterr().out
+
+
+def test_the_summary_names_open_set_da_s_measure_beside_the_protocol(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # one line per row
+    class Scored:  # 3 known classes; the last sample's largest probability is under 0.5: unknown
+        def predict_scores(self, X):
+            return np.array([[0.9, 0.05, 0.05], [0.1, 0.8, 0.1], [0.4, 0.3, 0.3]])
+
+    target = Labeled(np.zeros((3, 2)), np.array([0, 1, 3]))
+    evaluation = EvaluationData(target, None, target_is_training_target=True, unknown_label=3)
+    tracked = Tracked()
+    result = evaluate(Scored(), evaluation, blobs(6, 0), ("a", "b", "c"), tracked, step=0)
+    assert result.target_acc == tracked.metrics["target_acc"] == 1.0 and tracked.metrics["target_unk"] == 1.0
+    print_summary(CFG, result, tracked)
+    assert "target_acc (open-set OS, transductive)" in capsys.readouterr().out
+    print_summary(CFG, Result(0.5, None, "train", {}), tracked)  # a closed-set task: the protocol alone
+    assert "target_acc (transductive)" in capsys.readouterr().out
 
 
 class CountingMethod:

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from tlrun import metrics
 from tlrun.config import CARVING_KEYS, constructor_arguments, group_options, option_node
 from tlrun.data.base import (UNKNOWN_CLASS, ClassCarving, DataError, Domain, carve_classes, check_class_sets,
-                             pool_domains)
+                             class_ids, pool_domains)
 from tlrun.losses import domain_adversarial_loss, open_set_boundary_loss, pada_class_weights
 from tlrun.runner.evaluation import open_set_predictions
 from tlrun.scenarios import ScenarioError, Unlabeled, check_carving_fits, split
@@ -87,6 +87,17 @@ def test_bad_carving_options_are_data_errors(options, message):
         carve_classes(SOURCE, TARGET, **options)
 
 
+def test_a_number_is_an_id_or_a_name_and_refused_when_these_are_two_classes():
+    """A ``features`` file labeled 1..10 has the class names ``"1".."10"`` on the ids 0..9: ``1`` could be either."""
+    numbered = tuple(str(label) for label in range(1, 11))
+    assert class_ids("target_classes", [0, 10], numbered) == [0, 9]  # only an id; only a name
+    assert class_ids("target_classes", ["1", "2"], numbered) == [0, 1]  # quoted: names
+    assert class_ids("target_classes", [2, "three"], CLASSES) == [2, 3]  # names that are no numbers: ids as given
+    assert class_ids("target_classes", [3, 1], tuple(str(k) for k in range(10))) == [3, 1]  # name k is id k
+    with pytest.raises(DataError, match=r"1 could be the class id 1 \(named '2'\) or the class named '1' \(id 0\)"):
+        class_ids("target_classes", [1, 2], numbered)
+
+
 def test_a_partial_target_class_must_be_a_source_class():
     source = _domain("source", [0, 0, 1, 1, 2, 2])
     with pytest.raises(DataError, match="has no sample of class three"):
@@ -130,6 +141,15 @@ def test_the_carving_must_fit_the_scenario_and_the_method():
         check_carving_fits("open_set", "semi_da", "dann", "deep", ["dann"])
     with pytest.raises(ScenarioError, match="needs a deep method.*use one of dann, osbp"):
         check_carving_fits("open_set", "da", "tca", "closed_form", ["dann", "osbp"])
+    check_carving_fits(None, "semi_da", "dann", "deep", ["dann"])  # closed-set: any method of the scenario
+
+
+def test_a_method_made_for_open_set_da_refuses_any_other_task():
+    check_carving_fits("open_set", "da", "osbp", "deep", ["osbp"], needs="open_set")
+    for kind, what in ((None, "closed-set"), ("partial", "partial")):
+        with pytest.raises(ScenarioError, match=f"'osbp' is made for open-set DA only, and this task is {what}: "
+                                                r"carve one with dataset.source_classes="):
+            check_carving_fits(kind, "da", "osbp", "deep", ["osbp"], needs="open_set")
 
 
 def test_open_set_scores_against_a_hand_computation():
@@ -162,8 +182,8 @@ class _Scored:
 class _WithUnknownOutput:
     predicts_unknown = True
 
-    def predict(self, X):
-        return np.array([2, 0])
+    def predict_scores(self, X):  # K + 1 = 3 columns, the last unknown: the argmax, under 0.5 or not
+        return np.array([[0.3, 0.3, 0.4], [0.45, 0.3, 0.25]])
 
 
 def test_open_set_predictions_use_an_unknown_output_or_else_the_rule():

@@ -269,19 +269,27 @@ class ClassCarving:
 
 
 def class_ids(option: str, values: Any, classes: tuple[str, ...]) -> list[int]:
-    """The label ids named by ``dataset.<option>`` (ids, or class names), in the order given; :class:`DataError`
-    when the list is empty, repeats a class or names an unknown one."""
+    """The label ids named by ``dataset.<option>``, in the order given. A string is a class name; an integer ``v``
+    is the class id ``v`` (``0 <= v < C``) or the class named ``str(v)``, whichever exists, and when both exist and
+    are different classes (names ``1..10`` on ids ``0..9``) it is refused as ambiguous, the message naming both
+    readings (a quoted value, ``'1'``, is always a name). :class:`DataError` too when the list is empty, repeats a
+    class or names none of the dataset's."""
     if isinstance(values, (str, int)) or not values:
         raise DataError(f"dataset.{option} must be a non-empty list of class ids or names, got {values!r}")
     ids = []
     for value in values:
-        if isinstance(value, str) and value in classes:
-            ids.append(classes.index(value))
-        elif isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(classes):
-            ids.append(value)
-        else:
+        by_name = classes.index(str(value)) if isinstance(value, (str, int)) and str(value) in classes else None
+        by_id = value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(classes) else None
+        if by_id is not None and by_name not in (None, by_id):
+            raise DataError(f"dataset.{option}: {value} could be the class id {value} (named {classes[by_id]!r}) or "
+                            f"the class named {str(value)!r} (id {by_name}); write class names as quoted strings, e.g. "
+                            f"\"dataset.{option}=['{value}']\" for the class named {str(value)!r}, "
+                            f"\"dataset.{option}=['{classes[by_id]}']\" for the id {value}")
+        found = by_id if by_name is None else by_name
+        if found is None:
             raise DataError(f"dataset.{option}: no class {value!r}; the dataset's classes are the ids "
                             f"0..{len(classes) - 1} or the names {', '.join(classes)}")
+        ids.append(found)
     if len(set(ids)) < len(ids):
         raise DataError(f"dataset.{option} names a class twice: {list(values)}")
     return ids

@@ -95,6 +95,9 @@ class Method(ABC):
     #: ``predict(data.target.X)`` computes them; ``None`` where ``fit`` keeps none. The runner scores these instead
     #: of predicting the same samples again (for 1-NN at 100,000 samples a pass costs minutes).
     fitted_target_labels: np.ndarray | None = None
+    #: Whether the last output of the method's classifier is the unknown class of open-set DA (OSBP); the others
+    #: answer unknown by the runner's rule (:func:`tlrun.metrics.open_set_labels`).
+    predicts_unknown: bool = False
 
     @abstractmethod
     def fit(self, data: TrainingData, context: RunContext) -> None:

@@ -29,7 +29,8 @@ Subclasses implement ``training_step`` (returning the loss). The base provides, 
   and ``source_train_acc``, logged at ``step = epoch`` (1-based, epochs completed) through ``context.reporter``
   (one write to the store per epoch);
 - at the end of every ``report_every``-th epoch (and the last): predictions for the training target sent to
-  ``context.reporter.target_predictions`` (the runner scores them; the method never sees target labels), and
+  ``context.reporter.target_predictions`` (the runner scores them; the method never sees target labels; in open-set
+  DA with ``unknown`` by :func:`~tlrun.metrics.open_set_labels`, as the final scoring labels them), and
   label-free model-selection scores of :mod:`tlrun.methods.components.selection` logged as ``select.<score>``:
   ``entropy`` (minus the target prediction entropy, cheap) and the score ``context.select`` needs at every such
   epoch, all of them at the last: ``source_val`` (accuracy on the held-out source split), ``dev``
@@ -77,6 +78,7 @@ from tlrun.methods.components import selection
 from tlrun.methods.components.diagnostics import embedding_figure, proxy_a_distance
 from tlrun.methods.deep_ddp import agree, shard_sampler, sum_over_processes
 from tlrun.methods.settings import check_deep_method
+from tlrun.metrics import open_set_labels
 from tlrun.scenarios import Labeled, TrainingData
 
 class _WithoutAdvertising(logging.Filter):
@@ -522,8 +524,10 @@ class DeepMethod(pl.LightningModule, Method):
         if has_target:
             target_probs, target_features = self._outputs(data.target.X)
             predictions = target_probs.argmax(axis=1)
-            context.reporter.target_predictions(predictions, step=epoch)
             self._scored_target_labels = (epoch, predictions)
+            if data.unknown_label is not None:  # open-set: scored as the final evaluation scores, unknown included
+                predictions = open_set_labels(target_probs, data.unknown_label, self.predicts_unknown)
+            context.reporter.target_predictions(predictions, step=epoch)
             if context.select == "oracle":  # reads target labels: a tagged oracle run only
                 oracle = context.reporter.oracle_accuracy(predictions)
             scores["entropy"] = selection.neg_entropy(target_probs)

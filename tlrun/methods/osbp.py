@@ -20,7 +20,8 @@ class OSBP(DomainAdaptation):
     extractor ``G`` minimises ``CE_s − λ L_adv``, both in one backward pass through a gradient reversal layer
     between ``G`` and ``C`` on the target side. ``C`` learns to give every target sample the unknown probability
     ``t``; ``G`` moves each target sample away from that boundary, towards a known class or towards unknown.
-    :meth:`predict` answers ``K`` (unknown) where that output wins, in closed-set tasks too.
+    :meth:`predict` answers ``K`` (unknown) where that output wins. Its config (``class_sets: open_set``) keeps it to
+    open-set tasks: a closed-set run is refused before it opens.
 
     Args:
         boundary: ``t``, 0.5 in the paper.
@@ -29,8 +30,7 @@ class OSBP(DomainAdaptation):
             ``warmup: none``).
     """
 
-    #: The classifier's last output is the unknown class: the evaluation reads it instead of a confidence rule.
-    predicts_unknown = True
+    predicts_unknown = True  # the classifier's last output: the evaluation reads it instead of a confidence rule
 
     def __init__(self, backbone: nn.Module, boundary: float = 0.5, lr: float = 1e-3, **kwargs: Any) -> None:
         super().__init__(backbone, lr=lr, **kwargs)

@@ -47,6 +47,8 @@ class Result:
     extra: dict[str, float] = field(default_factory=dict)
     #: How the target was scored (:attr:`~tlrun.scenarios.EvaluationData.protocol`).
     protocol: str = "transductive"
+    #: What ``target_acc`` measures where it is not the scenario's usual figure: ``open-set OS`` (open-set DA).
+    measure: str | None = None
 
 
 def per_class_accuracy(labels: np.ndarray, predictions: np.ndarray, classes: tuple[str, ...]) -> dict[str, float]:
@@ -120,15 +122,14 @@ def zeroshot_predictions(method: Any, evaluation: EvaluationData) -> tuple[np.nd
 
 
 def open_set_predictions(method: Any, X: Any, unknown: int) -> np.ndarray:
-    """Open-set labels of ``X``: those of a method with an unknown output of its own (``predicts_unknown``, e.g. OSBP,
-    whose label ``unknown`` is that output), else the argmax of its class probabilities, ``unknown`` where the
-    largest is below :data:`tlrun.metrics.UNKNOWN_THRESHOLD` (a label-free rule)."""
-    if getattr(method, "predicts_unknown", False):
-        return np.asarray(method.predict(X))
+    """Open-set labels of ``X`` (:func:`tlrun.metrics.open_set_labels` of the method's class probabilities): those of
+    a method with an unknown output of its own (``predicts_unknown``, e.g. OSBP, whose label ``unknown`` is that
+    output), else the argmax, ``unknown`` where the largest is below :data:`tlrun.metrics.UNKNOWN_THRESHOLD` (a
+    label-free rule)."""
     probabilities = method.predict_scores(X)
     if probabilities is None:
         raise ValueError(f"{type(method).__name__} gives no class probabilities to tell unknown samples by")
-    return metrics.unknown_by_confidence(probabilities, unknown)
+    return metrics.open_set_labels(probabilities, unknown, getattr(method, "predicts_unknown", False))
 
 
 def training_target_labels(method: Any, samples: Labeled) -> np.ndarray | None:
@@ -194,7 +195,8 @@ def evaluate(
     figure = confusion_figure(column[test.y], column[target_pred], names, f"target confusion ({what} {100 * target_acc:.1f}%)")
     tracked.log_figure(figure, "confusion_matrix.png")
     plt.close(figure)
-    return Result(target_acc, source_acc, source_split, per_class, extra, evaluation.protocol)
+    measure = "open-set OS" if evaluation.unknown_label is not None else None
+    return Result(target_acc, source_acc, source_split, per_class, extra, evaluation.protocol, measure)
 
 
 def task_name(cfg: DictConfig) -> str:
@@ -212,7 +214,8 @@ def print_summary(cfg: Any, result: Result, tracked: Any) -> None:
 
     table = Table(title=f"tlrun: {cfg.method_info.name} on {cfg.dataset.name}", show_header=False)
     table.add_row("task", f"{task_name(cfg).replace('->', ' → ')} ({cfg.scenario.name})")
-    table.add_row(f"target_acc ({result.protocol.replace('_', '-')})", f"{100 * result.target_acc:.2f} %")
+    scored = ", ".join(filter(None, (result.measure, result.protocol.replace("_", "-"))))
+    table.add_row(f"target_acc ({scored})", f"{100 * result.target_acc:.2f} %")
     for name, value in result.extra.items():
         table.add_row(name, f"{100 * value:.2f} %")
     if result.source_acc is not None:
@@ -239,7 +242,7 @@ def target_scorer(evaluation: EvaluationData) -> Callable[[np.ndarray], float] |
     def score(predictions: np.ndarray) -> float:
         if clusters:
             return metrics.clustering_accuracy(labels, np.asarray(predictions))
-        if unknown is not None:  # open-set: OS of the method's own labels (no unknown rule applied while it trains)
+        if unknown is not None:  # open-set: OS of the labels the method reports by the unknown rule (open_set_labels)
             return metrics.open_set_scores(labels, np.asarray(predictions), unknown)["target_acc"]
         return float(np.mean(np.asarray(predictions) == labels))
 

@@ -33,10 +33,12 @@ def run_predictor(plan: Plan, loaded: LoadedData, data: SplitData, method: Any) 
         extractor = build_backbone(plan.backbone_cfg, domain).eval()
     task = task_of(cfg.scenario.name)
     evaluation = data.evaluation
+    unknown = evaluation.unknown_label  # open-set DA: the known classes, then unknown
     predictor = Predictor(
-        method, (*data.training.classes, *((UNKNOWN_CLASS,) if getattr(method, "predicts_unknown", False) else ())),
+        method, (*data.training.classes, *((UNKNOWN_CLASS,) if unknown is not None else ())),
         inputs, task=task, feature_extractor=extractor,
         descriptions=evaluation.classes if task == "zeroshot" else None,
         default_classes=evaluation.classes.subset(evaluation.unseen).names if task == "zeroshot" else (),
+        unknown_label=unknown,
     )
     return predictor, example

@@ -17,7 +17,8 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from tlrun.config import (BASELINE, RUN_URI_PREFIX, constructor_arguments, dataset_scenarios, group_options,
-                          instantiate, load_option, method_scenarios, natural_backbone, no_such_setting, option_keys)
+                          instantiate, load_option, method_scenarios, methods, natural_backbone, no_such_setting,
+                          option_keys, option_node)
 from tlrun.data.base import DataError, TransferDataset, domain_names, join_problems
 from tlrun.data.preprocess import check_row_wise
 from tlrun.errors import TlrunError
@@ -25,8 +26,9 @@ from tlrun.methods.components.selection import SCORES
 from tlrun.methods.settings import SettingTypeError, check_settings
 from tlrun.runner.resources import parse_memory
 from tlrun.runner.threads import check_threads
-from tlrun.scenarios import (LABELED_TARGET_SCENARIOS, check_fit, check_generalisation, check_sources, check_target_labels,
-                             check_target_not_a_source, natural_scenario)
+from tlrun.scenarios import (LABELED_TARGET_SCENARIOS, SCENARIOS, check_carving_fits, check_fit,
+                             check_generalisation, check_sources, check_target_labels, check_target_not_a_source,
+                             natural_scenario)
 
 
 @dataclass
@@ -54,7 +56,8 @@ def _check_system_metrics(wanted: bool) -> None:
 def resolve_auto(cfg: DictConfig, methods: dict[str, list[str]] | None = None) -> DictConfig:
     """A copy of ``cfg`` with ``scenario=auto`` and ``backbone=auto`` replaced by what they stand for: the method's
     natural scenario (scenario settings given as ``scenario.<key>`` carry over) and the backbone the dataset and the
-    method's family call for. Raises :class:`~tlrun.errors.TlrunError` for an unknown method."""
+    method's family call for. Raises :class:`~tlrun.errors.TlrunError` for an unknown method, and for a
+    ``scenario.<key>`` set off ``auto``'s default that the natural scenario has not (it would be ignored)."""
     methods = method_scenarios() if methods is None else methods
     method = cfg.method_info.get("name")
     if method not in methods:
@@ -63,9 +66,16 @@ def resolve_auto(cfg: DictConfig, methods: dict[str, list[str]] | None = None) -
     with open_dict(cfg):
         if cfg.scenario.name == "auto":
             resolved = load_option("scenario", natural_scenario(methods[method]))
-            for key in resolved:  # settings given on the command line as scenario.<key> carry over
-                if key != "name" and key in cfg.scenario:
+            defaults = option_node("scenario", "auto")
+            for key in cfg.scenario:  # settings given on the command line as scenario.<key> carry over
+                if key != "name" and key in resolved:
                     resolved[key] = cfg.scenario[key]
+                elif key in defaults and cfg.scenario[key] != defaults[key]:  # set, and the scenario has no such key
+                    owners = [f"scenario={name}" for name in group_options("scenario")
+                              if name != "auto" and key in load_option("scenario", name)]
+                    raise TlrunError(f"scenario.{key}={cfg.scenario[key]} is a setting of {' or '.join(owners)}, and "
+                                     f"method {method}'s scenario (scenario=auto) is {resolved.name}, which would "
+                                     f"ignore it: add {owners[0]}, or leave scenario.{key} out")
             cfg.scenario = resolved
         if cfg.backbone.name == "auto":
             cfg.backbone = load_option("backbone", natural_backbone(cfg.dataset, cfg.method_info.get("family")))
@@ -96,7 +106,11 @@ def preflight(cfg: DictConfig) -> Plan:
     method = cfg.method_info.name
     check_fit(method, cfg.scenario.name, cfg.dataset.name, list(cfg.dataset.scenarios), methods, dataset_scenarios())
     _check_method_settings(method, cfg.method)
+    _check_carving(cfg)
     check_sources(cfg.scenario.name, domain_names(cfg.dataset.get("source")))
+    if SCENARIOS[cfg.scenario.name].source == "unlabeled" and _given_on_command_line("dataset.source_val_fraction"):
+        raise TlrunError(f"dataset.source_val_fraction holds out labeled source samples, and scenario "
+                         f"{cfg.scenario.name}'s source is unlabeled, so it would be ignored: leave it out")
     if cfg.scenario.name == "zeroshot":
         check_row_wise(str(cfg.dataset.get("preprocess", "none")), "in zeroshot would mix unseen-class samples into training")
         if str(cfg.trainer.get("select", "last")) not in ("last", "source_val"):
@@ -105,7 +119,7 @@ def preflight(cfg: DictConfig) -> Plan:
                 "held-out seen-class samples, dataset.source_val_fraction > 0) or last can choose the epoch"
             )
     if cfg.scenario.name == "dg" or str(cfg.trainer.get("select", "last")) == "lodo":
-        _check_generalisation(cfg)
+        _check_generalisation(cfg, bool(_given_on_command_line("dataset.source_val_fraction")))
     if str(cfg.trainer.get("select", "last")) == "target_val" and not (
         cfg.scenario.name == "finetune" and float(cfg.scenario.get("target_val_fraction", 0.0)) > 0
     ):
@@ -194,6 +208,15 @@ def _check_method_settings(name: str, settings: DictConfig) -> None:
         raise TlrunError(f"method: {error}") from None
 
 
+def _check_carving(cfg: DictConfig) -> None:
+    """The task ``dataset.source_classes`` (open-set) or ``dataset.target_classes`` (partial) carve, or the closed-set
+    one, fits the scenario and the method (:func:`~tlrun.scenarios.check_carving_fits`)."""
+    kind = ("open_set" if cfg.dataset.get("source_classes") is not None
+            else "partial" if cfg.dataset.get("target_classes") is not None else None)
+    check_carving_fits(kind, cfg.scenario.name, cfg.method_info.name, cfg.method_info.get("family"),
+                       methods(family="deep", scenario="da"), cfg.method_info.get("class_sets"))
+
+
 def _check_select(select: str, family: str | None, source_val_fraction: float) -> None:
     """``trainer.select`` must name a known score, only deep methods (which train in epochs) select, and the
     scores computed on the held-out source (``source_val``, ``dev``) need one."""
@@ -219,9 +242,12 @@ def generalisation_options(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
-def _check_generalisation(cfg: DictConfig) -> None:
+def _check_generalisation(cfg: DictConfig, fraction_given: bool = False) -> None:
     """``dg`` trains without a target sample, so only scores of the sources, or the tagged oracle, choose the
-    epoch; ``lodo`` (a source domain held out whole) is ``dg``'s; the test domain is no source."""
+    epoch; ``lodo`` (a source domain held out whole) is ``dg``'s; the test domain is no source. A setting of one
+    selection given to another, which would ignore it, is refused: ``scenario.val_domain`` (``lodo``'s),
+    ``scenario.oracle_fraction`` off its default (``oracle``'s), and ``dataset.source_val_fraction`` on the command
+    line (``fraction_given``) with ``lodo``."""
     select, sources = str(cfg.trainer.get("select", "last")), domain_names(cfg.dataset.get("source"))
     if cfg.scenario.name != "dg":
         raise TlrunError(f"trainer.select=lodo holds one of several source domains out of training: it is scenario=dg's "
@@ -234,6 +260,18 @@ def _check_generalisation(cfg: DictConfig) -> None:
     if select == "oracle" and not (isinstance(fraction, (int, float)) and 0.0 < fraction < 1.0):
         raise TlrunError(f"scenario.oracle_fraction={fraction}: trainer.select=oracle needs a share in (0, 1) of each "
                          "test-domain class to choose by (DomainBed: 0.2)")
+    if select != "oracle" and fraction != option_node("scenario", "dg")["oracle_fraction"]:
+        raise TlrunError(f"scenario.oracle_fraction={fraction} is the test-domain share an oracle chooses the epoch "
+                         f"by, and this run selects by {select}, which would ignore it: add trainer.select=oracle, or "
+                         "leave scenario.oracle_fraction out")
+    if select != "lodo" and cfg.scenario.get("val_domain"):
+        raise TlrunError(f"scenario.val_domain={cfg.scenario.val_domain} is the source held out whole for "
+                         f"trainer.select=lodo, and this run selects by {select}, which would ignore it: add "
+                         "trainer.select=lodo, or leave scenario.val_domain out")
+    if select == "lodo" and fraction_given:
+        raise TlrunError(f"dataset.source_val_fraction={cfg.dataset.source_val_fraction}: trainer.select=lodo holds "
+                         "a whole source domain out instead, and every sample of the others trains: leave "
+                         "dataset.source_val_fraction out, or select by source_val")
     val_domain = generalisation_options(cfg)["val_domain"]
     check_generalisation(sources, str(cfg.dataset.get("target", "")), val_domain)
     check_row_wise(str(cfg.dataset.get("preprocess", "none")), "in dg would read statistics of the test domain")

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from tlrun.config import RUN_URI_PREFIX, instantiate, methods
+from tlrun.config import RUN_URI_PREFIX, instantiate
 from tlrun.data import preprocess
 from tlrun.data.base import ClassCarving, Domain, ZeroShotDomains, carve_classes
 from tlrun.data.images import verify_images
@@ -30,8 +30,7 @@ from tlrun.data.shapes import check_backbone_input
 from tlrun.methods.base import Reporter, RunContext
 from tlrun.runner import ddp, devices
 from tlrun.runner.preflight import Plan, construct, generalisation_options
-from tlrun.scenarios import (LABELED_TARGET_SCENARIOS, EvaluationData, TrainingData, check_carving_fits, split,
-                             split_zeroshot)
+from tlrun.scenarios import LABELED_TARGET_SCENARIOS, EvaluationData, TrainingData, split, split_zeroshot
 from tlrun.tracking.records import DataInput
 
 
@@ -199,15 +198,10 @@ def split_data(plan: Plan, loaded: LoadedData, feature_device: str | None) -> Sp
 
 
 def _class_options(cfg: DictConfig) -> tuple[Any, Any]:
-    """``dataset.source_classes`` and ``dataset.target_classes`` as plain lists (``None`` when unset), once
-    :func:`~tlrun.scenarios.check_carving_fits` has found that they fit the run's scenario and method."""
+    """``dataset.source_classes`` and ``dataset.target_classes`` as plain lists (``None`` when unset; preflight has
+    checked that they fit the run's scenario and method)."""
     options = (cfg.dataset.get("source_classes"), cfg.dataset.get("target_classes"))  # absent from older runs' configs
-    source_classes, target_classes = (OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
-                                      for value in options)
-    if source_classes is not None or target_classes is not None:
-        check_carving_fits("open_set" if source_classes is not None else "partial", cfg.scenario.name,
-                           cfg.method_info.name, cfg.method_info.get("family"), methods(family="deep", scenario="da"))
-    return source_classes, target_classes
+    return tuple(OmegaConf.to_container(value) if OmegaConf.is_config(value) else value for value in options)
 
 
 def _features(plan: Plan, domain: Domain, device: str) -> Domain:

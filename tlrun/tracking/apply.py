@@ -16,7 +16,9 @@ run), ``experiment`` (``evaluate``: where its run goes; default the evaluated ru
 with scores, ``score`` (the label's probability or score); it prints how many samples each label got.
 ``evaluate`` needs labels in the data (a ``.csv``'s last column, the ``y``/``labels`` array, the class folders),
 scores them as the run scored its target (``target_acc`` and ``target_mean_class_acc``; zero-shot: the mean
-per-class accuracy; a clustering: ``target_acc`` after matching clusters to classes, ``nmi`` and ``ari``) and logs
+per-class accuracy; a clustering: ``target_acc`` after matching clusters to classes, ``nmi`` and ``ari``; a model of
+open-set DA: the labels outside its known classes are ``unknown``, answered and scored as the run did, OS with
+``target_os_star``, ``target_unk`` and ``target_h_score``) and logs
 them into a new MLflow run tagged ``lineage.model_run=<run id>``, with the data as its dataset input.
 
 Both check the data against the model first (the file exists, its rows have the model's number of features, a
@@ -87,13 +89,22 @@ def predict(arguments: list[str]) -> int:
 
 def evaluation_metrics(predictor: Any, predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """The metrics of ``predictions`` against ``labels`` (text), as a run scores its target for the model's task
-    (:func:`tlrun.metrics.target_scores`)."""
+    (:func:`tlrun.metrics.target_scores`). An open-set model's (``predictor.unknown_label``): every label outside its
+    known classes is ``unknown``, and data holding known and unknown samples get open-set DA's OS, OS*, UNK and
+    H-score."""
     from tlrun import metrics
+    from tlrun.data.base import UNKNOWN_CLASS
 
+    if predictor.unknown_label is not None:
+        known = set(predictor.classes[:predictor.unknown_label])
+        labels = np.array([label if label in known else UNKNOWN_CLASS for label in labels], dtype=object)
     names = sorted(set(labels) | set(predictions))  # one id per text, labels and predictions alike
     ids = {name: k for k, name in enumerate(names)}
+    present = set(labels)
+    open_set = predictor.unknown_label is not None and UNKNOWN_CLASS in present and len(present) > 1
     return metrics.target_scores(predictor.task, np.array([ids[label] for label in labels]),
-                                 np.array([ids[label] for label in predictions]))[0]
+                                 np.array([ids[label] for label in predictions]),
+                                 ids[UNKNOWN_CLASS] if open_set else None)[0]
 
 
 def evaluate(arguments: list[str]) -> int:
@@ -111,8 +122,10 @@ def evaluate(arguments: list[str]) -> int:
     if predictor.task == "classify":
         unknown = sorted(set(samples.labels) - set(predictor.classes))
         if unknown:
+            counted = "errors" if predictor.unknown_label is None else "unknown (an open-set model's)"
             print(f"tlrun: {int(np.isin(samples.labels, unknown).sum())} samples have labels the model does not know "
-                  f"({', '.join(unknown[:5])}{', ...' if len(unknown) > 5 else ''}): they count as errors", file=sys.stderr)
+                  f"({', '.join(unknown[:5])}{', ...' if len(unknown) > 5 else ''}): they count as {counted}",
+                  file=sys.stderr)
     client = open_client(settings["tracking_uri"], create=False)
     evaluated = client.get_run(run_id)
     experiment = settings["experiment"] or client.get_experiment(evaluated.info.experiment_id).name

@@ -6,7 +6,7 @@ from __future__ import annotations
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from tlrun.errors import TlrunError
 
@@ -106,6 +106,24 @@ def task_of(run: Any) -> str:
     return f"{tags.get('source', '?')}{ARROW}{tags.get('target', '?')}"
 
 
+def task_columns(runs: list[Any]) -> Callable[[Any], str]:
+    """Each run's column in a table of ``runs``: :func:`task_of`, except that a ``dg`` held-out domain the runs reach
+    from several source lists gets one column per list, ``sources→target``, so that no cell averages runs trained on
+    different domains."""
+    sources: dict[str, set[str]] = {}
+    for run in runs:
+        if run.data.tags.get("scenario") == "dg":
+            sources.setdefault(task_of(run), set()).add(run.data.tags.get("source", "?"))
+
+    def column(run: Any) -> str:
+        task = task_of(run)
+        if run.data.tags.get("scenario") == "dg" and len(sources[task]) > 1:
+            return f"{run.data.tags.get('source', '?')}{ARROW}{task}"
+        return task
+
+    return column
+
+
 def _label(method: str, settings: dict[str, str], condensed: bool) -> str:
     if not settings:
         return method
@@ -145,7 +163,8 @@ def comparison_table(runs: Iterable[Any], metric: str = "target_acc", better: st
                              f"{', '.join(present) or 'none'}")
         raise TlrunError(f"none of the {len(runs)} run(s) finished ({', '.join(f'{c} {s}' for s, c in left_out.items())})")
 
-    tasks = list(dict.fromkeys(task_of(run) for run in kept))
+    column = task_columns(kept)
+    tasks = list(dict.fromkeys(column(run) for run in kept))
     by_method: dict[str, list[Any]] = {}
     for run in kept:
         by_method.setdefault(run.data.tags.get("method", "?"), []).append(run)
@@ -166,7 +185,7 @@ def comparison_table(runs: Iterable[Any], metric: str = "target_acc", better: st
         for label, setting, group in zip(labels, settings, groups.values()):
             values: dict[str, list[float]] = {}
             for run in group:
-                values.setdefault(task_of(run), []).append(scale * run.data.metrics[metric])
+                values.setdefault(column(run), []).append(scale * run.data.metrics[metric])
             row = Row(label, method, "ours", setting, {task: Cell.of(values[task]) for task in tasks if task in values})
             rows.append(row)
 
