@@ -2,10 +2,10 @@
 sources, and ``dann`` from each source alone, over 3 seeds.
 
 The task, named before any run: sources ``original``, ``thin`` and ``shrink`` → target ``rotate``. No default was
-chosen on it: ``m3sda``'s ``λ`` and warm-up were chosen on the tuning task ``[original, rotate] → thick``, ``dann``'s
-learning rate on ``original → thick`` (see ``docs/defaults.md``); ``mdan``'s ``γ`` and ``μ`` are the authors' code's,
-the rest DANN's. Run by hand from the repository root with the
-project's venv:
+chosen on it: ``m3sda``'s and ``mdan``'s settings, and those of a second ``dann`` row, were chosen by one grid search
+on the tuning task ``[original, rotate] → thick`` (``multi_source_tuning.py``, whose choices this script reads for
+that row); the plain ``dann`` rows use ``dann``'s defaults (its learning rate chosen on ``original → thick``).
+Run by hand from the repository root with the project's venv:
 
     python benchmarks/multi_source_digits.py                          # the task above, seeds 0 1 2, 2 runs at once
     python benchmarks/multi_source_digits.py --sources original rotate --target thick --output /tmp/other.md
@@ -26,6 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from deep_da_digits import run_rows, seed_cells  # noqa: E402  (the benchmarks folder is no package)
+from multi_source_tuning import load_choices  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "multi_source_digits.md"
 
@@ -36,6 +37,11 @@ def rows(sources: list[str], target: str) -> dict[str, list[str]]:
     source."""
     pooled = [f"dataset.source=[{','.join(sources)}]", f"dataset.target={target}"]
     table = {f"{method} (pooled)": [f"method={method}", *pooled] for method in ("m3sda", "mdan", "dann", "source_only")}
+    if "dann" in load_choices():  # dann given the tuning task's search as well, beside its single-source defaults
+        setting = load_choices()["dann"]
+        name = ", ".join(f"{key.split('.')[-1]} {value}" for key, value in setting.items())
+        table[f"dann, tuning task's choice: {name} (pooled)"] = [
+            "method=dann", *pooled, *(f"{key}={value}" for key, value in setting.items())]
     table["control: m3sda, λ = 0 (pooled)"] = ["method=m3sda", "method.transfer_weight=0", *pooled]
     table.update({f"dann ({source} alone)": ["method=dann", f"dataset.source={source}", f"dataset.target={target}"]
                   for source in sources})
@@ -61,14 +67,14 @@ def main() -> None:
         f"# Multi-source domain adaptation on the embedded digits ({task})",
         "",
         f"Target accuracy (%), mean ± std over seeds {', '.join(map(str, args.seeds))}; every method with its default "
-        "config (backbone=auto: LeNet trained from scratch; 256-unit bottleneck; 30 epochs; SGD with inv annealing; lr "
-        "0.01, dann and mdan 0.001), transductive protocol, `trainer.select=last`. *Pooled*: the sources' training "
-        "images together (each source a disjoint share of the source half of the images, under its own shift), 0.2 "
-        "of each held out; *alone*: one source (the whole source half). The control is `m3sda` without its transfer "
-        "term (λ = 0): what m3sda's training "
-        "gives without moment matching. No setting was chosen on this task (m3sda's λ = 0.3 and warm-up on the tuning "
-        "task [original, rotate] → thick, dann's lr on original → thick: `docs/defaults.md`; mdan's γ = 10 and μ = "
-        "0.01 from the authors' code, its other settings dann's). Made by "
+        "config (backbone=auto: LeNet trained from scratch; 256-unit bottleneck; 30 epochs; SGD with inv annealing), "
+        "transductive protocol, `trainer.select=last`. *Pooled*: the sources' training images together (each source a "
+        "disjoint share of the source half of the images, under its own shift), 0.2 of each held out; *alone*: one "
+        "source (the whole source half). The control is `m3sda` without its transfer term (λ = 0). No setting was "
+        "chosen on this task: `m3sda`'s and `mdan`'s defaults, and the row of `dann` marked *tuning task's choice*, "
+        "come from the same grid search on the tuning task [original, rotate] → thick "
+        "([multi_source_tuning.md](multi_source_tuning.md)); the plain `dann` rows use `dann`'s defaults (lr 0.001 "
+        "chosen on original → thick, `docs/defaults.md`). Made by "
         f"`python benchmarks/multi_source_digits.py` in {elapsed / 60:.0f} min on {os.cpu_count()} shared cores "
         f"({args.jobs} runs side by side, one thread each).",
         "",

@@ -3,14 +3,17 @@ of tlrun's overhead (``benchmarks/startup.py``, ``benchmarks/dann_throughput.py`
 
 Run from the repository root with the project's venv active:
 
-    python benchmarks/plain_digits.py dann [THREADS] [--mlflow]   # as `tlrun method=dann threads=THREADS` (default 1)
+    python benchmarks/plain_digits.py dann [THREADS] [--mlflow] [--lightning]  # as `tlrun method=dann threads=THREADS`
     python benchmarks/plain_digits.py jda [--mlflow]              # as `tlrun method=jda` (default threads)
 
 Both load the default task as tlrun does (original → thick, seed 0, a fifth of the source held out) and print the
 target accuracy and their times; no Lightning, no scoring during training, no diagnostics, no checkpoints. Without
 ``--mlflow`` nothing is recorded; with it the script records what a script that tracks its runs would, in the store
 of ``$MLFLOW_TRACKING_URI``: one MLflow run with the settings as params, ``target_acc``, and the fitted model as an
-MLflow pyfunc model (the pickled JDA, or the network's weights; explicit pip requirements, as tlrun gives).
+MLflow pyfunc model (the pickled JDA, or the network's weights; explicit pip requirements, as tlrun gives). With
+``--lightning`` the script first imports ``pytorch_lightning`` and uses nothing of it: the floor of any trainer built
+on Lightning, whose import (with torchmetrics, torchvision and ``torch._dynamo`` that it pulls in) no tlrun setting
+avoids.
 
 - ``dann``: the networks `tlrun method=dann` builds, under the same seeds (tlrun's LeNet, the 256-unit bottleneck,
   the classifier and DANN's 1,024-unit discriminator), 30 epochs of one pass over the target (28 steps of 32 source +
@@ -227,15 +230,19 @@ def run_jda(tracked: bool) -> None:
 
 
 def main() -> None:
-    arguments = [argument for argument in sys.argv[1:] if argument != "--mlflow"]
-    tracked = len(arguments) < len(sys.argv) - 1
+    flags = {"--mlflow", "--lightning"}
+    arguments = [argument for argument in sys.argv[1:] if argument not in flags]
+    tracked = "--mlflow" in sys.argv
+    if "--lightning" in sys.argv:  # the import any Lightning-based trainer pays, with nothing of Lightning used
+        import pytorch_lightning  # noqa: F401
     which = arguments[0] if arguments else ""
     if which == "dann":
         run_dann(int(arguments[1]) if len(arguments) > 1 else 1, tracked)
     elif which == "jda":
         run_jda(tracked)
     else:
-        raise SystemExit("usage: python benchmarks/plain_digits.py dann [THREADS] [--mlflow] | jda [--mlflow]")
+        raise SystemExit("usage: python benchmarks/plain_digits.py dann [THREADS] [--mlflow] [--lightning] | "
+                         "jda [--mlflow]")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Run from the repository root with the project's venv active:
 
-    python benchmarks/startup.py [REPEATS]     # default 3
+    python benchmarks/startup.py [REPEATS]                                   # default 3; on the machine as it is
+    python benchmarks/startup.py 3 --output benchmarks/results/startup_idle.md  # when nothing else runs
 
 Each command runs as a child process; its wall time is measured around it and its CPU time (user + system) is the
 child's own, from ``os.wait4``. Rows:
@@ -16,7 +17,9 @@ child's own, from ``os.wait4``. Rows:
   optimizer and schedule in a plain PyTorch loop, the target classified once);
 - each again against the plain script with ``--mlflow``: the same work recorded as a script that tracks its runs
   would (one MLflow run in the same store: params, ``target_acc``, the model as a pyfunc model), which prices
-  tlrun's own bookkeeping apart from MLflow's.
+  tlrun's own bookkeeping apart from MLflow's;
+- ``tlrun method=dann threads=1`` once more against ``plain_digits.py dann 1 --mlflow --lightning``: the tracked
+  script that also imports ``pytorch_lightning`` (and uses nothing of it), the floor of a Lightning-based trainer.
 
 Each pair is interleaved (tlrun first in odd repeats, the script first in even ones). Reported: medians and the
 spread (min–max) of each, the ratio of the medians, and the machine's 1-minute load average before and after (the
@@ -27,6 +30,7 @@ method=jda` ≤ 1.2× its plain script, `tlrun method=dann` ≤ 1.1×.
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import shutil
@@ -94,7 +98,11 @@ def compare(pairs: list[tuple[str, list[str], str, list[str]]], repeats: int, cw
 
 
 def main() -> None:
-    repeats = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("repeats", nargs="?", type=int, default=3)
+    parser.add_argument("--output", type=Path, default=RESULTS, help="e.g. results/startup_idle.md for an idle run")
+    args = parser.parse_args()
+    repeats = args.repeats
     tlrun, python = tlrun_command(), sys.executable
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as folder:
@@ -116,7 +124,9 @@ def main() -> None:
                      "plain_digits.py dann 1", [python, str(PLAIN), "dann", "1"])]
         pairs = compare([pair for name, command, plain_name, plain in commands
                          for pair in ((name, command, plain_name, plain),
-                                      (name, command, f"{plain_name} --mlflow", [*plain, "--mlflow"]))],
+                                      (name, command, f"{plain_name} --mlflow", [*plain, "--mlflow"]))]
+                        + [("tlrun method=dann threads=1", commands[1][1], "plain_digits.py dann 1 --mlflow --lightning",
+                            [python, str(PLAIN), "dann", "1", "--mlflow", "--lightning"])],
                         repeats, cwd, env)
     load_after = os.getloadavg()
     lines = [
@@ -125,7 +135,8 @@ def main() -> None:
         f"Medians (min–max) of {repeats} runs, each a child process: wall seconds, and CPU seconds (the child's user + "
         f"system, `os.wait4`). {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}. 1-minute load average {load_before[0]:.2f} before, {load_after[0]:.2f} after "
-        f"(5-minute: {load_before[1]:.2f}, {load_after[1]:.2f}). Made by `python benchmarks/startup.py {repeats}`.",
+        f"(5-minute: {load_before[1]:.2f}, {load_after[1]:.2f}). Made by `python benchmarks/startup.py {repeats}"
+        f"{'' if args.output == RESULTS else ' --output ' + str(args.output)}`.",
         "",
         "| command | wall s | CPU s |",
         "|---|---|---|",
@@ -140,8 +151,8 @@ def main() -> None:
           f"{statistics.median(t.cpu) / statistics.median(p.cpu):.2f} |" for name, t, plain_name, p in pairs],
         "",
     ]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text("\n".join(lines))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text("\n".join(lines))
     print("\n".join(lines))
 
 

@@ -99,3 +99,17 @@ def test_a_config_missing_a_setting_is_named_before_the_checks_run():
     del recipe["iterations"], recipe["gamma"]
     with pytest.raises(ValueError, match=r"^JDA: the method config sets no gamma, iterations; "):
         check_settings(target, recipe)
+
+
+def test_the_multi_source_methods_defaults_are_the_tuning_search_s_choices():
+    """``m3sda``'s and ``mdan``'s defaults are what ``benchmarks/multi_source_tuning.py`` chose on its tuning task
+    (its json, committed beside the table): a default changed by hand, or a search rerun without updating the
+    configs, fails here."""
+    import json
+    from pathlib import Path
+
+    choices = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "multi_source_tuning.json"
+    chosen = json.loads(choices.read_text())
+    for method in ("m3sda", "mdan"):
+        node = option_node("method", method)
+        assert {key: node[key.removeprefix("method.")] for key in chosen[method]} == chosen[method], method
