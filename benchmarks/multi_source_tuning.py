@@ -1,14 +1,17 @@
 """The settings of the multi-source comparison, chosen on a tuning task kept apart from the reported one.
 
 The tuning task is digits ``[original, rotate] → thick``; the reported task (``multi_source_digits.py``) is
-``[original, thin, shrink] → rotate``. Every method of the comparison gets the same search: the grid below, declared
-before any of its runs, each cell the mean target accuracy over seeds 0 and 1 (transductive, ``trainer.select=last``),
-and the cell with the highest mean is the method's choice (ties: the earlier cell). ``dann`` is searched too, so the
-multi-source methods are compared with a ``dann`` given the same chance, not with its single-source defaults alone.
+``[original, thin, shrink] → rotate``. Every method of the comparison gets the same search, each cell the mean target
+accuracy over seeds 0 and 1 (transductive, ``trainer.select=last``): the grid ``GRID`` (declared before any of its
+runs), then a second stage, ``SECOND_STAGE`` (added after the first had run: batches with ``batch_size`` samples of
+every source, as the multi-source papers draw them) on each method's best two cells of the first. The cell with the
+highest mean is the method's choice (ties: the earlier cell). ``dann`` is searched too, so the multi-source methods
+are compared with a ``dann`` given the same chance, not with its single-source defaults alone.
 
 Run by hand from the repository root with the project's venv:
 
-    python benchmarks/multi_source_tuning.py            # the grid, seeds 0 1, 2 runs at once (about 15 min)
+    python benchmarks/multi_source_tuning.py            # both stages (the first read from the json if there)
+    python benchmarks/multi_source_tuning.py --rerun    # the first stage run again too (about 15 min more)
 
 Writes benchmarks/results/multi_source_tuning.md (every cell) and multi_source_tuning.json (each method's choice,
 read by ``multi_source_digits.py``), and prints the table.
@@ -35,7 +38,8 @@ TUNING_SOURCES, TUNING_TARGET = ["original", "rotate"], "thick"
 GRID: dict[str, dict[str, list]] = {
     "dann": {"method.lr": [0.01, 0.001], "method.transfer_weight": [0.3, 1]},
     "m3sda": {"method.lr": [0.01, 0.001], "method.transfer_weight": [0.3, 1, 3]},
-    "mdan": {"method.lr": [0.01, 0.001], "method.transfer_weight": [0.01, 0.1, 1], "method.aggregation": ["soft", "hard"]},
+    "mdan": {"method.lr": [0.01, 0.001], "method.transfer_weight": [0.01, 0.1, 1],
+             "method.aggregation": ["soft", "hard"]},
 }
 
 
@@ -50,47 +54,76 @@ def cells() -> dict[str, tuple[str, dict[str, object]]]:
     return table
 
 
+#: The second stage: each method's best ``SECOND_STAGE_TOP`` settings of the first, each again with these options.
+SECOND_STAGE = {"method.source_batches": "per_source"}
+SECOND_STAGE_TOP = 2
+
+
 def load_choices() -> dict[str, dict[str, object]]:
     """Each method's chosen setting (``{method: {option: value}}``) from the last tuning run; empty if never run."""
-    return json.loads(CHOICES.read_text()) if CHOICES.exists() else {}
+    return json.loads(CHOICES.read_text())["choices"] if CHOICES.exists() else {}
+
+
+def mean(values: dict[str, float]) -> float:
+    return statistics.mean(values.values())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--jobs", type=int, default=2, help="runs side by side")
+    parser.add_argument("--rerun", action="store_true", help="run the first stage again (else read from the json)")
     args = parser.parse_args()
 
-    grid = cells()
     task = [f"dataset.source=[{','.join(TUNING_SOURCES)}]", f"dataset.target={TUNING_TARGET}"]
-    rows = {row: [f"method={method}", *task, *(f"{key}={value}" for key, value in setting.items())]
-            for row, (method, setting) in grid.items()}
-    scores, _, elapsed = run_rows(rows, args.seeds, args.jobs)
+
+    def search(grid: dict[str, tuple[str, dict[str, object]]]) -> tuple[dict[str, dict[str, float]], float]:
+        rows = {row: [f"method={method}", *task, *(f"{key}={value}" for key, value in setting.items())]
+                for row, (method, setting) in grid.items()}
+        scores, _, elapsed = run_rows(rows, args.seeds, args.jobs)
+        return {row: {str(seed): value for seed, value in values.items()} for row, values in scores.items()}, elapsed
+
+    first = cells()
+    stored = json.loads(CHOICES.read_text()).get("cells", {}) if CHOICES.exists() else {}
+    reuse = not args.rerun and all(set(stored.get(row, {})) == set(map(str, args.seeds)) for row in first)
+    scores, elapsed = ({row: stored[row] for row in first}, 0.0) if reuse else search(first)
+    second = {}
+    for method in GRID:
+        ranked = sorted((row for row in first if first[row][0] == method), key=lambda row: -mean(scores[row]))
+        for row in ranked[:SECOND_STAGE_TOP]:
+            extra = ", ".join(f"{key.split('.')[-1]}={value}" for key, value in SECOND_STAGE.items())
+            second[f"{row}, {extra}"] = (method, {**first[row][1], **SECOND_STAGE})
+    more, more_elapsed = search(second)
+    scores.update(more)
+    grid = {**first, **second}
 
     choices: dict[str, dict[str, object]] = {}
     best: dict[str, float] = {}
     for row, (method, setting) in grid.items():
-        score = statistics.mean(scores[row].values())
-        if score > best.get(method, -1.0):
-            best[method], choices[method] = score, setting
-    CHOICES.write_text(json.dumps(choices, indent=2) + "\n")
+        if mean(scores[row]) > best.get(method, -1.0):
+            best[method], choices[method] = mean(scores[row]), setting
+    CHOICES.write_text(json.dumps({"choices": choices, "cells": scores}, indent=2) + "\n")
 
     lines = [
         f"# Tuning task of the multi-source comparison: digits {' + '.join(TUNING_SOURCES)} → {TUNING_TARGET}",
         "",
         "**Tuning task**: these numbers chose settings and are not results. Target accuracy (%), mean ± std over seeds "
         f"{', '.join(map(str, args.seeds))}, transductive, `trainer.select=last`, every other setting the method's "
-        "default. The grid was declared in `benchmarks/multi_source_tuning.py` before any run; each method's cell "
-        "with the highest mean is its choice (**bold**), used on the reported task "
-        "([multi_source_digits.md](multi_source_digits.md)). Made by `python benchmarks/multi_source_tuning.py` in "
-        f"{elapsed / 60:.0f} min on {os.cpu_count()} shared cores ({args.jobs} runs side by side, one thread each).",
+        "default. The search is declared in `benchmarks/multi_source_tuning.py`: a first-stage grid (pooled source "
+        f"batches), then each method's best {SECOND_STAGE_TOP} cells again with "
+        + ", ".join(f"`{key}={value}`" for key, value in SECOND_STAGE.items())
+        + "; each method's cell with the highest mean is its choice (**bold**), used on the reported task "
+        "([multi_source_digits.md](multi_source_digits.md)). Made by `python benchmarks/multi_source_tuning.py`"
+        f" ({'first stage read from the json, ' if reuse else ''}{(elapsed + more_elapsed) / 60:.0f} min of runs) on "
+        f"{os.cpu_count()} shared cores ({args.jobs} runs side by side, one thread each).",
         "",
         "| method and setting | target acc (%) | per seed |",
         "|---|---|---|",
     ]
     for row, (method, setting) in grid.items():
         name = f"**{row}**" if choices[method] == setting else row
-        lines.append(f"| {name} | {seed_cells(scores[row], args.seeds)} |")
+        by_seed = {int(seed): value for seed, value in scores[row].items()}
+        lines.append(f"| {name} | {seed_cells(by_seed, args.seeds)} |")
     text = "\n".join(lines) + "\n"
     RESULTS.write_text(text)
     print(text)

@@ -109,7 +109,7 @@ def test_the_multi_source_methods_defaults_are_the_tuning_search_s_choices():
     from pathlib import Path
 
     choices = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "multi_source_tuning.json"
-    chosen = json.loads(choices.read_text())
+    chosen = json.loads(choices.read_text())["choices"]
     for method in ("m3sda", "mdan"):
         node = option_node("method", method)
         assert {key: node[key.removeprefix("method.")] for key in chosen[method]} == chosen[method], method

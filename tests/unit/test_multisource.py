@@ -185,3 +185,43 @@ def test_methods_that_read_source_domains_get_each_samples_domain_in_their_batch
     method.reads_source_domains = True
     x, y, domains = next(iter(method.train_dataloaders(training)))[0]["source"]
     np.testing.assert_array_equal(domains.numpy(), (x.mean(dim=1) > 5).long().numpy())
+
+
+def test_per_domain_batches_hold_batch_size_samples_of_every_domain_each_once_per_pass():
+    from tlrun.backbones.inputs import PerDomainBatches
+
+    domains = np.array([0] * 20 + [1] * 9 + [2] * 13)
+    batches = PerDomainBatches(domains, per_domain=4, seed=0)
+    epoch = list(batches)
+    assert len(epoch) == len(batches) == 5  # the largest domain's full batches: 20 // 4
+    for batch in epoch:
+        np.testing.assert_array_equal(domains[batch], np.repeat([0, 1, 2], 4))
+    drawn = np.concatenate(epoch)
+    first = drawn[np.isin(drawn, np.flatnonzero(domains == 0))]
+    assert len(set(first)) == 20  # the largest domain: every sample once
+    second = drawn[np.isin(drawn, np.flatnonzero(domains == 1))]
+    assert set(second) == set(np.flatnonzero(domains == 1)) and len(second) == 20  # the smaller ones cycle
+    assert [list(batch) for batch in epoch] != [list(batch) for batch in batches]  # the next epoch draws anew
+    assert [list(batch) for batch in PerDomainBatches(domains, 4, seed=0)] == [list(batch) for batch in epoch]
+
+
+def test_per_domain_batches_of_two_processes_are_disjoint_and_a_small_domain_fills_what_it_can():
+    from tlrun.backbones.inputs import PerDomainBatches
+
+    domains = np.array([0] * 16 + [1] * 16)
+    ranks = [np.concatenate(list(PerDomainBatches(domains, 4, seed=3, rank=rank, world_size=2))) for rank in (0, 1)]
+    assert not set(ranks[0]) & set(ranks[1]) and len(set(ranks[0]) | set(ranks[1])) == 32
+    small = PerDomainBatches(np.array([0] * 16 + [1] * 3), 4, seed=0)  # a source smaller than a batch: all of it
+    assert small.per_domain == 3 and len(small) == 5
+
+
+def test_per_source_batches_reach_a_method_as_a_batch_size_share_of_each_source(compose):
+    from tlrun.backbones import MLP
+    from tlrun.config import instantiate
+
+    pooled = pool_domains([_domain("first", 30), _domain("second", 12, offset=10.0)])
+    training, _ = split(pooled, _domain("target", 8), "da", seed=0)
+    method = instantiate(compose("method=m3sda", "method.batch_size=4", "method.source_batches=per_source").method,
+                         backbone=MLP(input_shape=(3,), hidden=[4]))
+    x, y, domains = next(iter(method.train_dataloaders(training)))[0]["source"]
+    np.testing.assert_array_equal(domains.numpy(), [0] * 4 + [1] * 4)

@@ -38,7 +38,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 
 from tlrun.data.base import AUGMENTATIONS
 from tlrun.data.images import open_image
@@ -278,6 +278,44 @@ class ImageFiles(Dataset):
             image = image.convert("L")
         x = self.transform(image)
         return x if self.y is None else (x, self.y[index])
+
+
+class PerDomainBatches(Sampler[list[int]]):
+    """Training batches of ``per_domain`` samples of every domain, ``N × per_domain`` indices each (the domains in
+    index order), as the multi-source papers draw a batch from each source (fewer where a domain has fewer samples
+    per process: then that many). Each domain's samples are shuffled and
+    drawn without replacement; an epoch ends when the domain with the most full batches has given each once, the
+    others reshuffled and cycled meanwhile. Every epoch draws new orders from ``seed`` and the epoch's number. Under
+    DDP, process ``rank`` of ``world_size`` draws the ``rank``-th of every ``world_size`` positions of each domain's
+    order (the processes see disjoint samples)."""
+
+    def __init__(self, domains: np.ndarray, per_domain: int, seed: int, rank: int = 0, world_size: int = 1) -> None:
+        domains = np.asarray(domains)
+        self.groups = [np.flatnonzero(domains == domain) for domain in np.unique(domains)]
+        smallest = min(len(group) for group in self.groups) // world_size
+        if smallest < 1:
+            raise ValueError(f"per-source batches: a source domain has fewer training samples than the {world_size} "
+                             "processes")
+        self.per_domain = min(int(per_domain), smallest)
+        self.seed, self.rank, self.world_size = int(seed), rank, world_size
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return max(len(group) // self.world_size // self.per_domain for group in self.groups)
+
+    def __iter__(self):
+        generator = np.random.default_rng([self.seed, self.epoch])
+        self.epoch += 1
+        needed = len(self) * self.per_domain
+        orders = []
+        for group in self.groups:
+            mine = len(group) // self.world_size
+            rounds = -(-needed // mine)  # ceil: the smaller domains cycle, reshuffled each round
+            orders.append(np.concatenate([group[generator.permutation(len(group))][self.rank::self.world_size][:mine]
+                                          for _ in range(rounds)])[:needed])
+        for step in range(len(self)):
+            window = slice(step * self.per_domain, (step + 1) * self.per_domain)
+            yield [int(index) for order in orders for index in order[window]]
 
 
 class WithDomains(Dataset):

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -129,6 +129,10 @@ class DomainAdaptation(DeepMethod):
         transfer_weight: ``λ``, the trade-off of the transfer term.
         warmup: ``none`` or ``dann`` (``w(p) = 2 / (1 + exp(−γ p)) − 1``).
         warmup_gamma: ``γ`` of the ``dann`` warm-up.
+        source_batches: with several sources, ``pooled`` (each batch drawn from the pooled sources, each source in
+            proportion to its size) or ``per_source`` (``batch_size`` samples of every source in each batch, as
+            the multi-source papers draw them; :class:`~tlrun.backbones.inputs.PerDomainBatches`). One source:
+            the same batches either way.
         **kwargs: those of :class:`~tlrun.methods.deep.DeepMethod`.
     """
 
@@ -138,12 +142,15 @@ class DomainAdaptation(DeepMethod):
         transfer_weight: float = 1.0,
         warmup: str = "none",
         warmup_gamma: float = 10.0,
+        source_batches: Literal["pooled", "per_source"] = "pooled",
         **kwargs: Any,
     ) -> None:
         super().__init__(backbone, **kwargs)
         check_domain_adaptation(
-            type(self).__name__, transfer_weight=transfer_weight, warmup=warmup, warmup_gamma=warmup_gamma
+            type(self).__name__, transfer_weight=transfer_weight, warmup=warmup, warmup_gamma=warmup_gamma,
+            source_batches=source_batches,
         )
+        self.source_batches = source_batches
         self.transfer_weight = float(transfer_weight)
         self.warmup = warmup
         self.warmup_gamma = float(warmup_gamma)
@@ -233,7 +240,8 @@ class DomainAdaptation(DeepMethod):
         across_sources = not len(data.target)
         return self.paired_loaders(
             self.make_loader(source.X, source.y, shuffle=True, drop_last=True,
-                             domains=source.domains if self.reads_source_domains or across_sources else None),
+                             domains=source.domains if self.reads_source_domains or across_sources else None,
+                             batch_domains=source.domains if self.source_batches == "per_source" else None),
             None if across_sources else self.make_loader(data.target.X, shuffle=True, drop_last=True, seed_offset=1),
             labeled_target=self.labeled_target_loader(data),
         )

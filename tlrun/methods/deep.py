@@ -299,6 +299,7 @@ class DeepMethod(pl.LightningModule, Method):
         drop_last: bool = False,
         seed_offset: int = 0,
         domains: np.ndarray | None = None,
+        batch_domains: np.ndarray | None = None,
     ) -> DataLoader:
         """A DataLoader over samples (and labels, and each sample's domain index: ``(x, y, d)`` batches) for this
         method's backbone.
@@ -306,6 +307,8 @@ class DeepMethod(pl.LightningModule, Method):
         Shuffled loaders are training loaders: seeded from the run's seed (plus ``seed_offset``, so that two
         loaders of one run draw different orders) and augmented with the dataset's ``augment`` policy. Under DDP a
         shuffled loader draws this process's 1/N of the samples (:func:`tlrun.methods.deep_ddp.shard_sampler`).
+        With ``batch_domains`` (each sample's domain, several domains) a shuffled loader's batches hold
+        ``batch_size`` samples of every domain (:class:`~tlrun.backbones.inputs.PerDomainBatches`).
         Workers and pinned memory follow ``num_workers`` and the device the network is on
         (:func:`tlrun.backbones.inputs.loader_options`).
         """
@@ -315,14 +318,19 @@ class DeepMethod(pl.LightningModule, Method):
         if domains is not None:
             dataset = _inputs.WithDomains(dataset, domains)
         generator, sampler = None, None
+        size = batch_size or self.batch_size
         if shuffle:
             seed = self._context.seed if self._context is not None else 0
+            if batch_domains is not None and len(np.unique(batch_domains)) > 1:
+                rank, world_size = self._shard or (0, 1)
+                batches = _inputs.PerDomainBatches(batch_domains, size, int(seed) + seed_offset, rank, world_size)
+                return DataLoader(dataset, batch_sampler=batches,
+                                  **_inputs.loader_options(self.num_workers, X, self.device))
             if self._shard is not None:
                 rank, world_size = self._shard
                 sampler = shard_sampler(dataset, world_size, rank, int(seed) + seed_offset)
             else:
                 generator = torch.Generator().manual_seed(int(seed) + seed_offset)
-        size = batch_size or self.batch_size
         return DataLoader(
             dataset,
             batch_size=size,

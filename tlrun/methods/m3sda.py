@@ -20,9 +20,9 @@ class M3SDA(DomainAdaptation):
 
     This is the paper's moment-matching component with one classifier shared by all sources, not its full method:
     M3SDA trains one classifier per source and predicts the target by their weighted combination, and M3SDA-β adds
-    an MCD-style discrepancy between two classifiers per source; neither is done here. The sources are pooled and
-    drawn into batches in proportion to their sizes (the paper draws each source separately). With one source
-    ``MD²`` is that source's moment distance to the target (a first- and second-moment alignment).
+    an MCD-style discrepancy between two classifiers per source; neither is done here. Each batch holds
+    ``batch_size`` samples of every source, as the paper draws them (``source_batches``). With one source ``MD²`` is
+    that source's moment distance to the target (a first- and second-moment alignment).
 
     Args:
         moments: ``K``, the highest moment matched (2: the paper's ``MD²``).
@@ -30,15 +30,19 @@ class M3SDA(DomainAdaptation):
             features until the classifier could not learn (its Euclidean norms of batch moments have a floor set by
             the batch noise, which smaller features lower); chosen on a designated tuning task (see
             ``docs/defaults.md``).
+        source_batches: ``per_source`` (the paper's, and the tuning task's choice) or ``pooled``; see
+            :class:`~tlrun.methods.adaptation.DomainAdaptation`.
         **kwargs: those of :class:`~tlrun.methods.adaptation.DomainAdaptation`.
     """
 
     reads_source_domains = True
 
     def __init__(
-        self, backbone: nn.Module, moments: int = 2, transfer_weight: float = 0.3, warmup: str = "dann", **kwargs: Any
+        self, backbone: nn.Module, moments: int = 2, transfer_weight: float = 0.3, warmup: str = "dann",
+        source_batches: str = "per_source", **kwargs: Any,
     ) -> None:
-        super().__init__(backbone, transfer_weight=transfer_weight, warmup=warmup, **kwargs)
+        super().__init__(backbone, transfer_weight=transfer_weight, warmup=warmup, source_batches=source_batches,
+                         **kwargs)
         check_m3sda(type(self).__name__, moments=moments)
         self.moments = int(moments)
 

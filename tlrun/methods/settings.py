@@ -354,7 +354,10 @@ def check_deep_method(
             raise ValueError(f"{name}: backbone_lr_mult must be a number or auto, got {backbone_lr_mult!r}") from None
 
 
-def check_domain_adaptation(name: str, *, transfer_weight: float, warmup: str, warmup_gamma: float, **_: Any) -> None:
+def check_domain_adaptation(name: str, *, transfer_weight: float, warmup: str, warmup_gamma: float,
+                            source_batches: Literal["pooled", "per_source"], **_: Any) -> None:
+    if source_batches not in ("pooled", "per_source"):
+        raise ValueError(f"{name}: source_batches must be pooled or per_source, got {source_batches!r}")
     if warmup not in WARMUPS:
         raise ValueError(f"{name}: warmup must be one of {', '.join(WARMUPS)}, got {warmup!r}")
     if not _is_number_at_least_0(transfer_weight):
