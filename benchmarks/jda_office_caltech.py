@@ -2,7 +2,7 @@
 
 Run by hand from the repository root with the project's venv active:
 
-    python benchmarks/jda_office_caltech.py [DATA_FOLDER] [--device cpu|cuda] [--repeats 3] [--threads N]
+    python benchmarks/jda_office_caltech.py [DATA_FOLDER] [--device cpu|cuda] [--repeats 3] [--threads N|auto] [--busy]
         [--skada /tmp/skada] [--output benchmarks/results/jda_office_caltech.md]
 
 ``DATA_FOLDER`` holds the four ``*_SURF_L10.mat`` files (default: ``$TLRUN_SHARED_DATA/office_caltech10_surf`` or
@@ -10,7 +10,9 @@ Run by hand from the repository root with the project's venv active:
 k = 100, λ = 1, T = 10, 1-NN); one untimed warm-up task comes first. The time covers ``fit`` (every iteration,
 pseudo-labels included), whose last labels of the target are what a run scores (``fitted_target_labels``); each task
 runs ``--repeats`` times (in rounds over the 12 tasks) and its median is reported, with the load average (other work
-on the machine slows it). ``--threads`` sets torch's threads (default: torch's, every core).
+on the machine slows it). ``--threads`` sets torch's threads (default ``auto``: the number ``threads=auto`` gives a
+run, ``tlrun.runner.threads.free_cores``); ``--busy`` keeps one other process spinning while it measures (a loaded
+machine, reproducibly).
 
 With ``--skada DIR`` (a folder where skada and POT are installed: ``pip install --no-deps --target DIR skada pot``),
 skada 0.6's ``TransferComponentAnalysis()`` with its defaults (rbf kernel, ``mu=0.1``, an SVC) runs on the same
@@ -28,6 +30,8 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from busy import one_busy_core  # noqa: E402  (the benchmarks folder is no package)
 from tlrun import __version__  # first: tlrun sets the OpenMP wait policy before torch loads its runtime, as in a run
 
 import numpy as np
@@ -36,6 +40,7 @@ import torch
 from tlrun.data.features import OfficeCaltech10
 from tlrun.methods.base import NullReporter, RunContext
 from tlrun.methods.jda import JDA
+from tlrun.runner.threads import free_cores
 from tlrun.scenarios import Labeled, TrainingData, Unlabeled
 
 RESULTS = Path(__file__).resolve().parent / "results" / "jda_office_caltech.md"
@@ -90,12 +95,18 @@ def main() -> None:
     parser.add_argument("data", nargs="?", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--repeats", type=int, default=3, help="runs per task; the median time is reported")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--threads", default="auto", help="torch threads (default auto: what threads=auto gives a run)")
+    parser.add_argument("--busy", action="store_true", help="keep one other process spinning while measuring")
     parser.add_argument("--skada", default=None, help="a folder holding skada and POT: time skada's TCA beside JDA")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    with one_busy_core(args.busy):
+        measure(args)
+
+
+def measure(args: argparse.Namespace) -> None:
+    """The 12 tasks (and skada's TCA beside them), timed; the results file written and printed."""
+    torch.set_num_threads(free_cores() if args.threads == "auto" else int(args.threads))
     if args.skada:
         sys.path.insert(0, args.skada)
 
@@ -135,7 +146,8 @@ def main() -> None:
             "Protocol of the JDA paper: rowsum + z-score preprocessing per domain, linear kernel, k = 100, λ = 1, T = 10,",
             "1-NN. Accuracy in % on all target samples; seconds = `fit` (whose last target labels a run scores) after one",
             f"warm-up task, float64, median of {args.repeats} runs per task, device: {args.device} ({device}, OpenMP wait "
-            f"policy {os.environ.get('OMP_WAIT_POLICY', 'default')}), tlrun {__version__}, torch {torch.__version__}; 1-minute load average "
+            f"policy {os.environ.get('OMP_WAIT_POLICY', 'default')}, GOMP_SPINCOUNT "
+            f"{os.environ.get('GOMP_SPINCOUNT', 'default')}{'; one other process spinning' if args.busy else ''}), tlrun {__version__}, torch {torch.__version__}; 1-minute load average "
             f"{load_before:.1f} before, {load_after:.1f} after. Produced by `python benchmarks/jda_office_caltech.py "
             f"{' '.join(sys.argv[1:])}`."
             + (" skada: 0.6's `TransferComponentAnalysis()` with its defaults, timed in the same rounds (fit + "

@@ -4,6 +4,7 @@ Run from the repository root with the project's venv active:
 
     python benchmarks/startup.py [REPEATS]                                   # default 3; on the machine as it is
     python benchmarks/startup.py 3 --output benchmarks/results/startup_idle.md  # when nothing else runs
+    python benchmarks/startup.py 3 --busy          # beside one other process spinning (results/startup.md)
 
 Each command runs as a child process; its wall time is measured around it and its CPU time (user + system) is the
 child's own, from ``os.wait4``. Rows:
@@ -23,8 +24,9 @@ child's own, from ``os.wait4``. Rows:
 
 Each pair is interleaved (tlrun first in odd repeats, the script first in even ones). Reported: medians and the
 spread (min–max) of each, the ratio of the medians, and the machine's 1-minute load average before and after (the
-commands run under whatever else the machine does: compare the load with the figures). Writes
-benchmarks/results/startup.md and prints it. Targets (issue 18): `--help` under 1 s of CPU, a whole `tlrun
+commands run under whatever else the machine does: compare the load with the figures; ``--busy`` keeps one other
+process spinning throughout, a loaded machine made reproducibly). Writes benchmarks/results/startup.md (or
+``--output``) and prints it. Targets (issue 18): `--help` under 1 s of CPU, a whole `tlrun
 method=jda` ≤ 1.2× its plain script, `tlrun method=dann` ≤ 1.1×.
 """
 
@@ -41,6 +43,9 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from busy import one_busy_core  # noqa: E402  (the benchmarks folder is no package)
 
 BENCHMARKS = Path(__file__).resolve().parent
 RESULTS = BENCHMARKS / "results" / "startup.md"
@@ -101,7 +106,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("repeats", nargs="?", type=int, default=3)
     parser.add_argument("--output", type=Path, default=RESULTS, help="e.g. results/startup_idle.md for an idle run")
+    parser.add_argument("--busy", action="store_true", help="keep one other process spinning while measuring")
     args = parser.parse_args()
+    with one_busy_core(args.busy):
+        measure(args)
+
+
+def measure(args: argparse.Namespace) -> None:
+    """Every command and pair, timed; the results file written and printed."""
     repeats = args.repeats
     tlrun, python = tlrun_command(), sys.executable
     load_before = os.getloadavg()
@@ -134,9 +146,10 @@ def main() -> None:
         "",
         f"Medians (min–max) of {repeats} runs, each a child process: wall seconds, and CPU seconds (the child's user + "
         f"system, `os.wait4`). {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}. 1-minute load average {load_before[0]:.2f} before, {load_after[0]:.2f} after "
+        f"{platform.python_version()}{', one other process spinning throughout' if args.busy else ''}. 1-minute load "
+        f"average {load_before[0]:.2f} before, {load_after[0]:.2f} after "
         f"(5-minute: {load_before[1]:.2f}, {load_after[1]:.2f}). Made by `python benchmarks/startup.py {repeats}"
-        f"{'' if args.output == RESULTS else ' --output ' + str(args.output)}`.",
+        f"{' --busy' * args.busy}{'' if args.output == RESULTS else ' --output ' + str(args.output)}`.",
         "",
         "| command | wall s | CPU s |",
         "|---|---|---|",

@@ -10,8 +10,11 @@ samples per domain of 256 features (the task of ``benchmarks/scaling.py``), the 
 ``lenet``, 50 training steps of a LeNet on 64 digit-sized images (SGD, cross-entropy), after 5 warm-up steps.
 
 **Settings**: ``1 thread``; ``2 threads, spinning`` (``OMP_WAIT_POLICY=ACTIVE``: the waiting threads spin, as
-they did by default before tlrun set the policy); ``2 threads, passive`` (``OMP_WAIT_POLICY=PASSIVE``: tlrun's
-default since, see ``tlrun/__init__.py``).
+they did by default before tlrun set the policy); ``2 threads, passive`` (``OMP_WAIT_POLICY=PASSIVE``,
+``GOMP_SPINCOUNT=0``: they sleep at once); ``2 threads, brief spin`` (``GOMP_SPINCOUNT=1000``: GNU OpenMP's
+waiting threads spin 1000 rounds, then sleep); ``auto (tlrun's default)``: the brief spin, and the threads
+``threads=auto`` gives a single run (``tlrun.runner.threads.free_cores``: the cores less the other processes
+running as the process starts).
 
 **Machine states**: *idle* (nothing else started by this script; the load average printed says what else ran) and
 *busy* (one other process spinning on one core for the whole measurement, as another job, a test suite or an editor
@@ -29,16 +32,23 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from busy import one_busy_core  # noqa: E402  (the benchmarks folder is no package)
+
 RESULTS = Path(__file__).resolve().parent / "results" / "threads.md"
+#: name: (threads, or ``auto`` for tlrun's choice at start (``free_cores``), and the OpenMP environment)
 SETTINGS = {
-    "1 thread": (1, "PASSIVE"),
-    "2 threads, spinning": (2, "ACTIVE"),
-    "2 threads, passive": (2, "PASSIVE"),
+    "1 thread": ("1", {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "0"}),
+    "2 threads, spinning": ("2", {"OMP_WAIT_POLICY": "ACTIVE"}),
+    "2 threads, passive": ("2", {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "0"}),
+    "2 threads, brief spin": ("2", {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "1000"}),
+    "auto (tlrun's default)": ("auto", {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "1000"}),
 }
 WORKLOAD = """
 import sys, time
 import torch
-threads, workload = int(sys.argv[1]), sys.argv[2]
+from tlrun.runner.threads import free_cores
+threads, workload = (free_cores() if sys.argv[1] == "auto" else int(sys.argv[1])), sys.argv[2]
 torch.set_num_threads(threads)
 if workload == "jda":
     sys.path.insert(0, "benchmarks")
@@ -71,9 +81,11 @@ print(f"seconds={time.perf_counter() - start:.6f}")
 """
 
 
-def measure(threads: int, policy: str, workload: str) -> float:
-    """Wall seconds of ``workload`` in a fresh process with ``threads`` threads and the OpenMP wait ``policy``."""
-    env = {**os.environ, "OMP_WAIT_POLICY": policy, "PYTHONPATH": str(Path.cwd())}
+def measure(threads: str, openmp: dict[str, str], workload: str) -> float:
+    """Wall seconds of ``workload`` in a fresh process with ``threads`` threads and the OpenMP environment
+    ``openmp``."""
+    env = {**{key: value for key, value in os.environ.items() if key not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")},
+           **openmp, "PYTHONPATH": str(Path.cwd())}
     result = subprocess.run([sys.executable, "-c", WORKLOAD, str(threads), workload], env=env, capture_output=True,
                             text=True, check=True)
     return float(result.stdout.strip().rsplit("seconds=", 1)[1])
@@ -91,16 +103,11 @@ def main() -> None:
     started, load_before = time.perf_counter(), load()
     times: dict[tuple[str, str, str], list[float]] = {}
     for state in ("idle", "busy"):
-        spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if state == "busy" else None
-        try:
+        with one_busy_core(state == "busy"):
             for _ in range(args.repeats):
                 for workload in ("jda", "lenet"):
-                    for name, (threads, policy) in SETTINGS.items():
-                        times.setdefault((state, workload, name), []).append(measure(threads, policy, workload))
-        finally:
-            if spinner is not None:
-                spinner.kill()
-                spinner.wait()
+                    for name, (threads, openmp) in SETTINGS.items():
+                        times.setdefault((state, workload, name), []).append(measure(threads, openmp, workload))
     lines = [
         "# Threads per run and how they wait, on an idle and a busy machine",
         "",

@@ -3,11 +3,14 @@
 import os
 from importlib.metadata import PackageNotFoundError, version
 
-# OpenMP threads (torch's CPU pool) that wait for work sleep instead of spinning, unless the environment says
-# otherwise. Read once, when torch loads its OpenMP runtime, so set here, before anything imports torch. On 2 cores
-# with another process busy, a JDA fit took 8.3 s with 2 spinning threads against 1.4 s passive and 1.2 s with one
-# thread (benchmarks/results/threads.md).
+# OpenMP threads (torch's CPU pool) that wait for work spin briefly, then sleep, unless the environment says
+# otherwise: PASSIVE (sleep) for any OpenMP runtime, and GNU OpenMP's (torch's on Linux) spin of 1000 rounds first.
+# Read once, when torch loads its OpenMP runtime, so set here, before anything imports torch. On 2 cores with another
+# process busy, a JDA fit took 8.3 s with 2 spinning threads against 1.4 s passive; on an idle machine the 12
+# Office+Caltech10 JDA tasks took 6.9 s passive against 3.4 s with the brief spin (benchmarks/results/threads.md).
+# Beside a busy process a run uses one thread by default (tlrun.runner.threads), where the wait policy does not matter.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("GOMP_SPINCOUNT", "1000")
 
 try:
     __version__ = version("tlrun")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
@@ -10,13 +12,13 @@ from threadpoolctl import threadpool_info
 
 from tlrun.errors import TlrunError
 from tlrun.run import run
-from tlrun.runner.threads import SUBMITIT_LOCAL, limited_threads, run_threads
+from tlrun.runner.threads import SUBMITIT_LOCAL, free_cores, limited_threads, run_threads
 
 JOBLIB = OmegaConf.create({"_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", "n_jobs": 2})
 
 
 def test_auto_leaves_a_run_alone_and_what_a_scheduler_set_but_shares_the_cores_under_submitit_local():
-    assert run_threads("auto", None, environ={}) is None  # a single run: torch's own choice, every core
+    assert run_threads("auto", None, environ={}) == free_cores()  # a single run: the cores no other process uses
     assert run_threads("auto", JOBLIB, environ={"OMP_NUM_THREADS": "1"}) is None  # joblib's worker already says 1
     assert run_threads("auto", None, environ={"SLURM_CPUS_PER_TASK": "6"}) == 6
     submitit = OmegaConf.create({"_target_": SUBMITIT_LOCAL, "cpus_per_task": None})
@@ -50,3 +52,17 @@ def test_a_run_records_its_threads_and_a_bad_setting_opens_no_run(compose, mlflo
     with pytest.raises(TlrunError, match="threads=0"):
         run(compose("method=no_adaptation", "threads=0", experiment="threads-bad"))
     assert client.get_experiment_by_name("threads-bad") is None
+
+
+def test_free_cores_are_the_cores_less_the_other_processes_running_threads(tmp_path, monkeypatch):
+    cores = len(os.sched_getaffinity(0))
+    loadavg = tmp_path / "loadavg"
+    loadavg.write_text("0.50 0.40 0.30 1/300 4242\n")  # this process alone runs
+    assert free_cores(loadavg) == cores
+    loadavg.write_text(f"2.00 1.00 0.50 {cores + 5}/300 4242\n")  # more busy threads than cores: still one
+    assert free_cores(loadavg) == 1
+    if cores >= 2:
+        loadavg.write_text("1.00 1.00 1.00 2/300 4242\n")  # one other process running
+        assert free_cores(loadavg) == cores - 1
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.2, 1.0, 1.0))  # no /proc/loadavg: the 1-minute load average
+    assert free_cores(tmp_path / "absent") == max(1, cores - 1)

@@ -1,4 +1,5 @@
-"""CPU threads per run (the top-level ``threads`` setting): a run alone uses every core, runs side by side share them.
+"""CPU threads per run (the top-level ``threads`` setting): a run alone uses the cores no other process is using,
+runs side by side share them.
 
 Oversubscribed cores are very costly for this work: the thread pools of torch and of the BLAS spin while they wait.
 On 2 cores kept busy by other processes, a dense 800 × 800 ``eigh`` took 0.5 to 12 s with 2 threads against 0.17 s
@@ -10,15 +11,20 @@ long as the same runs one after another (``benchmarks/results/sweep_launchers.md
 - under Slurm, the job's ``SLURM_CPUS_PER_TASK``;
 - under the submitit local launcher (every job of the sweep at once, on this machine), its
   ``hydra.launcher.cpus_per_task``, else 1;
-- otherwise (a single run, the basic launcher) every core, as torch chooses.
+- otherwise (a single run, or the basic launcher's jobs, one at a time) the cores this process may use less those other processes are
+  running on as it starts (:func:`free_cores`), at least 1: on 2 cores, 2 threads on an idle machine and 1 beside
+  another busy process (``benchmarks/results/threads.md``: the 12 Office+Caltech10 JDA tasks took 3.4 s idle with
+  2 threads against 5.2 s with 1, and 5.5 s busy with 1 against 6.3–9.2 s with 2).
 
-``threads=N`` sets N threads for torch, and for the BLAS and OpenMP pools of numpy, SciPy and scikit-learn.
+``threads=N`` sets N threads for torch, and for the BLAS and OpenMP pools of numpy, SciPy and scikit-learn. The
+run's ``threads`` tag records the number used.
 """
 
 from __future__ import annotations
 
 import os
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Iterator
 
 from hydra.core.hydra_config import HydraConfig
@@ -50,7 +56,19 @@ def run_threads(value: Any, launcher: DictConfig | None, environ: dict[str, str]
         return int(environ["SLURM_CPUS_PER_TASK"])
     if launcher is not None and launcher.get("_target_") == SUBMITIT_LOCAL:
         return int(launcher.get("cpus_per_task") or 1)
-    return None
+    return free_cores()
+
+
+def free_cores(loadavg: Path = Path("/proc/loadavg")) -> int:
+    """The cores this process may use (its CPU affinity) less the threads other processes are running now, at least
+    1. Linux counts the running threads in ``/proc/loadavg`` (its fourth field, ``running/total``, this process's
+    one included); elsewhere the 1-minute load average stands in for them."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        busy = int(loadavg.read_text().split()[3].split("/")[0]) - 1
+    except (OSError, ValueError, IndexError):
+        busy = round(os.getloadavg()[0]) if hasattr(os, "getloadavg") else 0
+    return max(1, cores - max(0, busy))
 
 
 def current_launcher() -> DictConfig | None:
