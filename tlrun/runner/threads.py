@@ -11,10 +11,11 @@ long as the same runs one after another (``benchmarks/results/sweep_launchers.md
 - under Slurm, the job's ``SLURM_CPUS_PER_TASK``;
 - under the submitit local launcher (every job of the sweep at once, on this machine), its
   ``hydra.launcher.cpus_per_task``, else 1;
-- otherwise (a single run, or the basic launcher's jobs, one at a time) the cores this process may use less those other processes are
-  running on as it starts (:func:`free_cores`), at least 1: on 2 cores, 2 threads on an idle machine and 1 beside
-  another busy process (``benchmarks/results/threads.md``: the 12 Office+Caltech10 JDA tasks took 3.4 s idle with
-  2 threads against 5.2 s with 1, and 5.5 s busy with 1 against 6.3–9.2 s with 2).
+- otherwise (a single run, or the basic launcher's jobs, one at a time) the cores this process may use less those
+  other processes are running on as it starts (:func:`free_cores`), at least 1; with every core free, torch's own
+  choice is left as it is. On 2 cores: 2 threads on an idle machine, 1 beside another busy process (the 12
+  Office+Caltech10 JDA tasks took 3.4 s idle with 2 threads against 5.2 s with 1, and 5.5 s busy with 1 against
+  6.3–9.2 s with 2; ``benchmarks/results/threads.md``).
 
 ``threads=N`` sets N threads for torch, and for the BLAS and OpenMP pools of numpy, SciPy and scikit-learn. The
 run's ``threads`` tag records the number used.
@@ -56,14 +57,20 @@ def run_threads(value: Any, launcher: DictConfig | None, environ: dict[str, str]
         return int(environ["SLURM_CPUS_PER_TASK"])
     if launcher is not None and launcher.get("_target_") == SUBMITIT_LOCAL:
         return int(launcher.get("cpus_per_task") or 1)
-    return free_cores()
+    free = free_cores()
+    return None if free == available_cores() else free  # every core free: torch's own pool, nothing to limit
+
+
+def available_cores() -> int:
+    """The cores this process may use: its CPU affinity where the platform has one, else the machine's."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def free_cores(loadavg: Path = Path("/proc/loadavg")) -> int:
     """The cores this process may use (its CPU affinity) less the threads other processes are running now, at least
     1. Linux counts the running threads in ``/proc/loadavg`` (its fourth field, ``running/total``, this process's
     one included); elsewhere the 1-minute load average stands in for them."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = available_cores()
     try:
         busy = int(loadavg.read_text().split()[3].split("/")[0]) - 1
     except (OSError, ValueError, IndexError):
