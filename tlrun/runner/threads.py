@@ -13,9 +13,9 @@ long as the same runs one after another (``benchmarks/results/sweep_launchers.md
   ``hydra.launcher.cpus_per_task``, else 1;
 - otherwise (a single run, or the basic launcher's jobs, one at a time) the cores this process may use less those
   other processes are running on as it starts (:func:`free_cores`), at least 1; with every core free, torch's own
-  choice is left as it is. On 2 cores: 2 threads on an idle machine, 1 beside another busy process (the 12
-  Office+Caltech10 JDA tasks took 3.4 s idle with 2 threads against 5.2 s with 1, and 5.5 s busy with 1 against
-  6.3–9.2 s with 2; ``benchmarks/results/threads.md``).
+  choice is left as it is. On 2 cores: 2 threads on an idle machine, 1 beside another busy process (a JDA fit took
+  1.5 s idle with 2 threads against 2.5 s with 1, and 2.5 s busy with 1 against 2.6–3.6 s with 2;
+  ``benchmarks/results/threads.md``).
 
 ``threads=N`` sets N threads for torch, and for the BLAS and OpenMP pools of numpy, SciPy and scikit-learn. The
 run's ``threads`` tag records the number used.
