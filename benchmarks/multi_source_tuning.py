@@ -4,14 +4,16 @@ The tuning task is digits ``[original, rotate] → thick``; the reported task (`
 ``[original, thin, shrink] → rotate``. Every method of the comparison gets the same search, each cell the mean target
 accuracy over seeds 0 and 1 (transductive, ``trainer.select=last``): the grid ``GRID`` (declared before any of its
 runs), then a second stage, ``SECOND_STAGE`` (added after the first had run: batches with ``batch_size`` samples of
-every source, as the multi-source papers draw them) on each method's best two cells of the first. The cell with the
+every source, as the multi-source papers draw them) on each method's best two cells of the first, then a third,
+``THIRD_STAGE`` (added after the second, and after the reported table had been seen: ``m3sda`` with the paper's
+classifier pairs and its β step, which tlrun lacked until then) on the method's best cell so far. The cell with the
 highest mean is the method's choice (ties: the earlier cell). ``dann`` is searched too, so the multi-source methods
 are compared with a ``dann`` given the same chance, not with its single-source defaults alone.
 
 Run by hand from the repository root with the project's venv:
 
-    python benchmarks/multi_source_tuning.py            # both stages (the first read from the json if there)
-    python benchmarks/multi_source_tuning.py --rerun    # the first stage run again too (about 15 min more)
+    python benchmarks/multi_source_tuning.py            # every stage; cells already in the json are read, not rerun
+    python benchmarks/multi_source_tuning.py --rerun    # every cell run again (about 25 min)
 
 Writes benchmarks/results/multi_source_tuning.md (every cell) and multi_source_tuning.json (each method's choice,
 read by ``multi_source_digits.py``), and prints the table.
@@ -58,6 +60,12 @@ def cells() -> dict[str, tuple[str, dict[str, object]]]:
 SECOND_STAGE = {"method.source_batches": "per_source"}
 SECOND_STAGE_TOP = 2
 
+#: The third stage: per method, a grid of options (as ``GRID``) each cell of which is run on top of the method's best
+#: cell of the first two stages.
+THIRD_STAGE: dict[str, dict[str, list]] = {
+    "m3sda": {"method.classifiers": ["per_source"], "method.discrepancy_weight": [0, 0.3, 1]},
+}
+
 
 def load_choices() -> dict[str, dict[str, object]]:
     """Each method's chosen setting (``{method: {option: value}}``) from the last tuning run; empty if never run."""
@@ -72,30 +80,45 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--jobs", type=int, default=2, help="runs side by side")
-    parser.add_argument("--rerun", action="store_true", help="run the first stage again (else read from the json)")
+    parser.add_argument("--rerun", action="store_true", help="run every cell again (else read those in the json)")
     args = parser.parse_args()
 
     task = [f"dataset.source=[{','.join(TUNING_SOURCES)}]", f"dataset.target={TUNING_TARGET}"]
 
-    def search(grid: dict[str, tuple[str, dict[str, object]]]) -> tuple[dict[str, dict[str, float]], float]:
+    stored = json.loads(CHOICES.read_text()).get("cells", {}) if CHOICES.exists() else {}
+    elapsed, read = 0.0, 0
+
+    def search(grid: dict[str, tuple[str, dict[str, object]]]) -> dict[str, dict[str, float]]:
+        """Every cell's scores by seed: read from the json when it holds these seeds (unless ``--rerun``), else run."""
+        nonlocal elapsed, read
+        known = {row: stored[row] for row in grid
+                 if not args.rerun and set(stored.get(row, {})) == set(map(str, args.seeds))}
         rows = {row: [f"method={method}", *task, *(f"{key}={value}" for key, value in setting.items())]
-                for row, (method, setting) in grid.items()}
-        scores, _, elapsed = run_rows(rows, args.seeds, args.jobs)
-        return {row: {str(seed): value for seed, value in values.items()} for row, values in scores.items()}, elapsed
+                for row, (method, setting) in grid.items() if row not in known}
+        scores, _, seconds = run_rows(rows, args.seeds, args.jobs) if rows else ({}, None, 0.0)
+        elapsed, read = elapsed + seconds, read + len(known)
+        return known | {row: {str(seed): value for seed, value in values.items()} for row, values in scores.items()}
+
+    def named(row: str, options: dict[str, object]) -> str:
+        return f"{row}, " + ", ".join(f"{key.split('.')[-1]}={value}" for key, value in options.items())
 
     first = cells()
-    stored = json.loads(CHOICES.read_text()).get("cells", {}) if CHOICES.exists() else {}
-    reuse = not args.rerun and all(set(stored.get(row, {})) == set(map(str, args.seeds)) for row in first)
-    scores, elapsed = ({row: stored[row] for row in first}, 0.0) if reuse else search(first)
+    scores = search(first)
     second = {}
     for method in GRID:
         ranked = sorted((row for row in first if first[row][0] == method), key=lambda row: -mean(scores[row]))
         for row in ranked[:SECOND_STAGE_TOP]:
-            extra = ", ".join(f"{key.split('.')[-1]}={value}" for key, value in SECOND_STAGE.items())
-            second[f"{row}, {extra}"] = (method, {**first[row][1], **SECOND_STAGE})
-    more, more_elapsed = search(second)
-    scores.update(more)
+            second[named(row, SECOND_STAGE)] = (method, {**first[row][1], **SECOND_STAGE})
+    scores.update(search(second))
     grid = {**first, **second}
+    third = {}
+    for method, options in THIRD_STAGE.items():
+        best_row = max((row for row in grid if grid[row][0] == method), key=lambda row: mean(scores[row]))
+        for values in itertools.product(*options.values()):
+            extra = dict(zip(options, values))
+            third[named(best_row, extra)] = (method, {**grid[best_row][1], **extra})
+    scores.update(search(third))
+    grid.update(third)
 
     choices: dict[str, dict[str, object]] = {}
     best: dict[str, float] = {}
@@ -112,10 +135,15 @@ def main() -> None:
         "default. The search is declared in `benchmarks/multi_source_tuning.py`: a first-stage grid (pooled source "
         f"batches), then each method's best {SECOND_STAGE_TOP} cells again with "
         + ", ".join(f"`{key}={value}`" for key, value in SECOND_STAGE.items())
-        + "; each method's cell with the highest mean is its choice (**bold**), used on the reported task "
-        "([multi_source_digits.md](multi_source_digits.md)). Made by `python benchmarks/multi_source_tuning.py`"
-        f" ({'first stage read from the json, ' if reuse else ''}{(elapsed + more_elapsed) / 60:.0f} min of runs) on "
-        f"{os.cpu_count()} shared cores ({args.jobs} runs side by side, one thread each).",
+        + " (added after the first stage had run), then a third stage on the best cell so far: "
+        + "; ".join(f"`{method}` with " + " × ".join(f"`{key}` ∈ {{{', '.join(map(str, values))}}}"
+                                                    for key, values in options.items())
+                    for method, options in THIRD_STAGE.items())
+        + " (added after the second stage and the reported table had been seen); each method's cell with the highest "
+        "mean is its choice (**bold**), used on the reported task ([multi_source_digits.md](multi_source_digits.md)). "
+        f"Made by `python benchmarks/multi_source_tuning.py` ({read} cells read from the json, made by the same "
+        f"script's earlier runs; {elapsed / 60:.0f} min of new runs) on {os.cpu_count()} shared cores ({args.jobs} "
+        "runs side by side, one thread each).",
         "",
         "| method and setting | target acc (%) | per seed |",
         "|---|---|---|",

@@ -117,7 +117,7 @@ def _fit(method_name: str, compose, select: str, **split_options):
     method = instantiate(cfg.method, backbone=MLP(input_shape=(3,), hidden=[4]))
     seen: list[torch.Tensor] = []
     method.backbone.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].detach().clone()))
-    context = RunContext(reporter=NullReporter(), device="cpu", seed=0, select=select, diagnostics=True,
+    context = RunContext(reporter=NullReporter(), device="cpu", seed=0, select=select, diagnostics="pca",
                          trainer={"enable_progress_bar": False, "enable_model_summary": False})
     method.fit(training, context)
     return method, seen

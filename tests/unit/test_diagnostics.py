@@ -1,4 +1,5 @@
-"""The domain-gap diagnostics of tlrun.methods.components.diagnostics: the proxy A-distance and the t-SNE embedding figure."""
+"""The domain-gap diagnostics of tlrun.methods.components.diagnostics: the proxy A-distance, the embedding figure (by
+principal components or t-SNE) and the ``diagnostics`` setting."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from tlrun.methods.components.diagnostics import EMBEDDING_PCA_DIMS, EMBEDDING_POINTS, embedding_figure, proxy_a_distance
+from tlrun.errors import TlrunError
+from tlrun.methods.components.diagnostics import (EMBEDDING_PCA_DIMS, EMBEDDING_POINTS, diagnostics_embedding,
+                                                   embedding_figure, principal_components, proxy_a_distance)
 
 
 def gaussian(n: int, d: int, seed: int, shift: float = 0.0) -> np.ndarray:
@@ -77,7 +80,7 @@ def test_large_features_reach_tsne_subsampled_balanced_and_reduced_by_pca(monkey
 
     monkeypatch.setattr(TSNE, "fit_transform", recorded)
     big = (gaussian(20_000, 256, 0), gaussian(20_000, 256, 1, shift=1.0))
-    figure = embedding_figure(big, big)
+    figure = embedding_figure(big, big, embedding="tsne")
     assert embedded == [(EMBEDDING_POINTS, EMBEDDING_PCA_DIMS)] * 2 and EMBEDDING_POINTS <= 2000
     assert [points_per_domain(axis) for axis in figure.axes] == [[EMBEDDING_POINTS // 2] * 2] * 2
 
@@ -91,8 +94,44 @@ def test_embedding_figure_plots_low_dimensional_features_directly(d):
     np.testing.assert_allclose(axis.collections[1].get_offsets(), np.column_stack([target[:, 0], heights]))
 
 
-def test_embedding_figure_works_on_tiny_inputs(tmp_path):
-    figure = embedding_figure((gaussian(5, 4, 0), gaussian(5, 4, 1)), (gaussian(2, 4, 2), gaussian(1, 4, 3)))
+@pytest.mark.parametrize("embedding", ["pca", "tsne"])
+def test_embedding_figure_works_on_tiny_inputs(tmp_path, embedding):
+    figure = embedding_figure((gaussian(5, 4, 0), gaussian(5, 4, 1)), (gaussian(2, 4, 2), gaussian(1, 4, 3)),
+                              embedding=embedding)
     assert [points_per_domain(axis) for axis in figure.axes] == [[2, 1], [5, 5]]
+    assert figure.axes[0].get_xlabel() == ("t-SNE 1" if embedding == "tsne" else "principal component 1")
     figure.savefig(tmp_path / "embedding.png")
     assert (tmp_path / "embedding.png").stat().st_size > 0
+
+
+def test_the_default_map_is_the_first_two_principal_components_as_scikit_learn_finds_them():
+    from sklearn.decomposition import PCA
+
+    source, target = gaussian(40, 6, 0) * [5, 3, 1, 1, 1, 1], gaussian(30, 6, 1, shift=2.0)
+    axis = embedding_figure((source, target)).axes[0]
+    drawn = np.concatenate([collection.get_offsets() for collection in axis.collections])
+    reference = PCA(2).fit_transform(np.concatenate([source, target]))
+    np.testing.assert_allclose(np.abs(drawn), np.abs(reference), atol=1e-8)  # each component up to its sign
+    # sklearn's variances divide by n - 1
+    np.testing.assert_allclose(principal_components(source, 6).var(axis=0), PCA(6).fit(source).explained_variance_ * 39 / 40)
+
+
+@pytest.mark.parametrize("setting,embedding", [(True, "pca"), (False, None), (None, None), ("pca", "pca"),
+                                               ("tsne", "tsne")])
+def test_the_diagnostics_setting_names_the_figures_map(setting, embedding):
+    assert diagnostics_embedding(setting) == embedding
+
+
+def test_an_unknown_diagnostics_setting_is_refused_with_the_choices():
+    with pytest.raises(TlrunError, match="true, false or one of pca, tsne"):
+        diagnostics_embedding("umap")
+
+
+def test_a_bad_diagnostics_setting_opens_no_run(compose, mlflow_store):
+    from mlflow.tracking import MlflowClient
+
+    from tlrun.run import run
+
+    with pytest.raises(TlrunError, match="diagnostics must be"):
+        run(compose("method=no_adaptation", "diagnostics=umap", experiment="diagnostics-bad"))
+    assert MlflowClient(tracking_uri=mlflow_store).get_experiment_by_name("diagnostics-bad") is None

@@ -102,3 +102,102 @@ def test_m3sda_draws_each_samples_source_domain_with_its_batches(compose):
     method = instantiate(compose("method=m3sda", "method.batch_size=16").method, backbone=MLP(input_shape=(3,), hidden=[4]))
     _, _, domains = next(iter(method.train_dataloaders(data)))[0]["source"]
     assert sorted(domains.tolist()) == [0] * 8 + [1] * 8
+
+
+# --- the classifier pairs and M3SDA-β's step ---------------------------------------------------------------------
+
+
+def test_classifier_discrepancy_by_hand_and_its_bounds():
+    from tlrun.losses import classifier_discrepancy
+
+    first = torch.log(t([[0.5, 0.5], [0.9, 0.1]]))
+    second = torch.log(t([[0.5, 0.5], [0.3, 0.7]]))
+    # Sample 1 agrees; sample 2 differs by 0.6 in each of the 2 classes: mean over 2 samples x 2 classes.
+    assert classifier_discrepancy(first, second).item() == pytest.approx((0.6 + 0.6) / 4)
+    assert classifier_discrepancy(first, first).item() == 0.0
+    certain = t([[100.0, 0.0, 0.0]])
+    assert classifier_discrepancy(certain, certain.roll(1, dims=1)).item() == pytest.approx(2 / 3)  # the bound 2/K
+    with pytest.raises(ValueError, match="alike"):
+        classifier_discrepancy(first, second[:1])
+
+
+def _pairs_method(**options):
+    from tlrun.backbones import MLP
+    from tlrun.scenarios import Labeled, TrainingData, Unlabeled
+
+    torch.manual_seed(0)
+    method = M3SDA(MLP(input_shape=(3,), hidden=[4]), bottleneck_dim=0, **options)
+    method.num_classes = 3
+    X = torch.zeros(4, 3).numpy()
+    method.build_extra(TrainingData(Labeled(X, [0, 1, 2, 0], [0, 0, 1, 1]), Unlabeled(X), 3, ("a", "b", "c"), None,
+                                    source_domains=("first", "second")))
+    method.warmup_factor = lambda: 1.0  # the warm-up reads the Trainer's progress; full strength here
+    return method
+
+
+def test_the_pairs_predict_by_the_sources_mean_probabilities():
+    from tlrun.methods.m3sda import SourceClassifierPairs
+
+    method = _pairs_method()
+    heads = method.classifier
+    assert isinstance(heads, SourceClassifierPairs) and heads.sources == 2
+    features = torch.randn(5, 4)
+    expected = (torch.softmax(heads.first[0](features), 1) + torch.softmax(heads.first[1](features), 1)) / 2
+    torch.testing.assert_close(torch.softmax(heads(features), 1), expected)
+
+
+def _pair_batch(method):
+    from tlrun.methods.adaptation import DomainBatch
+
+    generator = torch.Generator().manual_seed(2)
+    source = torch.randn(6, 4, generator=generator)
+    target = torch.randn(8, 4, generator=generator).requires_grad_()
+    labels, domains, unused = torch.tensor([0, 1, 2, 0, 1, 2]), torch.tensor([0, 0, 0, 1, 1, 1]), torch.zeros(0)
+    per_sample = torch.zeros(6, 1)  # what the objective does not read
+    return DomainBatch(per_sample, unused, labels, per_sample, unused, source, target, per_sample, unused,
+                       source_domains=domains)
+
+
+def _discrepancy(method, target):
+    from tlrun.losses import classifier_discrepancy
+
+    heads = method.classifier
+    return sum(classifier_discrepancy(*heads.pair(target, i)).item() for i in range(heads.sources))
+
+
+def test_the_beta_step_trains_the_classifiers_to_disagree_on_the_target_and_the_features_to_agree():
+    """One descent step on the objective: the classifier pairs' step raises their discrepancy on the target, the
+    target features' step lowers it (the gradient reversal between them), as M3SDA-β's steps B and C do."""
+    method = _pairs_method(discrepancy_weight=1.0, transfer_weight=0.0)
+    batch = _pair_batch(method)
+    before = _discrepancy(method, batch.target_features.detach())
+    method.objective(batch, torch.zeros(()), weight=0.0).backward()
+    with torch.no_grad():
+        for parameter in method.classifier.parameters():
+            parameter -= 0.5 * parameter.grad
+    raised = _discrepancy(method, batch.target_features.detach())
+    moved = (batch.target_features - 0.5 * batch.target_features.grad).detach()
+    assert raised > before and _discrepancy(method, moved) < raised
+
+
+def test_without_beta_the_pairs_learn_their_sources_and_the_target_features_get_no_discrepancy_gradient():
+    method = _pairs_method(discrepancy_weight=0.0, transfer_weight=0.0)
+    batch = _pair_batch(method)
+    loss = method.objective(batch, torch.zeros(()), weight=0.0)
+    heads, parts = method.classifier, [slice(0, 3), slice(3, 6)]
+    expected = torch.stack([
+        torch.nn.functional.cross_entropy(heads.pair(batch.source_features[rows], i)[0], batch.source_labels[rows])
+        + torch.nn.functional.cross_entropy(heads.pair(batch.source_features[rows], i)[1], batch.source_labels[rows])
+        for i, rows in enumerate(parts)]).mean()
+    assert loss.item() == pytest.approx(expected.item())
+    loss.backward()
+    assert not batch.target_features.grad.any()  # λ = 0 and β = 0: nothing pulls on the target features
+
+
+def test_a_beta_step_without_classifier_pairs_is_refused():
+    from tlrun.backbones import MLP
+
+    with pytest.raises(ValueError, match="classifiers=per_source"):
+        M3SDA(MLP(input_shape=(3,), hidden=[4]), classifiers="shared", discrepancy_weight=1.0)
+    with pytest.raises(ValueError, match="shared or per_source"):
+        M3SDA(MLP(input_shape=(3,), hidden=[4]), classifiers="each")

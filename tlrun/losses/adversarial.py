@@ -1,7 +1,7 @@
 """Adversarial building blocks of DANN (Ganin et al. 2016): gradient reversal, a domain discriminator (binary, or
 over K domains), the domain-adversarial losses and the warm-up schedule of its coefficient; PADA's class weights
 (Cao et al. 2018, partial DA), OSBP's open-set boundary loss (Saito et al. 2018) and MDAN's smooth maximum over
-sources (Zhao et al. 2018, multi-source DA).
+sources (Zhao et al. 2018, multi-source DA); MCD's classifier discrepancy (Saito et al. 2018, used by M3SDA-β).
 """
 
 from __future__ import annotations
@@ -184,6 +184,21 @@ def soft_maximum(losses: torch.Tensor, gamma: float) -> torch.Tensor:
         raise ValueError(f"soft_maximum takes a non-empty vector of losses and gamma > 0, got shape "
                          f"{tuple(losses.shape)} and gamma {gamma}")
     return torch.logsumexp(gamma * losses, dim=0) / gamma
+
+
+def classifier_discrepancy(first_logits: torch.Tensor, second_logits: torch.Tensor) -> torch.Tensor:
+    """The discrepancy of two classifiers on the same samples (MCD, Saito et al., CVPR 2018; M3SDA-β's step)::
+
+        d = (1/n) Σ_i (1/K) Σ_k |p¹_ik − p²_ik|,   p = softmax(logits)
+
+    0 when the two agree on every sample, at most ``2/K``. MCD's classifiers learn to maximise it on target samples
+    and the features to minimise it, which moves the target features away from where the classifiers disagree (their
+    decision boundaries).
+    """
+    if first_logits.dim() != 2 or first_logits.shape != second_logits.shape:
+        raise ValueError(f"the two classifiers' logits must be (n, K) alike, got shapes {tuple(first_logits.shape)} "
+                         f"and {tuple(second_logits.shape)}")
+    return (F.softmax(first_logits, dim=1) - F.softmax(second_logits, dim=1)).abs().mean()
 
 
 def dann_schedule(progress: float, gamma: float = 10.0) -> float:

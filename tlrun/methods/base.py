@@ -69,7 +69,8 @@ class RunContext:
         lightning_logger: builds a Lightning logger that writes into the current MLflow run.
         select: how a deep method chooses the epoch whose weights it keeps (``trainer.select``; see
             :mod:`tlrun.methods.components.selection`): ``last`` keeps the final weights.
-        diagnostics: whether deep methods log the before/after proxy A-distance and t-SNE figure.
+        diagnostics: ``None``, or the map (``pca`` or ``tsne``) of the figure deep methods log beside the
+            before/after proxy A-distance (:mod:`tlrun.methods.components.diagnostics`).
         checkpoint: where a deep method writes a resumable checkpoint after every epoch (``None``: none).
         resume_from: a checkpoint written so by an interrupted run, to continue training from.
         callbacks: Lightning callbacks the runner adds to a deep method's ``Trainer`` (the supervision of the DDP
@@ -82,7 +83,7 @@ class RunContext:
     trainer: dict[str, Any] = field(default_factory=dict)
     lightning_logger: Callable[[], Any] | None = None
     select: str = "last"
-    diagnostics: bool = False
+    diagnostics: str | None = None
     checkpoint: Path | None = None
     resume_from: Path | None = None
     callbacks: list[Any] = field(default_factory=list)

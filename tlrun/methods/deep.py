@@ -43,8 +43,8 @@ Subclasses implement ``training_step`` (returning the loss). The base provides, 
   test domain that the runner's reporter holds (:meth:`~tlrun.methods.base.Reporter.held_out_oracle_accuracy`);
 - diagnostics (``context.diagnostics``): the proxy A-distance between source and target features before
   training (backbone output) and after (the representation the classifier reads), ``pad_before`` /
-  ``pad_after``, and a t-SNE figure of both, ``diagnostics/embedding.png`` (skipped when the training target
-  is empty: ``zeroshot``);
+  ``pad_after``, and a figure of both (their first two principal components, or with ``diagnostics=tsne`` a t-SNE
+  map), ``diagnostics/embedding.png`` (skipped when the training target is empty: ``zeroshot``, ``dg``);
 - :meth:`~DeepMethod.predict` in batches, in eval mode, without gradients.
 
 With several processes (``trainer=ddp``, Lightning DDP; see :mod:`tlrun.runner.ddp`) each process draws its own
@@ -95,7 +95,8 @@ RESERVED_TRAINER_KEYS = ("max_epochs", "logger", "enable_checkpointing", "callba
 #: Samples per domain used for the label-free scores that need features, and for the diagnostics.
 SCORE_SAMPLES = 1000
 DIAGNOSTIC_SAMPLES = 500
-#: Points of each t-SNE panel of the diagnostics (half per domain): a fifth of a digits run's CPU time at 1,000.
+#: Points of each panel of the diagnostics' figure (half per domain); t-SNE took a fifth of a digits run's CPU time
+#: at 1,000.
 EMBEDDING_POINTS = 500
 
 
@@ -607,8 +608,8 @@ class DeepMethod(pl.LightningModule, Method):
             {"pad_before": proxy_a_distance(*before, seed=seed), "pad_after": proxy_a_distance(*after, seed=seed)},
             step=self.epochs,
         )
-        context.reporter.log_figure(embedding_figure(after, before, seed=seed, max_points=EMBEDDING_POINTS),
-                                    "diagnostics/embedding.png")
+        context.reporter.log_figure(embedding_figure(after, before, seed=seed, max_points=EMBEDDING_POINTS,
+                                                     embedding=context.diagnostics), "diagnostics/embedding.png")
 
     # ----------------------------------------------------------------------------------------- optimizer
 

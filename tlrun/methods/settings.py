@@ -398,9 +398,17 @@ def check_cmd(name: str, *, moments: int, layers: str | list[str], bottleneck_di
         raise ValueError(f"{name}: the features are bounded by the bottleneck's sigmoid; set bottleneck_dim > 0")
 
 
-def check_m3sda(name: str, *, moments: int, **_: Any) -> None:
+def check_m3sda(name: str, *, moments: int, classifiers: Literal["shared", "per_source"], discrepancy_weight: float,
+                **_: Any) -> None:
     if int(moments) < 1:
         raise ValueError(f"{name}: moments must be at least 1, got {moments}")
+    if classifiers not in ("shared", "per_source"):
+        raise ValueError(f"{name}: classifiers must be shared or per_source, got {classifiers!r}")
+    if not _is_number_at_least_0(discrepancy_weight):
+        raise ValueError(f"{name}: discrepancy_weight must be a number ≥ 0, got {discrepancy_weight!r}")
+    if float(discrepancy_weight) and classifiers == "shared":
+        raise ValueError(f"{name}: discrepancy_weight (M3SDA-β's step) needs a pair of classifiers per source: set "
+                         "classifiers=per_source, or discrepancy_weight=0")
 
 
 def check_mdan(name: str, *, gamma: float, aggregation: Literal["soft", "hard"], **_: Any) -> None:

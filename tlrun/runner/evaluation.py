@@ -61,17 +61,16 @@ def per_class_accuracy(labels: np.ndarray, predictions: np.ndarray, classes: tup
 
 
 def confusion_figure(labels: np.ndarray, predictions: np.ndarray, classes: tuple[str, ...], title: str) -> Any:
-    """A row-normalised confusion-matrix heat map (rows: true class, columns: predicted)."""
-    import matplotlib
+    """A row-normalised confusion-matrix heat map (rows: true class, columns: predicted). ``labels`` and
+    ``predictions`` are class indices into ``classes``. Built without pyplot (its import and global state)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from sklearn.metrics import confusion_matrix
-
-    counts = confusion_matrix(labels, predictions, labels=np.arange(len(classes)))
+    k = len(classes)
+    counts = np.bincount(np.asarray(labels) * k + np.asarray(predictions), minlength=k * k).reshape(k, k)
     rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     size = max(4.0, 0.35 * len(classes) + 2)
-    figure, axis = plt.subplots(figsize=(size + 1, size))
+    figure = Figure(figsize=(size + 1, size))
+    axis = figure.subplots()
     image = axis.imshow(rates, cmap="Blues", vmin=0, vmax=1)
     axis.set_xticks(range(len(classes)), classes, rotation=90, fontsize=7)
     axis.set_yticks(range(len(classes)), classes, fontsize=7)
@@ -144,8 +143,6 @@ def evaluate(
     step: int,
 ) -> Result:
     """Score ``method`` on the evaluation data and log metrics and artifacts to ``tracked``."""
-    import matplotlib.pyplot as plt
-
     test = evaluation.target_test
     extra: dict[str, float] = {}
     task = task_of(evaluation.scenario)
@@ -194,7 +191,6 @@ def evaluate(
         names += ("other",)
     figure = confusion_figure(column[test.y], column[target_pred], names, f"target confusion ({what} {100 * target_acc:.1f}%)")
     tracked.log_figure(figure, "confusion_matrix.png")
-    plt.close(figure)
     measure = "open-set OS" if evaluation.unknown_label is not None else None
     return Result(target_acc, source_acc, source_split, per_class, extra, evaluation.protocol, measure)
 

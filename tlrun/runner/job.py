@@ -32,6 +32,7 @@ from tlrun.config import foreign_targets, instantiate, with_method_info
 from tlrun.data.base import source_label
 from tlrun.errors import TlrunError
 from tlrun.methods.base import NullReporter
+from tlrun.methods.components.diagnostics import diagnostics_embedding
 from tlrun.progress import status_line
 from tlrun.runner import ddp
 from tlrun.runner.evaluation import EvaluationReporter, evaluate, print_summary, target_scorer, task_name
@@ -276,7 +277,7 @@ def run_job(cfg: DictConfig) -> RunOutcome:
         reporter = EvaluationReporter(tracked, target_scorer(evaluation), oracle=str(cfg.trainer.get("select", "last")) == "oracle",
                                       oracle_val=evaluation.oracle_val)
         context = method_context(cfg, device, trainer_kwargs, reporter, lightning_logger=tracked.lightning_logger,
-                                 diagnostics=bool(cfg.get("diagnostics", False)), checkpoint=checkpoint, resume=bool(resume))
+                                 diagnostics=diagnostics_embedding(cfg.get("diagnostics", False)), checkpoint=checkpoint, resume=bool(resume))
         if deep:
             method = build_deep_method(plan, data.sizing_domain)
         try:
@@ -315,7 +316,7 @@ def join_training(plan: Plan) -> None:
         if cfg.get("checkpoints", True):
             unused = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tlrun-ddp-"))) / "unused.ckpt"
             checkpoint = checkpoint_file(cfg, resume) if resume else unused
-        context = method_context(cfg, device, trainer_kwargs, NullReporter(), lightning_logger=None, diagnostics=False,
+        context = method_context(cfg, device, trainer_kwargs, NullReporter(), lightning_logger=None, diagnostics=None,
                                  checkpoint=checkpoint, resume=bool(resume))
         # A failure here ends this process at once: its closed connections fail rank 0's next collective (gloo),
         # which then ends its run FAILED and stops the other workers (see tlrun.runner.ddp.callbacks).

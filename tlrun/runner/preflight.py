@@ -22,6 +22,7 @@ from tlrun.config import (BASELINE, RUN_URI_PREFIX, constructor_arguments, datas
 from tlrun.data.base import DataError, TransferDataset, domain_names, join_problems
 from tlrun.data.preprocess import check_row_wise
 from tlrun.errors import TlrunError
+from tlrun.methods.components.diagnostics import diagnostics_embedding
 from tlrun.methods.components.selection import SCORES
 from tlrun.methods.settings import SettingTypeError, check_settings
 from tlrun.runner.resources import parse_memory
@@ -96,6 +97,7 @@ def preflight(cfg: DictConfig) -> Plan:
     if not isinstance(cfg.seed, int):
         raise TlrunError(f"seed must be an integer, got {cfg.seed!r}")
     check_threads(cfg.get("threads", "auto"))
+    diagnostics_embedding(cfg.get("diagnostics", False))
     parse_memory(cfg.get("resources", {}).get("max_memory", "auto"))  # checked against the data once it is loaded
     _check_system_metrics(bool(cfg.logger.get("system_metrics", False)))
     _check_select(str(cfg.trainer.get("select", "last")), cfg.method_info.get("family"),

@@ -1,12 +1,14 @@
 """How far apart two domains are in a feature space, and a picture of it.
 
 :func:`proxy_a_distance` measures the gap with a domain classifier (0: indistinguishable, 2: perfectly separable);
-:func:`embedding_figure` draws a t-SNE map of the source and target features, before and after adaptation.
-Both take numpy arrays of shape ``(n, d)``, one row per sample, and subsample large inputs with a seeded generator,
-so their cost is bounded whatever the data's size: at most ``max_samples`` rows per domain for the proxy A-distance,
-``EMBEDDING_POINTS`` per t-SNE panel, reduced to ``EMBEDDING_PCA_DIMS`` principal components first.
+:func:`embedding_figure` draws a 2-D map of the source and target features, before and after adaptation: their
+first two principal components (``pca``, the default: milliseconds) or a t-SNE embedding (``tsne``: about a second
+per panel, the picture the DA papers show). Both take numpy arrays of shape ``(n, d)``, one row per sample, and
+subsample large inputs with a seeded generator, so their cost is bounded whatever the data's size: at most
+``max_samples`` rows per domain for the proxy A-distance, ``max_points`` per panel, reduced to
+``EMBEDDING_PCA_DIMS`` principal components before t-SNE.
 
-Imports numpy only at module level: scikit-learn and matplotlib are imported by the functions that use them.
+Imports numpy (and tlrun's error type) only at module level: scikit-learn and matplotlib are imported by the functions that use them.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
+from tlrun.errors import TlrunError
 
 SOURCE_COLOR = "tab:blue"
 TARGET_COLOR = "tab:orange"
@@ -25,6 +29,21 @@ EMBEDDING_PCA_DIMS = 50
 #: t-SNE's gradient-descent iterations: scikit-learn's default 1000 reached a KL divergence within 4 % of 500's on
 #: DANN's digits features (0.682 vs 0.706 before training, 0.558 vs 0.576 after) at twice the cost.
 TSNE_ITERATIONS = 500
+#: The 2-D maps :func:`embedding_figure` draws, and what the ``diagnostics`` setting names them.
+EMBEDDINGS = ("pca", "tsne")
+
+
+def diagnostics_embedding(setting: Any) -> str | None:
+    """The run's ``diagnostics`` setting read: ``None`` for ``false`` (no diagnostics), else the map the figure draws
+    (``true``: ``pca``; or ``pca``, ``tsne`` by name)."""
+    if setting is None or setting is False:
+        return None
+    if setting is True:
+        return "pca"
+    if str(setting) in EMBEDDINGS:
+        return str(setting)
+    raise TlrunError(f"diagnostics must be true, false or one of {', '.join(EMBEDDINGS)} (the figure's map), got "
+                     f"{setting!r}")
 
 
 def check_feature_pair(
@@ -95,17 +114,33 @@ def proxy_a_distance(source_features: Any, target_features: Any, seed: int = 0, 
     return float(np.clip(2.0 * (1.0 - 2.0 * error), 0.0, 2.0))
 
 
-def embedding_coordinates(source: np.ndarray, target: np.ndarray, seed: int) -> tuple[np.ndarray, bool]:
-    """2-D coordinates of the pooled rows (source first) and whether they come from t-SNE.
+def principal_components(X: np.ndarray, k: int) -> np.ndarray:
+    """The rows of ``X`` projected on their first ``k`` principal components (centred; by SVD, no scikit-learn
+    import), each component's sign fixed so that its largest loading is positive."""
+    centred = X - X.mean(axis=0)
+    _, _, components = np.linalg.svd(centred, full_matrices=False)
+    components = components[:k]
+    components *= np.sign(components[np.arange(len(components)), np.abs(components).argmax(axis=1)])[:, None]
+    return centred @ components.T
 
-    Features with ``d ≤ 2`` are plotted as they are (``d = 1`` on a line at height 0). Otherwise the pooled rows
-    are reduced to ``EMBEDDING_PCA_DIMS`` principal components when wider, then embedded by t-SNE (``init="pca"``,
-    seeded, ``TSNE_ITERATIONS`` iterations) with the perplexity clipped to ``min(30, (n − 1) / 3)`` so that tiny
-    inputs work. t-SNE runs on one OpenMP thread: on 2 busy cores, two spinning threads took 2 to 4 times as long.
+
+def embedding_coordinates(source: np.ndarray, target: np.ndarray, seed: int, embedding: str = "pca") -> tuple[np.ndarray, str]:
+    """2-D coordinates of the pooled rows (source first) and how they were made: ``features``, ``pca`` or ``tsne``.
+
+    Features with ``d ≤ 2`` are plotted as they are (``d = 1`` on a line at height 0). Otherwise ``pca`` projects the
+    pooled rows on their first two principal components (:func:`principal_components`), and ``tsne`` reduces them
+    to ``EMBEDDING_PCA_DIMS`` principal components when wider, then embeds them by t-SNE (``init="pca"``, seeded,
+    ``TSNE_ITERATIONS`` iterations) with the perplexity clipped to ``min(30, (n − 1) / 3)`` so that tiny inputs work.
+    t-SNE runs on one OpenMP thread: on 2 busy cores, two spinning threads took 2 to 4 times as long.
     """
-    pooled = np.concatenate([source, target])
+    if embedding not in EMBEDDINGS:
+        raise ValueError(f"embedding must be one of {', '.join(EMBEDDINGS)}, got {embedding!r}")
+    pooled = np.concatenate([source, target]).astype(np.float64)
     if pooled.shape[1] <= 2:
-        return np.column_stack([pooled, np.zeros((len(pooled), 2 - pooled.shape[1]))]), False
+        return np.column_stack([pooled, np.zeros((len(pooled), 2 - pooled.shape[1]))]), "features"
+    if embedding == "pca":
+        coordinates = principal_components(pooled, 2)
+        return np.column_stack([coordinates, np.zeros((len(pooled), 2 - coordinates.shape[1]))]), "pca"
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
     from threadpoolctl import threadpool_limits
@@ -115,7 +150,7 @@ def embedding_coordinates(source: np.ndarray, target: np.ndarray, seed: int) -> 
     perplexity = min(30.0, (len(pooled) - 1) / 3)
     tsne = TSNE(n_components=2, init="pca", perplexity=perplexity, max_iter=TSNE_ITERATIONS, random_state=seed)
     with threadpool_limits(1, user_api="openmp"):
-        return tsne.fit_transform(pooled), True
+        return tsne.fit_transform(pooled), "tsne"
 
 
 def embedding_figure(
@@ -125,13 +160,14 @@ def embedding_figure(
     seed: int = 0,
     max_points: int = EMBEDDING_POINTS,
     titles: tuple[str, str] = ("before adaptation", "after adaptation"),
+    embedding: str = "pca",
 ) -> Any:
     """A ``matplotlib.figure.Figure`` with one scatter panel per ``(source, target)`` feature pair.
 
     Panels: ``before`` (when given, titled ``titles[0]``) then ``after`` (``titles[1]``). Each domain is
-    subsampled (seeded) to ``max_points // 2`` rows, so a panel shows at most ``max_points``, the pair is embedded
-    in 2-D by t-SNE (:func:`embedding_coordinates`; features with ``d ≤ 2`` are plotted directly), and source and
-    target are drawn in two colours with a legend.
+    subsampled (seeded) to ``max_points // 2`` rows, so a panel shows at most ``max_points``, the pair is mapped
+    to 2-D by ``embedding`` (``pca`` or ``tsne``, :func:`embedding_coordinates`; features with ``d ≤ 2`` are plotted
+    directly), and source and target are drawn in two colours with a legend.
     Built without pyplot's global state, so it is safe under the Agg backend and needs no ``plt.close``.
     """
     from matplotlib.figure import Figure
@@ -143,16 +179,16 @@ def embedding_figure(
     for axis, ((source_features, target_features), title) in zip(axes, panels):
         source, target = check_feature_pair(source_features, target_features)
         source, target = (subsample_rows(x, max_points // 2, rng) for x in (source, target))
-        coordinates, from_tsne = embedding_coordinates(source, target, seed)
+        coordinates, drawn_by = embedding_coordinates(source, target, seed, embedding)
         for points, color, label in (
             (coordinates[: len(source)], SOURCE_COLOR, f"source ({len(source)})"),
             (coordinates[len(source) :], TARGET_COLOR, f"target ({len(target)})"),
         ):
             axis.scatter(points[:, 0], points[:, 1], s=8, alpha=0.6, color=color, label=label, linewidths=0)
         axis.set_title(title)
-        if from_tsne:
-            axis.set_xlabel("t-SNE 1")
-            axis.set_ylabel("t-SNE 2")
+        if drawn_by != "features":
+            axis.set_xlabel("t-SNE 1" if drawn_by == "tsne" else "principal component 1")
+            axis.set_ylabel("t-SNE 2" if drawn_by == "tsne" else "principal component 2")
             axis.set_xticks([])
             axis.set_yticks([])
         elif source.shape[1] == 2:
