@@ -18,21 +18,18 @@ Imports numpy only at module level.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 
 def mean_per_class_accuracy(labels: np.ndarray, predictions: np.ndarray) -> float:
-    """The mean over the classes present in ``labels`` of the fraction of their samples predicted right."""
-    from sklearn.metrics import balanced_accuracy_score
-
+    """The mean over the classes present in ``labels`` of the fraction of their samples predicted right (scikit-learn's
+    balanced accuracy, without importing ``sklearn.metrics``: a quarter of a second at every run's end)."""
     labels, predictions = np.asarray(labels), np.asarray(predictions)
     if labels.shape != predictions.shape or labels.size == 0:
         raise ValueError(f"mean_per_class_accuracy: {labels.shape} labels and {predictions.shape} predictions")
-    with warnings.catch_warnings():  # predicting a class absent from the labels is no reason to warn
-        warnings.filterwarnings("ignore", message=".*y_pred contains classes not in y_true.*")
-        return float(balanced_accuracy_score(labels, predictions))
+    _, class_of_sample = np.unique(labels, return_inverse=True)
+    right = np.bincount(class_of_sample, weights=(predictions == labels).astype(np.float64))
+    return float(np.mean(right / np.bincount(class_of_sample)))
 
 
 #: A method without an unknown output answers "unknown" where its largest class probability is below this: 0.5,

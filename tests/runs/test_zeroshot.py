@@ -274,3 +274,17 @@ def test_zero_shot_recipes_compose_for_each_method(compose, recipe, release):
         assert cfg.method_info.name == method and cfg.scenario.name == "zeroshot" and cfg.backbone.name == "identity"
         assert cfg.dataset.name == "zsl_xlsa" and cfg.dataset.release == release
         assert "zeroshot" in method_scenarios()[method]
+
+
+def test_mean_per_class_accuracy_is_scikit_learns_balanced_accuracy_without_its_import():
+    import warnings
+
+    from sklearn.metrics import balanced_accuracy_score
+
+    rng = np.random.default_rng(0)
+    labels = rng.choice([0, 2, 5, 7], size=200, p=[0.6, 0.2, 0.15, 0.05])
+    predictions = rng.choice([0, 1, 2, 5, 7], size=200)  # class 1 predicted but absent from the labels
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert mean_per_class_accuracy(labels, predictions) == pytest.approx(balanced_accuracy_score(labels, predictions))
+    assert mean_per_class_accuracy(np.array(["cat", "dog", "dog"]), np.array(["cat", "cat", "dog"])) == pytest.approx(0.75)

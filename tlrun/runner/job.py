@@ -35,6 +35,7 @@ from tlrun.methods.base import NullReporter
 from tlrun.methods.components.diagnostics import diagnostics_embedding
 from tlrun.progress import status_line
 from tlrun.runner import ddp
+from tlrun.runner.collector import resume_collector
 from tlrun.runner.evaluation import EvaluationReporter, evaluate, print_summary, target_scorer, task_name
 from tlrun.runner.model import run_predictor
 from tlrun.runner.preflight import Plan, construct, preflight
@@ -283,6 +284,7 @@ def run_job(cfg: DictConfig) -> RunOutcome:
         try:
             with contextlib.nullcontext() if deep else status_line(  # deep methods draw Lightning's progress bar
                     f"{cfg.method_info.name}: fitting on {len(training.source)} + {len(training.target)} samples"):
+                resume_collector()
                 method.fit(training, context)
         except BaseException:
             reporter.write_held_target_acc()
@@ -320,5 +322,6 @@ def join_training(plan: Plan) -> None:
                                  checkpoint=checkpoint, resume=bool(resume))
         # A failure here ends this process at once: its closed connections fail rank 0's next collective (gloo),
         # which then ends its run FAILED and stops the other workers (see tlrun.runner.ddp.callbacks).
+        resume_collector()
         method.fit(data.training, context)
     ddp.end_process_group()

@@ -1,0 +1,54 @@
+"""The command line's garbage collector: off while a run sets up, on (with the set-up's survivors frozen) once the
+method fits (tlrun.runner.collector)."""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+
+from tlrun.runner.collector import pause_collector, resume_collector
+
+
+@pytest.fixture
+def restored_collector():
+    yield
+    gc.unfreeze()
+    gc.enable()
+
+
+class Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_resuming_collects_the_set_ups_cycles_freezes_the_survivors_and_turns_collection_on(restored_collector):
+    pause_collector()
+    assert not gc.isenabled()
+    frozen_before = gc.get_freeze_count()
+    import weakref
+
+    garbage = Cycle()
+    gone = weakref.ref(garbage)
+    del garbage  # a cycle: reference counting alone never frees it
+    assert gone() is not None
+    resume_collector()
+    assert gc.isenabled() and gone() is None and gc.get_freeze_count() > frozen_before
+
+
+def test_resuming_is_a_no_op_when_the_collector_is_on(restored_collector):
+    frozen_before = gc.get_freeze_count()
+    resume_collector()
+    assert gc.isenabled() and gc.get_freeze_count() == frozen_before
+
+
+def test_a_run_started_with_the_collector_off_fits_with_it_on(compose, mlflow_store, monkeypatch, restored_collector):
+    from tlrun.methods.no_adaptation import NoAdaptation
+    from tlrun.run import run
+
+    seen = []
+    fit = NoAdaptation.fit
+    monkeypatch.setattr(NoAdaptation, "fit", lambda self, *args: (seen.append(gc.isenabled()), fit(self, *args))[1])
+    pause_collector()
+    run(compose("method=no_adaptation", experiment="collector"))
+    assert seen == [True]
