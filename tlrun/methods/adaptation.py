@@ -164,7 +164,8 @@ class DomainAdaptation(DeepMethod):
         """``L_transfer`` of this method on one step's outputs (a scalar tensor)."""
 
     def note(self, **terms: torch.Tensor) -> None:
-        """Record components of the transfer term (logged as per-epoch means beside ``transfer_loss``)."""
+        """Record components of the step's loss (logged as per-epoch means beside ``transfer_loss``); a
+        ``classification_loss`` noted here replaces the recorded cross-entropy (an objective with its own)."""
         self._step_terms.update(terms)
 
     def classification_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -210,7 +211,7 @@ class DomainAdaptation(DeepMethod):
             weight = self.transfer_weight * factor
         self._step_terms = {}
         loss = self.objective(outputs, classification, weight)
-        self.record(loss, outputs.source_logits, source_labels, classification_loss=classification, **self._step_terms)
+        self.record(loss, outputs.source_logits, source_labels, **{"classification_loss": classification, **self._step_terms})
         return loss
 
     def objective(self, batch: DomainBatch, classification: torch.Tensor, weight: float) -> torch.Tensor:

@@ -100,19 +100,21 @@ class M3SDA(DomainAdaptation):
         return moment_distance(sources, batch.target_features, moments=self.moments)
 
     def objective(self, batch: DomainBatch, classification: torch.Tensor, weight: float) -> torch.Tensor:
-        """``shared``: ``classification + weight · MD²``. ``per_source``: the pairs' cross-entropy in its place, minus
-        ``β`` times the pairs' discrepancy on the reversed target features (recorded as ``classifier_discrepancy``)."""
+        """``shared``: ``classification + weight · MD²``. ``per_source``: the pairs' cross-entropy in its place (recorded
+        as ``classification_loss``), minus ``β`` times the pairs' discrepancy on the reversed target features (recorded
+        as ``classifier_discrepancy``)."""
         if self.classifiers == "shared":
             return super().objective(batch, classification, weight)
         heads = self.classifier
         pair_losses = []
         for part in batch.per_source():
-            first, second = heads.pair(part.source_features, 0 if part.source_domains is None else int(part.source_domains[0]))
+            source = 0 if part.source_domains is None else int(part.source_domains[0])
+            first, second = heads.pair(part.source_features, source)
             pair_losses.append(self.classification_loss(first, part.source_labels)
                                + self.classification_loss(second, part.source_labels))
-        transfer = self.transfer_loss(batch)
-        self.note(transfer_loss=transfer)
-        loss = torch.stack(pair_losses).mean() + weight * transfer
+        classification, transfer = torch.stack(pair_losses).mean(), self.transfer_loss(batch)
+        self.note(classification_loss=classification, transfer_loss=transfer)
+        loss = classification + weight * transfer
         if self.discrepancy_weight:
             reversed_target = gradient_reversal(batch.target_features, self.warmup_factor())
             discrepancy = torch.stack([classifier_discrepancy(*heads.pair(reversed_target, source))
