@@ -52,3 +52,25 @@ def test_a_run_started_with_the_collector_off_fits_with_it_on(compose, mlflow_st
     pause_collector()
     run(compose("method=no_adaptation", experiment="collector"))
     assert seen == [True]
+
+
+def test_a_sweeps_process_collects_once_its_parent_run_is_open(monkeypatch, restored_collector):
+    """The process of a ``--multirun`` may wait on its jobs for hours: its collector is on once the sweep is set up."""
+    import atexit
+    import signal
+
+    from omegaconf import OmegaConf
+
+    from tlrun.tracking import callbacks, sweeps, uri
+
+    monkeypatch.setattr(sweeps, "open_parent", lambda config, tracking_uri: (None, "parent"))
+    monkeypatch.setattr(uri, "configured_uri", lambda config: "sqlite:///unused.db")
+    tracking = callbacks.SweepTracking()
+    sigterm = signal.getsignal(signal.SIGTERM)
+    pause_collector()
+    try:
+        tracking.on_multirun_start(OmegaConf.create({"hydra": {"sweep": {"dir": "unused"}}}))
+        assert gc.isenabled()
+    finally:
+        atexit.unregister(tracking._end_early)
+        signal.signal(signal.SIGTERM, sigterm)
