@@ -26,7 +26,7 @@ from omegaconf import DictConfig
 from tlrun.config import (GROUPS, config_dir, group_options, no_such_setting, option_keys, option_node,
                           option_overrides, primary_defaults, register_resolvers, top_level_keys)
 from tlrun.errors import TlrunError
-from tlrun.runner.collector import pause_collector
+from tlrun.collector import pause_collector
 
 register_resolvers()
 
@@ -314,7 +314,7 @@ def main() -> None:
         print(f"tlrun: error: {error}", file=sys.stderr)
         sys.exit(2)
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises its errors instead of printing them: one line each, below
-    pause_collector()  # until the run is set up: tlrun.runner.collector
+    pause_collector()  # until the run is set up: tlrun.collector
     try:
         job_config = job_config_request(sys.argv[1:])
         if job_config is not None:

@@ -1,5 +1,5 @@
 """The command line's garbage collector: off while a run sets up, on (with the set-up's survivors frozen) once the
-method fits (tlrun.runner.collector)."""
+method fits (tlrun.collector)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import gc
 
 import pytest
 
-from tlrun.runner.collector import pause_collector, resume_collector
+from tlrun.collector import pause_collector, resume_collector
 
 
 @pytest.fixture

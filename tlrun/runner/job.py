@@ -35,7 +35,7 @@ from tlrun.methods.base import NullReporter
 from tlrun.methods.components.diagnostics import diagnostics_embedding
 from tlrun.progress import status_line
 from tlrun.runner import ddp
-from tlrun.runner.collector import resume_collector
+from tlrun.collector import resume_collector
 from tlrun.runner.evaluation import EvaluationReporter, evaluate, print_summary, target_scorer, task_name
 from tlrun.runner.model import run_predictor
 from tlrun.runner.preflight import Plan, construct, preflight

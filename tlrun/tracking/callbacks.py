@@ -20,7 +20,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from tlrun.runner.collector import resume_collector
+from tlrun.collector import resume_collector
 
 
 def _stop(signum: int, frame: Any) -> None:
@@ -48,7 +48,7 @@ class SweepTracking(Callback):
         atexit.register(self._end_early)
         if threading.current_thread() is threading.main_thread():  # SIGTERM ends the sweep as Ctrl-C does
             self.previous_sigterm = signal.signal(signal.SIGTERM, _stop)
-        resume_collector()  # the sweep is set up: its process may wait on its jobs for hours (tlrun.runner.collector)
+        resume_collector()  # the sweep is set up: its process may wait on its jobs for hours (tlrun.collector)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         self._close(completed=True)
