@@ -23,10 +23,10 @@ from omegaconf.errors import OmegaConfBaseException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from tlrun.collector import pause_collector, resume_collector
 from tlrun.config import (GROUPS, config_dir, group_options, no_such_setting, option_keys, option_node,
                           option_overrides, primary_defaults, register_resolvers, top_level_keys)
 from tlrun.errors import TlrunError
-from tlrun.collector import pause_collector
 
 register_resolvers()
 
@@ -314,7 +314,6 @@ def main() -> None:
         print(f"tlrun: error: {error}", file=sys.stderr)
         sys.exit(2)
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises its errors instead of printing them: one line each, below
-    pause_collector()  # until the run is set up: tlrun.collector
     try:
         job_config = job_config_request(sys.argv[1:])
         if job_config is not None:
@@ -328,7 +327,11 @@ def main() -> None:
             from tlrun.tracking.search import require_optuna
 
             require_optuna()
-        _hydra_main()
+        pause_collector()  # until the run is set up: tlrun.collector
+        try:
+            _hydra_main()
+        finally:
+            resume_collector(freeze=False)  # a run that failed before fitting, or an in-process caller
     except SweepJobFailed as failure:  # every job has run; each failure was printed when it happened
         # Jobs that ran in this process are all counted; those of a launcher's workers only by the first failure.
         failed = _failed_jobs or [(str(failure).removeprefix("tlrun: error: "), bool(failure.args[1]))]

@@ -13,6 +13,7 @@ from tlrun.collector import pause_collector, resume_collector
 @pytest.fixture
 def restored_collector():
     yield
+    resume_collector(freeze=False)  # a pause a test left behind ends with it
     gc.unfreeze()
     gc.enable()
 
@@ -54,8 +55,10 @@ def test_a_run_started_with_the_collector_off_fits_with_it_on(compose, mlflow_st
     assert seen == [True]
 
 
-def test_a_sweeps_process_collects_once_its_parent_run_is_open(monkeypatch, restored_collector):
-    """The process of a ``--multirun`` may wait on its jobs for hours: its collector is on once the sweep is set up."""
+@pytest.mark.parametrize("parent_opens", [True, False])
+def test_a_sweeps_process_collects_once_its_parent_run_is_open(monkeypatch, restored_collector, parent_opens):
+    """The process of a ``--multirun`` may wait on its jobs for hours: its collector is on once the sweep starts, even
+    when opening the parent run fails (Hydra only warns, and the jobs run)."""
     import atexit
     import signal
 
@@ -63,14 +66,45 @@ def test_a_sweeps_process_collects_once_its_parent_run_is_open(monkeypatch, rest
 
     from tlrun.tracking import callbacks, sweeps, uri
 
-    monkeypatch.setattr(sweeps, "open_parent", lambda config, tracking_uri: (None, "parent"))
+    def open_parent(config, tracking_uri):
+        if not parent_opens:
+            raise RuntimeError("the store is locked")
+        return None, "parent"
+
+    monkeypatch.setattr(sweeps, "open_parent", open_parent)
     monkeypatch.setattr(uri, "configured_uri", lambda config: "sqlite:///unused.db")
     tracking = callbacks.SweepTracking()
     sigterm = signal.getsignal(signal.SIGTERM)
     pause_collector()
     try:
         tracking.on_multirun_start(OmegaConf.create({"hydra": {"sweep": {"dir": "unused"}}}))
-        assert gc.isenabled()
+    except RuntimeError:
+        assert not parent_opens
     finally:
         atexit.unregister(tracking._end_early)
         signal.signal(signal.SIGTERM, sigterm)
+    assert gc.isenabled()
+
+
+def test_a_collector_the_program_turned_off_stays_off(restored_collector):
+    gc.disable()
+    pause_collector()
+    resume_collector()
+    assert not gc.isenabled()
+
+
+@pytest.mark.parametrize("arguments", [["method=jda", "--cfg", "job"], ["--help"], ["method=no_such_method"]])
+def test_the_command_line_hands_the_collector_back_on_every_path(monkeypatch, capsys, restored_collector, arguments):
+    """``tlrun.cli.main`` called in-process (as tests and notebooks do) leaves the collector on, whether it printed a
+    config, its help, or an error."""
+    import sys
+
+    from tlrun.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["tlrun", *arguments])
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "0")  # main sets it; restored after, or later CLI tests print tracebacks
+    try:
+        main()
+    except SystemExit:
+        pass
+    assert gc.isenabled()

@@ -135,3 +135,10 @@ def test_a_bad_diagnostics_setting_opens_no_run(compose, mlflow_store):
     with pytest.raises(TlrunError, match="diagnostics must be"):
         run(compose("method=no_adaptation", "diagnostics=umap", experiment="diagnostics-bad"))
     assert MlflowClient(tracking_uri=mlflow_store).get_experiment_by_name("diagnostics-bad") is None
+
+
+@pytest.mark.parametrize("setting,embedding", [(True, "pca"), (False, None), ("tsne", "tsne")])
+def test_a_run_context_reads_the_setting_as_written(setting, embedding):
+    from tlrun.methods.base import NullReporter, RunContext
+
+    assert RunContext(reporter=NullReporter(), diagnostics=setting).diagnostics == embedding

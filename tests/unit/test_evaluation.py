@@ -141,3 +141,18 @@ def test_the_reporter_writes_an_epoch_with_the_previous_target_accuracy_in_one_w
     reporter.target_predictions(np.full(4, 0.4), step=4)
     reporter.write_held_target_acc(unless_at=5)
     assert writes[-1] == {4: {"target_acc": 0.4}}
+
+
+def test_the_confusion_figure_counts_true_classes_in_rows_and_predictions_in_columns():
+    from sklearn.metrics import confusion_matrix
+
+    from tlrun.runner.evaluation import confusion_figure
+
+    labels, predictions = np.array([0, 0, 1, 2, 2, 2]), np.array([0, 1, 1, 2, 0, 2])
+    figure = confusion_figure(labels, predictions, ("a", "b", "c"), "title")
+    shown = {(int(round(text.get_position()[1])), int(round(text.get_position()[0]))): int(text.get_text())
+             for text in figure.axes[0].texts}
+    expected = confusion_matrix(labels, predictions)
+    assert shown == {(i, j): int(expected[i, j]) for i in range(3) for j in range(3) if expected[i, j]}
+    rates = figure.axes[0].images[0].get_array()
+    np.testing.assert_allclose(rates, expected / expected.sum(axis=1, keepdims=True))

@@ -201,3 +201,35 @@ def test_a_beta_step_without_classifier_pairs_is_refused():
         M3SDA(MLP(input_shape=(3,), hidden=[4]), classifiers="shared", discrepancy_weight=1.0)
     with pytest.raises(ValueError, match="shared or per_source"):
         M3SDA(MLP(input_shape=(3,), hidden=[4]), classifiers="each")
+
+
+def test_each_sources_samples_train_that_sources_pair_whatever_else_the_batch_holds():
+    """Heads are chosen by the domain index, not by the order of the parts: a batch of source 1 alone trains pair 1."""
+    from tlrun.methods.adaptation import DomainBatch
+
+    method = _pairs_method(discrepancy_weight=0.0, transfer_weight=0.0)
+    generator = torch.Generator().manual_seed(3)
+    source, target = torch.randn(4, 4, generator=generator), torch.randn(4, 4, generator=generator)
+    per_sample, unused = torch.zeros(4, 1), torch.zeros(0)
+    batch = DomainBatch(per_sample, unused, torch.tensor([0, 1, 2, 0]), per_sample, unused, source, target,
+                        per_sample, unused, source_domains=torch.tensor([1, 1, 1, 1]))
+    method.objective(batch, torch.zeros(()), weight=0.0).backward()
+    heads = method.classifier
+    assert heads.first[0].weight.grad is None and heads.second[0].weight.grad is None
+    assert heads.first[1].weight.grad.abs().sum() > 0 and heads.second[1].weight.grad.abs().sum() > 0
+
+
+def test_in_semi_da_the_labeled_targets_cross_entropy_joins_the_recorded_classification_term():
+    method = _pairs_method(discrepancy_weight=0.0, transfer_weight=0.0)
+    batch = _pair_batch(method)
+    labeled_logits, labeled = torch.randn(3, 3), torch.tensor([2, 0, 1])
+    batch.labeled_target_logits, batch.labeled_target_labels = labeled_logits, labeled
+    method._step_terms = {}
+    with_labeled = method.objective(batch, torch.zeros(()), weight=0.0)
+    recorded_with = method._step_terms["classification_loss"].item()
+    batch.labeled_target_logits = batch.labeled_target_labels = None
+    without = method.objective(batch, torch.zeros(()), weight=0.0)
+    recorded_without = method._step_terms["classification_loss"].item()
+    added = torch.nn.functional.cross_entropy(labeled_logits, labeled).item()
+    assert with_labeled.item() == pytest.approx(without.item() + added)
+    assert recorded_with == pytest.approx(recorded_without + added)  # the logged term is the one minimised

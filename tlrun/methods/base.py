@@ -26,6 +26,7 @@ from typing import Any, Callable, Protocol
 import numpy as np
 
 from tlrun.errors import OracleRefused, TlrunError
+from tlrun.methods.components.diagnostics import diagnostics_embedding
 from tlrun.scenarios import ClassDescriptions, TrainingData
 
 
@@ -70,7 +71,8 @@ class RunContext:
         select: how a deep method chooses the epoch whose weights it keeps (``trainer.select``; see
             :mod:`tlrun.methods.components.selection`): ``last`` keeps the final weights.
         diagnostics: ``None``, or the map (``pca`` or ``tsne``) of the figure deep methods log beside the
-            before/after proxy A-distance (:mod:`tlrun.methods.components.diagnostics`).
+            before/after proxy A-distance (:mod:`tlrun.methods.components.diagnostics`); the ``diagnostics`` setting
+            (``True``, ``False``, a map's name) is read into it.
         checkpoint: where a deep method writes a resumable checkpoint after every epoch (``None``: none).
         resume_from: a checkpoint written so by an interrupted run, to continue training from.
         callbacks: Lightning callbacks the runner adds to a deep method's ``Trainer`` (the supervision of the DDP
@@ -87,6 +89,9 @@ class RunContext:
     checkpoint: Path | None = None
     resume_from: Path | None = None
     callbacks: list[Any] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.diagnostics = diagnostics_embedding(self.diagnostics)  # the setting as written: True means pca
 
 
 class Method(ABC):

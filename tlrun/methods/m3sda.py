@@ -100,9 +100,10 @@ class M3SDA(DomainAdaptation):
         return moment_distance(sources, batch.target_features, moments=self.moments)
 
     def objective(self, batch: DomainBatch, classification: torch.Tensor, weight: float) -> torch.Tensor:
-        """``shared``: ``classification + weight · MD²``. ``per_source``: the pairs' cross-entropy in its place (recorded
-        as ``classification_loss``), minus ``β`` times the pairs' discrepancy on the reversed target features (recorded
-        as ``classifier_discrepancy``)."""
+        """``shared``: ``classification + weight · MD²``. ``per_source``: the pairs' cross-entropy in its place, plus in
+        ``semi_da`` the cross-entropy of the sources' mean prediction on the labeled target batch (a term of its own,
+        where ``shared`` pools those samples with the source's; both recorded as ``classification_loss``), minus ``β``
+        times the pairs' discrepancy on the reversed target features (recorded as ``classifier_discrepancy``)."""
         if self.classifiers == "shared":
             return super().objective(batch, classification, weight)
         heads = self.classifier
@@ -112,7 +113,11 @@ class M3SDA(DomainAdaptation):
             first, second = heads.pair(part.source_features, source)
             pair_losses.append(self.classification_loss(first, part.source_labels)
                                + self.classification_loss(second, part.source_labels))
-        classification, transfer = torch.stack(pair_losses).mean(), self.transfer_loss(batch)
+        classification = torch.stack(pair_losses).mean()
+        if batch.labeled_target_logits is not None:  # semi_da: the sources' mean prediction on the labeled target
+            classification = classification + self.classification_loss(batch.labeled_target_logits,
+                                                                       batch.labeled_target_labels)
+        transfer = self.transfer_loss(batch)
         self.note(classification_loss=classification, transfer_loss=transfer)
         loss = classification + weight * transfer
         if self.discrepancy_weight:
@@ -121,6 +126,4 @@ class M3SDA(DomainAdaptation):
                                        for source in range(heads.sources)]).mean()
             self.note(classifier_discrepancy=discrepancy)
             loss = loss - self.discrepancy_weight * discrepancy
-        if batch.labeled_target_logits is not None:
-            loss = loss + self.classification_loss(batch.labeled_target_logits, batch.labeled_target_labels)
         return loss

@@ -28,6 +28,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from tlrun import __version__
+from tlrun.collector import resume_collector
 from tlrun.config import foreign_targets, instantiate, with_method_info
 from tlrun.data.base import source_label
 from tlrun.errors import TlrunError
@@ -35,7 +36,6 @@ from tlrun.methods.base import NullReporter
 from tlrun.methods.components.diagnostics import diagnostics_embedding
 from tlrun.progress import status_line
 from tlrun.runner import ddp
-from tlrun.collector import resume_collector
 from tlrun.runner.evaluation import EvaluationReporter, evaluate, print_summary, target_scorer, task_name
 from tlrun.runner.model import run_predictor
 from tlrun.runner.preflight import Plan, construct, preflight

@@ -41,6 +41,7 @@ class SweepTracking(Callback):
         from tlrun.tracking.sweeps import PARENT_ENV, open_parent
         from tlrun.tracking.uri import configured_uri
 
+        resume_collector()  # the sweep is set up: its process may wait on its jobs for hours (tlrun.collector)
         os.environ.pop(PARENT_ENV, None)  # if opening fails (Hydra only warns), jobs must not link to a stale sweep
         self.uri = configured_uri(config)
         self.comparison_dir = Path(str(config.hydra.sweep.dir)) / "comparison"
@@ -48,7 +49,6 @@ class SweepTracking(Callback):
         atexit.register(self._end_early)
         if threading.current_thread() is threading.main_thread():  # SIGTERM ends the sweep as Ctrl-C does
             self.previous_sigterm = signal.signal(signal.SIGTERM, _stop)
-        resume_collector()  # the sweep is set up: its process may wait on its jobs for hours (tlrun.collector)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         self._close(completed=True)
