@@ -33,7 +33,6 @@ from tlrun.config import foreign_targets, instantiate, with_method_info
 from tlrun.data.base import source_label
 from tlrun.errors import TlrunError
 from tlrun.methods.base import NullReporter
-from tlrun.methods.components.diagnostics import diagnostics_embedding
 from tlrun.progress import status_line
 from tlrun.runner import ddp
 from tlrun.runner.evaluation import EvaluationReporter, evaluate, print_summary, target_scorer, task_name
@@ -278,7 +277,7 @@ def run_job(cfg: DictConfig) -> RunOutcome:
         reporter = EvaluationReporter(tracked, target_scorer(evaluation), oracle=str(cfg.trainer.get("select", "last")) == "oracle",
                                       oracle_val=evaluation.oracle_val)
         context = method_context(cfg, device, trainer_kwargs, reporter, lightning_logger=tracked.lightning_logger,
-                                 diagnostics=diagnostics_embedding(cfg.get("diagnostics", False)), checkpoint=checkpoint, resume=bool(resume))
+                                 diagnostics=cfg.get("diagnostics", False), checkpoint=checkpoint, resume=bool(resume))
         if deep:
             method = build_deep_method(plan, data.sizing_domain)
         try:

@@ -248,7 +248,7 @@ def checkpoint_file(cfg: DictConfig, run_id: str) -> Path:
 
 def method_context(
     cfg: DictConfig, device: str, trainer: dict[str, Any], reporter: Reporter, *,
-    lightning_logger: Callable[[], Any] | None, diagnostics: str | None, checkpoint: Path | None, resume: bool,
+    lightning_logger: Callable[[], Any] | None, diagnostics: bool | str | None, checkpoint: Path | None, resume: bool,
 ) -> RunContext:
     """What the method is handed besides the data: the run's seed and selection rule, the device and Trainer
     settings of :func:`job_device`, and the supervision of the DDP processes (:func:`tlrun.runner.ddp.callbacks`);

@@ -31,6 +31,8 @@ EMBEDDING_PCA_DIMS = 50
 TSNE_ITERATIONS = 500
 #: The 2-D maps :func:`embedding_figure` draws, and what the ``diagnostics`` setting names them.
 EMBEDDINGS = ("pca", "tsne")
+#: How each map names its axes.
+AXIS_NAMES = {"pca": "principal component", "tsne": "t-SNE"}
 
 
 def diagnostics_embedding(setting: Any) -> str | None:
@@ -139,8 +141,7 @@ def embedding_coordinates(source: np.ndarray, target: np.ndarray, seed: int, emb
     if pooled.shape[1] <= 2:
         return np.column_stack([pooled, np.zeros((len(pooled), 2 - pooled.shape[1]))]), "features"
     if embedding == "pca":
-        coordinates = principal_components(pooled, 2)
-        return np.column_stack([coordinates, np.zeros((len(pooled), 2 - coordinates.shape[1]))]), "pca"
+        return principal_components(pooled, 2), "pca"
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
     from threadpoolctl import threadpool_limits
@@ -187,8 +188,8 @@ def embedding_figure(
             axis.scatter(points[:, 0], points[:, 1], s=8, alpha=0.6, color=color, label=label, linewidths=0)
         axis.set_title(title)
         if drawn_by != "features":
-            axis.set_xlabel("t-SNE 1" if drawn_by == "tsne" else "principal component 1")
-            axis.set_ylabel("t-SNE 2" if drawn_by == "tsne" else "principal component 2")
+            axis.set_xlabel(f"{AXIS_NAMES[drawn_by]} 1")
+            axis.set_ylabel(f"{AXIS_NAMES[drawn_by]} 2")
             axis.set_xticks([])
             axis.set_yticks([])
         elif source.shape[1] == 2:
