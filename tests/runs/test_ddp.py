@@ -291,6 +291,20 @@ def test_ddp_on_two_cpu_processes_is_one_tracked_run(tmp_path):
     assert len(record.outputs.model_outputs) == 1  # rank 0 logged the model (a LoggedModel, the run's output)
 
 
+def test_m3sdas_per_source_batches_and_alternating_steps_train_on_two_cpu_processes(tmp_path):
+    """A batch sampler of tlrun's own (``PerDomainBatches``) under DDP, where Lightning must not add its sampler, and
+    several optimizers stepped by hand, each backward pass reaching every parameter."""
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    processes = ["method=m3sda", *DDP[1:], "dataset.source=[original,rotate]", "dataset.target=thick"]
+    result = subprocess.run(_command(tmp_path, processes=processes), cwd=tmp_path, env=_env(store),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not _no_process_left(tmp_path)
+    _, (record,) = _runs(store)
+    assert record.info.status == "FINISHED" and record.data.tags["trainer.world_size"] == "2"
+    assert {"classifier_discrepancy", "transfer_loss", "target_acc"} <= set(record.data.metrics)
+
+
 def test_two_nodes_under_slurm_are_one_tracked_run(tmp_path):
     # srun starts the command once per task on every node; each resolves its own Hydra output folder, as
     # docs/sweeps.md's sbatch script has them do.

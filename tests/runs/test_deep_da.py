@@ -84,7 +84,7 @@ def test_the_training_step_adds_the_transfer_term_to_what_the_extractor_learns(c
     weighted transfer term, and the feature extractor's gradient differs from the one CE alone gives."""
     method = _built(compose, name)
     method.train()
-    if name == "m3sda":  # its beta step adds a term of its own, tested in tests/unit/test_m3sda.py
+    if name == "m3sda":  # its beta steps are optimizer steps of its own, tested in tests/unit/test_m3sda.py
         method.discrepancy_weight = 0.0
     monkeypatch.setattr(type(method), "progress", lambda self: 0.5)
     monkeypatch.setattr(type(method), "log", lambda self, *args, **kwargs: None)  # no trainer to log to

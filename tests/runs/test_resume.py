@@ -22,15 +22,17 @@ ENTRY = "import sys; sys.argv = ['tlrun', *sys.argv[1:]]; from tlrun.cli import 
 EPOCHS = 6
 
 
-def test_a_run_stopped_midway_resumes_into_the_same_run(tmp_path, mlflow_store, compose):
+@pytest.mark.parametrize("method", ["dann", "m3sda"])  # m3sda: two optimizers and schedules stepped by hand
+def test_a_run_stopped_midway_resumes_into_the_same_run(tmp_path, mlflow_store, compose, method):
+    experiment = f"resume-{method}"  # the store is the session's: each case waits for its own run
     env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_store, "MLFLOW_DISABLE_TELEMETRY": "true", "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-c", ENTRY, "method=dann", f"method.epochs={EPOCHS}", "+trainer.limit_train_batches=10",
-         "trainer.enable_progress_bar=false", "diagnostics=false", "logger.experiment=resume",
+        [sys.executable, "-c", ENTRY, f"method={method}", f"method.epochs={EPOCHS}", "+trainer.limit_train_batches=10",
+         "trainer.enable_progress_bar=false", "diagnostics=false", f"logger.experiment={experiment}",
          f"hydra.run.dir={tmp_path / 'run'}", f"cache_dir={tmp_path / 'cache'}"],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
-    runs = wait_for_runs(process, mlflow_store, "resume", first_run_logged("train_loss", 2))
+    runs = wait_for_runs(process, mlflow_store, experiment, first_run_logged("train_loss", 2))
     if runs:
         process.send_signal(signal.SIGINT)
     output, _ = process.communicate(timeout=120)
@@ -43,7 +45,7 @@ def test_a_run_stopped_midway_resumes_into_the_same_run(tmp_path, mlflow_store, 
     done_before = {m.step for m in client.get_metric_history(run_id, "train_loss")}
     assert 2 <= len(done_before) < EPOCHS
 
-    outcome = run_job(compose(f"resume={run_id}", experiment="resume"))
+    outcome = run_job(compose(f"resume={run_id}", experiment=experiment))
     assert outcome.run_id == run_id
     resumed = client.get_run(run_id)
     assert resumed.info.status == "FINISHED" and "resumed" in resumed.data.tags
@@ -54,7 +56,7 @@ def test_a_run_stopped_midway_resumes_into_the_same_run(tmp_path, mlflow_store, 
     assert not checkpoint.parent.exists() and CHECKPOINT_TAG not in resumed.data.tags  # a finished run needs none
 
     with pytest.raises(TlrunError, match="already FINISHED"):
-        run_job(compose(f"resume={run_id}", experiment="resume"))
+        run_job(compose(f"resume={run_id}", experiment=experiment))
 
 
 def test_what_cannot_be_resumed_says_why(compose, mlflow_store, tmp_path):

@@ -128,6 +128,7 @@ def _pairs_method(**options):
     torch.manual_seed(0)
     method = M3SDA(MLP(input_shape=(3,), hidden=[4]), bottleneck_dim=0, **options)
     method.num_classes = 3
+    method.bottleneck, method.classifier = method.build_head(3)
     X = torch.zeros(4, 3).numpy()
     method.build_extra(TrainingData(Labeled(X, [0, 1, 2, 0], [0, 0, 1, 1]), Unlabeled(X), 3, ("a", "b", "c"), None,
                                     source_domains=("first", "second")))
@@ -165,19 +166,70 @@ def _discrepancy(method, target):
     return sum(classifier_discrepancy(*heads.pair(target, i)).item() for i in range(heads.sources))
 
 
-def test_the_beta_step_trains_the_classifiers_to_disagree_on_the_target_and_the_features_to_agree():
-    """One descent step on the objective: the classifier pairs' step raises their discrepancy on the target, the
-    target features' step lowers it (the gradient reversal between them), as M3SDA-β's steps B and C do."""
-    method = _pairs_method(discrepancy_weight=1.0, transfer_weight=0.0)
-    batch = _pair_batch(method)
-    before = _discrepancy(method, batch.target_features.detach())
-    method.objective(batch, torch.zeros(()), weight=0.0).backward()
-    with torch.no_grad():
-        for parameter in method.classifier.parameters():
-            parameter -= 0.5 * parameter.grad
-    raised = _discrepancy(method, batch.target_features.detach())
-    moved = (batch.target_features - 0.5 * batch.target_features.grad).detach()
-    assert raised > before and _discrepancy(method, moved) < raised
+def test_a_beta_batch_is_the_papers_three_steps_each_moving_its_own_networks(monkeypatch):
+    """Step A moves the features and the classifiers, step B the classifiers alone and raises their discrepancy on the
+    target, step C (``generator_steps`` times) the features alone and lowers it: M3SDA-β's (MCD's) alternation."""
+    method = _pairs_method(discrepancy_weight=1.0, transfer_weight=0.3, generator_steps=2)
+    assert not method.automatic_optimization and method.optimizer_steps_per_batch == 5
+    extractor, heads = list(method.backbone.parameters()), list(method.classifier.parameters())
+    features_optimizer = torch.optim.SGD(extractor, lr=0.05)
+    classifiers_optimizer = torch.optim.SGD(heads, lr=0.05)
+    monkeypatch.setattr(method, "optimizers", lambda: (features_optimizer, classifiers_optimizer))
+    monkeypatch.setattr(method, "lr_schedulers", lambda: [])
+    monkeypatch.setattr(method, "manual_backward", lambda loss: loss.backward())
+    generator = torch.Generator().manual_seed(4)
+    source, target = torch.randn(6, 3, generator=generator), torch.randn(8, 3, generator=generator) + 1.0
+    labels, domains = torch.tensor([0, 1, 2, 0, 1, 2]), torch.tensor([0, 0, 0, 1, 1, 1])
+
+    def discrepancy() -> float:
+        with torch.no_grad():
+            return method.pairs_discrepancy(method.features(target)).item()
+
+    steps, descend = [], method.descend
+
+    def watched(loss, *optimizers):
+        before, start = [parameter.detach().clone() for parameter in extractor + heads], discrepancy()
+        descend(loss, *optimizers)
+        moved = [not torch.equal(old, new) for old, new in zip(before, extractor + heads)]
+        steps.append((optimizers, any(moved[:len(extractor)]), any(moved[len(extractor):]), start, discrepancy()))
+
+    monkeypatch.setattr(method, "descend", watched)
+    method._epoch_sums = {}
+    method.training_step({"source": (source, labels, domains), "target": target}, 0)
+    both, classifiers_only, features_only = ((features_optimizer, classifiers_optimizer), True, True), \
+        ((classifiers_optimizer,), False, True), ((features_optimizer,), True, False)
+    assert [step[:3] for step in steps] == [both, classifiers_only, features_only, features_only]
+    assert steps[1][4] > steps[1][3]  # B: the pairs disagree more on the target
+    assert all(after < start for *_, start, after in steps[2:])  # C: the features make them agree
+    assert {"classification_loss", "transfer_loss", "classifier_discrepancy"} <= set(method._epoch_sums)
+
+
+def test_a_beta_fit_splits_the_optimizers_and_steps_the_schedules_once_per_batch(compose):
+    """Through Lightning: each optimizer holds its own networks, every batch takes ``3 + generator_steps`` optimizer
+    steps and one step of each schedule, and the warm-up's progress still counts batches (it ends at 1)."""
+    import numpy as np
+
+    from tlrun.backbones import MLP
+    from tlrun.config import instantiate
+    from tlrun.methods.base import NullReporter, RunContext
+    from tlrun.scenarios import Labeled, TrainingData, Unlabeled
+
+    X = np.random.default_rng(0).random((16, 3)).astype(np.float32)
+    data = TrainingData(Labeled(X, np.arange(16) % 2, np.repeat([0, 1], 8)), Unlabeled(X + 1), 2, ("a", "b"), None,
+                        source_domains=("first", "second"))
+    method = instantiate(compose("method=m3sda", "method.epochs=2", "method.batch_size=4", "method.bottleneck_dim=4",
+                                 "method.generator_steps=2").method, backbone=MLP(input_shape=(3,), hidden=[4]))
+    method.fit(data, RunContext(reporter=NullReporter(), device="cpu", seed=0, diagnostics=False,
+                                trainer={"enable_progress_bar": False, "enable_model_summary": False}))
+    batches = method.trainer.estimated_stepping_batches  # the training batches of both epochs
+    assert batches == 2 * method.trainer.num_training_batches > 0
+    features_optimizer, classifiers_optimizer = (optimizer.optimizer for optimizer in method.optimizers())
+    heads = {id(parameter) for parameter in method.classifier.parameters()}
+    assert {id(p) for group in classifiers_optimizer.param_groups for p in group["params"]} == heads
+    assert not heads & {id(p) for group in features_optimizer.param_groups for p in group["params"]}
+    assert method.trainer.global_step == batches * 5
+    assert [schedule.last_epoch for schedule in method.lr_schedulers()] == [batches, batches]
+    assert method.progress() == 1.0
 
 
 def test_without_beta_the_pairs_learn_their_sources_and_the_target_features_get_no_discrepancy_gradient():

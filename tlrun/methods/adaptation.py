@@ -187,15 +187,22 @@ class DomainAdaptation(DeepMethod):
             hidden[:n], hidden[n:], features[:n], features[n:], logits[:n], logits[n:],
         )
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        """``CE`` on the labeled samples (the source; in ``semi_da`` also the labeled target batch, every sample
-        weighted alike) plus the weighted transfer term."""
+    @staticmethod
+    def step_inputs(batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """A training batch's source inputs, source labels, source domain indices (``None`` unless the loader draws
+        them) and target inputs (empty in ``dg``; a labeled target's labels are dropped)."""
         source_inputs, source_labels, *source_domains = batch["source"]
         target_inputs = batch.get("target", source_inputs[:0])  # dg: no target batch
         if isinstance(target_inputs, (list, tuple)):  # a labeled target (finetune): its labels are not used here
             target_inputs = target_inputs[0]
+        return source_inputs, source_labels, source_domains[0] if source_domains else None, target_inputs
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        """``CE`` on the labeled samples (the source; in ``semi_da`` also the labeled target batch, every sample
+        weighted alike) plus the weighted transfer term."""
+        source_inputs, source_labels, source_domains, target_inputs = self.step_inputs(batch)
         outputs = self.forward_domains(source_inputs, source_labels, target_inputs)
-        outputs.source_domains = source_domains[0] if source_domains else None
+        outputs.source_domains = source_domains
         if "labeled_target" in batch:
             inputs, labels = batch["labeled_target"]
             outputs.labeled_target_logits, outputs.labeled_target_labels = self(inputs), labels

@@ -91,7 +91,7 @@ class _WithoutAdvertising(logging.Filter):
 logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_WithoutAdvertising())
 
 #: ``Trainer`` arguments the method sets itself; ``context.trainer`` must not hold them.
-RESERVED_TRAINER_KEYS = ("max_epochs", "logger", "enable_checkpointing", "callbacks")
+RESERVED_TRAINER_KEYS = ("max_epochs", "logger", "enable_checkpointing", "callbacks", "use_distributed_sampler")
 #: Samples per domain used for the label-free scores that need features, and for the diagnostics.
 SCORE_SAMPLES = 1000
 DIAGNOSTIC_SAMPLES = 500
@@ -184,6 +184,9 @@ class DeepMethod(pl.LightningModule, Method):
     #: True for methods that read which source domain each sample comes from (multi-source DA, domain
     #: generalisation): with pooled sources their source batches are ``(x, y, d)`` (:meth:`make_loader`'s ``domains``).
     reads_source_domains = False
+    #: Optimizer steps per training batch: 1, or more for a method that optimises by hand with several optimizers
+    #: (Lightning counts every ``step`` of each in ``global_step``; :meth:`progress` counts batches).
+    optimizer_steps_per_batch = 1
 
     def __init__(
         self,
@@ -404,11 +407,7 @@ class DeepMethod(pl.LightningModule, Method):
     ) -> None:
         """Add a batch to the epoch's means: ``train_loss``, each named loss term, and the training accuracy
         (``<side>_train_acc``, from the labeled batch's logits and labels; see :attr:`trains_on`)."""
-        sums = {"train_loss": loss, **terms}
-        for name, value in sums.items():
-            value = value.detach().double().reshape(())
-            total = torch.stack([value, torch.ones_like(value)])  # summed on the device: no sync per step
-            self._epoch_sums[name] = self._epoch_sums[name] + total if name in self._epoch_sums else total
+        self.record_terms(train_loss=loss, **terms)
         if logits is not None and y is not None:
             # new_full fills on the device; new_tensor(len(y)) would copy from the host and wait for the GPU.
             correct = torch.stack([(logits.detach().argmax(dim=1) == y).sum().double(),
@@ -421,10 +420,17 @@ class DeepMethod(pl.LightningModule, Method):
             # The progress bar's loss, every log_every_n_steps steps: Lightning's self.log costs about a millisecond.
             self.log("train_loss", loss.detach(), prog_bar=True, logger=False, on_step=True, on_epoch=False)
 
+    def record_terms(self, **terms: torch.Tensor) -> None:
+        """Add scalar loss terms to the epoch's means (logged under their names at the epoch's end)."""
+        for name, value in terms.items():
+            value = value.detach().double().reshape(())
+            total = torch.stack([value, torch.ones_like(value)])  # summed on the device: no sync per step
+            self._epoch_sums[name] = self._epoch_sums[name] + total if name in self._epoch_sums else total
+
     def progress(self) -> float:
-        """Training progress ``p ∈ [0, 1]``: optimizer steps taken over the steps of the whole run."""
+        """Training progress ``p ∈ [0, 1]``: training batches taken over the batches of the whole run."""
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        return min(1.0, self.global_step / total)
+        return min(1.0, self.global_step // self.optimizer_steps_per_batch / total)
 
     def on_before_backward(self, loss: torch.Tensor) -> None:
         """Stop on a NaN or infinite loss. On the CPU each step's loss is checked at once; on a GPU the check
@@ -634,8 +640,9 @@ class DeepMethod(pl.LightningModule, Method):
             return (1.0 + 10.0 * p) ** -0.75
         return 1.0
 
-    def configure_optimizers(self) -> Any:
-        groups = self.param_groups()
+    def build_optimizer(self, groups: list[dict[str, Any]]) -> tuple[torch.optim.Optimizer, Any]:
+        """The run's optimizer (``sgd`` or ``adam``) over parameter groups of :meth:`param_groups`, and its learning-rate
+        schedule (:meth:`lr_factor`), which steps once per training batch."""
         if self.optimizer_name == "sgd":
             optimizer = torch.optim.SGD(
                 groups, lr=self.lr, momentum=self.momentum, nesterov=self.nesterov and self.momentum > 0,
@@ -645,7 +652,10 @@ class DeepMethod(pl.LightningModule, Method):
             optimizer = torch.optim.Adam(groups, lr=self.lr, weight_decay=self.weight_decay)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         factors = [lambda step, group=group: self.lr_factor(step, total, group) for group in optimizer.param_groups]
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factors)
+        return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factors)
+
+    def configure_optimizers(self) -> Any:
+        optimizer, scheduler = self.build_optimizer(self.param_groups())
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # --------------------------------------------------------------------------------- Method interface
@@ -655,7 +665,7 @@ class DeepMethod(pl.LightningModule, Method):
         if reserved:
             raise ValueError(
                 f"trainer settings {', '.join(reserved)} are set by the method (method.epochs, the run's logger, "
-                "no checkpoints); remove them from the trainer config"
+                "no checkpoints, its own sharding of the training data under DDP); remove them from the trainer config"
             )
         if self.patience is not None and context.select == "last":
             raise ValueError(
@@ -682,7 +692,10 @@ class DeepMethod(pl.LightningModule, Method):
         logger = context.lightning_logger() if context.lightning_logger is not None else None
         trainer = pl.Trainer(
             max_epochs=self.epochs, logger=logger or False, enable_checkpointing=False,
-            callbacks=self.callbacks() + list(context.callbacks), **context.trainer,
+            callbacks=self.callbacks() + list(context.callbacks),
+            # Every training loader draws its own process's share (make_loader): Lightning adds no sampler of its own,
+            # which it could not do to the per-source batches anyway.
+            use_distributed_sampler=False, **context.trainer,
         )
         try:
             with warnings.catch_warnings():

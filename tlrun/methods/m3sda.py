@@ -1,6 +1,6 @@
 """Moment matching for multi-source domain adaptation (M3SDA, Peng et al., ICCV 2019): align every source's and the
-target's feature moments, and every pair of sources' moments; optionally with a pair of classifiers per source and
-M3SDA-β's classifier-discrepancy step."""
+target's feature moments, and every pair of sources' moments; with a pair of classifiers per source and M3SDA-β's
+alternating classifier-discrepancy steps (those of MCD)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from tlrun.losses import classifier_discrepancy, gradient_reversal, moment_distance
+from tlrun.losses import classifier_discrepancy, moment_distance
 from tlrun.methods.adaptation import DomainAdaptation, DomainBatch
 from tlrun.methods.settings import check_m3sda
 from tlrun.scenarios import TrainingData
@@ -48,15 +48,19 @@ class M3SDA(DomainAdaptation):
     moment-matching component alone. ``classifiers: per_source`` (the default): the paper's classifiers, a pair
     ``(C_i, C'_i)`` per source (:class:`SourceClassifierPairs`), ``CE = (1/N) Σ_i [CE(C_i) + CE(C'_i)]`` on source
     ``i``'s samples, and the target predicted by the mean of the ``C_i``'s probabilities. With it,
-    ``discrepancy_weight`` ``β > 0`` adds M3SDA-β's step (MCD's), the term
+    ``discrepancy_weight`` ``β > 0`` makes each batch M3SDA-β's three steps (MCD's), with ``G`` the feature
+    extractor (backbone and bottleneck), ``C`` every classifier and ``d̄(f) = (1/N) Σ_i d(C_i(f), C'_i(f))`` the
+    pairs' mean discrepancy (:func:`tlrun.losses.classifier_discrepancy`) on target features ``f``:
 
-        − β · (1/N) Σ_i d(C_i(R(f^t)), C'_i(R(f^t)))
+    A. ``G`` and ``C`` descend ``CE + λ MD²`` (in ``semi_da`` with the labeled target batch's cross-entropy);
+    B. ``C`` alone descends ``CE − β d̄(f^t)`` (the features' parameters held fixed): the pairs learn to disagree
+       on the target while still classifying the sources;
+    C. ``G`` alone descends ``β d̄(f^t)``, ``generator_steps`` times on the same target batch: the features move the
+       target where the pairs agree.
 
-    with ``d`` :func:`tlrun.losses.classifier_discrepancy` and ``R`` a gradient reversal whose coefficient is the
-    warm-up ``w(p)``: the classifiers learn to maximise their pairs' disagreement on the target while the features
-    learn to minimise it. The paper alternates three steps per batch (train everything on ``CE + λ MD²``; the
-    classifiers alone on ``CE − d``; the features alone on ``d``); here they are one simultaneous step, the min-max
-    solved by gradient reversal as DANN solves its own, so a step costs one backward pass.
+    Each step has its own optimizer step (one optimizer for ``G``, one for ``C``, each with the run's settings and
+    schedule), so a batch costs about ``3 + generator_steps`` forward-backward passes, against one for ``β = 0``.
+    The paper's per-source weights of the ensemble are replaced by equal weights, as Dassl's reimplementation does.
 
     Each batch holds ``batch_size`` samples of every source, as the paper draws them (``source_batches``). With one
     source ``MD²`` is that source's moment distance to the target (a first- and second-moment alignment).
@@ -68,9 +72,9 @@ class M3SDA(DomainAdaptation):
             the batch noise, which smaller features lower); chosen on a designated tuning task (see
             ``docs/defaults.md``).
         classifiers: ``per_source`` or ``shared`` (see above).
-        discrepancy_weight: ``β`` of M3SDA-β's step (1, as MCD weighs it); 0 leaves it out (needs ``classifiers:
-            per_source`` otherwise). ``classifiers`` and ``β``: chosen on the designated tuning task, where they
-            edged the shared classifier by 0.2 points (``docs/defaults.md``).
+        discrepancy_weight: ``β`` of M3SDA-β's steps B and C; 0 leaves them out (needs ``classifiers: per_source``
+            otherwise). ``classifiers`` and ``β``: chosen on the designated tuning task (``docs/defaults.md``).
+        generator_steps: how many times step C repeats per batch (4: MCD's digits setting, and Dassl's M3SDA's).
         source_batches: ``per_source`` (the paper's, and the tuning task's choice) or ``pooled``; see
             :class:`~tlrun.methods.adaptation.DomainAdaptation`.
         **kwargs: those of :class:`~tlrun.methods.adaptation.DomainAdaptation`.
@@ -81,14 +85,26 @@ class M3SDA(DomainAdaptation):
     def __init__(
         self, backbone: nn.Module, moments: int = 2, transfer_weight: float = 0.3, warmup: str = "dann",
         classifiers: Literal["shared", "per_source"] = "per_source", discrepancy_weight: float = 1.0,
-        source_batches: str = "per_source", **kwargs: Any,
+        generator_steps: int = 4, source_batches: str = "per_source", **kwargs: Any,
     ) -> None:
         super().__init__(backbone, transfer_weight=transfer_weight, warmup=warmup, source_batches=source_batches,
                          **kwargs)
-        check_m3sda(type(self).__name__, moments=moments, classifiers=classifiers, discrepancy_weight=discrepancy_weight)
+        check_m3sda(type(self).__name__, moments=moments, classifiers=classifiers, discrepancy_weight=discrepancy_weight,
+                    generator_steps=generator_steps)
         self.moments = int(moments)
         self.classifiers = classifiers
         self.discrepancy_weight = float(discrepancy_weight)
+        self.generator_steps = int(generator_steps)
+
+    @property
+    def automatic_optimization(self) -> bool:
+        """One optimizer step per batch (Lightning's); with ``β > 0`` the three steps are taken by hand."""
+        return not self.discrepancy_weight
+
+    @property
+    def optimizer_steps_per_batch(self) -> int:
+        """Step A steps both optimizers, B the classifiers', C the features' ``generator_steps`` times."""
+        return 1 if self.automatic_optimization else 3 + self.generator_steps
 
     def build_extra(self, data: TrainingData) -> None:
         """``classifiers: per_source``: the classifier pairs, one per source domain, in the shared classifier's place."""
@@ -99,31 +115,84 @@ class M3SDA(DomainAdaptation):
         sources = [part.source_features for part in batch.per_source()]
         return moment_distance(sources, batch.target_features, moments=self.moments)
 
+    def pairs_cross_entropy(self, features: torch.Tensor, labels: torch.Tensor,
+                            domains: torch.Tensor | None) -> torch.Tensor:
+        """``(1/N) Σ_i [CE(C_i) + CE(C'_i)]``, each pair on its own source's samples (the sources present; the domain
+        index picks the pair, ``None``: one source)."""
+        if domains is None:
+            domains = torch.zeros_like(labels)
+        losses = []
+        for source in torch.unique(domains):
+            rows = domains == source
+            first, second = self.classifier.pair(features[rows], int(source))
+            losses.append(self.classification_loss(first, labels[rows]) + self.classification_loss(second, labels[rows]))
+        return torch.stack(losses).mean()
+
+    def pairs_discrepancy(self, target_features: torch.Tensor) -> torch.Tensor:
+        """``d̄(f^t)``: the mean over the sources of their pair's discrepancy on the target features."""
+        heads = self.classifier
+        return torch.stack([classifier_discrepancy(*heads.pair(target_features, source))
+                            for source in range(heads.sources)]).mean()
+
     def objective(self, batch: DomainBatch, classification: torch.Tensor, weight: float) -> torch.Tensor:
-        """``shared``: ``classification + weight · MD²``. ``per_source``: the pairs' cross-entropy in its place, plus in
-        ``semi_da`` the cross-entropy of the sources' mean prediction on the labeled target batch (a term of its own,
-        where ``shared`` pools those samples with the source's; both recorded as ``classification_loss``), minus ``β``
-        times the pairs' discrepancy on the reversed target features (recorded as ``classifier_discrepancy``)."""
+        """``shared``: ``classification + weight · MD²``. ``per_source`` (step A): the pairs' cross-entropy in the
+        place of ``classification``, plus in ``semi_da`` the cross-entropy of the sources' mean prediction on the
+        labeled target batch (a term of its own, where ``shared`` pools those samples with the source's; both
+        recorded as ``classification_loss``)."""
         if self.classifiers == "shared":
             return super().objective(batch, classification, weight)
-        heads = self.classifier
-        pair_losses = []
-        for part in batch.per_source():
-            source = 0 if part.source_domains is None else int(part.source_domains[0])
-            first, second = heads.pair(part.source_features, source)
-            pair_losses.append(self.classification_loss(first, part.source_labels)
-                               + self.classification_loss(second, part.source_labels))
-        classification = torch.stack(pair_losses).mean()
+        classification = self.pairs_cross_entropy(batch.source_features, batch.source_labels, batch.source_domains)
         if batch.labeled_target_logits is not None:  # semi_da: the sources' mean prediction on the labeled target
             classification = classification + self.classification_loss(batch.labeled_target_logits,
                                                                        batch.labeled_target_labels)
         transfer = self.transfer_loss(batch)
         self.note(classification_loss=classification, transfer_loss=transfer)
-        loss = classification + weight * transfer
-        if self.discrepancy_weight:
-            reversed_target = gradient_reversal(batch.target_features, self.warmup_factor())
-            discrepancy = torch.stack([classifier_discrepancy(*heads.pair(reversed_target, source))
-                                       for source in range(heads.sources)]).mean()
-            self.note(classifier_discrepancy=discrepancy)
-            loss = loss - self.discrepancy_weight * discrepancy
+        return classification + weight * transfer
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        """``β = 0``: the objective, optimised by Lightning. ``β > 0``: steps A, B and C (see the class), then one step
+        of each learning-rate schedule; the pairs' discrepancy on the target before step B is recorded as
+        ``classifier_discrepancy``."""
+        if self.automatic_optimization:
+            return super().training_step(batch, batch_idx)
+        features_optimizer, classifiers_optimizer = self.optimizers()
+        loss = super().training_step(batch, batch_idx)
+        self.descend(loss, features_optimizer, classifiers_optimizer)
+        source_inputs, source_labels, source_domains, target_inputs = self.step_inputs(batch)
+        # The features keep their graph (their gradient is computed, never applied): under DDP every parameter must
+        # take part in each backward pass.
+        features = self.features(torch.cat([source_inputs, target_inputs]))
+        source_features, target_features = features[:len(source_inputs)], features[len(source_inputs):]
+        discrepancy = self.pairs_discrepancy(target_features)
+        self.record_terms(classifier_discrepancy=discrepancy)
+        self.descend(self.pairs_cross_entropy(source_features, source_labels, source_domains)
+                     - self.discrepancy_weight * discrepancy, classifiers_optimizer)
+        for _ in range(self.generator_steps):
+            self.descend(self.discrepancy_weight * self.pairs_discrepancy(self.features(target_inputs)),
+                         features_optimizer)
+        for schedule in self.lr_schedulers():
+            schedule.step()
         return loss
+
+    def descend(self, loss: torch.Tensor, *optimizers: Any) -> None:
+        """One step of each optimizer on ``loss``'s gradient (the others' parameters keep theirs unapplied)."""
+        for optimizer in optimizers:
+            optimizer.zero_grad()
+        self.manual_backward(loss)
+        for optimizer in optimizers:
+            optimizer.step()
+
+    def configure_optimizers(self) -> Any:
+        """``β > 0``: one optimizer for the feature extractor (and any other network), one for the classifier pairs,
+        each over its share of :meth:`param_groups` and with its own schedule."""
+        if self.automatic_optimization:
+            return super().configure_optimizers()
+        heads = {id(parameter) for parameter in self.classifier.parameters()}
+        shares: tuple[list, list] = ([], [])
+        for group in self.param_groups():
+            for share, mine in zip(shares, (False, True)):
+                params = [parameter for parameter in group["params"] if (id(parameter) in heads) == mine]
+                if params:
+                    share.append({**group, "params": params})
+        (features, features_schedule), (classifiers, classifiers_schedule) = map(self.build_optimizer, shares)
+        return [features, classifiers], [features_schedule, classifiers_schedule]

@@ -399,7 +399,7 @@ def check_cmd(name: str, *, moments: int, layers: str | list[str], bottleneck_di
 
 
 def check_m3sda(name: str, *, moments: int, classifiers: Literal["shared", "per_source"], discrepancy_weight: float,
-                **_: Any) -> None:
+                generator_steps: int, **_: Any) -> None:
     if int(moments) < 1:
         raise ValueError(f"{name}: moments must be at least 1, got {moments}")
     if classifiers not in ("shared", "per_source"):
@@ -407,8 +407,10 @@ def check_m3sda(name: str, *, moments: int, classifiers: Literal["shared", "per_
     if not _is_number_at_least_0(discrepancy_weight):
         raise ValueError(f"{name}: discrepancy_weight must be a number ≥ 0, got {discrepancy_weight!r}")
     if float(discrepancy_weight) and classifiers == "shared":
-        raise ValueError(f"{name}: discrepancy_weight (M3SDA-β's step) needs a pair of classifiers per source: set "
+        raise ValueError(f"{name}: discrepancy_weight (M3SDA-β's steps) needs a pair of classifiers per source: set "
                          "classifiers=per_source, or discrepancy_weight=0")
+    if int(generator_steps) < 1:
+        raise ValueError(f"{name}: generator_steps (M3SDA-β's step C per batch) must be at least 1, got {generator_steps}")
 
 
 def check_mdan(name: str, *, gamma: float, aggregation: Literal["soft", "hard"], **_: Any) -> None:
