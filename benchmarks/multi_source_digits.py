@@ -64,6 +64,19 @@ def rows(sources: list[str], target: str) -> dict[str, list[str]]:
     return table
 
 
+def targets_table(scores: dict[str, dict[int, float]], methods: list[str], targets: list[str],
+                  seeds: list[int]) -> list[str]:
+    """The lines of a table with a row per method and a column per target (``scores`` keyed ``"<method> | <target>"``),
+    each cell mean ± std over the seeds, and the row's average of the means."""
+    lines = ["| method | " + " | ".join(f"→ {target}" for target in targets) + " | average |",
+             "|---|" + "---|" * (len(targets) + 1)]
+    for row in methods:
+        cells_text = [seed_cells(scores[f"{row} | {target}"], seeds).split(" | ")[0] for target in targets]
+        average = statistics.mean(statistics.mean(scores[f"{row} | {target}"].values()) for target in targets)
+        lines.append(f"| {row} | " + " | ".join(cells_text) + f" | {average:.1f} |")
+    return lines
+
+
 def each_target(args: argparse.Namespace) -> None:
     """``--each-target``: every domain of the task in turn the target, the others its pooled sources (the protocol of
     Digit-Five); the pooled methods only. Writes ``TARGETS_RESULTS`` (or ``--output``)."""
@@ -75,10 +88,6 @@ def each_target(args: argparse.Namespace) -> None:
     scores, _, elapsed = run_rows({f"{row} | {target}": overrides for (row, target), overrides in cells.items()},
                                   args.seeds, args.jobs)
     methods = list(dict.fromkeys(row for row, _ in cells))
-
-    def mean(row: str, target: str) -> float:
-        return statistics.mean(scores[f"{row} | {target}"].values())
-
     lines = [
         f"# Multi-source DA on the embedded digits, each domain in turn the target ({', '.join(domains)})",
         "",
@@ -92,13 +101,8 @@ def each_target(args: argparse.Namespace) -> None:
         f"`python benchmarks/multi_source_digits.py --each-target` in {elapsed / 60:.0f} min on {os.cpu_count()} "
         f"shared cores ({args.jobs} runs side by side, one thread each).",
         "",
-        "| method | " + " | ".join(f"→ {target}" for target in domains) + " | average |",
-        "|---|" + "---|" * (len(domains) + 1),
+        *targets_table(scores, methods, domains, args.seeds),
     ]
-    for row in methods:
-        cells_text = [seed_cells(scores[f"{row} | {target}"], args.seeds).split(" | ")[0] for target in domains]
-        average = statistics.mean(mean(row, target) for target in domains)
-        lines.append(f"| {row} | " + " | ".join(cells_text) + f" | {average:.1f} |")
     text = "\n".join(lines) + "\n"
     output = args.output if args.output != RESULTS else TARGETS_RESULTS
     output.write_text(text)

@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from deep_da_digits import run_rows, seed_cells  # noqa: E402  (the benchmarks folder is no package)
+from multi_source_digits import targets_table  # noqa: E402
 from multi_source_tuning import load_choices  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "multi_source_office_caltech.md"
@@ -85,10 +85,6 @@ def main() -> None:
     scores, _, elapsed = run_rows({f"{row} | {target}": overrides for (row, target), overrides in cells.items()},
                                   args.seeds, args.jobs)
     methods = list(dict.fromkeys(row for row, _ in cells))
-
-    def mean(row: str, target: str) -> float:
-        return statistics.mean(scores[f"{row} | {target}"].values())
-
     command = "python benchmarks/multi_source_office_caltech.py" + (
         f" --seeds {' '.join(map(str, args.seeds))}" if args.seeds != [0, 1, 2] else "")
     lines = [
@@ -109,13 +105,8 @@ def main() -> None:
         f"`{command}` in {elapsed / 60:.0f} min on {os.cpu_count()} shared cores ({args.jobs} runs side by side, one "
         "thread each).",
         "",
-        "| method | " + " | ".join(f"→ {target}" for target in DOMAINS) + " | average |",
-        "|---|" + "---|" * (len(DOMAINS) + 1),
+        *targets_table(scores, methods, DOMAINS, args.seeds),
     ]
-    for row in methods:
-        texts = [seed_cells(scores[f"{row} | {target}"], args.seeds).split(" | ")[0] for target in DOMAINS]
-        average = statistics.mean(mean(row, target) for target in DOMAINS)
-        lines.append(f"| {row} | " + " | ".join(texts) + f" | {average:.1f} |")
     lines += ["", "Per seed (" + " / ".join(map(str, args.seeds)) + "):", "",
               "| method | " + " | ".join(f"→ {target}" for target in DOMAINS) + " |",
               "|---|" + "---|" * len(DOMAINS)]
