@@ -291,11 +291,13 @@ def test_ddp_on_two_cpu_processes_is_one_tracked_run(tmp_path):
     assert len(record.outputs.model_outputs) == 1  # rank 0 logged the model (a LoggedModel, the run's output)
 
 
-def test_m3sdas_per_source_batches_and_alternating_steps_train_on_two_cpu_processes(tmp_path):
-    """A batch sampler of tlrun's own (``PerDomainBatches``) under DDP, where Lightning must not add its sampler, and
-    several optimizers stepped by hand, each backward pass reaching every parameter."""
+@pytest.mark.parametrize("batches", [[], ["method.source_batches=pooled", "method.batch_size=2"]])
+def test_m3sdas_source_batches_and_alternating_steps_train_on_two_cpu_processes(tmp_path, batches):
+    """Per-source batches: a batch sampler of tlrun's own (``PerDomainBatches``), to which Lightning must not add its
+    sampler; pooled batches of 2, many of which lack a source, and so that source's classifier pair's gradient. And
+    optimizer steps taken by hand, each backward pass reaching every parameter that trains in it."""
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    processes = ["method=m3sda", *DDP[1:], "dataset.source=[original,rotate]", "dataset.target=thick"]
+    processes = ["method=m3sda", *DDP[1:], "dataset.source=[original,rotate]", "dataset.target=thick", *batches]
     result = subprocess.run(_command(tmp_path, processes=processes), cwd=tmp_path, env=_env(store),
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

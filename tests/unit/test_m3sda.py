@@ -159,27 +159,24 @@ def _pair_batch(method):
                        source_domains=domains)
 
 
-def _discrepancy(method, target):
-    from tlrun.losses import classifier_discrepancy
-
-    heads = method.classifier
-    return sum(classifier_discrepancy(*heads.pair(target, i)).item() for i in range(heads.sources))
-
-
-def test_a_beta_batch_is_the_papers_three_steps_each_moving_its_own_networks(monkeypatch):
+def test_a_beta_batch_is_the_papers_three_steps_each_moving_its_own_networks_by_its_own_gradient(monkeypatch):
     """Step A moves the features and the classifiers, step B the classifiers alone and raises their discrepancy on the
-    target, step C (``generator_steps`` times) the features alone and lowers it: M3SDA-β's (MCD's) alternation."""
+    target, step C (``generator_steps`` times) the features alone and lowers it: M3SDA-β's (MCD's) alternation. Each
+    step moves its networks by exactly ``lr`` times the gradient of its own loss (stale gradients are set beforehand:
+    none may leak in)."""
     method = _pairs_method(discrepancy_weight=1.0, transfer_weight=0.3, generator_steps=2)
-    assert not method.automatic_optimization and method.optimizer_steps_per_batch == 5
+    assert not method.automatic_optimization and method.optimizer_steps_per_batch == 4
     extractor, heads = list(method.backbone.parameters()), list(method.classifier.parameters())
-    features_optimizer = torch.optim.SGD(extractor, lr=0.05)
-    classifiers_optimizer = torch.optim.SGD(heads, lr=0.05)
-    monkeypatch.setattr(method, "optimizers", lambda: (features_optimizer, classifiers_optimizer))
-    monkeypatch.setattr(method, "lr_schedulers", lambda: [])
+    lr = 0.05
+    optimizer = torch.optim.SGD(extractor + heads, lr=lr)
+    monkeypatch.setattr(method, "optimizers", lambda: optimizer)
+    monkeypatch.setattr(method, "lr_schedulers", lambda: torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0))
     monkeypatch.setattr(method, "manual_backward", lambda loss: loss.backward())
     generator = torch.Generator().manual_seed(4)
     source, target = torch.randn(6, 3, generator=generator), torch.randn(8, 3, generator=generator) + 1.0
     labels, domains = torch.tensor([0, 1, 2, 0, 1, 2]), torch.tensor([0, 0, 0, 1, 1, 1])
+    for parameter in extractor + heads:
+        parameter.grad = torch.ones_like(parameter)  # stale
 
     def discrepancy() -> float:
         with torch.no_grad():
@@ -187,26 +184,44 @@ def test_a_beta_batch_is_the_papers_three_steps_each_moving_its_own_networks(mon
 
     steps, descend = [], method.descend
 
-    def watched(loss, *optimizers):
+    def watched(loss, fixed=()):
+        fixed_ids = {id(parameter) for parameter in fixed}
         before, start = [parameter.detach().clone() for parameter in extractor + heads], discrepancy()
-        descend(loss, *optimizers)
+        own = torch.autograd.grad(loss, extractor + heads, retain_graph=True, allow_unused=True)
+        descend(loss, fixed)
+        for parameter, old, gradient in zip(extractor + heads, before, own):
+            expected = old if id(parameter) in fixed_ids or gradient is None else old - lr * gradient
+            torch.testing.assert_close(parameter.detach(), expected)
         moved = [not torch.equal(old, new) for old, new in zip(before, extractor + heads)]
-        steps.append((optimizers, any(moved[:len(extractor)]), any(moved[len(extractor):]), start, discrepancy()))
+        steps.append((any(moved[:len(extractor)]), any(moved[len(extractor):]), start, discrepancy()))
 
     monkeypatch.setattr(method, "descend", watched)
     method._epoch_sums = {}
     method.training_step({"source": (source, labels, domains), "target": target}, 0)
-    both, classifiers_only, features_only = ((features_optimizer, classifiers_optimizer), True, True), \
-        ((classifiers_optimizer,), False, True), ((features_optimizer,), True, False)
-    assert [step[:3] for step in steps] == [both, classifiers_only, features_only, features_only]
-    assert steps[1][4] > steps[1][3]  # B: the pairs disagree more on the target
+    both, classifiers_only, features_only = (True, True), (False, True), (True, False)
+    assert [step[:2] for step in steps] == [both, classifiers_only, features_only, features_only]
+    assert steps[1][3] > steps[1][2]  # B: the pairs disagree more on the target
     assert all(after < start for *_, start, after in steps[2:])  # C: the features make them agree
     assert {"classification_loss", "transfer_loss", "classifier_discrepancy"} <= set(method._epoch_sums)
 
 
-def test_a_beta_fit_splits_the_optimizers_and_steps_the_schedules_once_per_batch(compose):
-    """Through Lightning: each optimizer holds its own networks, every batch takes ``3 + generator_steps`` optimizer
-    steps and one step of each schedule, and the warm-up's progress still counts batches (it ends at 1)."""
+def test_a_step_passes_the_parameters_it_holds_fixed_by_despite_their_momentum_and_weight_decay():
+    method = _pairs_method(discrepancy_weight=1.0)
+    heads = list(method.classifier.parameters())
+    optimizer = torch.optim.SGD(method.parameters(), lr=0.1, momentum=0.9, weight_decay=0.01)
+    method.optimizers, method.manual_backward = (lambda: optimizer), (lambda loss: loss.backward())
+    target = torch.randn(5, 3)
+    method.descend(method.pairs_discrepancy(method.features(target)))  # every parameter moves, gains momentum
+    assert all(optimizer.state[parameter]["momentum_buffer"].abs().sum() > 0 for parameter in heads)
+    kept = [parameter.detach().clone() for parameter in heads]
+    method.descend(method.pairs_discrepancy(method.features(target)), fixed=heads)
+    assert all(torch.equal(old, new) for old, new in zip(kept, heads))
+
+
+def test_a_beta_fit_steps_the_schedule_once_per_batch_and_the_warmup_counts_batches(compose, monkeypatch):
+    """Through Lightning: one optimizer over every parameter (each group at its rate), every batch takes
+    ``2 + generator_steps`` optimizer steps and one step of the schedule, and the warm-up's progress counts batches
+    (0, 1/n, 2/n, …)."""
     import numpy as np
 
     from tlrun.backbones import MLP
@@ -218,18 +233,23 @@ def test_a_beta_fit_splits_the_optimizers_and_steps_the_schedules_once_per_batch
     data = TrainingData(Labeled(X, np.arange(16) % 2, np.repeat([0, 1], 8)), Unlabeled(X + 1), 2, ("a", "b"), None,
                         source_domains=("first", "second"))
     method = instantiate(compose("method=m3sda", "method.epochs=2", "method.batch_size=4", "method.bottleneck_dim=4",
-                                 "method.generator_steps=2").method, backbone=MLP(input_shape=(3,), hidden=[4]))
+                                 "method.generator_steps=2", "method.backbone_lr_mult=0.5").method,
+                         backbone=MLP(input_shape=(3,), hidden=[4]))
+    progress = []
+    step = type(method).training_step
+    monkeypatch.setattr(type(method), "training_step",
+                        lambda self, batch, index: (progress.append(self.progress()), step(self, batch, index))[1])
     method.fit(data, RunContext(reporter=NullReporter(), device="cpu", seed=0, diagnostics=False,
                                 trainer={"enable_progress_bar": False, "enable_model_summary": False}))
     batches = method.trainer.estimated_stepping_batches  # the training batches of both epochs
     assert batches == 2 * method.trainer.num_training_batches > 0
-    features_optimizer, classifiers_optimizer = (optimizer.optimizer for optimizer in method.optimizers())
-    heads = {id(parameter) for parameter in method.classifier.parameters()}
-    assert {id(p) for group in classifiers_optimizer.param_groups for p in group["params"]} == heads
-    assert not heads & {id(p) for group in features_optimizer.param_groups for p in group["params"]}
-    assert method.trainer.global_step == batches * 5
-    assert [schedule.last_epoch for schedule in method.lr_schedulers()] == [batches, batches]
-    assert method.progress() == 1.0
+    optimizer = method.optimizers().optimizer
+    held = [id(parameter) for group in optimizer.param_groups for parameter in group["params"]]
+    assert sorted(held) == sorted(id(parameter) for parameter in method.parameters() if parameter.requires_grad)
+    assert {group["name"]: group["initial_lr"] for group in optimizer.param_groups} == {"head": 0.01, "backbone": 0.005}
+    assert method.trainer.global_step == batches * 4
+    assert method.lr_schedulers().last_epoch == batches
+    assert progress == pytest.approx([index / batches for index in range(batches)])
 
 
 def test_without_beta_the_pairs_learn_their_sources_and_the_target_features_get_no_discrepancy_gradient():
@@ -285,3 +305,15 @@ def test_in_semi_da_the_labeled_targets_cross_entropy_joins_the_recorded_classif
     added = torch.nn.functional.cross_entropy(labeled_logits, labeled).item()
     assert with_labeled.item() == pytest.approx(without.item() + added)
     assert recorded_with == pytest.approx(recorded_without + added)  # the logged term is the one minimised
+
+
+@pytest.mark.parametrize("setting", ["+trainer.gradient_clip_val=1", "+trainer.accumulate_grad_batches=2",
+                                     "+trainer.max_steps=14"])
+def test_trainer_settings_of_automatic_optimisation_are_refused_before_a_run_with_beta(compose, setting):
+    from tlrun.errors import TlrunError
+    from tlrun.runner.preflight import preflight
+
+    with pytest.raises(TlrunError, match=rf"trainer\.{setting.split('.')[1].split('=')[0]}=.*discrepancy_weight=0"):
+        preflight(compose("method=m3sda", setting))
+    preflight(compose("method=m3sda", setting, "method.discrepancy_weight=0"))  # Lightning's steps: allowed
+    preflight(compose("method=dann", setting))

@@ -157,6 +157,11 @@ class DomainAdaptation(DeepMethod):
         self.reversal: GradientReversal | None = None
         self._step_terms: dict[str, torch.Tensor] = {}
 
+    @property
+    def leaves_parameters_unused(self) -> bool:
+        """A method with networks per source domain, on pooled batches: a batch may lack a source."""
+        return self.reads_source_domains and self.source_batches == "pooled"
+
     # ------------------------------------------------------------------------------------- the objective
 
     @abstractmethod

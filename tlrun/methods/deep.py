@@ -12,7 +12,9 @@ The runner builds it with the backbone network (``instantiate(cfg.method, backbo
    from ``context.seed``, training-time augmentation ``data.augment``; ``num_workers=auto``: worker processes for
    image files only, see :func:`tlrun.backbones.inputs.loader_options`; pinned memory on a GPU);
 3. trains with ``pl.Trainer(max_epochs=epochs, logger=context.lightning_logger() or False,
-   enable_checkpointing=False, **context.trainer)`` and the callbacks of the method and of ``context.callbacks``
+   enable_checkpointing=False, use_distributed_sampler=False, **context.trainer)`` (tlrun's loaders shard
+   themselves under DDP; ``strategy: ddp`` becomes ``ddp_find_unused_parameters_true`` for a method that
+   :attr:`~DeepMethod.leaves_parameters_unused`) and the callbacks of the method and of ``context.callbacks``
    (the runner's supervision of DDP processes); with ``context.checkpoint`` it writes a resumable Lightning
    checkpoint there after every epoch (weights, optimizer, schedule, epoch, and the model-selection state), and
    with ``context.resume_from`` it continues training from such a checkpoint;
@@ -187,6 +189,9 @@ class DeepMethod(pl.LightningModule, Method):
     #: Optimizer steps per training batch: 1, or more for a method that optimises by hand with several optimizers
     #: (Lightning counts every ``step`` of each in ``global_step``; :meth:`progress` counts batches).
     optimizer_steps_per_batch = 1
+    #: True when some training steps leave parameters without gradient (a network of a source absent from a
+    #: batch): under ``strategy: ddp`` the run then trains with ``ddp_find_unused_parameters_true``.
+    leaves_parameters_unused = False
 
     def __init__(
         self,
@@ -640,9 +645,8 @@ class DeepMethod(pl.LightningModule, Method):
             return (1.0 + 10.0 * p) ** -0.75
         return 1.0
 
-    def build_optimizer(self, groups: list[dict[str, Any]]) -> tuple[torch.optim.Optimizer, Any]:
-        """The run's optimizer (``sgd`` or ``adam``) over parameter groups of :meth:`param_groups`, and its learning-rate
-        schedule (:meth:`lr_factor`), which steps once per training batch."""
+    def configure_optimizers(self) -> Any:
+        groups = self.param_groups()
         if self.optimizer_name == "sgd":
             optimizer = torch.optim.SGD(
                 groups, lr=self.lr, momentum=self.momentum, nesterov=self.nesterov and self.momentum > 0,
@@ -652,10 +656,7 @@ class DeepMethod(pl.LightningModule, Method):
             optimizer = torch.optim.Adam(groups, lr=self.lr, weight_decay=self.weight_decay)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         factors = [lambda step, group=group: self.lr_factor(step, total, group) for group in optimizer.param_groups]
-        return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factors)
-
-    def configure_optimizers(self) -> Any:
-        optimizer, scheduler = self.build_optimizer(self.param_groups())
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factors)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # --------------------------------------------------------------------------------- Method interface
@@ -695,7 +696,10 @@ class DeepMethod(pl.LightningModule, Method):
             callbacks=self.callbacks() + list(context.callbacks),
             # Every training loader draws its own process's share (make_loader): Lightning adds no sampler of its own,
             # which it could not do to the per-source batches anyway.
-            use_distributed_sampler=False, **context.trainer,
+            use_distributed_sampler=False,
+            **dict(context.trainer) | ({"strategy": "ddp_find_unused_parameters_true"}
+                                       if self.leaves_parameters_unused and context.trainer.get("strategy") == "ddp"
+                                       else {}),
         )
         try:
             with warnings.catch_warnings():

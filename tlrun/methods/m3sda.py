@@ -58,8 +58,9 @@ class M3SDA(DomainAdaptation):
     C. ``G`` alone descends ``β d̄(f^t)``, ``generator_steps`` times on the same target batch: the features move the
        target where the pairs agree.
 
-    Each step has its own optimizer step (one optimizer for ``G``, one for ``C``, each with the run's settings and
-    schedule), so a batch costs about ``3 + generator_steps`` forward-backward passes, against one for ``β = 0``.
+    Each step is a step of the run's optimizer with the gradient of the networks it holds fixed dropped (so that their
+    momentum and weight decay pass them by too), so a batch costs ``2 + generator_steps`` forward-backward passes and
+    optimizer steps, against one for ``β = 0``; the learning-rate schedule steps once per batch.
     The paper's per-source weights of the ensemble are replaced by equal weights, as Dassl's reimplementation does.
 
     Each batch holds ``batch_size`` samples of every source, as the paper draws them (``source_batches``). With one
@@ -103,8 +104,8 @@ class M3SDA(DomainAdaptation):
 
     @property
     def optimizer_steps_per_batch(self) -> int:
-        """Step A steps both optimizers, B the classifiers', C the features' ``generator_steps`` times."""
-        return 1 if self.automatic_optimization else 3 + self.generator_steps
+        """Steps A and B, then C ``generator_steps`` times."""
+        return 1 if self.automatic_optimization else 2 + self.generator_steps
 
     def build_extra(self, data: TrainingData) -> None:
         """``classifiers: per_source``: the classifier pairs, one per source domain, in the shared classifier's place."""
@@ -151,48 +152,35 @@ class M3SDA(DomainAdaptation):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         """``β = 0``: the objective, optimised by Lightning. ``β > 0``: steps A, B and C (see the class), then one step
-        of each learning-rate schedule; the pairs' discrepancy on the target before step B is recorded as
+        of the learning-rate schedule; the pairs' discrepancy on the target before step B is recorded as
         ``classifier_discrepancy``."""
         if self.automatic_optimization:
             return super().training_step(batch, batch_idx)
-        features_optimizer, classifiers_optimizer = self.optimizers()
+        heads = set(self.classifier.parameters())
+        extractor = [parameter for parameter in self.parameters() if parameter not in heads]
         loss = super().training_step(batch, batch_idx)
-        self.descend(loss, features_optimizer, classifiers_optimizer)
+        self.descend(loss)
         source_inputs, source_labels, source_domains, target_inputs = self.step_inputs(batch)
-        # The features keep their graph (their gradient is computed, never applied): under DDP every parameter must
+        # The features keep their graph (their gradient is computed, then dropped): under DDP every parameter must
         # take part in each backward pass.
         features = self.features(torch.cat([source_inputs, target_inputs]))
         source_features, target_features = features[:len(source_inputs)], features[len(source_inputs):]
         discrepancy = self.pairs_discrepancy(target_features)
         self.record_terms(classifier_discrepancy=discrepancy)
         self.descend(self.pairs_cross_entropy(source_features, source_labels, source_domains)
-                     - self.discrepancy_weight * discrepancy, classifiers_optimizer)
+                     - self.discrepancy_weight * discrepancy, fixed=extractor)
         for _ in range(self.generator_steps):
             self.descend(self.discrepancy_weight * self.pairs_discrepancy(self.features(target_inputs)),
-                         features_optimizer)
-        for schedule in self.lr_schedulers():
-            schedule.step()
+                         fixed=list(heads))
+        self.lr_schedulers().step()
         return loss
 
-    def descend(self, loss: torch.Tensor, *optimizers: Any) -> None:
-        """One step of each optimizer on ``loss``'s gradient (the others' parameters keep theirs unapplied)."""
-        for optimizer in optimizers:
-            optimizer.zero_grad()
+    def descend(self, loss: torch.Tensor, fixed: list[nn.Parameter] = ()) -> None:
+        """One step of the run's optimizer on ``loss``'s gradient, the ``fixed`` parameters left as they are: their
+        gradient is dropped, so that the step (its momentum and weight decay too) passes them by."""
+        optimizer = self.optimizers()
+        optimizer.zero_grad()
         self.manual_backward(loss)
-        for optimizer in optimizers:
-            optimizer.step()
-
-    def configure_optimizers(self) -> Any:
-        """``β > 0``: one optimizer for the feature extractor (and any other network), one for the classifier pairs,
-        each over its share of :meth:`param_groups` and with its own schedule."""
-        if self.automatic_optimization:
-            return super().configure_optimizers()
-        heads = {id(parameter) for parameter in self.classifier.parameters()}
-        shares: tuple[list, list] = ([], [])
-        for group in self.param_groups():
-            for share, mine in zip(shares, (False, True)):
-                params = [parameter for parameter in group["params"] if (id(parameter) in heads) == mine]
-                if params:
-                    share.append({**group, "params": params})
-        (features, features_schedule), (classifiers, classifiers_schedule) = map(self.build_optimizer, shares)
-        return [features, classifiers], [features_schedule, classifiers_schedule]
+        for parameter in fixed:
+            parameter.grad = None
+        optimizer.step()

@@ -413,6 +413,19 @@ def check_m3sda(name: str, *, moments: int, classifiers: Literal["shared", "per_
         raise ValueError(f"{name}: generator_steps (M3SDA-β's step C per batch) must be at least 1, got {generator_steps}")
 
 
+#: Trainer settings (with their defaults) that Lightning applies in automatic optimisation only (clipping,
+#: accumulation) or counts in optimizer steps (``max_steps``): a method that takes its own steps, several per batch,
+#: cannot honour them.
+AUTOMATIC_OPTIMISATION_ONLY = {"gradient_clip_val": None, "accumulate_grad_batches": 1, "max_steps": -1}
+
+
+def optimises_by_hand(target: str, settings: Mapping[str, Any]) -> bool:
+    """Whether the method class ``target`` with these settings takes its optimizer steps itself (Lightning's manual
+    optimisation): ``M3SDA`` with ``discrepancy_weight`` β > 0, whose batches are M3SDA-β's alternating steps."""
+    return (any(name.endswith(".M3SDA") for name in class_chain(target))
+            and _is_number_at_least_0(settings.get("discrepancy_weight", 0)) and float(settings["discrepancy_weight"]) > 0)
+
+
 def check_mdan(name: str, *, gamma: float, aggregation: Literal["soft", "hard"], **_: Any) -> None:
     if not float(gamma) > 0:
         raise ValueError(f"{name}: gamma (of the smooth maximum over sources) must be positive, got {gamma}")

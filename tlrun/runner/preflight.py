@@ -24,7 +24,7 @@ from tlrun.data.preprocess import check_row_wise
 from tlrun.errors import TlrunError
 from tlrun.methods.components.diagnostics import diagnostics_embedding
 from tlrun.methods.components.selection import SCORES
-from tlrun.methods.settings import SettingTypeError, check_settings
+from tlrun.methods.settings import AUTOMATIC_OPTIMISATION_ONLY, SettingTypeError, check_settings, optimises_by_hand
 from tlrun.runner.resources import parse_memory
 from tlrun.runner.threads import check_threads
 from tlrun.scenarios import (LABELED_TARGET_SCENARIOS, SCENARIOS, check_carving_fits, check_fit,
@@ -108,6 +108,7 @@ def preflight(cfg: DictConfig) -> Plan:
     method = cfg.method_info.name
     check_fit(method, cfg.scenario.name, cfg.dataset.name, list(cfg.dataset.scenarios), methods, dataset_scenarios())
     _check_method_settings(method, cfg.method)
+    _check_steps_by_hand(method, cfg)
     _check_carving(cfg)
     check_sources(cfg.scenario.name, domain_names(cfg.dataset.get("source")))
     if SCENARIOS[cfg.scenario.name].source == "unlabeled" and _given_on_command_line("dataset.source_val_fraction"):
@@ -208,6 +209,20 @@ def _check_method_settings(name: str, settings: DictConfig) -> None:
         raise TlrunError(str(error)) from None
     except (ValueError, TypeError) as error:
         raise TlrunError(f"method: {error}") from None
+
+
+def _check_steps_by_hand(name: str, cfg: DictConfig) -> None:
+    """A method that takes its own optimizer steps refuses the trainer settings of automatic optimisation."""
+    if not optimises_by_hand(str(cfg.method.get("_target_", "")), cfg.method):
+        return
+    given = [f"trainer.{key}={cfg.trainer[key]}" for key, default in AUTOMATIC_OPTIMISATION_ONLY.items()
+             if cfg.trainer.get(key, default) != default]
+    if given:
+        raise TlrunError(
+            f"{', '.join(given)}: {name} with method.discrepancy_weight > 0 takes its own optimizer steps, several per "
+            "batch, which Lightning's gradient clipping and accumulation do not reach and max_steps would count; leave "
+            "them out (a shorter run: method.epochs or method.iterations_per_epoch), or set method.discrepancy_weight=0"
+        )
 
 
 def _check_carving(cfg: DictConfig) -> None:
