@@ -121,6 +121,16 @@ def test_the_package_gives_every_name_it_lists_and_the_signal_as_it_is_now(monke
         tracking.nothing
 
 
+@pytest.fixture
+def python_sigint():
+    """Python's own Ctrl-C handler for the test: a process started in the background (``nohup``, ``cmd &`` in a
+    script) inherits SIGINT ignored, and an ignored signal, delivered after a write as it came, stays ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("python_sigint")
 def test_ctrl_c_during_a_store_write_is_delivered_after_the_write():
     finished = []
     with pytest.raises(KeyboardInterrupt):
@@ -131,6 +141,7 @@ def test_ctrl_c_during_a_store_write_is_delivered_after_the_write():
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+@pytest.mark.usefixtures("python_sigint")
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_a_ctrl_c_whose_keyboard_interrupt_python_swallowed_still_ends_the_run_killed(mlflow_store):
     """Python ignores exceptions raised in garbage-collection callbacks; the signal must not be lost with it."""
