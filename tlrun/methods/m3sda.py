@@ -161,10 +161,9 @@ class M3SDA(DomainAdaptation):
         loss = super().training_step(batch, batch_idx)
         self.descend(loss)
         source_inputs, source_labels, source_domains, target_inputs = self.step_inputs(batch)
-        # Under DDP every parameter must take part in each backward pass: there the features keep their graph (their
-        # gradient is computed, then dropped); in one process they are computed without one.
-        several_processes = self._trainer is not None and self._trainer.world_size > 1
-        with torch.set_grad_enabled(several_processes):
+        # Under DDP (this process draws a shard) every parameter must take part in each backward pass: there the
+        # features keep their graph (their gradient is computed, then dropped); in one process they have none.
+        with torch.set_grad_enabled(self._shard is not None):
             features = self.features(torch.cat([source_inputs, target_inputs]))
         source_features, target_features = features[:len(source_inputs)], features[len(source_inputs):]
         discrepancy = self.pairs_discrepancy(target_features)
