@@ -55,8 +55,10 @@ class PixelDA(DomainAdaptation):
     The defaults are the authors' released hyperparameters (``hparams.py`` of ``pixel_domain_adaptation`` in
     tensorflow/models: every GAN and task weight 1, the similarity weight 0): ``a = 1``, ``c = 0``. The paper's
     digits runs (MNIST → USPS, MNIST → MNIST-M) optimise the objective without ``L_c``; it uses ``L_c`` on LineMod
-    only. Its ``α`` and ``β`` for digits are close to each other (recalled as 0.013 and 0.011; not checked against
-    the paper's text here), i.e. also ``a ≈ 1``.
+    only. The flags its authors' release gives for the paper's MNIST → MNIST-M run (``research/domain_adaptation``'s
+    README in tensorflow/models) weigh the generator's adversarial term by 0.0113 and its task loss by 0.0101, a
+    ratio of 1.1, i.e. also ``a ≈ 1`` (the discriminator's own loss by 0.136; the paper's ``α`` and ``β`` themselves
+    are not checked here).
 
     The generator ends in tanh mapped onto the pixel range of the inputs (:meth:`pixel_range`), as the paper's ends
     in tanh on images in [−1, 1]: generated images stay in the data's range. Its batch still passes the classifier
