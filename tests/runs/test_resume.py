@@ -60,9 +60,9 @@ def test_a_run_stopped_midway_resumes_into_the_same_run(tmp_path, mlflow_store, 
 
 
 def test_what_cannot_be_resumed_says_why(compose, mlflow_store, tmp_path):
+    closed_form = run_job(compose("method=coral", experiment="resume-errors")).run_id  # the store exists from here
     with pytest.raises(TlrunError, match="has no such run"):
         run_job(compose("resume=0123456789abcdef", experiment="resume-errors"))
-    closed_form = run_job(compose("method=coral", experiment="resume-errors")).run_id
     MlflowClient(tracking_uri=mlflow_store).set_terminated(closed_form, "KILLED")
     with pytest.raises(TlrunError, match="has no checkpoint"):
         run_job(compose(f"resume={closed_form}", experiment="resume-errors"))
@@ -107,3 +107,26 @@ def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_folder_and_no_ta
     (failed,) = client.search_runs([client.get_experiment_by_name("resume-failed").experiment_id])
     assert failed.info.status == "FAILED" and CHECKPOINT_TAG not in failed.data.tags
     assert not (tmp_path / "cache" / "checkpoints" / failed.info.run_id).exists()
+
+
+def test_a_stored_config_that_no_longer_passes_the_checks_says_it_is_the_resumed_runs(compose, mlflow_store, tmp_path):
+    """A run made by an earlier tlrun, whose method has since gained a setting (here ``m3sda``'s
+    ``generator_steps`` dropped from its stored config), is refused with the resume named, not as a typo."""
+    import yaml
+    from omegaconf import OmegaConf
+
+    client = MlflowClient(tracking_uri=mlflow_store)
+    run_id = run_job(compose("method=coral", experiment="resume-older")).run_id
+    checkpoint = tmp_path / "last.ckpt"
+    checkpoint.write_bytes(b"not read")
+    client.set_tag(run_id, CHECKPOINT_TAG, str(checkpoint))
+    client.set_terminated(run_id, "KILLED")
+    older = OmegaConf.to_container(compose("method=m3sda", "dataset.source=[original,rotate]",
+                                           experiment="resume-older"), resolve=True)
+    del older["method"]["generator_steps"]
+    client.log_text(run_id, yaml.safe_dump(older), "config.yaml")
+
+    with pytest.raises(TlrunError, match=rf"resume={run_id}: the run's stored config.yaml does not pass .* earlier "
+                                         r"version.*sets no generator_steps"):
+        run_job(compose(f"resume={run_id}", experiment="resume-older"))
+    assert client.get_run(run_id).info.status == "KILLED"

@@ -167,8 +167,16 @@ def _sweep_tags() -> dict[str, str]:
 def _checked_plan(cfg: DictConfig, resume: str | None, tracking_uri: str) -> Plan:
     """The job's checked plan. A resumed run's config is read from the store ``tracking_uri`` (the resumed config
     keeps this command's logger: the same store); any other config is checked first, so that a config error
-    answers without importing MLflow."""
-    plan = preflight(_resumed_config(cfg, resume, tracking_uri) if resume else cfg)
+    answers without importing MLflow. A stored config that this tlrun's checks refuse (a run made by an earlier
+    version, whose method has since gained a setting) says it is the resumed run's."""
+    if not resume:
+        return with_run_weights(preflight(cfg), tracking_uri)
+    resumed = _resumed_config(cfg, resume, tracking_uri)
+    try:
+        plan = preflight(resumed)
+    except TlrunError as error:
+        raise TlrunError(f"resume={resume}: the run's stored config.yaml does not pass this tlrun's checks (was the run "
+                         f"made by an earlier version?), so it cannot be resumed; run it again instead. {error}") from None
     return with_run_weights(plan, tracking_uri)
 
 
