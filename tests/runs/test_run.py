@@ -154,9 +154,12 @@ def test_closed_form_on_images_extracts_features_once(compose, mlflow_store, tmp
     run_backbone, passes = extract.run_backbone, []
     monkeypatch.setattr(extract, "run_backbone",
                         lambda backbone, X, **kwargs: passes.append(len(X)) or run_backbone(backbone, X, **kwargs))
+    build_backbone, built = extract.build_backbone, []
+    monkeypatch.setattr(extract, "build_backbone", lambda *args: built.append(build_backbone(*args)) or built[-1])
     run(compose(*overrides, experiment="e2e-images"))  # served from the cache
     # The network runs only over the logged model's input example (its round-trip check), never over a domain.
     assert set(passes) == {EXAMPLE_ROWS} and [p.stat().st_mtime_ns for p in cached] == stamps
+    assert len(built) == 1  # one frozen backbone keys both domains' caches and reads the logged model's inputs
     _, runs = _runs(mlflow_store, "e2e-images")
     assert [r.info.status for r in runs] == ["FINISHED", "FINISHED"]
     assert runs[0].data.tags["backbone"] == "resnet18"

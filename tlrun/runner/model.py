@@ -26,17 +26,12 @@ def run_predictor(plan: Plan, loaded: LoadedData, data: SplitData, method: Any) 
         inputs = Inputs("rows", n_features=int(domain.X.shape[1]), preprocess=str(cfg.dataset.get("preprocess", "none")),
                         image_shape=tuple(domain.image_shape) if domain.image_shape else None, dtype=str(domain.X.dtype))
         example = np.asarray(domain.X[:EXAMPLE_ROWS], dtype=np.float64)
-    extractor = None
-    if cfg.method_info.family != "deep" and (domain.is_images or cfg.backbone.name != "identity"):
-        from tlrun.backbones.extract import build_backbone  # the frozen backbone the features came from
-
-        extractor = build_backbone(plan.backbone_cfg, domain).eval()
     task = task_of(cfg.scenario.name)
     evaluation = data.evaluation
     unknown = evaluation.unknown_label  # open-set DA: the known classes, then unknown
     predictor = Predictor(
         method, (*data.training.classes, *((UNKNOWN_CLASS,) if unknown is not None else ())),
-        inputs, task=task, feature_extractor=extractor,
+        inputs, task=task, feature_extractor=data.feature_extractor,
         descriptions=evaluation.classes if task == "zeroshot" else None,
         default_classes=evaluation.classes.subset(evaluation.unseen).names if task == "zeroshot" else (),
         unknown_label=unknown,

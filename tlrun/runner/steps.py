@@ -150,12 +150,17 @@ class SplitData:
     tags: dict[str, str] = field(default_factory=dict)
     #: The domains read, as the run's MLflow dataset inputs.
     inputs: tuple[DataInput, ...] = ()
+    #: The frozen backbone a closed-form method's samples went through, built once for every domain (the logged
+    #: model reads its inputs through it too); ``None``: the samples are the method's inputs as they are.
+    feature_extractor: Any = None
 
 
 def split_data(plan: Plan, loaded: LoadedData, feature_device: str | None) -> SplitData:
     """Split the loaded data as the scenario says; closed-form methods (``feature_device`` set) get features."""
     cfg, scenario = plan.cfg, plan.cfg.scenario
-    as_features = (lambda domain: _features(plan, domain, feature_device)) if feature_device else (lambda domain: domain)
+    extractor = _frozen_backbone(plan, loaded) if feature_device else None
+    as_features = ((lambda domain: _features(plan, domain, extractor, feature_device)) if extractor is not None
+                   else (lambda domain: domain))
     augment = str(getattr(plan.dataset, "augment", "none"))
     source_val_fraction = float(cfg.dataset.get("source_val_fraction", 0.0))
     tags = {}
@@ -194,7 +199,7 @@ def split_data(plan: Plan, loaded: LoadedData, feature_device: str | None) -> Sp
              | {"protocol": evaluation.protocol})
     inputs = tuple(DataInput(f"{cfg.dataset.name}/{domain.name}", role, dict(domain.checksums), tuple(domain.files))
                    for role, domain in loaded.roles())
-    return SplitData(training, evaluation, source, tags, inputs)
+    return SplitData(training, evaluation, source, tags, inputs, extractor)
 
 
 def _class_options(cfg: DictConfig) -> tuple[Any, Any]:
@@ -204,19 +209,28 @@ def _class_options(cfg: DictConfig) -> tuple[Any, Any]:
     return tuple(OmegaConf.to_container(value) if OmegaConf.is_config(value) else value for value in options)
 
 
-def _features(plan: Plan, domain: Domain, device: str) -> Domain:
-    """A closed-form method's inputs: the domain as is, or features extracted by the frozen backbone (cached).
+def _frozen_backbone(plan: Plan, loaded: LoadedData) -> Any:
+    """The frozen backbone (eval mode) that turns a closed-form method's samples into features, sized by the first
+    domain (every domain's samples have one shape); ``None`` for feature rows read as they are (``identity``)."""
+    domain = loaded.domains()[0]
+    if plan.cfg.backbone.name == "identity" and not domain.is_images:
+        return None
+    from tlrun.backbones.extract import build_backbone  # torch and torchvision: only for closed-form runs
+
+    return build_backbone(plan.backbone_cfg, domain).eval()
+
+
+def _features(plan: Plan, domain: Domain, backbone: Any, device: str) -> Domain:
+    """A closed-form method's inputs: the domain's features from the frozen ``backbone`` (cached).
 
     Arrays were preprocessed when loaded; image files are, once the backbone has turned them into features.
     """
     cfg = plan.cfg
-    if cfg.backbone.name == "identity" and not domain.is_images:
-        return domain
-    from tlrun.backbones.extract import extract_features  # torch and torchvision: only for closed-form runs
+    from tlrun.backbones.extract import extract_features
 
     preprocessing = str(cfg.dataset.get("preprocess", "none"))
     features = extract_features(
-        backbone_cfg=plan.backbone_cfg,
+        backbone,
         domain=domain,
         dataset_name=cfg.dataset.name,
         preprocess=preprocessing,
