@@ -112,3 +112,18 @@ def test_the_recipe_runs_end_to_end_on_a_tiny_tree(compose, mlflow_store, tmp_pa
 def test_a_fraction_of_one_without_a_test_domain_fails_before_the_run(compose):
     with pytest.raises(TlrunError, match="1 needs a separate test domain"):
         run(compose("method=finetune", "scenario.target_labels_per_class=null", "scenario.target_label_fraction=1.0"))
+
+
+def test_a_closed_form_method_reads_the_separate_test_domain_through_its_backbone(compose, mlflow_store, tmp_path):
+    """``dataset.target_test`` of a closed-form run: its images become features as the other domains' do."""
+    root = _splits_tree(tmp_path / "birds", {"train": 6, "test": 3})
+    accuracy = run(compose(
+        "method=no_adaptation", "scenario=finetune", "dataset=image_folder", f"dataset.root={root}",
+        "dataset.source=train", "dataset.target=train", "dataset.target_test=test", "scenario.target_labels_per_class=null",
+        "scenario.target_label_fraction=1.0", "backbone=resnet18", "backbone.image_size=32", "diagnostics=false",
+        experiment="closed-form-target-test",
+    ))
+    assert 0.0 <= accuracy <= 1.0
+    client = MlflowClient(tracking_uri=mlflow_store)
+    record = client.search_runs([client.get_experiment_by_name("closed-form-target-test").experiment_id])[0]
+    assert record.info.status == "FINISHED" and record.data.params["data.n_target_test"] == "9"

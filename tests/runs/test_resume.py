@@ -14,7 +14,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.helpers import first_run_logged, wait_for_runs
-from tlrun.errors import TlrunError
+from tlrun.errors import DataError, TlrunError
 from tlrun.runner.job import CHECKPOINT_TAG, run_job
 from tlrun.tracking import PROCESS_TAG
 
@@ -61,7 +61,7 @@ def test_a_run_stopped_midway_resumes_into_the_same_run(tmp_path, mlflow_store, 
 
 def test_what_cannot_be_resumed_says_why(compose, mlflow_store, tmp_path):
     closed_form = run_job(compose("method=coral", experiment="resume-errors")).run_id  # the store exists from here
-    with pytest.raises(TlrunError, match="has no such run"):
+    with pytest.raises(TlrunError, match="^resume=0123456789abcdef: the MLflow store .* has no such run"):
         run_job(compose("resume=0123456789abcdef", experiment="resume-errors"))
     MlflowClient(tracking_uri=mlflow_store).set_terminated(closed_form, "KILLED")
     with pytest.raises(TlrunError, match="has no checkpoint"):
@@ -126,7 +126,15 @@ def test_a_stored_config_that_no_longer_passes_the_checks_says_it_is_the_resumed
     del older["method"]["generator_steps"]
     client.log_text(run_id, yaml.safe_dump(older), "config.yaml")
 
-    with pytest.raises(TlrunError, match=rf"resume={run_id}: the run's stored config.yaml does not pass .* earlier "
-                                         r"version.*sets no generator_steps"):
+    with pytest.raises(TlrunError, match=rf"^resume={run_id}: the run's stored config.yaml does not pass .*sets no "
+                                         r"generator_steps.*earlier version of tlrun"):
         run_job(compose(f"resume={run_id}", experiment="resume-older"))
     assert client.get_run(run_id).info.status == "KILLED"
+    # Data that moved is a data error, as for a new run: not a config that an earlier version wrote.
+    moved = OmegaConf.to_container(compose("method=coral", "dataset=features", f"dataset.root={tmp_path / 'moved'}",
+                                           "dataset.source=a", "dataset.target=b", experiment="resume-older"),
+                                   resolve=True)
+    client.log_text(run_id, yaml.safe_dump(moved), "config.yaml")
+    with pytest.raises(DataError, match="moved") as refused:
+        run_job(compose(f"resume={run_id}", experiment="resume-older"))
+    assert "does not pass" not in str(refused.value)

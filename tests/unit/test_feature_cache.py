@@ -67,6 +67,7 @@ def test_hit_then_misses(tmp_path: Path):
         dict(dom=make_domain(checksums={"digits.npz": "cd" * 32})),
         dict(dom=make_domain(seed=1)),
         dict(bb=LeNet(input_shape=(1, 8, 8), features=16)),
+        dict(bb=LeNet(input_shape=(1, 8, 8), features=32)),  # the same random init drawn again: other weights
     ]
     for number, change in enumerate(changes, start=2):
         bb, dom = change.pop("bb", backbone), change.pop("dom", domain)
@@ -141,10 +142,12 @@ def test_image_files(tmp_path: Path):
     cfg = OmegaConf.load(REPO / "conf/backbone/lenet.yaml")
     cfg.image_size, cfg.features = 16, 8
     cache = tmp_path / "cfg-cache"
+    torch.manual_seed(0)  # random weights: a run's seed draws them, and the same draw hits
     built = extract_features(backbone_cfg=cfg, domain=domain, dataset_name="office31", cache_dir=cache, progress=False)
     assert built.shape == (5, 8)
     (entry,) = cache.iterdir()
     stamp = entry.stat().st_mtime_ns
+    torch.manual_seed(0)
     np.testing.assert_array_equal(
         extract_features(backbone_cfg=cfg, domain=domain, dataset_name="office31", cache_dir=cache), built
     )

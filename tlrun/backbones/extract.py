@@ -53,6 +53,15 @@ def _samples_digest(X: Any) -> str:
     return digest.hexdigest()
 
 
+def _parameters_digest(module: torch.nn.Module) -> str:
+    """The sha256 of a module's state (every tensor's name and bytes)."""
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def cache_key(
     backbone: Any,
     domain: Domain,
@@ -60,8 +69,11 @@ def cache_key(
     dataset_name: str,
     preprocess: Any = "none",
 ) -> dict[str, Any]:
-    """The key an extraction is stored under (a JSON-able dict; its sha256 names the file)."""
+    """The key an extraction is stored under (a JSON-able dict; its sha256 names the file). Randomly initialised
+    weights (``weights_id`` ``none``) are keyed by their digest: another seed's random network misses."""
     weights_id = backbone.weights_id() if hasattr(backbone, "weights_id") else "unknown"
+    if weights_id in ("none", "unknown"):
+        weights_id = f"{weights_id}:{_parameters_digest(backbone)}"
     return {
         "version": CACHE_VERSION,
         "dataset": dataset_name,

@@ -31,7 +31,7 @@ from tlrun import __version__
 from tlrun.collector import resume_collector
 from tlrun.config import foreign_targets, instantiate, with_method_info
 from tlrun.data.base import source_label
-from tlrun.errors import TlrunError
+from tlrun.errors import DataError, TlrunError
 from tlrun.methods.base import NullReporter
 from tlrun.progress import status_line
 from tlrun.runner import ddp
@@ -167,16 +167,19 @@ def _sweep_tags() -> dict[str, str]:
 def _checked_plan(cfg: DictConfig, resume: str | None, tracking_uri: str) -> Plan:
     """The job's checked plan. A resumed run's config is read from the store ``tracking_uri`` (the resumed config
     keeps this command's logger: the same store); any other config is checked first, so that a config error
-    answers without importing MLflow. A stored config that this tlrun's checks refuse (a run made by an earlier
-    version, whose method has since gained a setting) says it is the resumed run's."""
+    answers without importing MLflow. A stored config that this tlrun's checks refuse (e.g. a run made by an earlier
+    version, whose method has since gained a setting) says it is the resumed run's; a data error is as for a new run."""
     if not resume:
         return with_run_weights(preflight(cfg), tracking_uri)
     resumed = _resumed_config(cfg, resume, tracking_uri)
     try:
         plan = preflight(resumed)
+    except DataError:  # its data are not where they were: where to put them, as for a new run
+        raise
     except TlrunError as error:
-        raise TlrunError(f"resume={resume}: the run's stored config.yaml does not pass this tlrun's checks (was the run "
-                         f"made by an earlier version?), so it cannot be resumed; run it again instead. {error}") from None
+        raise TlrunError(f"resume={resume}: the run's stored config.yaml does not pass this tlrun's checks: {error} (a "
+                         "run made by an earlier version of tlrun, whose method has since gained a setting, cannot be "
+                         "resumed: run it again)") from error
     return with_run_weights(plan, tracking_uri)
 
 

@@ -151,7 +151,8 @@ class SplitData:
     #: The domains read, as the run's MLflow dataset inputs.
     inputs: tuple[DataInput, ...] = ()
     #: The frozen backbone a closed-form method's samples went through, built once for every domain (the logged
-    #: model reads its inputs through it too); ``None``: the samples are the method's inputs as they are.
+    #: model reads its inputs through it too; kept, on the CPU, until then); ``None``: the samples are the method's
+    #: inputs as they are.
     feature_extractor: Any = None
 
 
@@ -186,7 +187,7 @@ def split_data(plan: Plan, loaded: LoadedData, feature_device: str | None) -> Sp
             target_labels_per_class=scenario.get("target_labels_per_class"),
             target_label_fraction=scenario.get("target_label_fraction"),
             target_val_fraction=float(scenario.get("target_val_fraction", 0.0)),
-            target_test=loaded.target_test,
+            target_test=as_features(loaded.target_test) if loaded.target_test is not None else None,
             target_test_fraction=float(scenario.get("target_test_fraction", 0.0)),
             augment=augment,
             carving=loaded.carving,
