@@ -77,17 +77,24 @@ def test_what_cannot_be_resumed_says_why(compose, mlflow_store, tmp_path):
         run_job(compose(f"resume={closed_form}", experiment="resume-errors"))
 
 
+def _interrupted_run(compose, client: MlflowClient, tmp_path: Path, experiment: str) -> str:
+    """A closed-form run made to look interrupted with a checkpoint (KILLED, its checkpoint tag on a file), so that
+    ``resume=`` reads its stored config: the id."""
+    run_id = run_job(compose("method=coral", experiment=experiment)).run_id
+    checkpoint = tmp_path / "last.ckpt"
+    checkpoint.write_bytes(b"not read")
+    client.set_tag(run_id, CHECKPOINT_TAG, str(checkpoint))
+    client.set_terminated(run_id, "KILLED")
+    return run_id
+
+
 def test_resume_builds_only_what_tlrun_configs_name(compose, mlflow_store, tmp_path):
     """A store's artifacts are data: a config.yaml edited to name a foreign _target_ is refused before anything is
     built (here ``builtins.open`` would create a marker file)."""
     import yaml
 
     client = MlflowClient(tracking_uri=mlflow_store)
-    run_id = run_job(compose("method=coral", experiment="resume-tampered")).run_id
-    checkpoint = tmp_path / "last.ckpt"
-    checkpoint.write_bytes(b"not read")
-    client.set_tag(run_id, CHECKPOINT_TAG, str(checkpoint))
-    client.set_terminated(run_id, "KILLED")
+    run_id = _interrupted_run(compose, client, tmp_path, "resume-tampered")
     stored = yaml.safe_load(Path(client.download_artifacts(run_id, "config.yaml", str(tmp_path))).read_text())
     marker = tmp_path / "marker"
     stored["dataset"] = {**stored["dataset"], "_target_": "builtins.open", "file": str(marker), "mode": "w"}
@@ -116,11 +123,7 @@ def test_a_stored_config_that_no_longer_passes_the_checks_says_it_is_the_resumed
     from omegaconf import OmegaConf
 
     client = MlflowClient(tracking_uri=mlflow_store)
-    run_id = run_job(compose("method=coral", experiment="resume-older")).run_id
-    checkpoint = tmp_path / "last.ckpt"
-    checkpoint.write_bytes(b"not read")
-    client.set_tag(run_id, CHECKPOINT_TAG, str(checkpoint))
-    client.set_terminated(run_id, "KILLED")
+    run_id = _interrupted_run(compose, client, tmp_path, "resume-older")
     older = OmegaConf.to_container(compose("method=m3sda", "dataset.source=[original,rotate]",
                                            experiment="resume-older"), resolve=True)
     del older["method"]["generator_steps"]
