@@ -11,14 +11,16 @@ Run by hand from the repository root with the project's venv:
     python benchmarks/multi_source_digits.py --sources original rotate --target thick --output /tmp/other.md
     python benchmarks/multi_source_digits.py --each-target            # each of the 4 domains the target of the others
     python benchmarks/multi_source_digits.py --seeds 0 1 2 3 4 5 6 7 8 9 --output benchmarks/results/multi_source_digits_10_seeds.md
+    python benchmarks/multi_source_digits.py --each-target --seeds 0 1 2 3 4 5 6 7 8 9 --output <the 10-seed targets file>
 
 Each cell is a full tlrun run with the method's default config (``deep_da_digits.run_rows``: composed in-process,
 tracked in a temporary MLflow store, one torch thread, diagnostics off): transductive protocol (the target's
 training images are its test images), ``trainer.select=last`` (the default: the last epoch's weights), 30 epochs.
 Writes benchmarks/results/multi_source_digits.md and prints it. ``--each-target`` (added after that table had been
 seen) runs the pooled methods with every domain of the task in turn the target of the others, Digit-Five's protocol,
-into multi_source_digits_targets.md. The 10-seed table (seeds 3 to 9 added after the 3-seed tables had been seen, to
-measure how far their gaps are noise; reported whatever it showed) is multi_source_digits_10_seeds.md.
+into multi_source_digits_targets.md. The 10-seed tables (seeds 3 to 9 added after the 3-seed tables had been seen, to
+measure how far their gaps are noise; reported whatever they showed) are multi_source_digits_10_seeds.md and
+multi_source_digits_targets_10_seeds.md.
 """
 
 from __future__ import annotations
@@ -100,8 +102,8 @@ def each_target(args: argparse.Namespace) -> None:
         "those of that file's named task, whose target `rotate` is one column here. This protocol was added after "
         "that task's table had been seen (where `mdan` trailed the tuned `dann`); no setting was chosen on any of "
         "these tasks, and the table is reported whatever it shows. Made by "
-        f"`python benchmarks/multi_source_digits.py --each-target` in {elapsed / 60:.0f} min on {os.cpu_count()} "
-        f"shared cores ({args.jobs} runs side by side, one thread each).",
+        f"`{' '.join(['python', 'benchmarks/multi_source_digits.py', *sys.argv[1:]])}` in {elapsed / 60:.0f} min on "
+        f"{os.cpu_count()} shared cores ({args.jobs} runs side by side, one thread each).",
         "",
         *targets_table(scores, methods, domains, args.seeds),
     ]
