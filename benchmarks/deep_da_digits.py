@@ -86,6 +86,14 @@ def run_rows(rows: dict[str, list[str]], seeds: list[int], jobs: int
     return scores, learning_rates, time.perf_counter() - started
 
 
+def publish(lines: list[str], output: Path) -> None:
+    """Write a results file (its lines) to ``output`` and print it."""
+    text = "\n".join(lines) + "\n"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text)
+    print(text)
+
+
 def seed_cells(values: dict[int, float], seeds: list[int]) -> str:
     """A row's ``mean ± std | per seed`` table cells (the std over seeds; 0 for one seed)."""
     ordered = [values[seed] for seed in seeds]
@@ -145,10 +153,7 @@ def main() -> None:
             f"| {row} | {family} | {lr:g} | {seed_cells(values, args.seeds)} | {versus(row, 'source_only')} "
             f"| {against_control} |"
         )
-    text = "\n".join(lines) + "\n"
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(text)
-    print(text)
+    publish(lines, args.output)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from deep_da_digits import run_rows, seed_cells  # noqa: E402  (the benchmarks folder is no package)
+from deep_da_digits import publish, run_rows, seed_cells  # noqa: E402  (the benchmarks folder is no package)
 from multi_source_tuning import load_choices  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "multi_source_digits.md"
@@ -107,10 +107,7 @@ def each_target(args: argparse.Namespace) -> None:
         "",
         *targets_table(scores, methods, domains, args.seeds),
     ]
-    text = "\n".join(lines) + "\n"
-    output = args.output if args.output != RESULTS else TARGETS_RESULTS
-    output.write_text(text)
-    print(text)
+    publish(lines, args.output if args.output != RESULTS else TARGETS_RESULTS)
 
 
 def main() -> None:
@@ -155,10 +152,7 @@ def main() -> None:
     for row, values in scores.items():
         versus = "" if row == "dann (pooled)" else f"{mean(row) - mean('dann (pooled)'):+.1f}"
         lines.append(f"| {row} | {seed_cells(values, args.seeds)} | {versus} |")
-    text = "\n".join(lines) + "\n"
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(text)
-    print(text)
+    publish(lines, args.output)
 
 
 if __name__ == "__main__":

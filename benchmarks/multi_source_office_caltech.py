@@ -32,7 +32,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from deep_da_digits import run_rows, seed_cells  # noqa: E402  (the benchmarks folder is no package)
+from deep_da_digits import publish, run_rows, seed_cells  # noqa: E402  (the benchmarks folder is no package)
 from multi_source_digits import targets_table  # noqa: E402
 from multi_source_tuning import load_choices  # noqa: E402
 
@@ -113,10 +113,7 @@ def main() -> None:
     for row in methods:
         texts = [seed_cells(scores[f"{row} | {target}"], args.seeds).split(" | ")[1] for target in DOMAINS]
         lines.append(f"| {row} | " + " | ".join(texts) + " |")
-    text = "\n".join(lines) + "\n"
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(text)
-    print(text)
+    publish(lines, args.output)
 
 
 if __name__ == "__main__":

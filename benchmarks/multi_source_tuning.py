@@ -33,7 +33,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from deep_da_digits import run_rows, seed_cells  # noqa: E402  (the benchmarks folder is no package)
+from deep_da_digits import publish, run_rows, seed_cells  # noqa: E402  (the benchmarks folder is no package)
 
 RESULTS = Path(__file__).resolve().parent / "results" / "multi_source_tuning.md"
 CHOICES = RESULTS.with_suffix(".json")
@@ -169,9 +169,7 @@ def main() -> None:
         name = f"**{row}**" if choices[method] == setting else row
         by_seed = {int(seed): value for seed, value in scores[row].items()}
         lines.append(f"| {name} | {seed_cells(by_seed, args.seeds)} |")
-    text = "\n".join(lines) + "\n"
-    RESULTS.write_text(text)
-    print(text)
+    publish(lines, RESULTS)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ ENTRY = "import sys; sys.argv = ['tlrun', *sys.argv[1:]]; from tlrun.cli import 
 EPOCHS = 6
 
 
-@pytest.mark.parametrize("method", ["dann", "m3sda"])  # m3sda: two optimizers and schedules stepped by hand
+@pytest.mark.parametrize("method", ["dann", "m3sda"])  # m3sda: several optimizer steps per batch, by hand
 def test_a_run_stopped_midway_resumes_into_the_same_run(tmp_path, mlflow_store, compose, method):
     experiment = f"resume-{method}"  # the store is the session's: each case waits for its own run
     env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_store, "MLFLOW_DISABLE_TELEMETRY": "true", "PYTHONUNBUFFERED": "1"}

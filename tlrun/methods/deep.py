@@ -186,8 +186,8 @@ class DeepMethod(pl.LightningModule, Method):
     #: True for methods that read which source domain each sample comes from (multi-source DA, domain
     #: generalisation): with pooled sources their source batches are ``(x, y, d)`` (:meth:`make_loader`'s ``domains``).
     reads_source_domains = False
-    #: Optimizer steps per training batch: 1, or more for a method that optimises by hand with several optimizers
-    #: (Lightning counts every ``step`` of each in ``global_step``; :meth:`progress` counts batches).
+    #: Optimizer steps per training batch: 1, or more for a method that takes several steps per batch by hand
+    #: (Lightning counts every ``step`` in ``global_step``; :meth:`progress` counts batches).
     optimizer_steps_per_batch = 1
     #: True when some training steps leave parameters without gradient (a network of a source absent from a
     #: batch): under ``strategy: ddp`` the run then trains with ``ddp_find_unused_parameters_true``.
